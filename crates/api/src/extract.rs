@@ -1,0 +1,135 @@
+//! Turning raw request parts into core values, with every refusal as an [`ApiError`].
+//!
+//! Handlers take bodies as bytes and query strings as rejections-or-values so that no axum
+//! default (plain-text 400s, 413s with empty bodies) ever reaches a client.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::Query;
+use axum::http::{header, HeaderMap, StatusCode};
+use gateway_core::{Error, PageRequest, Version, Violation};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::problem::ApiError;
+
+pub fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::BodyTooLarge { limit }
+        } else {
+            ApiError::MalformedBody(rejection.body_text())
+        }
+    })
+}
+
+/// Parses a JSON request body; a wrong field type or value is located by its JSON pointer.
+pub fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: Result<Bytes, BytesRejection>, limit: usize) -> Result<T, ApiError> {
+    if let Some(content_type) = content_type(headers) {
+        let is_json = content_type
+            .parse::<mime::Mime>()
+            .is_ok_and(|m| m.essence_str() == "application/json" || m.suffix().is_some_and(|s| s == "json"));
+        if !is_json {
+            return Err(ApiError::BodyNotJson(content_type.chars().take(255).collect()));
+        }
+    }
+    let bytes = body_bytes(body, limit)?;
+    let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let pointer = json_pointer(e.path());
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => Error::invalid_body(vec![Violation::new(pointer, strip_position(&inner))]).into(),
+            _ => ApiError::MalformedBody(inner.to_string()),
+        }
+    })
+}
+
+pub fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("(not visible ASCII)"))
+}
+
+fn json_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .filter_map(|segment| match segment {
+            Segment::Seq { index } => Some(index.to_string()),
+            Segment::Map { key } => Some(key.replace('~', "~0").replace('/', "~1")),
+            Segment::Enum { variant } => Some(variant.clone()),
+            Segment::Unknown => None,
+        })
+        .map(|s| format!("/{s}"))
+        .collect()
+}
+
+/// serde's messages end in "at line 1 column 42", which says nothing once a pointer is given.
+fn strip_position(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message,
+    }
+}
+
+/// `If-Match: "3"` (or `3`, or `W/"3"`) → version 3; `*` or no header → no condition.
+pub fn if_match(headers: &HeaderMap) -> Result<Option<Version>, ApiError> {
+    let Some(raw) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let invalid = || Error::invalid_request(Violation::new("", "If-Match must be an ETag this API returned, such as \"3\", or *"));
+    let value = raw.to_str().map_err(|_| invalid())?.trim();
+    if value == "*" {
+        return Ok(None);
+    }
+    let unquoted = value.trim_start_matches("W/").trim_matches('"');
+    unquoted.parse::<u64>().map(|v| Some(Version(v))).map_err(|_| invalid().into())
+}
+
+pub fn etag(version: Version) -> String {
+    format!("\"{version}\"")
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1 to 100 (default 50).
+    pub limit: Option<u32>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+pub fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query.map(|Query(q)| q).map_err(|rejection| {
+        let message = rejection.body_text();
+        let message = message.strip_prefix("Failed to deserialize query string: ").unwrap_or(&message).to_owned();
+        Error::invalid_request(Violation::new("", format!("invalid query string: {message}"))).into()
+    })
+}
+
+impl PageQuery {
+    pub fn page(self) -> Result<PageRequest, ApiError> {
+        Ok(PageRequest::new(self.limit, self.cursor)?)
+    }
+}
+
+/// A path segment parsed into a core value; a bad one is the client's mistake (400).
+pub fn path_value<T>(parse: impl FnOnce(&str) -> Result<T, Violation>, raw: &str) -> Result<T, ApiError> {
+    parse(raw).map_err(|v| Error::invalid_request(v).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_accepts_strong_weak_and_bare_etags() {
+        let mut h = HeaderMap::new();
+        for (raw, want) in [("\"3\"", Some(Version(3))), ("W/\"4\"", Some(Version(4))), ("5", Some(Version(5))), ("*", None)] {
+            h.insert(header::IF_MATCH, raw.parse().unwrap());
+            assert_eq!(if_match(&h).unwrap(), want, "{raw}");
+        }
+        h.insert(header::IF_MATCH, "\"abc\"".parse().unwrap());
+        assert!(if_match(&h).is_err());
+    }
+}

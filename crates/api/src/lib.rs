@@ -1,0 +1,90 @@
+//! The gateway's HTTP API: one axum `Router` over the core's ports.
+//!
+//! The local gateway serves it with `axum::serve`; the Lambda handlers serve parts of it with
+//! `lambda_http::run`. Request handling is the same code in both.
+
+mod extract;
+pub mod problem;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use gateway_core::ports::{Clock, DeliveryLog, EventStore, IdSource, SubscriptionStore, TriggerAcceptor, TriggerSource};
+use gateway_core::schema::SchemaCache;
+use gateway_core::FunctionAllowlist;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use problem::{ApiError, Problem};
+
+/// The SNS message limit: a payload larger than this could not be fanned out on AWS either.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+/// Everything a request may need, built once at start-up and shared by every request.
+pub struct Gateway {
+    pub events: Arc<dyn EventStore>,
+    pub subscriptions: Arc<dyn SubscriptionStore>,
+    pub trigger_source: Arc<dyn TriggerSource>,
+    pub acceptor: Arc<dyn TriggerAcceptor>,
+    pub deliveries: Arc<dyn DeliveryLog>,
+    pub schemas: SchemaCache,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdSource>,
+    pub allowlist: FunctionAllowlist,
+    pub max_payload_bytes: usize,
+}
+
+pub type SharedGateway = Arc<Gateway>;
+
+/// Which routes a router serves: all of them locally, one group per Lambda handler on AWS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteGroup {
+    All,
+    /// `/events` CRUD.
+    Events,
+    /// `/subscriptions` CRUD.
+    Subscriptions,
+    /// Triggers and the delivery log.
+    Triggers,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Event Gateway",
+        description = "Define events, subscribe functions to them, and trigger them. Errors are RFC 9457 problem+json."
+    ),
+    tags(
+        (name = "events", description = "Event definitions"),
+        (name = "subscriptions", description = "Functions subscribed to events"),
+        (name = "triggers", description = "Triggering events and following their deliveries"),
+        (name = "meta", description = "Health and this document")
+    )
+)]
+struct ApiDoc;
+
+fn api_router(group: RouteGroup) -> OpenApiRouter<SharedGateway> {
+    let router = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::meta::routes());
+    match group {
+        RouteGroup::All => router
+            .merge(routes::events::routes())
+            .merge(routes::subscriptions::routes())
+            .merge(routes::triggers::routes()),
+        RouteGroup::Events => router.merge(routes::events::routes()),
+        RouteGroup::Subscriptions => router.merge(routes::subscriptions::routes()),
+        RouteGroup::Triggers => router.merge(routes::triggers::routes()),
+    }
+}
+
+/// The OpenAPI 3.1 document of the whole API, generated from the route handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router(RouteGroup::All).into_openapi()
+}
+
+/// The router for `group`, ready to serve.
+pub fn router(gateway: Gateway, group: RouteGroup) -> Router {
+    let body_limit = gateway.max_payload_bytes;
+    let (router, _) = api_router(group).split_for_parts();
+    routes::finish(router, body_limit).with_state(Arc::new(gateway))
+}

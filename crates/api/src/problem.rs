@@ -1,0 +1,107 @@
+//! RFC 9457 problem details, and the one place where an error becomes an HTTP response.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use gateway_core::error::InputPart;
+use gateway_core::{Error, Version, Violation};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An `application/problem+json` body (RFC 9457).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// A URI reference naming the kind of problem, relative to the API's base.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Every violation found, each located by a JSON pointer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<Violation>,
+    /// With 412: the version the resource is at now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<Version>,
+}
+
+/// Everything the API can answer with instead of success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Core(#[from] Error),
+    #[error("the body is not valid JSON: {0}")]
+    MalformedBody(String),
+    #[error("the body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("the body must be application/json, not '{0}'")]
+    BodyNotJson(String),
+    #[error("no route matches {0}")]
+    NoRoute(String),
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+}
+
+impl ApiError {
+    fn status_and_type(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
+        match self {
+            ApiError::Core(e) => match e {
+                Error::InvalidInput { part: InputPart::Request, .. } => (S::BAD_REQUEST, "invalid-request", "Invalid request"),
+                Error::InvalidInput { part: InputPart::Body, .. } => (S::UNPROCESSABLE_ENTITY, "invalid-body", "Invalid body"),
+                Error::PayloadRejected { .. } => (S::UNPROCESSABLE_ENTITY, "payload-rejected", "Payload does not match the event's schema"),
+                Error::MalformedPayload(_) => (S::BAD_REQUEST, "malformed-payload", "Payload is not valid JSON"),
+                Error::UnsupportedMediaType { .. } => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Payload type does not match the event's dataType"),
+                Error::NotFound { .. } => (S::NOT_FOUND, "not-found", "Not found"),
+                Error::EventExists(_) => (S::CONFLICT, "event-exists", "Event already exists"),
+                Error::EventHasSubscriptions { .. } => (S::CONFLICT, "event-has-subscriptions", "Event still has subscriptions"),
+                Error::VersionMismatch { .. } => (S::PRECONDITION_FAILED, "version-mismatch", "Version does not match If-Match"),
+                Error::FunctionNotAllowed { .. } => (S::FORBIDDEN, "function-not-allowed", "Function is not allowed"),
+                Error::InvalidCursor => (S::BAD_REQUEST, "invalid-cursor", "Invalid cursor"),
+                Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            },
+            ApiError::MalformedBody(_) => (S::BAD_REQUEST, "malformed-body", "Body is not valid JSON"),
+            ApiError::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large"),
+            ApiError::BodyNotJson(_) => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Body must be JSON"),
+            ApiError::NoRoute(_) => (S::NOT_FOUND, "no-route", "No such route"),
+            ApiError::MethodNotAllowed { .. } => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let (status, slug, title) = self.status_and_type();
+        let (violations, current_version) = match self {
+            ApiError::Core(Error::InvalidInput { violations, .. } | Error::PayloadRejected { violations, .. }) => {
+                (violations.clone(), None)
+            }
+            ApiError::Core(Error::VersionMismatch { current, .. }) => (Vec::new(), Some(*current)),
+            _ => (Vec::new(), None),
+        };
+        let detail = match self {
+            // The cause may name hosts, tables or credentials: it goes to the log, not the client.
+            ApiError::Core(Error::Unavailable(_)) => "the gateway cannot reach its store right now; try again".to_owned(),
+            ApiError::Core(Error::InvalidInput { violations, .. }) if violations.len() == 1 => violations[0].message.clone(),
+            ApiError::Core(Error::InvalidInput { violations, .. }) => {
+                format!("{} problems were found; see violations", violations.len())
+            }
+            other => other.to_string(),
+        };
+        Problem { problem_type: format!("/problems/{slug}"), title: title.to_owned(), status: status.as_u16(), detail, violations, current_version }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = self.problem();
+        if let ApiError::Core(Error::Unavailable(cause)) = &self {
+            tracing::error!(error = %cause, "store unavailable");
+        }
+        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
+    }
+}

@@ -1,0 +1,124 @@
+//! `/events`: event definitions.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use gateway_core::{events, EventDefinition, EventDraft, EventName, Page};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::versioned;
+use crate::extract::{if_match, json_body, path_value, query, PageQuery};
+use crate::problem::{ApiError, Problem, PROBLEM_JSON};
+use crate::SharedGateway;
+
+pub fn routes() -> OpenApiRouter<SharedGateway> {
+    OpenApiRouter::new()
+        .routes(routes!(create_event, list_events))
+        .routes(routes!(get_event, replace_event, delete_event))
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct EventPage {
+    items: Vec<EventDefinition>,
+    next_cursor: Option<String>,
+}
+
+fn location(name: &EventName) -> String {
+    format!("/events/{name}")
+}
+
+/// Define an event.
+#[utoipa::path(post, path = "/events", tag = "events", request_body = EventDraft,
+    responses(
+        (status = 201, description = "Defined; `ETag` carries its version", body = EventDefinition),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "The name is taken", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "Body too large", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid fields, or a schema that does not compile", body = Problem, content_type = PROBLEM_JSON),
+    ))]
+async fn create_event(State(g): State<SharedGateway>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let draft: EventDraft = json_body(&headers, body, g.max_payload_bytes)?;
+    let event = events::define_event(g.events.as_ref(), g.clock.as_ref(), draft).await?;
+    Ok(versioned(StatusCode::CREATED, event.version, Some(location(&event.name)), &event))
+}
+
+/// List event definitions by name.
+#[utoipa::path(get, path = "/events", tag = "events", params(PageQuery),
+    responses(
+        (status = 200, body = EventPage),
+        (status = 400, description = "Bad limit or cursor", body = Problem, content_type = PROBLEM_JSON),
+    ))]
+async fn list_events(State(g): State<SharedGateway>, q: Result<Query<PageQuery>, QueryRejection>) -> Result<Json<Page<EventDefinition>>, ApiError> {
+    let page = query(q)?.page()?;
+    Ok(Json(events::list_events(g.events.as_ref(), &page).await?))
+}
+
+/// Read an event definition.
+#[utoipa::path(get, path = "/events/{name}", tag = "events", params(("name" = String, Path)),
+    responses(
+        (status = 200, body = EventDefinition),
+        (status = 400, description = "Invalid name", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+    ))]
+async fn get_event(State(g): State<SharedGateway>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let name = path_value(EventName::parse, &name)?;
+    let event = events::get_event(g.events.as_ref(), &name).await?;
+    Ok(versioned(StatusCode::OK, event.version, None, &event))
+}
+
+/// Replace an event definition; send `If-Match` with the `ETag` you read to avoid lost updates.
+#[utoipa::path(put, path = "/events/{name}", tag = "events", request_body = EventDraft,
+    params(("name" = String, Path), ("If-Match" = Option<String>, Header, description = "ETag of the version being replaced")),
+    responses(
+        (status = 200, body = EventDefinition),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+        (status = 412, description = "Stale If-Match", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, body = Problem, content_type = PROBLEM_JSON),
+    ))]
+async fn replace_event(
+    State(g): State<SharedGateway>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let name = path_value(EventName::parse, &name)?;
+    let expected = if_match(&headers)?;
+    let draft: EventDraft = json_body(&headers, body, g.max_payload_bytes)?;
+    let event = events::replace_event(g.events.as_ref(), g.clock.as_ref(), &name, draft, expected).await?;
+    Ok(versioned(StatusCode::OK, event.version, None, &event))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DeleteQuery {
+    /// Delete the event's subscriptions too.
+    cascade: Option<bool>,
+}
+
+/// Delete an event definition (409 while it has subscriptions, unless `cascade=true`).
+#[utoipa::path(delete, path = "/events/{name}", tag = "events",
+    params(("name" = String, Path), DeleteQuery, ("If-Match" = Option<String>, Header)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "Has subscriptions", body = Problem, content_type = PROBLEM_JSON),
+        (status = 412, body = Problem, content_type = PROBLEM_JSON),
+    ))]
+async fn delete_event(
+    State(g): State<SharedGateway>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<DeleteQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let name = path_value(EventName::parse, &name)?;
+    let cascade = query(q)?.cascade.unwrap_or(false);
+    events::delete_event(g.events.as_ref(), &name, if_match(&headers)?, cascade).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,98 @@
+//! Triggering an event, and the delivery log that follows each trigger.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use gateway_core::trigger::{self, TriggerPorts, TriggerRequest};
+use gateway_core::{Delivery, Error, EventId, EventName, IdempotencyKey, Page, TriggerReceipt};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::extract::{body_bytes, content_type, path_value, query, PageQuery};
+use crate::problem::{ApiError, Problem, PROBLEM_JSON};
+use crate::SharedGateway;
+
+pub fn routes() -> OpenApiRouter<SharedGateway> {
+    OpenApiRouter::new()
+        .routes(routes!(trigger_event))
+        .routes(routes!(deliveries_of_event))
+        .routes(routes!(deliveries_of_trigger))
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct DeliveryPage {
+    items: Vec<Delivery>,
+    next_cursor: Option<String>,
+}
+
+/// Trigger an event: the body is the payload. Answers 202 once every delivery is durably
+/// accepted, before any function runs.
+#[utoipa::path(post, path = "/events/{name}/trigger", tag = "triggers",
+    params(("name" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key returns the first answer")),
+    request_body(content = Object, description = "The payload, of the event's dataType"),
+    responses(
+        (status = 202, body = TriggerReceipt),
+        (status = 400, description = "Malformed JSON payload", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such event", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "Payload over the limit", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "Content-Type is not the event's dataType", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Payload breaks the schema; every violation listed", body = Problem, content_type = PROBLEM_JSON),
+    ))]
+async fn trigger_event(
+    State(g): State<SharedGateway>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let event = path_value(EventName::parse, &name)?;
+    let idempotency_key = match headers.get("idempotency-key") {
+        Some(raw) => Some(path_value(IdempotencyKey::parse, raw.to_str().unwrap_or("\u{7f}"))?),
+        None => None,
+    };
+    let payload = body_bytes(body, g.max_payload_bytes)?.to_vec();
+    let ports = TriggerPorts {
+        source: g.trigger_source.as_ref(),
+        acceptor: g.acceptor.as_ref(),
+        schemas: &g.schemas,
+        clock: g.clock.as_ref(),
+        ids: g.ids.as_ref(),
+    };
+    let request = TriggerRequest { event, content_type: content_type(&headers), payload, idempotency_key };
+    let receipt = trigger::trigger(ports, request).await?;
+    let mut response = (StatusCode::ACCEPTED, Json(&receipt)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/deliveries/{}", receipt.event_id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// The deliveries of an event's triggers, newest trigger first.
+#[utoipa::path(get, path = "/events/{name}/deliveries", tag = "triggers", params(("name" = String, Path), PageQuery),
+    responses((status = 200, body = DeliveryPage), (status = 400, body = Problem, content_type = PROBLEM_JSON), (status = 404, body = Problem, content_type = PROBLEM_JSON)))]
+async fn deliveries_of_event(
+    State(g): State<SharedGateway>,
+    Path(name): Path<String>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<Page<Delivery>>, ApiError> {
+    let event = path_value(EventName::parse, &name)?;
+    let page = query(q)?.page()?;
+    if g.events.get_event(&event).await?.is_none() {
+        return Err(Error::NotFound { what: "event", id: event.to_string() }.into());
+    }
+    Ok(Json(g.deliveries.deliveries_of_event(&event, &page).await?))
+}
+
+/// The deliveries of one trigger: status, attempts and last error per subscription.
+#[utoipa::path(get, path = "/deliveries/{eventId}", tag = "triggers", params(("eventId" = String, Path)),
+    responses((status = 200, body = Vec<Delivery>), (status = 400, body = Problem, content_type = PROBLEM_JSON), (status = 404, body = Problem, content_type = PROBLEM_JSON)))]
+async fn deliveries_of_trigger(State(g): State<SharedGateway>, Path(id): Path<String>) -> Result<Json<Vec<Delivery>>, ApiError> {
+    let event_id = path_value(EventId::parse, &id)?;
+    match g.deliveries.deliveries_of_trigger(&event_id).await? {
+        Some(deliveries) => Ok(Json(deliveries)),
+        None => Err(Error::NotFound { what: "trigger", id: event_id.to_string() }.into()),
+    }
+}

@@ -1,0 +1,87 @@
+//! The core's error type: what went wrong, in the domain's words. The API maps it to HTTP once.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::ids::{DataType, EventName, Version};
+
+/// One thing wrong with an input, located by a JSON pointer into the document it came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Violation {
+    /// JSON pointer (RFC 6901) into the offending document; empty for the whole document.
+    pub pointer: String,
+    pub message: String,
+}
+
+impl Violation {
+    pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { pointer: pointer.into(), message: message.into() }
+    }
+
+    /// The same violation, located under `prefix` (a JSON pointer).
+    pub fn at(mut self, prefix: &str) -> Self {
+        self.pointer = format!("{prefix}{}", self.pointer);
+        self
+    }
+}
+
+/// Where an invalid input was found, which decides its HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputPart {
+    /// A path segment, query parameter or header.
+    Request,
+    /// The JSON body of a create or replace.
+    Body,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the request is invalid")]
+    InvalidInput { part: InputPart, violations: Vec<Violation> },
+
+    #[error("the payload does not match the schema of event '{event}'")]
+    PayloadRejected { event: EventName, violations: Vec<Violation> },
+
+    #[error("the payload is not valid JSON: {0}")]
+    MalformedPayload(String),
+
+    #[error("event '{event}' takes '{expected}' payloads, not '{got}'")]
+    UnsupportedMediaType { event: EventName, expected: DataType, got: String },
+
+    #[error("{what} '{id}' does not exist")]
+    NotFound { what: &'static str, id: String },
+
+    #[error("event '{0}' already exists")]
+    EventExists(EventName),
+
+    #[error("event '{event}' still has {count} subscription(s); delete them first or pass cascade=true")]
+    EventHasSubscriptions { event: EventName, count: u64 },
+
+    #[error("{what} '{id}' is at version {current}, not the version given in If-Match")]
+    VersionMismatch { what: &'static str, id: String, current: Version },
+
+    #[error("function '{function}' is outside the gateway's allowlist ({allowlist})")]
+    FunctionNotAllowed { function: String, allowlist: String },
+
+    #[error("the cursor is not one this API returned")]
+    InvalidCursor,
+
+    #[error("the store is unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl Error {
+    pub fn invalid_request(violation: Violation) -> Self {
+        Self::InvalidInput { part: InputPart::Request, violations: vec![violation] }
+    }
+
+    pub fn invalid_body(violations: Vec<Violation>) -> Self {
+        Self::InvalidInput { part: InputPart::Body, violations }
+    }
+
+    pub fn unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Unavailable(source.into())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,110 @@
+//! Use cases on event definitions: define, read, list, replace, delete.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result, Violation};
+use crate::ids::{EventName, Version};
+use crate::model::{EventDefinition, EventDraft};
+use crate::page::{Page, PageRequest};
+use crate::ports::{Clock, EventStore};
+use crate::schema;
+
+const MAX_DESCRIPTION: usize = 1024;
+
+pub async fn define_event(store: &dyn EventStore, clock: &dyn Clock, draft: EventDraft) -> Result<EventDefinition> {
+    let Some(name) = draft.name.clone() else {
+        return Err(Error::invalid_body(vec![Violation::new("/name", "name is required")]));
+    };
+    let now = clock.now();
+    let event = build(name, draft, now, Version::FIRST, None)?;
+    store.create_event(&event).await?;
+    Ok(event)
+}
+
+pub async fn get_event(store: &dyn EventStore, name: &EventName) -> Result<EventDefinition> {
+    store.get_event(name).await?.ok_or_else(|| not_found(name))
+}
+
+pub async fn list_events(store: &dyn EventStore, page: &PageRequest) -> Result<Page<EventDefinition>> {
+    store.list_events(page).await
+}
+
+/// Replaces a definition; `if_match` guards against overwriting a change the client has not seen.
+pub async fn replace_event(
+    store: &dyn EventStore,
+    clock: &dyn Clock,
+    name: &EventName,
+    draft: EventDraft,
+    if_match: Option<Version>,
+) -> Result<EventDefinition> {
+    if let Some(body_name) = &draft.name {
+        if body_name != name {
+            return Err(Error::invalid_body(vec![Violation::new(
+                "/name",
+                format!("the body names '{body_name}' but the path names '{name}'; an event cannot be renamed"),
+            )]));
+        }
+    }
+    let current = store.get_event(name).await?.ok_or_else(|| not_found(name))?;
+    check_version("event", name.as_str(), current.version, if_match)?;
+    let mut next = build(name.clone(), draft, clock.now(), current.version.next(), current.received_at)?;
+    next.created_at = current.created_at;
+    store.replace_event(&next).await?;
+    Ok(next)
+}
+
+pub async fn delete_event(store: &dyn EventStore, name: &EventName, if_match: Option<Version>, cascade: bool) -> Result<()> {
+    store.delete_event(name, if_match, cascade).await
+}
+
+pub(crate) fn check_version(what: &'static str, id: &str, current: Version, if_match: Option<Version>) -> Result<()> {
+    match if_match {
+        Some(expected) if expected != current => Err(Error::VersionMismatch { what, id: id.to_owned(), current }),
+        _ => Ok(()),
+    }
+}
+
+fn not_found(name: &EventName) -> Error {
+    Error::NotFound { what: "event", id: name.to_string() }
+}
+
+/// Checks a draft as a whole, so the client hears every problem at once.
+fn build(
+    name: EventName,
+    draft: EventDraft,
+    now: chrono::DateTime<chrono::Utc>,
+    version: Version,
+    received_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<EventDefinition> {
+    let data_type = draft.data_type.unwrap_or_default();
+    let mut violations = Vec::new();
+    if draft.description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION) {
+        violations.push(Violation::new("/description", format!("description is longer than {MAX_DESCRIPTION} characters")));
+    }
+    if let Some(schema) = &draft.schema {
+        if !data_type.is_json() {
+            violations.push(Violation::new(
+                "/schema",
+                format!("a schema validates JSON payloads, but dataType is '{}'", data_type.as_str()),
+            ));
+        } else if !(schema.is_object() || schema.is_boolean()) {
+            violations.push(Violation::new("/schema", "a JSON Schema is an object or a boolean"));
+        } else if let Err(message) = schema::compile(schema) {
+            violations.push(Violation::new("/schema", format!("the schema does not compile: {message}")));
+        }
+    }
+    if !violations.is_empty() {
+        return Err(Error::invalid_body(violations));
+    }
+    Ok(EventDefinition {
+        name,
+        description: draft.description,
+        schema: draft.schema.map(Arc::new),
+        data_type,
+        metadata: draft.metadata.unwrap_or_default(),
+        received_at,
+        created_at: now,
+        updated_at: now,
+        version,
+    })
+}

@@ -1,0 +1,427 @@
+//! Small value types that can only hold valid values: a handler that has one never re-checks it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+use utoipa::ToSchema;
+
+use crate::error::Violation;
+
+/// An event's name (its topic): 1 to 128 of `[A-Za-z0-9._-]`, starting with a letter or digit.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, example = "orders.created", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+pub struct EventName(String);
+
+impl EventName {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(raw: &str) -> Result<Self, Violation> {
+        let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        let starts_well = raw.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        if raw.is_empty() || raw.len() > Self::MAX_LEN || !starts_well || !raw.chars().all(valid_char) {
+            return Err(Violation::new(
+                "",
+                format!(
+                    "'{}' is not a valid event name: use 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit",
+                    truncate_for_message(raw)
+                ),
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for EventName {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw).map_err(|v| v.message)
+    }
+}
+
+impl From<EventName> for String {
+    fn from(name: EventName) -> Self {
+        name.0
+    }
+}
+
+impl fmt::Display for EventName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Ids are a kind prefix plus a ULID, so they sort by creation time and say what they name.
+macro_rules! prefixed_id {
+    ($name:ident, $prefix:literal, $what:literal, $example:literal) => {
+        #[doc = concat!("The id of ", $what, ": `", $prefix, "` followed by a ULID.")]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        #[serde(try_from = "String", into = "String")]
+        #[schema(value_type = String, example = $example)]
+        pub struct $name(Ulid);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            pub fn from_ulid(ulid: Ulid) -> Self {
+                Self(ulid)
+            }
+
+            pub fn parse(raw: &str) -> Result<Self, Violation> {
+                raw.strip_prefix($prefix)
+                    .and_then(|rest| Ulid::from_string(rest).ok())
+                    .map(Self)
+                    .ok_or_else(|| {
+                        Violation::new(
+                            "",
+                            format!(
+                                "'{}' is not a valid {}: expected '{}' followed by a 26-character ULID",
+                                truncate_for_message(raw),
+                                $what,
+                                $prefix
+                            ),
+                        )
+                    })
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}{}", $prefix, self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Violation;
+            fn from_str(raw: &str) -> Result<Self, Self::Err> {
+                Self::parse(raw)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(raw: String) -> Result<Self, Self::Error> {
+                Self::parse(&raw).map_err(|v| v.message)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> Self {
+                id.to_string()
+            }
+        }
+    };
+}
+
+prefixed_id!(SubscriptionId, "sub_", "subscription id", "sub_01JDQ3V6J9K2M4N5P6Q7R8S9T0");
+prefixed_id!(EventId, "evt_", "event id", "evt_01JDQ3V6J9K2M4N5P6Q7R8S9T0");
+
+/// The Lambda function a subscription runs: a function name, `name:qualifier`, or a function ARN.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, example = "example-subscriber")]
+pub struct FunctionId(String);
+
+impl FunctionId {
+    pub fn parse(raw: &str) -> Result<Self, Violation> {
+        if function_name_of(raw).is_some() {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(Violation::new(
+                "",
+                format!(
+                    "'{}' is not a Lambda function: use a function name (1 to 64 of [A-Za-z0-9_-]), name:alias, name:version, or a function ARN",
+                    truncate_for_message(raw)
+                ),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The bare function name, without ARN parts or qualifier: what an allowlist is matched against.
+    pub fn function_name(&self) -> &str {
+        function_name_of(&self.0).expect("a FunctionId is validated on construction")
+    }
+}
+
+fn is_function_name(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn is_qualifier(s: &str) -> bool {
+    s == "$LATEST" || ((1..=128).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+}
+
+/// Returns the function name if `raw` is one of the forms Lambda's Invoke accepts.
+fn function_name_of(raw: &str) -> Option<&str> {
+    let (name, qualifier) = if let Some(arn) = raw.strip_prefix("arn:") {
+        // arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
+        let parts: Vec<&str> = arn.split(':').collect();
+        let partition_ok = parts.first().is_some_and(|p| p.starts_with("aws"));
+        let region_ok = parts.get(2).is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        let account_ok = parts.get(3).is_some_and(|a| a.len() == 12 && a.chars().all(|c| c.is_ascii_digit()));
+        if !(partition_ok && parts.get(1) == Some(&"lambda") && region_ok && account_ok && parts.get(4) == Some(&"function")) {
+            return None;
+        }
+        match parts.len() {
+            6 => (parts[5], None),
+            7 => (parts[5], Some(parts[6])),
+            _ => return None,
+        }
+    } else {
+        match raw.split_once(':') {
+            Some((name, qualifier)) => (name, Some(qualifier)),
+            None => (raw, None),
+        }
+    };
+    (is_function_name(name) && qualifier.is_none_or(is_qualifier)).then_some(name)
+}
+
+impl TryFrom<String> for FunctionId {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw).map_err(|v| v.message)
+    }
+}
+
+impl From<FunctionId> for String {
+    fn from(id: FunctionId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for FunctionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which functions the gateway may invoke: function-name prefixes, or `*` for any.
+///
+/// It is checked twice: when a subscription is written (so the client hears about it) and
+/// again before every invocation (so a subscription written under an older, wider allowlist
+/// still cannot reach a function outside the current one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionAllowlist {
+    prefixes: Vec<String>,
+}
+
+impl FunctionAllowlist {
+    pub fn any() -> Self {
+        Self { prefixes: vec![String::new()] }
+    }
+
+    /// Parses a comma-separated list of name prefixes; `*` alone allows every function.
+    pub fn parse(spec: &str) -> Self {
+        let prefixes = spec
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| if p == "*" { String::new() } else { p.trim_end_matches('*').to_owned() })
+            .collect();
+        Self { prefixes }
+    }
+
+    pub fn allows(&self, function: &FunctionId) -> bool {
+        let name = function.function_name();
+        self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
+    }
+
+    pub fn allows_any(&self) -> bool {
+        self.prefixes.iter().any(String::is_empty)
+    }
+
+    pub fn describe(&self) -> String {
+        if self.allows_any() {
+            "*".to_owned()
+        } else {
+            self.prefixes.iter().map(|p| format!("{p}*")).collect::<Vec<_>>().join(", ")
+        }
+    }
+}
+
+/// A payload mime type such as `application/json` or `text/csv`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, example = "application/json")]
+pub struct DataType(String);
+
+impl DataType {
+    pub fn json() -> Self {
+        Self("application/json".to_owned())
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, Violation> {
+        match raw.parse::<mime::Mime>() {
+            Ok(m) if raw.len() <= 255 => Ok(Self(m.essence_str().to_owned())),
+            _ => Err(Violation::new("", format!("'{}' is not a mime type like 'application/json'", truncate_for_message(raw)))),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// JSON payloads are parsed, validated against the schema and embedded as JSON in the
+    /// invocation payload; any other type is carried as opaque bytes.
+    pub fn is_json(&self) -> bool {
+        self.0 == "application/json" || self.0.ends_with("+json")
+    }
+
+    /// Whether a request's `Content-Type` header carries this type (parameters like charset ignored).
+    pub fn matches_content_type(&self, content_type: &str) -> bool {
+        content_type.parse::<mime::Mime>().is_ok_and(|m| m.essence_str() == self.0)
+    }
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Default for DataType {
+    fn default() -> Self {
+        Self::json()
+    }
+}
+
+impl TryFrom<String> for DataType {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw).map_err(|v| v.message)
+    }
+}
+
+impl From<DataType> for String {
+    fn from(t: DataType) -> Self {
+        t.0
+    }
+}
+
+/// An optimistic-concurrency version: 1 on create, +1 on every replace; served as the `ETag`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(transparent)]
+pub struct Version(pub u64);
+
+impl Version {
+    pub const FIRST: Version = Version(1);
+
+    pub fn next(self) -> Self {
+        Self(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A client's `Idempotency-Key`: 1 to 255 visible ASCII characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(raw: &str) -> Result<Self, Violation> {
+        if (1..=255).contains(&raw.len()) && raw.chars().all(|c| c.is_ascii_graphic()) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(Violation::new("", "Idempotency-Key must be 1 to 255 visible ASCII characters"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Keeps a client-supplied value from flooding an error message.
+fn truncate_for_message(raw: &str) -> String {
+    const MAX: usize = 80;
+    if raw.chars().count() <= MAX {
+        raw.to_owned()
+    } else {
+        format!("{}…", raw.chars().take(MAX).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_accept_dotted_hierarchies_and_reject_everything_else() {
+        for ok in ["orders.created", "a", "A-1_b.c", &"x".repeat(128)] {
+            assert!(EventName::parse(ok).is_ok(), "{ok} should be valid");
+        }
+        for bad in ["", ".orders", "-x", "orders/created", "ordérs", "a b", &"x".repeat(129)] {
+            assert!(EventName::parse(bad).is_err(), "{bad} should be invalid");
+        }
+    }
+
+    #[test]
+    fn function_ids_accept_names_qualifiers_and_arns_only() {
+        for ok in [
+            "example-subscriber",
+            "my_fn:prod",
+            "my_fn:$LATEST",
+            "my_fn:42",
+            "arn:aws:lambda:eu-west-1:123456789012:function:my-fn",
+            "arn:aws-cn:lambda:cn-north-1:123456789012:function:my-fn:live",
+        ] {
+            assert!(FunctionId::parse(ok).is_ok(), "{ok} should be valid");
+        }
+        for bad in [
+            "",
+            "has space",
+            "a:b:c",
+            "arn:aws:s3:::bucket",
+            "arn:aws:lambda:eu-west-1:123:function:my-fn",
+            "arn:aws:lambda:eu-west-1:123456789012:function:",
+            &"f".repeat(65),
+            "http://evil",
+        ] {
+            assert!(FunctionId::parse(bad).is_err(), "{bad} should be invalid");
+        }
+    }
+
+    #[test]
+    fn allowlist_matches_the_bare_function_name_of_every_form() {
+        let allow = FunctionAllowlist::parse("orders-, billing-*");
+        let arn = FunctionId::parse("arn:aws:lambda:eu-west-1:123456789012:function:orders-ship:live").unwrap();
+        assert!(allow.allows(&arn));
+        assert!(allow.allows(&FunctionId::parse("billing-run:3").unwrap()));
+        assert!(!allow.allows(&FunctionId::parse("admin-drop-tables").unwrap()));
+        assert!(FunctionAllowlist::parse("*").allows(&FunctionId::parse("anything").unwrap()));
+        assert!(!FunctionAllowlist::parse("").allows(&FunctionId::parse("anything").unwrap()));
+    }
+
+    #[test]
+    fn ids_round_trip_and_reject_wrong_prefixes() {
+        let id = SubscriptionId::from_ulid(Ulid::new());
+        assert_eq!(SubscriptionId::parse(&id.to_string()).unwrap(), id);
+        assert!(SubscriptionId::parse(&id.to_string().replace("sub_", "evt_")).is_err());
+        assert!(EventId::parse("evt_nope").is_err());
+    }
+
+    #[test]
+    fn data_types_know_json_and_ignore_content_type_parameters() {
+        let json = DataType::parse("application/json").unwrap();
+        assert!(json.is_json());
+        assert!(json.matches_content_type("application/json; charset=utf-8"));
+        assert!(!json.matches_content_type("text/plain"));
+        assert!(DataType::parse("application/cloudevents+json").unwrap().is_json());
+        assert!(!DataType::parse("text/csv").unwrap().is_json());
+        assert!(DataType::parse("not a mime").is_err());
+    }
+}

@@ -1,0 +1,25 @@
+//! The event gateway's domain: events, subscriptions, triggers and deliveries, the use cases
+//! that act on them, and the small port traits those use cases need from the outside world.
+//!
+//! Nothing in this crate speaks HTTP, AWS or SQL; adapters in other crates implement the ports.
+
+pub mod dispatch;
+pub mod error;
+pub mod events;
+pub mod ids;
+pub mod memory;
+pub mod model;
+pub mod page;
+pub mod ports;
+pub mod schema;
+pub mod store_contract;
+pub mod subscriptions;
+pub mod trigger;
+
+pub use error::{Error, Violation};
+pub use ids::{DataType, EventId, EventName, FunctionAllowlist, FunctionId, IdempotencyKey, SubscriptionId, Version};
+pub use model::{
+    Delivery, DeliveryStatus, EventDefinition, EventDraft, InvocationPayload, Metadata, Subscription, SubscriptionDraft,
+    Trigger, TriggerReceipt,
+};
+pub use page::{Page, PageRequest};

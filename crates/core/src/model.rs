@@ -1,0 +1,202 @@
+//! The gateway's resources, with the field names of the product's spec.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::ids::{DataType, EventId, EventName, FunctionId, SubscriptionId, Version};
+
+/// Custom JSON attached by the user to an event or a subscription; the gateway never reads it.
+pub type Metadata = serde_json::Map<String, Value>;
+
+/// An event definition as stored and served.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventDefinition {
+    pub name: EventName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema every payload must satisfy (draft 2020-12 unless `$schema` names another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<Arc<Value>>,
+    pub data_type: DataType,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Metadata,
+    /// When the event was last triggered; absent until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: Version,
+}
+
+/// What a client sends to create or replace an event definition.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventDraft {
+    /// Required on create; on replace it may be omitted but must match the path if given.
+    #[serde(default)]
+    pub name: Option<EventName>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<Value>,
+    #[serde(default)]
+    pub data_type: Option<DataType>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Metadata>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscription {
+    pub subscription_id: SubscriptionId,
+    pub event: EventName,
+    pub function_id: FunctionId,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Metadata,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: Version,
+}
+
+/// What a client sends to create or replace a subscription.
+#[derive(Clone, Debug, PartialEq, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubscriptionDraft {
+    /// Required on create; a subscription cannot move to another event.
+    #[serde(default)]
+    pub event: Option<EventName>,
+    pub function_id: FunctionId,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Metadata>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "pending" => Some(Self::Pending),
+            "delivered" => Some(Self::Delivered),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One trigger's delivery to one subscribed function, and how it has gone so far.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    pub event_id: EventId,
+    pub event: EventName,
+    pub subscription_id: SubscriptionId,
+    pub function_id: FunctionId,
+    /// The subscription's metadata at trigger time: it is part of the invocation payload.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Metadata,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An accepted trigger: the payload once, and one pending delivery per subscription.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trigger {
+    pub event_id: EventId,
+    pub event: EventName,
+    pub received_at: DateTime<Utc>,
+    pub data_type: DataType,
+    /// The payload exactly as received; when `data_type` is JSON it has been parsed and validated.
+    pub payload: Vec<u8>,
+    pub deliveries: Vec<Delivery>,
+}
+
+impl Trigger {
+    pub fn receipt(&self) -> TriggerReceipt {
+        TriggerReceipt {
+            event_id: self.event_id,
+            event: self.event.clone(),
+            received_at: self.received_at,
+            deliveries: self
+                .deliveries
+                .iter()
+                .map(|d| DeliveryRef { subscription_id: d.subscription_id, function_id: d.function_id.clone() })
+                .collect(),
+        }
+    }
+}
+
+/// The answer to a trigger (202), also returned again for a retried `Idempotency-Key`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerReceipt {
+    pub event_id: EventId,
+    pub event: EventName,
+    pub received_at: DateTime<Utc>,
+    pub deliveries: Vec<DeliveryRef>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryRef {
+    pub subscription_id: SubscriptionId,
+    pub function_id: FunctionId,
+}
+
+/// The JSON each subscribed function receives.
+///
+/// JSON payloads are embedded as they are in `data`; any other `dataType` arrives as a base64
+/// string in `data` with `"dataEncoding": "base64"` (the choice CloudEvents makes with `data_base64`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvocationPayload<'a> {
+    pub event_id: EventId,
+    pub event: &'a EventName,
+    pub subscription_id: SubscriptionId,
+    pub function_id: &'a FunctionId,
+    pub received_at: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    pub data: InvocationData<'a>,
+    pub data_type: &'a DataType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_encoding: Option<&'static str>,
+    #[schema(value_type = Object)]
+    pub metadata: &'a Metadata,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum InvocationData<'a> {
+    Json(&'a RawValue),
+    Base64(String),
+}

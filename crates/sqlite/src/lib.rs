@@ -1,0 +1,591 @@
+//! The SQLite adapter: the local gateway's durable store.
+//!
+//! One file holds the registry (events, subscriptions), accepted triggers with their payloads,
+//! and the delivery outbox. A trigger's acceptance is one transaction: the trigger, all its
+//! deliveries, its idempotency key and the event's `receivedAt` are written together or not at
+//! all, so a 202 is only ever answered for deliveries that will run.
+
+mod schema;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use gateway_core::page::{decode_cursor, encode_cursor};
+use gateway_core::ports::{
+    Acceptance, AttemptOutcome, DeliveryLog, DeliveryOutbox, DueDelivery, EventStore, SubscriptionStore, TriggerAcceptor,
+    TriggerSource,
+};
+use gateway_core::{
+    DataType, Delivery, DeliveryStatus, Error, EventDefinition, EventId, EventName, IdempotencyKey, Page, PageRequest,
+    Subscription, SubscriptionId, Trigger, TriggerReceipt, Version,
+};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+/// How long an idempotency key replays its first answer.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+type DbResult<T> = Result<T, Error>;
+
+fn db_err(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::unavailable(e)
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_ts(raw: &str) -> DbResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(raw).map(|t| t.with_timezone(&Utc)).map_err(db_err)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> DbResult<String> {
+    serde_json::to_string(value).map_err(db_err)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(raw: &str) -> DbResult<T> {
+    serde_json::from_str(raw).map_err(db_err)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> DbResult<Self> {
+        Self::init(Connection::open(path).map_err(db_err)?)
+    }
+
+    /// A private in-memory database, for tests.
+    pub fn in_memory() -> DbResult<Self> {
+        Self::init(Connection::open_in_memory().map_err(db_err)?)
+    }
+
+    fn init(conn: Connection) -> DbResult<Self> {
+        conn.execute_batch(schema::SCHEMA).map_err(db_err)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Runs `work` on the connection off the async runtime's threads.
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce(&mut Connection) -> DbResult<T> + Send + 'static) -> DbResult<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            work(&mut conn)
+        })
+        .await
+        .map_err(db_err)?
+    }
+
+    /// Forgets idempotency keys older than the window, so the index stays small.
+    pub async fn expire_idempotency_keys(&self, now: DateTime<Utc>) -> DbResult<usize> {
+        let cutoff = ts(now - chrono::Duration::from_std(IDEMPOTENCY_WINDOW).unwrap_or_default());
+        self.run(move |conn| {
+            conn.execute("UPDATE triggers SET idempotency_key = NULL WHERE idempotency_key IS NOT NULL AND received_at < ?1", [cutoff])
+                .map_err(db_err)
+        })
+        .await
+    }
+}
+
+fn read_event(tx: &Connection, name: &EventName) -> DbResult<Option<EventDefinition>> {
+    tx.query_row("SELECT body, received_at FROM events WHERE name = ?1", [name.as_str()], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+    })
+    .optional()
+    .map_err(db_err)?
+    .map(|(body, received_at)| event_from_row(&body, received_at.as_deref()))
+    .transpose()
+}
+
+fn event_from_row(body: &str, received_at: Option<&str>) -> DbResult<EventDefinition> {
+    let mut event: EventDefinition = from_json(body)?;
+    event.received_at = received_at.map(parse_ts).transpose()?;
+    Ok(event)
+}
+
+fn event_version(tx: &Connection, name: &EventName) -> DbResult<Option<Version>> {
+    tx.query_row("SELECT version FROM events WHERE name = ?1", [name.as_str()], |row| row.get::<_, u64>(0))
+        .optional()
+        .map(|v| v.map(Version))
+        .map_err(db_err)
+}
+
+fn subscription_version(tx: &Connection, id: &SubscriptionId) -> DbResult<Option<Version>> {
+    tx.query_row("SELECT version FROM subscriptions WHERE id = ?1", [id.to_string()], |row| row.get::<_, u64>(0))
+        .optional()
+        .map(|v| v.map(Version))
+        .map_err(db_err)
+}
+
+/// Reads one page of `limit + 1` rows and turns the extra row into a cursor.
+fn page_from<T, K: serde::Serialize>(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> K) -> Page<T> {
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|last| encode_cursor(&key(last)))
+    } else {
+        None
+    };
+    Page { items: rows, next_cursor }
+}
+
+fn definition_json(event: &EventDefinition) -> DbResult<String> {
+    // receivedAt has its own column: triggers update it without rewriting the definition.
+    to_json(&EventDefinition { received_at: None, ..event.clone() })
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn create_event(&self, event: &EventDefinition) -> DbResult<()> {
+        let (name, version, body) = (event.name.clone(), event.version.0, definition_json(event)?);
+        self.run(move |conn| {
+            let inserted = conn
+                .execute("INSERT INTO events (name, version, body) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING", params![name.as_str(), version, body])
+                .map_err(db_err)?;
+            if inserted == 0 {
+                return Err(Error::EventExists(name));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_event(&self, name: &EventName) -> DbResult<Option<EventDefinition>> {
+        let name = name.clone();
+        self.run(move |conn| read_event(conn, &name)).await
+    }
+
+    async fn list_events(&self, page: &PageRequest) -> DbResult<Page<EventDefinition>> {
+        let after: String = page.cursor.as_deref().map(decode_cursor::<EventName>).transpose()?.map(String::from).unwrap_or_default();
+        let limit = page.limit;
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT body, received_at FROM events WHERE name > ?1 ORDER BY name LIMIT ?2")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![after, limit + 1], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?)))
+                .map_err(db_err)?
+                .map(|r| r.map_err(db_err).and_then(|(body, at)| event_from_row(&body, at.as_deref())))
+                .collect::<DbResult<Vec<_>>>()?;
+            Ok(page_from(rows, limit, |e| e.name.clone()))
+        })
+        .await
+    }
+
+    async fn replace_event(&self, event: &EventDefinition) -> DbResult<()> {
+        let (name, version, body) = (event.name.clone(), event.version, definition_json(event)?);
+        self.run(move |conn| {
+            let updated = conn
+                .execute("UPDATE events SET version = ?2, body = ?3 WHERE name = ?1 AND version = ?4", params![name.as_str(), version.0, body, version.0 - 1])
+                .map_err(db_err)?;
+            if updated == 1 {
+                return Ok(());
+            }
+            match event_version(conn, &name)? {
+                None => Err(Error::NotFound { what: "event", id: name.to_string() }),
+                Some(current) => Err(Error::VersionMismatch { what: "event", id: name.to_string(), current }),
+            }
+        })
+        .await
+    }
+
+    async fn delete_event(&self, name: &EventName, expected: Option<Version>, cascade: bool) -> DbResult<()> {
+        let name = name.clone();
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            let Some(current) = event_version(&tx, &name)? else {
+                return Err(Error::NotFound { what: "event", id: name.to_string() });
+            };
+            if expected.is_some_and(|v| v != current) {
+                return Err(Error::VersionMismatch { what: "event", id: name.to_string(), current });
+            }
+            let count: u64 = tx
+                .query_row("SELECT count(*) FROM subscriptions WHERE event = ?1", [name.as_str()], |r| r.get(0))
+                .map_err(db_err)?;
+            if count > 0 && !cascade {
+                return Err(Error::EventHasSubscriptions { event: name, count });
+            }
+            tx.execute("DELETE FROM subscriptions WHERE event = ?1", [name.as_str()]).map_err(db_err)?;
+            tx.execute("DELETE FROM events WHERE name = ?1", [name.as_str()]).map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SubscriptionStore for SqliteStore {
+    async fn create_subscription(&self, subscription: &Subscription) -> DbResult<()> {
+        let sub = subscription.clone();
+        let body = to_json(&sub)?;
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            if event_version(&tx, &sub.event)?.is_none() {
+                return Err(Error::NotFound { what: "event", id: sub.event.to_string() });
+            }
+            tx.execute(
+                "INSERT INTO subscriptions (id, event, version, body) VALUES (?1, ?2, ?3, ?4)",
+                params![sub.subscription_id.to_string(), sub.event.as_str(), sub.version.0, body],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn get_subscription(&self, id: &SubscriptionId) -> DbResult<Option<Subscription>> {
+        let id = id.to_string();
+        self.run(move |conn| {
+            conn.query_row("SELECT body FROM subscriptions WHERE id = ?1", [id], |row| row.get::<_, String>(0))
+                .optional()
+                .map_err(db_err)?
+                .map(|body| from_json(&body))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn list_subscriptions(&self, event: Option<&EventName>, page: &PageRequest) -> DbResult<Page<Subscription>> {
+        let after = page.cursor.as_deref().map(decode_cursor::<SubscriptionId>).transpose()?.map(|id| id.to_string()).unwrap_or_default();
+        let event = event.map(|e| e.to_string());
+        let limit = page.limit;
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT body FROM subscriptions WHERE id > ?1 AND (?2 IS NULL OR event = ?2) ORDER BY id LIMIT ?3",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![after, event, limit + 1], |row| row.get::<_, String>(0))
+                .map_err(db_err)?
+                .map(|r| r.map_err(db_err).and_then(|body| from_json::<Subscription>(&body)))
+                .collect::<DbResult<Vec<_>>>()?;
+            Ok(page_from(rows, limit, |s| s.subscription_id))
+        })
+        .await
+    }
+
+    async fn replace_subscription(&self, subscription: &Subscription) -> DbResult<()> {
+        let sub = subscription.clone();
+        let body = to_json(&sub)?;
+        self.run(move |conn| {
+            let id = sub.subscription_id.to_string();
+            let updated = conn
+                .execute("UPDATE subscriptions SET version = ?2, body = ?3 WHERE id = ?1 AND version = ?4", params![id, sub.version.0, body, sub.version.0 - 1])
+                .map_err(db_err)?;
+            if updated == 1 {
+                return Ok(());
+            }
+            match subscription_version(conn, &sub.subscription_id)? {
+                None => Err(Error::NotFound { what: "subscription", id }),
+                Some(current) => Err(Error::VersionMismatch { what: "subscription", id, current }),
+            }
+        })
+        .await
+    }
+
+    async fn delete_subscription(&self, id: &SubscriptionId, expected: Option<Version>) -> DbResult<()> {
+        let id = *id;
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            let Some(current) = subscription_version(&tx, &id)? else {
+                return Err(Error::NotFound { what: "subscription", id: id.to_string() });
+            };
+            if expected.is_some_and(|v| v != current) {
+                return Err(Error::VersionMismatch { what: "subscription", id: id.to_string(), current });
+            }
+            tx.execute("DELETE FROM subscriptions WHERE id = ?1", [id.to_string()]).map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl TriggerSource for SqliteStore {
+    async fn trigger_target(&self, name: &EventName) -> DbResult<Option<(EventDefinition, Vec<Subscription>)>> {
+        let name = name.clone();
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            let Some(event) = read_event(&tx, &name)? else {
+                return Ok(None);
+            };
+            let mut stmt = tx.prepare_cached("SELECT body FROM subscriptions WHERE event = ?1 ORDER BY id").map_err(db_err)?;
+            let subs = stmt
+                .query_map([name.as_str()], |row| row.get::<_, String>(0))
+                .map_err(db_err)?
+                .map(|r| r.map_err(db_err).and_then(|body| from_json::<Subscription>(&body)))
+                .collect::<DbResult<Vec<_>>>()?;
+            Ok(Some((event, subs)))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl TriggerAcceptor for SqliteStore {
+    async fn accept(&self, trigger: &Trigger, idempotency_key: Option<&IdempotencyKey>) -> DbResult<Acceptance> {
+        let trigger = trigger.clone();
+        let key = idempotency_key.cloned();
+        let receipt = to_json(&trigger.receipt())?;
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            if let Some(key) = &key {
+                if let Some(first) = replay(&tx, &trigger, key)? {
+                    return Ok(Acceptance::Replayed(first));
+                }
+            }
+            insert_trigger(&tx, &trigger, key.as_ref(), &receipt)?;
+            tx.commit().map_err(db_err)?;
+            Ok(Acceptance::Accepted)
+        })
+        .await
+    }
+}
+
+/// The first receipt for `key`, if it is still inside the idempotency window.
+fn replay(tx: &Transaction<'_>, trigger: &Trigger, key: &IdempotencyKey) -> DbResult<Option<TriggerReceipt>> {
+    let found = tx
+        .query_row(
+            "SELECT receipt, received_at FROM triggers WHERE event = ?1 AND idempotency_key = ?2",
+            params![trigger.event.as_str(), key.as_str()],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+        )
+        .optional()
+        .map_err(db_err)?;
+    let Some((receipt, received_at)) = found else {
+        return Ok(None);
+    };
+    let window = chrono::Duration::from_std(IDEMPOTENCY_WINDOW).unwrap_or_default();
+    if parse_ts(&received_at)? + window > trigger.received_at {
+        return Ok(Some(from_json(&receipt)?));
+    }
+    tx.execute(
+        "UPDATE triggers SET idempotency_key = NULL WHERE event = ?1 AND idempotency_key = ?2",
+        params![trigger.event.as_str(), key.as_str()],
+    )
+    .map_err(db_err)?;
+    Ok(None)
+}
+
+fn insert_trigger(tx: &Transaction<'_>, trigger: &Trigger, key: Option<&IdempotencyKey>, receipt: &str) -> DbResult<()> {
+    let received_at = ts(trigger.received_at);
+    tx.execute(
+        "INSERT INTO triggers (event_id, event, received_at, data_type, payload, idempotency_key, receipt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            trigger.event_id.to_string(),
+            trigger.event.as_str(),
+            received_at,
+            trigger.data_type.as_str(),
+            trigger.payload,
+            key.map(IdempotencyKey::as_str),
+            receipt
+        ],
+    )
+    .map_err(db_err)?;
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO deliveries (event_id, subscription_id, event, function_id, metadata, status, attempts, received_at, updated_at, next_attempt_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7)",
+        )
+        .map_err(db_err)?;
+    for d in &trigger.deliveries {
+        insert
+            .execute(params![
+                d.event_id.to_string(),
+                d.subscription_id.to_string(),
+                d.event.as_str(),
+                d.function_id.as_str(),
+                to_json(&d.metadata)?,
+                received_at,
+                trigger.received_at.timestamp_millis()
+            ])
+            .map_err(db_err)?;
+    }
+    tx.execute(
+        "UPDATE events SET received_at = ?2 WHERE name = ?1 AND (received_at IS NULL OR received_at < ?2)",
+        params![trigger.event.as_str(), received_at],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+const DELIVERY_COLUMNS: &str = "d.event_id, d.subscription_id, d.event, d.function_id, d.metadata, d.status, d.attempts, d.last_error, d.received_at, d.updated_at";
+
+fn delivery_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<[Option<String>; 10]> {
+    Ok([
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get::<_, u32>(6).map(|n| Some(n.to_string()))?,
+        row.get(7)?,
+        row.get(8)?,
+        row.get(9)?,
+    ])
+}
+
+fn delivery_from_columns(c: [Option<String>; 10]) -> DbResult<Delivery> {
+    let text = |i: usize| c[i].as_deref().ok_or_else(|| Error::unavailable(format!("delivery column {i} is NULL")));
+    let corrupt = |what: &str| Error::unavailable(format!("stored delivery has an invalid {what}"));
+    Ok(Delivery {
+        event_id: EventId::parse(text(0)?).map_err(|_| corrupt("event id"))?,
+        subscription_id: SubscriptionId::parse(text(1)?).map_err(|_| corrupt("subscription id"))?,
+        event: EventName::parse(text(2)?).map_err(|_| corrupt("event"))?,
+        function_id: gateway_core::FunctionId::parse(text(3)?).map_err(|_| corrupt("function id"))?,
+        metadata: from_json(text(4)?)?,
+        status: DeliveryStatus::parse(text(5)?).ok_or_else(|| corrupt("status"))?,
+        attempts: text(6)?.parse().map_err(|_| corrupt("attempt count"))?,
+        last_error: c[7].clone(),
+        received_at: parse_ts(text(8)?)?,
+        updated_at: parse_ts(text(9)?)?,
+    })
+}
+
+#[async_trait]
+impl DeliveryLog for SqliteStore {
+    async fn deliveries_of_trigger(&self, event_id: &EventId) -> DbResult<Option<Vec<Delivery>>> {
+        let id = event_id.to_string();
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            let exists = tx.query_row("SELECT 1 FROM triggers WHERE event_id = ?1", [&id], |_| Ok(())).optional().map_err(db_err)?;
+            if exists.is_none() {
+                return Ok(None);
+            }
+            let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.event_id = ?1 ORDER BY d.subscription_id");
+            let mut stmt = tx.prepare_cached(&sql).map_err(db_err)?;
+            let rows = stmt
+                .query_map([&id], delivery_from_row)
+                .map_err(db_err)?
+                .map(|r| r.map_err(db_err).and_then(delivery_from_columns))
+                .collect::<DbResult<Vec<_>>>()?;
+            Ok(Some(rows))
+        })
+        .await
+    }
+
+    async fn deliveries_of_event(&self, event: &EventName, page: &PageRequest) -> DbResult<Page<Delivery>> {
+        let after = page.cursor.as_deref().map(decode_cursor::<(EventId, SubscriptionId)>).transpose()?;
+        // Past every real id in descending order: "evt_" sorts below "evt~".
+        let (after_event, after_sub) =
+            after.map(|(e, s)| (e.to_string(), s.to_string())).unwrap_or_else(|| ("evt~".to_owned(), String::new()));
+        let (event, limit) = (event.to_string(), page.limit);
+        self.run(move |conn| {
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.event = ?1
+                 AND (d.event_id < ?2 OR (d.event_id = ?2 AND d.subscription_id > ?3))
+                 ORDER BY d.event_id DESC, d.subscription_id LIMIT ?4"
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![event, after_event, after_sub, limit + 1], delivery_from_row)
+                .map_err(db_err)?
+                .map(|r| r.map_err(db_err).and_then(delivery_from_columns))
+                .collect::<DbResult<Vec<_>>>()?;
+            Ok(page_from(rows, limit, |d| (d.event_id, d.subscription_id)))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl DeliveryOutbox for SqliteStore {
+    async fn claim_due(&self, now: DateTime<Utc>, limit: u32, lease: Duration) -> DbResult<Vec<DueDelivery>> {
+        let now_ms = now.timestamp_millis();
+        let until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            let due = {
+                let sql = format!(
+                    "SELECT {DELIVERY_COLUMNS}, t.data_type, t.payload FROM deliveries d JOIN triggers t ON t.event_id = d.event_id
+                     WHERE d.status = 'pending' AND d.next_attempt_at <= ?1 AND (d.leased_until IS NULL OR d.leased_until <= ?1)
+                     ORDER BY d.next_attempt_at LIMIT ?2"
+                );
+                let mut stmt = tx.prepare_cached(&sql).map_err(db_err)?;
+                let rows = stmt
+                    .query_map(params![now_ms, limit], |row| Ok((delivery_from_row(row)?, row.get::<_, String>(10)?, row.get::<_, Vec<u8>>(11)?)))
+                    .map_err(db_err)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db_err)?;
+                rows.into_iter()
+                    .map(|(columns, data_type, payload)| {
+                        let data_type = DataType::parse(&data_type).map_err(|_| Error::unavailable("stored trigger has an invalid data type"))?;
+                        Ok(DueDelivery { delivery: delivery_from_columns(columns)?, data_type, payload })
+                    })
+                    .collect::<DbResult<Vec<_>>>()?
+            };
+            let mut lease = tx
+                .prepare_cached("UPDATE deliveries SET leased_until = ?3 WHERE event_id = ?1 AND subscription_id = ?2")
+                .map_err(db_err)?;
+            for d in &due {
+                lease
+                    .execute(params![d.delivery.event_id.to_string(), d.delivery.subscription_id.to_string(), until])
+                    .map_err(db_err)?;
+            }
+            drop(lease);
+            tx.commit().map_err(db_err)?;
+            Ok(due)
+        })
+        .await
+    }
+
+    async fn record_attempt(&self, event_id: &EventId, subscription_id: &SubscriptionId, outcome: &AttemptOutcome) -> DbResult<()> {
+        let (event_id, subscription_id, outcome) = (event_id.to_string(), subscription_id.to_string(), outcome.clone());
+        let now = ts(Utc::now());
+        self.run(move |conn| {
+            let (status, error, next_at) = match &outcome {
+                AttemptOutcome::Delivered => ("delivered", None, None),
+                AttemptOutcome::RetryAt { at, error } => ("pending", Some(error.as_str()), Some(at.timestamp_millis())),
+                AttemptOutcome::Failed { error } => ("failed", Some(error.as_str()), None),
+            };
+            let updated = conn
+                .execute(
+                    "UPDATE deliveries SET status = ?3, attempts = attempts + 1, last_error = coalesce(?4, last_error), updated_at = ?5,
+                     next_attempt_at = coalesce(?6, next_attempt_at), leased_until = NULL
+                     WHERE event_id = ?1 AND subscription_id = ?2",
+                    params![event_id, subscription_id, status, error, now, next_at],
+                )
+                .map_err(db_err)?;
+            if updated == 0 {
+                return Err(Error::NotFound { what: "delivery", id: format!("{event_id}/{subscription_id}") });
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gateway_core::store_contract;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_sqlite_store_keeps_the_store_contract() {
+        let store = SqliteStore::in_memory().unwrap();
+        store_contract::registry_contract(&store).await;
+        store_contract::trigger_contract(&store).await;
+        store_contract::outbox_contract(&store).await;
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopening_the_file() {
+        let dir = std::env::temp_dir().join(format!("gateway-sqlite-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gateway.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store_contract::registry_contract(&store).await;
+        let listed = store.list_events(&PageRequest::first(100)).await.unwrap().items.len();
+        drop(store);
+        let reopened = SqliteStore::open(&path).unwrap();
+        assert_eq!(reopened.list_events(&PageRequest::first(100)).await.unwrap().items.len(), listed);
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

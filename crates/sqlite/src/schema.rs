@@ -1,0 +1,54 @@
+//! The database schema, applied on every open (every statement is idempotent).
+
+pub const SCHEMA: &str = r#"
+PRAGMA journal_mode = WAL;
+-- FULL: a committed acceptance survives power loss, not only a process crash.
+PRAGMA synchronous = FULL;
+PRAGMA busy_timeout = 5000;
+
+CREATE TABLE IF NOT EXISTS events (
+    name        TEXT PRIMARY KEY,
+    version     INTEGER NOT NULL,
+    received_at TEXT,
+    body        TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id      TEXT PRIMARY KEY,
+    event   TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS subscriptions_by_event ON subscriptions (event, id);
+
+CREATE TABLE IF NOT EXISTS triggers (
+    event_id        TEXT PRIMARY KEY,
+    event           TEXT NOT NULL,
+    received_at     TEXT NOT NULL,
+    data_type       TEXT NOT NULL,
+    payload         BLOB NOT NULL,
+    idempotency_key TEXT,
+    receipt         TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS triggers_by_idempotency_key
+    ON triggers (event, idempotency_key) WHERE idempotency_key IS NOT NULL;
+
+-- The outbox: one row per (trigger, subscription), written in the trigger's transaction.
+CREATE TABLE IF NOT EXISTS deliveries (
+    event_id        TEXT NOT NULL REFERENCES triggers (event_id),
+    subscription_id TEXT NOT NULL,
+    event           TEXT NOT NULL,
+    function_id     TEXT NOT NULL,
+    metadata        TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL,
+    last_error      TEXT,
+    received_at     TEXT NOT NULL,
+    updated_at      TEXT NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    leased_until    INTEGER,
+    PRIMARY KEY (event_id, subscription_id)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event, event_id, subscription_id);
+"#;
