@@ -1,0 +1,141 @@
+//! The local gateway: the HTTP API on a SQLite file, with a background delivery worker that
+//! invokes subscribed functions through the Lambda Invoke API.
+
+pub mod config;
+pub mod worker;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use gateway_api::{Gateway, RouteGroup};
+use gateway_core::ports::{Acceptance, SystemClock, TriggerAcceptor, UlidSource};
+use gateway_core::schema::SchemaCache;
+use gateway_core::{IdempotencyKey, Trigger};
+use gateway_lambda_invoker::LambdaInvoker;
+use gateway_sqlite::SqliteStore;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+use worker::Worker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data folder {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("cannot open the database: {0}")]
+    Store(#[from] gateway_core::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("the server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Wakes the delivery worker as soon as a trigger's deliveries are committed.
+struct WakingAcceptor {
+    store: SqliteStore,
+    wake: Arc<Notify>,
+}
+
+#[async_trait]
+impl TriggerAcceptor for WakingAcceptor {
+    async fn accept(&self, trigger: &Trigger, key: Option<&IdempotencyKey>) -> gateway_core::error::Result<Acceptance> {
+        let acceptance = self.store.accept(trigger, key).await?;
+        if acceptance == Acceptance::Accepted && !trigger.deliveries.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(acceptance)
+    }
+}
+
+/// Serves until SIGINT or SIGTERM, then drains requests and invocations in flight.
+pub async fn run(config: Config, lambda: aws_sdk_lambda::Client) -> Result<(), StartError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| StartError::DataDir { path: config.data_dir.display().to_string(), source })?;
+    let db = config.data_dir.join("gateway.db");
+    let store = SqliteStore::open(&db)?;
+    let wake = Arc::new(Notify::new());
+    let clock = Arc::new(SystemClock);
+
+    let gateway = Gateway {
+        events: Arc::new(store.clone()),
+        subscriptions: Arc::new(store.clone()),
+        trigger_source: Arc::new(store.clone()),
+        acceptor: Arc::new(WakingAcceptor { store: store.clone(), wake: wake.clone() }),
+        deliveries: Arc::new(store.clone()),
+        schemas: SchemaCache::new(),
+        clock: clock.clone(),
+        ids: Arc::new(UlidSource),
+        allowlist: config.allowlist.clone(),
+        max_payload_bytes: config.max_payload_bytes,
+    };
+    let worker = Worker {
+        outbox: Arc::new(store.clone()),
+        invoker: Arc::new(LambdaInvoker::new(lambda)),
+        clock,
+        allowlist: config.allowlist.clone(),
+        retry: config.retry.clone(),
+        concurrency: config.concurrency,
+        poll_interval: config.poll_interval,
+        lease: config.invoke_timeout * 2,
+        wake,
+    };
+
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| StartError::Listen { addr: config.addr, source })?;
+    if config.allowlist.allows_any() {
+        tracing::warn!("GATEWAY_FUNCTION_ALLOWLIST is '*': subscriptions may target any function");
+    }
+    tracing::info!(addr = %config.addr, db = %db.display(), allowlist = %config.allowlist.describe(), "event gateway listening");
+
+    let shutdown = CancellationToken::new();
+    let worker_task = tokio::spawn(worker.run(shutdown.clone()));
+    let housekeeping = tokio::spawn(expire_idempotency_keys(store, shutdown.clone()));
+    let app = gateway_api::router(gateway, RouteGroup::All);
+    let signal = shutdown.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            signal.cancel();
+        })
+        .await;
+    shutdown.cancel();
+    let _ = worker_task.await;
+    let _ = housekeeping.await;
+    served.map_err(StartError::Serve)
+}
+
+async fn expire_idempotency_keys(store: SqliteStore, shutdown: CancellationToken) {
+    loop {
+        if let Err(error) = store.expire_idempotency_keys(chrono::Utc::now()).await {
+            tracing::warn!(%error, "cannot expire idempotency keys");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
