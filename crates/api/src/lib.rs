@@ -10,7 +10,9 @@ mod routes;
 use std::sync::Arc;
 
 use axum::Router;
-use gateway_core::ports::{Clock, DeliveryLog, EventStore, IdSource, SubscriptionStore, TriggerAcceptor, TriggerSource};
+use gateway_core::ports::{
+    Clock, DeliveryLog, EventStore, IdSource, SubscriptionStore, TriggerAcceptor, TriggerSource,
+};
 use gateway_core::schema::SchemaCache;
 use gateway_core::FunctionAllowlist;
 use utoipa::OpenApi;

@@ -49,46 +49,101 @@ impl ApiError {
         use StatusCode as S;
         match self {
             ApiError::Core(e) => match e {
-                Error::InvalidInput { part: InputPart::Request, .. } => (S::BAD_REQUEST, "invalid-request", "Invalid request"),
-                Error::InvalidInput { part: InputPart::Body, .. } => (S::UNPROCESSABLE_ENTITY, "invalid-body", "Invalid body"),
-                Error::PayloadRejected { .. } => (S::UNPROCESSABLE_ENTITY, "payload-rejected", "Payload does not match the event's schema"),
-                Error::MalformedPayload(_) => (S::BAD_REQUEST, "malformed-payload", "Payload is not valid JSON"),
-                Error::UnsupportedMediaType { .. } => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Payload type does not match the event's dataType"),
+                Error::InvalidInput {
+                    part: InputPart::Request,
+                    ..
+                } => (S::BAD_REQUEST, "invalid-request", "Invalid request"),
+                Error::InvalidInput {
+                    part: InputPart::Body,
+                    ..
+                } => (S::UNPROCESSABLE_ENTITY, "invalid-body", "Invalid body"),
+                Error::PayloadRejected { .. } => (
+                    S::UNPROCESSABLE_ENTITY,
+                    "payload-rejected",
+                    "Payload does not match the event's schema",
+                ),
+                Error::MalformedPayload(_) => (
+                    S::BAD_REQUEST,
+                    "malformed-payload",
+                    "Payload is not valid JSON",
+                ),
+                Error::UnsupportedMediaType { .. } => (
+                    S::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported-media-type",
+                    "Payload type does not match the event's dataType",
+                ),
                 Error::NotFound { .. } => (S::NOT_FOUND, "not-found", "Not found"),
                 Error::EventExists(_) => (S::CONFLICT, "event-exists", "Event already exists"),
-                Error::EventHasSubscriptions { .. } => (S::CONFLICT, "event-has-subscriptions", "Event still has subscriptions"),
-                Error::VersionMismatch { .. } => (S::PRECONDITION_FAILED, "version-mismatch", "Version does not match If-Match"),
-                Error::FunctionNotAllowed { .. } => (S::FORBIDDEN, "function-not-allowed", "Function is not allowed"),
+                Error::EventHasSubscriptions { .. } => (
+                    S::CONFLICT,
+                    "event-has-subscriptions",
+                    "Event still has subscriptions",
+                ),
+                Error::VersionMismatch { .. } => (
+                    S::PRECONDITION_FAILED,
+                    "version-mismatch",
+                    "Version does not match If-Match",
+                ),
+                Error::FunctionNotAllowed { .. } => (
+                    S::FORBIDDEN,
+                    "function-not-allowed",
+                    "Function is not allowed",
+                ),
                 Error::InvalidCursor => (S::BAD_REQUEST, "invalid-cursor", "Invalid cursor"),
-                Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+                Error::Unavailable(_) => {
+                    (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
+                }
             },
-            ApiError::MalformedBody(_) => (S::BAD_REQUEST, "malformed-body", "Body is not valid JSON"),
-            ApiError::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large"),
-            ApiError::BodyNotJson(_) => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Body must be JSON"),
+            ApiError::MalformedBody(_) => {
+                (S::BAD_REQUEST, "malformed-body", "Body is not valid JSON")
+            }
+            ApiError::BodyTooLarge { .. } => {
+                (S::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large")
+            }
+            ApiError::BodyNotJson(_) => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Body must be JSON",
+            ),
             ApiError::NoRoute(_) => (S::NOT_FOUND, "no-route", "No such route"),
-            ApiError::MethodNotAllowed { .. } => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
+            ApiError::MethodNotAllowed { .. } => (
+                S::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
         }
     }
 
     pub fn problem(&self) -> Problem {
         let (status, slug, title) = self.status_and_type();
         let (violations, current_version) = match self {
-            ApiError::Core(Error::InvalidInput { violations, .. } | Error::PayloadRejected { violations, .. }) => {
-                (violations.clone(), None)
-            }
+            ApiError::Core(
+                Error::InvalidInput { violations, .. } | Error::PayloadRejected { violations, .. },
+            ) => (violations.clone(), None),
             ApiError::Core(Error::VersionMismatch { current, .. }) => (Vec::new(), Some(*current)),
             _ => (Vec::new(), None),
         };
         let detail = match self {
             // The cause may name hosts, tables or credentials: it goes to the log, not the client.
-            ApiError::Core(Error::Unavailable(_)) => "the gateway cannot reach its store right now; try again".to_owned(),
-            ApiError::Core(Error::InvalidInput { violations, .. }) if violations.len() == 1 => violations[0].message.clone(),
+            ApiError::Core(Error::Unavailable(_)) => {
+                "the gateway cannot reach its store right now; try again".to_owned()
+            }
+            ApiError::Core(Error::InvalidInput { violations, .. }) if violations.len() == 1 => {
+                violations[0].message.clone()
+            }
             ApiError::Core(Error::InvalidInput { violations, .. }) => {
                 format!("{} problems were found; see violations", violations.len())
             }
             other => other.to_string(),
         };
-        Problem { problem_type: format!("/problems/{slug}"), title: title.to_owned(), status: status.as_u16(), detail, violations, current_version }
+        Problem {
+            problem_type: format!("/problems/{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+            violations,
+            current_version,
+        }
     }
 }
 
@@ -98,10 +153,13 @@ impl IntoResponse for ApiError {
         if let ApiError::Core(Error::Unavailable(cause)) = &self {
             tracing::error!(error = %cause, "store unavailable");
         }
-        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         response
     }
 }

@@ -29,7 +29,10 @@ impl PageRequest {
     }
 
     pub fn first(limit: u32) -> Self {
-        Self { limit, cursor: None }
+        Self {
+            limit,
+            cursor: None,
+        }
     }
 }
 

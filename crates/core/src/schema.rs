@@ -29,7 +29,10 @@ pub fn violations(validator: &Validator, payload: &Value) -> Vec<Violation> {
     let mut extra = 0usize;
     for error in validator.iter_errors(payload) {
         if found.len() < MAX_VIOLATIONS {
-            found.push(Violation::new(error.instance_path().as_str(), error.to_string()));
+            found.push(Violation::new(
+                error.instance_path().as_str(),
+                error.to_string(),
+            ));
         } else {
             extra += 1;
         }
@@ -55,9 +58,19 @@ impl SchemaCache {
     ///
     /// Stored schemas compiled when they were written, so a failure here means the store holds
     /// something the API never accepted; it is reported, not hidden.
-    pub fn validator(&self, name: &EventName, version: Version, schema: &Value) -> Result<Arc<Validator>, String> {
+    pub fn validator(
+        &self,
+        name: &EventName,
+        version: Version,
+        schema: &Value,
+    ) -> Result<Arc<Validator>, String> {
         let key = (name.clone(), version);
-        if let Some(found) = self.validators.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(found) = self
+            .validators
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return Ok(found.clone());
         }
         let compiled = Arc::new(compile(schema)?);
@@ -113,10 +126,16 @@ mod tests {
     fn the_cache_compiles_once_per_version() {
         let cache = SchemaCache::new();
         let name = EventName::parse("a").unwrap();
-        let first = cache.validator(&name, Version(1), &json!({"type": "string"})).unwrap();
-        let again = cache.validator(&name, Version(1), &json!({"type": "integer"})).unwrap();
+        let first = cache
+            .validator(&name, Version(1), &json!({"type": "string"}))
+            .unwrap();
+        let again = cache
+            .validator(&name, Version(1), &json!({"type": "integer"}))
+            .unwrap();
         assert!(Arc::ptr_eq(&first, &again));
-        let next = cache.validator(&name, Version(2), &json!({"type": "integer"})).unwrap();
+        let next = cache
+            .validator(&name, Version(2), &json!({"type": "integer"}))
+            .unwrap();
         assert!(next.is_valid(&json!(3)));
     }
 }

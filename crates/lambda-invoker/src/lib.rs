@@ -47,7 +47,10 @@ impl FunctionInvoker for LambdaInvoker {
         match result {
             Ok(output) => match output.function_error() {
                 // Only a synchronous runner (a local emulator) reports the function's own error here.
-                Some(kind) => Err(InvokeError { message: format!("function '{function}' failed: {kind}"), retryable: true }),
+                Some(kind) => Err(InvokeError {
+                    message: format!("function '{function}' failed: {kind}"),
+                    retryable: true,
+                }),
                 None => Ok(()),
             },
             Err(err) => Err(classify(function, err)),
@@ -55,15 +58,26 @@ impl FunctionInvoker for LambdaInvoker {
     }
 }
 
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(function: &FunctionId, err: SdkError<E, HttpResponse>) -> InvokeError {
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    function: &FunctionId,
+    err: SdkError<E, HttpResponse>,
+) -> InvokeError {
     let code = err.code().map(str::to_owned);
     let status = err.raw_response().map(|r| r.status().as_u16());
     let message = match (&code, err.message(), err.raw_response()) {
         (Some(code), Some(message), _) => format!("invoking '{function}': {code}: {message}"),
         (Some(code), None, _) => format!("invoking '{function}': {code}"),
         (None, _, Some(raw)) => {
-            let body = raw.body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
-            format!("invoking '{function}': HTTP {}: {}", raw.status().as_u16(), body.chars().take(300).collect::<String>())
+            let body = raw
+                .body()
+                .bytes()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            format!(
+                "invoking '{function}': HTTP {}: {}",
+                raw.status().as_u16(),
+                body.chars().take(300).collect::<String>()
+            )
         }
         _ => format!("invoking '{function}': {}", DisplayErrorContext(&err)),
     };

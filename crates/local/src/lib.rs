@@ -22,11 +22,17 @@ use worker::Worker;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create the data folder {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot open the database: {0}")]
     Store(#[from] gateway_core::Error),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -39,7 +45,11 @@ struct WakingAcceptor {
 
 #[async_trait]
 impl TriggerAcceptor for WakingAcceptor {
-    async fn accept(&self, trigger: &Trigger, key: Option<&IdempotencyKey>) -> gateway_core::error::Result<Acceptance> {
+    async fn accept(
+        &self,
+        trigger: &Trigger,
+        key: Option<&IdempotencyKey>,
+    ) -> gateway_core::error::Result<Acceptance> {
         let acceptance = self.store.accept(trigger, key).await?;
         if acceptance == Acceptance::Accepted && !trigger.deliveries.is_empty() {
             self.wake.notify_one();
@@ -50,8 +60,10 @@ impl TriggerAcceptor for WakingAcceptor {
 
 /// Serves until SIGINT or SIGTERM, then drains requests and invocations in flight.
 pub async fn run(config: Config, lambda: aws_sdk_lambda::Client) -> Result<(), StartError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|source| StartError::DataDir { path: config.data_dir.display().to_string(), source })?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
     let db = config.data_dir.join("gateway.db");
     let store = SqliteStore::open(&db)?;
     let wake = Arc::new(Notify::new());
@@ -61,7 +73,10 @@ pub async fn run(config: Config, lambda: aws_sdk_lambda::Client) -> Result<(), S
         events: Arc::new(store.clone()),
         subscriptions: Arc::new(store.clone()),
         trigger_source: Arc::new(store.clone()),
-        acceptor: Arc::new(WakingAcceptor { store: store.clone(), wake: wake.clone() }),
+        acceptor: Arc::new(WakingAcceptor {
+            store: store.clone(),
+            wake: wake.clone(),
+        }),
         deliveries: Arc::new(store.clone()),
         schemas: SchemaCache::new(),
         clock: clock.clone(),
@@ -83,7 +98,10 @@ pub async fn run(config: Config, lambda: aws_sdk_lambda::Client) -> Result<(), S
 
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
-        .map_err(|source| StartError::Listen { addr: config.addr, source })?;
+        .map_err(|source| StartError::Listen {
+            addr: config.addr,
+            source,
+        })?;
     if config.allowlist.allows_any() {
         tracing::warn!("GATEWAY_FUNCTION_ALLOWLIST is '*': subscriptions may target any function");
     }

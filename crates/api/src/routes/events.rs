@@ -43,10 +43,19 @@ fn location(name: &EventName) -> String {
         (status = 413, description = "Body too large", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Invalid fields, or a schema that does not compile", body = Problem, content_type = PROBLEM_JSON),
     ))]
-async fn create_event(State(g): State<SharedGateway>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn create_event(
+    State(g): State<SharedGateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let draft: EventDraft = json_body(&headers, body, g.max_payload_bytes)?;
     let event = events::define_event(g.events.as_ref(), g.clock.as_ref(), draft).await?;
-    Ok(versioned(StatusCode::CREATED, event.version, Some(location(&event.name)), &event))
+    Ok(versioned(
+        StatusCode::CREATED,
+        event.version,
+        Some(location(&event.name)),
+        &event,
+    ))
 }
 
 /// List event definitions by name.
@@ -55,7 +64,10 @@ async fn create_event(State(g): State<SharedGateway>, headers: HeaderMap, body: 
         (status = 200, body = EventPage),
         (status = 400, description = "Bad limit or cursor", body = Problem, content_type = PROBLEM_JSON),
     ))]
-async fn list_events(State(g): State<SharedGateway>, q: Result<Query<PageQuery>, QueryRejection>) -> Result<Json<Page<EventDefinition>>, ApiError> {
+async fn list_events(
+    State(g): State<SharedGateway>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<Page<EventDefinition>>, ApiError> {
     let page = query(q)?.page()?;
     Ok(Json(events::list_events(g.events.as_ref(), &page).await?))
 }
@@ -67,7 +79,10 @@ async fn list_events(State(g): State<SharedGateway>, q: Result<Query<PageQuery>,
         (status = 400, description = "Invalid name", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, body = Problem, content_type = PROBLEM_JSON),
     ))]
-async fn get_event(State(g): State<SharedGateway>, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn get_event(
+    State(g): State<SharedGateway>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let name = path_value(EventName::parse, &name)?;
     let event = events::get_event(g.events.as_ref(), &name).await?;
     Ok(versioned(StatusCode::OK, event.version, None, &event))
@@ -91,7 +106,8 @@ async fn replace_event(
     let name = path_value(EventName::parse, &name)?;
     let expected = if_match(&headers)?;
     let draft: EventDraft = json_body(&headers, body, g.max_payload_bytes)?;
-    let event = events::replace_event(g.events.as_ref(), g.clock.as_ref(), &name, draft, expected).await?;
+    let event =
+        events::replace_event(g.events.as_ref(), g.clock.as_ref(), &name, draft, expected).await?;
     Ok(versioned(StatusCode::OK, event.version, None, &event))
 }
 

@@ -6,7 +6,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use gateway_core::{subscriptions, EventName, Page, PageRequest, Subscription, SubscriptionDraft, SubscriptionId};
+use gateway_core::{
+    subscriptions, EventName, Page, PageRequest, Subscription, SubscriptionDraft, SubscriptionId,
+};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -20,7 +22,11 @@ use crate::SharedGateway;
 pub fn routes() -> OpenApiRouter<SharedGateway> {
     OpenApiRouter::new()
         .routes(routes!(create_subscription, list_subscriptions))
-        .routes(routes!(get_subscription, replace_subscription, delete_subscription))
+        .routes(routes!(
+            get_subscription,
+            replace_subscription,
+            delete_subscription
+        ))
 }
 
 #[derive(utoipa::ToSchema)]
@@ -39,11 +45,27 @@ struct SubscriptionPage {
         (status = 404, description = "No such event", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, body = Problem, content_type = PROBLEM_JSON),
     ))]
-async fn create_subscription(State(g): State<SharedGateway>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn create_subscription(
+    State(g): State<SharedGateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let draft: SubscriptionDraft = json_body(&headers, body, g.max_payload_bytes)?;
-    let sub = subscriptions::subscribe(g.subscriptions.as_ref(), g.clock.as_ref(), g.ids.as_ref(), &g.allowlist, draft).await?;
+    let sub = subscriptions::subscribe(
+        g.subscriptions.as_ref(),
+        g.clock.as_ref(),
+        g.ids.as_ref(),
+        &g.allowlist,
+        draft,
+    )
+    .await?;
     let location = format!("/subscriptions/{}", sub.subscription_id);
-    Ok(versioned(StatusCode::CREATED, sub.version, Some(location), &sub))
+    Ok(versioned(
+        StatusCode::CREATED,
+        sub.version,
+        Some(location),
+        &sub,
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -60,17 +82,29 @@ struct ListQuery {
 /// List subscriptions, oldest first, optionally of one event.
 #[utoipa::path(get, path = "/subscriptions", tag = "subscriptions", params(ListQuery),
     responses((status = 200, body = SubscriptionPage), (status = 400, body = Problem, content_type = PROBLEM_JSON)))]
-async fn list_subscriptions(State(g): State<SharedGateway>, q: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<Page<Subscription>>, ApiError> {
+async fn list_subscriptions(
+    State(g): State<SharedGateway>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Page<Subscription>>, ApiError> {
     let q = query(q)?;
-    let event = q.event.as_deref().map(|e| path_value(EventName::parse, e)).transpose()?;
+    let event = q
+        .event
+        .as_deref()
+        .map(|e| path_value(EventName::parse, e))
+        .transpose()?;
     let page = PageRequest::new(q.limit, q.cursor)?;
-    Ok(Json(subscriptions::list_subscriptions(g.subscriptions.as_ref(), event.as_ref(), &page).await?))
+    Ok(Json(
+        subscriptions::list_subscriptions(g.subscriptions.as_ref(), event.as_ref(), &page).await?,
+    ))
 }
 
 /// Read a subscription.
 #[utoipa::path(get, path = "/subscriptions/{id}", tag = "subscriptions", params(("id" = String, Path)),
     responses((status = 200, body = Subscription), (status = 400, body = Problem, content_type = PROBLEM_JSON), (status = 404, body = Problem, content_type = PROBLEM_JSON)))]
-async fn get_subscription(State(g): State<SharedGateway>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn get_subscription(
+    State(g): State<SharedGateway>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id = path_value(SubscriptionId::parse, &id)?;
     let sub = subscriptions::get_subscription(g.subscriptions.as_ref(), &id).await?;
     Ok(versioned(StatusCode::OK, sub.version, None, &sub))
@@ -95,7 +129,15 @@ async fn replace_subscription(
     let id = path_value(SubscriptionId::parse, &id)?;
     let expected = if_match(&headers)?;
     let draft: SubscriptionDraft = json_body(&headers, body, g.max_payload_bytes)?;
-    let sub = subscriptions::replace_subscription(g.subscriptions.as_ref(), g.clock.as_ref(), &g.allowlist, &id, draft, expected).await?;
+    let sub = subscriptions::replace_subscription(
+        g.subscriptions.as_ref(),
+        g.clock.as_ref(),
+        &g.allowlist,
+        &id,
+        draft,
+        expected,
+    )
+    .await?;
     Ok(versioned(StatusCode::OK, sub.version, None, &sub))
 }
 
@@ -103,7 +145,11 @@ async fn replace_subscription(
 #[utoipa::path(delete, path = "/subscriptions/{id}", tag = "subscriptions",
     params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 204), (status = 404, body = Problem, content_type = PROBLEM_JSON), (status = 412, body = Problem, content_type = PROBLEM_JSON)))]
-async fn delete_subscription(State(g): State<SharedGateway>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn delete_subscription(
+    State(g): State<SharedGateway>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let id = path_value(SubscriptionId::parse, &id)?;
     subscriptions::unsubscribe(g.subscriptions.as_ref(), &id, if_match(&headers)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -50,7 +50,10 @@ async fn trigger_event(
 ) -> Result<Response, ApiError> {
     let event = path_value(EventName::parse, &name)?;
     let idempotency_key = match headers.get("idempotency-key") {
-        Some(raw) => Some(path_value(IdempotencyKey::parse, raw.to_str().unwrap_or("\u{7f}"))?),
+        Some(raw) => Some(path_value(
+            IdempotencyKey::parse,
+            raw.to_str().unwrap_or("\u{7f}"),
+        )?),
         None => None,
     };
     let payload = body_bytes(body, g.max_payload_bytes)?.to_vec();
@@ -61,7 +64,12 @@ async fn trigger_event(
         clock: g.clock.as_ref(),
         ids: g.ids.as_ref(),
     };
-    let request = TriggerRequest { event, content_type: content_type(&headers), payload, idempotency_key };
+    let request = TriggerRequest {
+        event,
+        content_type: content_type(&headers),
+        payload,
+        idempotency_key,
+    };
     let receipt = trigger::trigger(ports, request).await?;
     let mut response = (StatusCode::ACCEPTED, Json(&receipt)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/deliveries/{}", receipt.event_id)) {
@@ -81,7 +89,11 @@ async fn deliveries_of_event(
     let event = path_value(EventName::parse, &name)?;
     let page = query(q)?.page()?;
     if g.events.get_event(&event).await?.is_none() {
-        return Err(Error::NotFound { what: "event", id: event.to_string() }.into());
+        return Err(Error::NotFound {
+            what: "event",
+            id: event.to_string(),
+        }
+        .into());
     }
     Ok(Json(g.deliveries.deliveries_of_event(&event, &page).await?))
 }
@@ -89,10 +101,17 @@ async fn deliveries_of_event(
 /// The deliveries of one trigger: status, attempts and last error per subscription.
 #[utoipa::path(get, path = "/deliveries/{eventId}", tag = "triggers", params(("eventId" = String, Path)),
     responses((status = 200, body = Vec<Delivery>), (status = 400, body = Problem, content_type = PROBLEM_JSON), (status = 404, body = Problem, content_type = PROBLEM_JSON)))]
-async fn deliveries_of_trigger(State(g): State<SharedGateway>, Path(id): Path<String>) -> Result<Json<Vec<Delivery>>, ApiError> {
+async fn deliveries_of_trigger(
+    State(g): State<SharedGateway>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<Delivery>>, ApiError> {
     let event_id = path_value(EventId::parse, &id)?;
     match g.deliveries.deliveries_of_trigger(&event_id).await? {
         Some(deliveries) => Ok(Json(deliveries)),
-        None => Err(Error::NotFound { what: "trigger", id: event_id.to_string() }.into()),
+        None => Err(Error::NotFound {
+            what: "trigger",
+            id: event_id.to_string(),
+        }
+        .into()),
     }
 }

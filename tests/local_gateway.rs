@@ -1,0 +1,177 @@
+//! The local gateway as a user runs it: the real `event-gateway` binary on a SQLite file, and a
+//! real `cargo lambda watch` running the example subscriber function.
+
+use std::time::Duration;
+
+use end_to_end::*;
+use serde_json::{json, Value};
+
+fn define_orders_event(port: u16) {
+    let created = http(
+        port,
+        "POST",
+        "/events",
+        Some(&json!({
+            "name": "orders.created",
+            "schema": {
+                "type": "object",
+                "required": ["orderId", "total"],
+                "properties": {"orderId": {"type": "string"}, "total": {"type": "number", "minimum": 0}}
+            }
+        })),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+}
+
+fn subscribe_example(port: u16) -> Value {
+    let sub = http(
+        port,
+        "POST",
+        "/subscriptions",
+        Some(&json!({
+            "event": "orders.created", "functionId": "example-subscriber", "metadata": {"purpose": "e2e"}
+        })),
+    );
+    assert_eq!(sub.status, 201, "{}", sub.body);
+    sub.body
+}
+
+fn trigger(port: u16, payload: &Value) -> Value {
+    let accepted = http(
+        port,
+        "POST",
+        "/events/orders.created/trigger",
+        Some(payload),
+    );
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    accepted.body
+}
+
+fn statuses(port: u16, event_id: &str) -> Vec<String> {
+    let log = http(port, "GET", &format!("/deliveries/{event_id}"), None);
+    assert_eq!(log.status, 200, "{}", log.body);
+    log.body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_trigger_runs_the_subscribed_function_with_the_invocation_payload() {
+    // GIVEN the gateway and cargo lambda watch running the example subscriber
+    build_binaries();
+    let dir = temp_dir("trigger");
+    let (port, lambda_port) = (free_port(), free_port());
+    let watch = start_lambda_watch(lambda_port, dir.join("watch.log"));
+    let _gateway = start_gateway(GatewaySettings {
+        port,
+        data_dir: &dir.join("data"),
+        lambda_port,
+        log: dir.join("gateway.log"),
+    });
+    define_orders_event(port);
+    let subscription = subscribe_example(port);
+
+    // WHEN an event is triggered
+    let payload = json!({"orderId": "o-1", "total": 42.5});
+    let receipt = trigger(port, &payload);
+    let event_id = receipt["eventId"].as_str().unwrap().to_owned();
+
+    // THEN the delivery is recorded as delivered, after one attempt
+    wait_until("the delivery", Duration::from_secs(120), || {
+        statuses(port, &event_id) == ["delivered"]
+    });
+    let log = http(port, "GET", &format!("/deliveries/{event_id}"), None).body;
+    assert_eq!(log[0]["attempts"], 1);
+
+    // AND the function received the invocation payload of the spec
+    wait_until("the function's log line", Duration::from_secs(10), || {
+        !logged_invocations(&watch.log_text()).is_empty()
+    });
+    let invocations = logged_invocations(&watch.log_text());
+    let got = invocations
+        .iter()
+        .find(|i| i["eventId"] == event_id.as_str())
+        .expect("the function logged this trigger");
+    assert_eq!(got["event"], "orders.created");
+    assert_eq!(got["subscriptionId"], subscription["subscriptionId"]);
+    assert_eq!(got["functionId"], "example-subscriber");
+    assert_eq!(
+        got["receivedAt"].as_str().map(|s| &s[..19]),
+        receipt["receivedAt"].as_str().map(|s| &s[..19])
+    );
+    assert_eq!(got["data"], payload);
+    assert_eq!(got["dataType"], "application/json");
+    assert_eq!(got["metadata"], json!({"purpose": "e2e"}));
+
+    // AND the event records when it was last triggered
+    let event = http(port, "GET", "/events/orders.created", None).body;
+    assert!(event["receivedAt"].is_string());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_crash_between_acceptance_and_invocation_loses_no_delivery() {
+    // GIVEN a gateway whose Lambda endpoint is down, so deliveries cannot run yet
+    build_binaries();
+    let dir = temp_dir("restart");
+    let data = dir.join("data");
+    let (port, lambda_port) = (free_port(), free_port());
+    let gateway = start_gateway(GatewaySettings {
+        port,
+        data_dir: &data,
+        lambda_port,
+        log: dir.join("gateway-1.log"),
+    });
+    define_orders_event(port);
+    subscribe_example(port);
+
+    // WHEN three events are accepted and the gateway is killed before any can be delivered
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            trigger(port, &json!({"orderId": format!("o-{i}"), "total": i}))["eventId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for id in &ids {
+        assert_eq!(statuses(port, id), ["pending"]);
+    }
+    gateway.crash();
+
+    // AND it restarts on the same data, with the function now reachable
+    let watch = start_lambda_watch(lambda_port, dir.join("watch.log"));
+    let port = free_port();
+    let _gateway = start_gateway(GatewaySettings {
+        port,
+        data_dir: &data,
+        lambda_port,
+        log: dir.join("gateway-2.log"),
+    });
+
+    // THEN every accepted delivery runs, and the function saw each trigger
+    for id in &ids {
+        wait_until(
+            "a delivery after the restart",
+            Duration::from_secs(120),
+            || statuses(port, id) == ["delivered"],
+        );
+    }
+    wait_until("the function's log lines", Duration::from_secs(10), || {
+        logged_invocations(&watch.log_text()).len() >= 3
+    });
+    let seen: Vec<String> = logged_invocations(&watch.log_text())
+        .iter()
+        .map(|i| i["eventId"].as_str().unwrap().to_owned())
+        .collect();
+    for id in &ids {
+        assert!(
+            seen.contains(id),
+            "{id} was not delivered to the function: saw {seen:?}"
+        );
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

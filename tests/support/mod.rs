@@ -1,0 +1,275 @@
+//! What the end-to-end tests share: building the binaries, starting real processes on free
+//! loopback ports (stopped when dropped), and a minimal HTTP client.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Builds the workspace's binaries once per test process (a no-op when they are fresh).
+pub fn build_binaries() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "gateway-local",
+                "-p",
+                "example-subscriber",
+            ])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the binaries failed");
+    });
+}
+
+pub fn binary(name: &str) -> PathBuf {
+    target_dir().join("debug").join(name)
+}
+
+/// `cargo-lambda` from PATH, or from the project's virtualenv that `make test` creates.
+pub fn cargo_lambda() -> PathBuf {
+    let in_venv = workspace_root().join(".venv/bin/cargo-lambda");
+    if in_venv.exists() {
+        return in_venv;
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("cargo-lambda"))
+                .find(|p| p.exists())
+        })
+        .expect("cargo-lambda is not installed: run `make test`, which installs it into .venv")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn temp_dir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "gateway-e2e-{label}-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A child process in its own process group, killed with its children when dropped.
+pub struct Process {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Process {
+    pub fn start(mut command: Command, log: PathBuf) -> Self {
+        use std::os::unix::process::CommandExt;
+        let out = std::fs::File::create(&log).unwrap();
+        command
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .stdin(Stdio::null())
+            .process_group(0);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        Self { child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: the process gets no chance to finish anything, as in a crash.
+    pub fn crash(mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// Signals the whole process group the child leads (cargo lambda watch runs its functions as
+    /// children), and nothing else: the group id is the child's own pid, never 0 or 1.
+    fn signal(&self, signal: libc::c_int) {
+        let group = self.child.id() as libc::pid_t;
+        if group > 1 {
+            // SAFETY: killpg only sends a signal; a group that is already gone gives ESRCH.
+            unsafe { libc::killpg(group, signal) };
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// `cargo lambda watch` serving the workspace's functions on a free port.
+pub fn start_lambda_watch(port: u16, log: PathBuf) -> Process {
+    let mut command = Command::new(cargo_lambda());
+    command
+        .args([
+            "lambda",
+            "watch",
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+            &port.to_string(),
+            "--ignore-changes",
+        ])
+        .current_dir(workspace_root());
+    let process = Process::start(command, log);
+    wait_until(
+        "cargo lambda watch to listen",
+        Duration::from_secs(60),
+        || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
+    process
+}
+
+pub struct GatewaySettings<'a> {
+    pub port: u16,
+    pub data_dir: &'a Path,
+    pub lambda_port: u16,
+    pub log: PathBuf,
+}
+
+/// The local gateway binary, invoking functions through the Lambda API on `lambda_port`.
+pub fn start_gateway(s: GatewaySettings<'_>) -> Process {
+    let mut command = Command::new(binary("event-gateway"));
+    command
+        .env("GATEWAY_ADDR", format!("127.0.0.1:{}", s.port))
+        .env("GATEWAY_DATA_DIR", s.data_dir)
+        .env("GATEWAY_FUNCTION_ALLOWLIST", "example-")
+        .env("GATEWAY_RETRY_BASE_MS", "200")
+        .env("GATEWAY_RETRY_MAX_MS", "1000")
+        .env("GATEWAY_MAX_ATTEMPTS", "1000")
+        .env(
+            "AWS_ENDPOINT_URL_LAMBDA",
+            format!("http://127.0.0.1:{}", s.lambda_port),
+        )
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "e2e")
+        .env("AWS_SECRET_ACCESS_KEY", "e2e")
+        .env("RUST_LOG", "info")
+        .current_dir(workspace_root());
+    let process = Process::start(command, s.log);
+    let port = s.port;
+    wait_until("the gateway to listen", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    process
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; the body is read as JSON (Null when empty).
+pub fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Response {
+    let mut stream =
+        TcpStream::connect(("127.0.0.1", port)).expect("the gateway accepts connections");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).expect("responses are UTF-8");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body).expect("a JSON body")
+    };
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// The invocation payloads the example subscriber logged, as cargo lambda watch printed them.
+pub fn logged_invocations(watch_log: &str) -> Vec<Value> {
+    watch_log
+        .lines()
+        .filter(|line| line.contains("received event"))
+        .filter_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
+        .filter_map(|entry| {
+            entry["fields"]["invocation"]
+                .as_str()
+                .and_then(|s| serde_json::from_str(s).ok())
+        })
+        .collect()
+}
