@@ -26,6 +26,8 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("another event-gateway is using {0}; stop it or set GATEWAY_DATA_DIR to another folder")]
+    AlreadyRunning(String),
     #[error("cannot open the database: {0}")]
     Store(#[from] gateway_core::Error),
     #[error("cannot listen on {addr}: {source}")]
@@ -64,8 +66,13 @@ pub async fn run(config: Config, lambda: aws_sdk_lambda::Client) -> Result<(), S
         path: config.data_dir.display().to_string(),
         source,
     })?;
+    let _lock = lock_data_dir(&config.data_dir)?;
     let db = config.data_dir.join("gateway.db");
     let store = SqliteStore::open(&db)?;
+    let released = store.release_claims().await?;
+    if released > 0 {
+        tracing::info!(released, "deliveries claimed by a previous run are due again");
+    }
     let wake = Arc::new(Notify::new());
     let clock = Arc::new(SystemClock);
 
@@ -123,6 +130,18 @@ pub async fn run(config: Config, lambda: aws_sdk_lambda::Client) -> Result<(), S
     let _ = worker_task.await;
     let _ = housekeeping.await;
     served.map_err(StartError::Serve)
+}
+
+/// One gateway per data folder: its claims on deliveries are only safe to release at start-up
+/// if no other process can hold any. The lock goes with the process, however it ends.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    let path = dir.join("gateway.lock");
+    let file = std::fs::File::create(&path).map_err(|source| StartError::DataDir { path: path.display().to_string(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::AlreadyRunning(dir.display().to_string())),
+        Err(std::fs::TryLockError::Error(source)) => Err(StartError::DataDir { path: path.display().to_string(), source }),
+    }
 }
 
 async fn expire_idempotency_keys(store: SqliteStore, shutdown: CancellationToken) {

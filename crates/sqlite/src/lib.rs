@@ -88,6 +88,13 @@ impl SqliteStore {
         .map_err(db_err)?
     }
 
+    /// Frees every claimed delivery. Only for start-up, when this process holds the data
+    /// folder's lock: a claim left in the file was made by a process that is gone.
+    pub async fn release_claims(&self) -> DbResult<usize> {
+        self.run(|conn| conn.execute("UPDATE deliveries SET leased_until = NULL WHERE leased_until IS NOT NULL", []).map_err(db_err))
+            .await
+    }
+
     /// Forgets idempotency keys older than the window, so the index stays small.
     pub async fn expire_idempotency_keys(&self, now: DateTime<Utc>) -> DbResult<usize> {
         let cutoff = ts(now - chrono::Duration::from_std(IDEMPOTENCY_WINDOW).unwrap_or_default());
