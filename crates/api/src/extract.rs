@@ -4,8 +4,8 @@
 //! default (plain-text 400s, 413s with empty bodies) ever reaches a client.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::Query;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query};
 use axum::http::{header, HeaderMap, StatusCode};
 use gateway_core::{Error, PageRequest, Version, Violation};
 use serde::de::DeserializeOwned;
@@ -144,6 +144,19 @@ pub fn path_value<T>(
     raw: &str,
 ) -> Result<T, ApiError> {
     parse(raw).map_err(|v| Error::invalid_request(v).into())
+}
+
+/// A path segment parsed into a core value; one that is not even UTF-8 is refused the same way.
+pub fn path_param<T>(
+    segment: Result<Path<String>, PathRejection>,
+    parse: impl FnOnce(&str) -> Result<T, Violation>,
+) -> Result<T, ApiError> {
+    match segment {
+        Ok(Path(raw)) => path_value(parse, &raw),
+        Err(rejection) => {
+            Err(Error::invalid_request(Violation::new("", format!("invalid path: {}", rejection.body_text()))).into())
+        }
+    }
 }
 
 #[cfg(test)]

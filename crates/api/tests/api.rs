@@ -679,7 +679,7 @@ async fn get_event_with_an_invalid_name_is_a_bad_request() {
 }
 
 #[tokio::test]
-#[ignore = "BUG: a path segment that is not UTF-8 (%FF) is refused by axum's Path extractor with a text/plain 400, not problem+json"]
+
 async fn a_path_segment_that_is_not_utf8_is_a_problem_bad_request() {
     let api = Api::new();
 

@@ -1,7 +1,7 @@
 //! `/events`: event definitions.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::versioned;
-use crate::extract::{if_match, json_body, path_value, query, PageQuery};
+use crate::extract::{if_match, json_body, path_param, query, PageQuery};
 use crate::problem::{ApiError, Problem, PROBLEM_JSON};
 use crate::SharedGateway;
 
@@ -81,9 +81,9 @@ async fn list_events(
     ))]
 async fn get_event(
     State(g): State<SharedGateway>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let name = path_value(EventName::parse, &name)?;
+    let name = path_param(name, EventName::parse)?;
     let event = events::get_event(g.events.as_ref(), &name).await?;
     Ok(versioned(StatusCode::OK, event.version, None, &event))
 }
@@ -99,11 +99,11 @@ async fn get_event(
     ))]
 async fn replace_event(
     State(g): State<SharedGateway>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let name = path_value(EventName::parse, &name)?;
+    let name = path_param(name, EventName::parse)?;
     let expected = if_match(&headers)?;
     let draft: EventDraft = json_body(&headers, body, g.max_payload_bytes)?;
     let event =
@@ -129,11 +129,11 @@ struct DeleteQuery {
     ))]
 async fn delete_event(
     State(g): State<SharedGateway>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     q: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let name = path_value(EventName::parse, &name)?;
+    let name = path_param(name, EventName::parse)?;
     let cascade = query(q)?.cascade.unwrap_or(false);
     events::delete_event(g.events.as_ref(), &name, if_match(&headers)?, cascade).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -1,7 +1,7 @@
 //! `/subscriptions`: functions subscribed to events.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::versioned;
-use crate::extract::{if_match, json_body, path_value, query};
+use crate::extract::{if_match, json_body, path_param, path_value, query};
 use crate::problem::{ApiError, Problem, PROBLEM_JSON};
 use crate::SharedGateway;
 
@@ -103,9 +103,9 @@ async fn list_subscriptions(
     responses((status = 200, body = Subscription), (status = 400, body = Problem, content_type = PROBLEM_JSON), (status = 404, body = Problem, content_type = PROBLEM_JSON)))]
 async fn get_subscription(
     State(g): State<SharedGateway>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let id = path_value(SubscriptionId::parse, &id)?;
+    let id = path_param(id, SubscriptionId::parse)?;
     let sub = subscriptions::get_subscription(g.subscriptions.as_ref(), &id).await?;
     Ok(versioned(StatusCode::OK, sub.version, None, &sub))
 }
@@ -122,11 +122,11 @@ async fn get_subscription(
     ))]
 async fn replace_subscription(
     State(g): State<SharedGateway>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let id = path_value(SubscriptionId::parse, &id)?;
+    let id = path_param(id, SubscriptionId::parse)?;
     let expected = if_match(&headers)?;
     let draft: SubscriptionDraft = json_body(&headers, body, g.max_payload_bytes)?;
     let sub = subscriptions::replace_subscription(
@@ -147,10 +147,10 @@ async fn replace_subscription(
     responses((status = 204), (status = 404, body = Problem, content_type = PROBLEM_JSON), (status = 412, body = Problem, content_type = PROBLEM_JSON)))]
 async fn delete_subscription(
     State(g): State<SharedGateway>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = path_value(SubscriptionId::parse, &id)?;
+    let id = path_param(id, SubscriptionId::parse)?;
     subscriptions::unsubscribe(g.subscriptions.as_ref(), &id, if_match(&headers)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -1,7 +1,7 @@
 //! Triggering an event, and the delivery log that follows each trigger.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +11,7 @@ use gateway_core::{Delivery, Error, EventId, EventName, IdempotencyKey, Page, Tr
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::extract::{body_bytes, content_type, path_value, query, PageQuery};
+use crate::extract::{body_bytes, content_type, path_param, path_value, query, PageQuery};
 use crate::problem::{ApiError, Problem, PROBLEM_JSON};
 use crate::SharedGateway;
 
@@ -44,11 +44,11 @@ struct DeliveryPage {
     ))]
 async fn trigger_event(
     State(g): State<SharedGateway>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let event = path_value(EventName::parse, &name)?;
+    let event = path_param(name, EventName::parse)?;
     let idempotency_key = match headers.get("idempotency-key") {
         Some(raw) => Some(path_value(
             IdempotencyKey::parse,
@@ -83,10 +83,10 @@ async fn trigger_event(
     responses((status = 200, body = DeliveryPage), (status = 400, body = Problem, content_type = PROBLEM_JSON), (status = 404, body = Problem, content_type = PROBLEM_JSON)))]
 async fn deliveries_of_event(
     State(g): State<SharedGateway>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Page<Delivery>>, ApiError> {
-    let event = path_value(EventName::parse, &name)?;
+    let event = path_param(name, EventName::parse)?;
     let page = query(q)?.page()?;
     if g.events.get_event(&event).await?.is_none() {
         return Err(Error::NotFound {
@@ -103,9 +103,9 @@ async fn deliveries_of_event(
     responses((status = 200, body = Vec<Delivery>), (status = 400, body = Problem, content_type = PROBLEM_JSON), (status = 404, body = Problem, content_type = PROBLEM_JSON)))]
 async fn deliveries_of_trigger(
     State(g): State<SharedGateway>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Vec<Delivery>>, ApiError> {
-    let event_id = path_value(EventId::parse, &id)?;
+    let event_id = path_param(id, EventId::parse)?;
     match g.deliveries.deliveries_of_trigger(&event_id).await? {
         Some(deliveries) => Ok(Json(deliveries)),
         None => Err(Error::NotFound {
