@@ -175,3 +175,25 @@ fn a_crash_between_acceptance_and_invocation_loses_no_delivery() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn a_second_gateway_on_the_same_data_folder_refuses_to_start() {
+    // GIVEN a running gateway
+    build_binaries();
+    let dir = temp_dir("lock");
+    let data = dir.join("data");
+    let _first = start_gateway(GatewaySettings { port: free_port(), data_dir: &data, lambda_port: free_port(), log: dir.join("first.log") });
+
+    // WHEN a second one is started on the same folder
+    let second = std::process::Command::new(binary("event-gateway"))
+        .env("GATEWAY_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("GATEWAY_DATA_DIR", &data)
+        .output()
+        .unwrap();
+
+    // THEN it exits with an error that says why, instead of sharing the outbox
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("another event-gateway is using"), "{stderr}");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -1,5 +1,9 @@
 //! `/health` and `/openapi.json`.
 
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -26,6 +30,9 @@ async fn health() -> Json<Health> {
 
 /// This API's OpenAPI 3.1 document, generated from the handlers.
 #[utoipa::path(get, path = "/openapi.json", tag = "meta", responses((status = 200, description = "OpenAPI 3.1 document")))]
-async fn openapi_document() -> Json<utoipa::openapi::OpenApi> {
-    Json(crate::openapi())
+async fn openapi_document() -> Response {
+    // Built on first request, not at start-up: a Lambda cold start should not pay for it.
+    static DOCUMENT: OnceLock<Vec<u8>> = OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| serde_json::to_vec(&crate::openapi()).unwrap_or_default());
+    ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
 }
