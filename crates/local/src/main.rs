@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use gateway_local::Config;
