@@ -30,6 +30,8 @@ async fn main() -> ExitCode {
                 .operation_timeout(config.invoke_timeout)
                 .build(),
         )
+        // The outbox retries with backoff and counts attempts; SDK retries would hide them.
+        .retry_config(RetryConfig::standard().with_max_attempts(1))
         .load()
         .await;
     match gateway_local::run(config, aws_sdk_lambda::Client::new(&aws)).await {
