@@ -1,6 +1,8 @@
 //! What the end-to-end tests share: building the binaries, starting real processes on free
 //! loopback ports (stopped when dropped), and a minimal HTTP client.
 
+pub mod moto;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod memory;
+pub mod message;
 pub mod model;
 pub mod page;
 pub mod ports;

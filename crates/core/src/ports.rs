@@ -174,3 +174,53 @@ impl IdSource for UlidSource {
         SubscriptionId::from_ulid(ulid::Ulid::new())
     }
 }
+
+/// What an idempotency key held when a trigger tried to claim it (the cloud acceptor's view).
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyClaim {
+    /// The key was free (or expired): it now holds this trigger's receipt, as in progress.
+    Claimed,
+    /// A trigger with this key was published: here is its receipt, to answer again.
+    Published(TriggerReceipt),
+    /// Another request holds the key and may still be publishing.
+    InProgress,
+    /// A request claimed the key but never confirmed its publish (it failed or crashed) and its
+    /// lease ran out. The key is now this caller's, still tied to the first trigger's receipt:
+    /// the caller publishes under that `eventId`, so a publish that did happen is not doubled.
+    TakenOver(TriggerReceipt),
+}
+
+/// Idempotency keys as the cloud acceptor keeps them: claimed before publishing, completed after,
+/// expired after a window (24 hours). A key is scoped to its event (`receipt.event`).
+#[async_trait]
+pub trait IdempotencyKeys: Send + Sync {
+    /// Claims `key` for the trigger of `receipt` at `now`, holding it for `lease`.
+    async fn claim_key(
+        &self,
+        key: &IdempotencyKey,
+        receipt: &TriggerReceipt,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<KeyClaim>;
+    /// Marks the key's trigger as published, storing the receipt a retry will get.
+    async fn complete_key(&self, key: &IdempotencyKey, receipt: &TriggerReceipt) -> Result<()>;
+    /// Gives the key up after a failed publish, keeping its `eventId` for the next claimant.
+    async fn abandon_key(&self, key: &IdempotencyKey, receipt: &TriggerReceipt) -> Result<()>;
+}
+
+/// The delivery log as the cloud acceptor and dispatcher write it. Writes are upserts that never
+/// move a record backwards (a delivered record stays delivered; attempts never decrease), so
+/// they may arrive late, twice, or out of order.
+#[async_trait]
+pub trait DeliveryRecorder: Send + Sync {
+    /// Logs a published trigger: its deliveries as pending and the event's `receivedAt`.
+    async fn record_trigger(&self, trigger: &Trigger) -> Result<()>;
+    /// Writes one delivery's state after an attempt (`attempts` counts it).
+    async fn record_delivery(&self, delivery: &Delivery) -> Result<()>;
+    /// The recorded state of these deliveries of one trigger; unrecorded ones are left out.
+    async fn recorded_deliveries(
+        &self,
+        event_id: &EventId,
+        subscriptions: &[SubscriptionId],
+    ) -> Result<Vec<Delivery>>;
+}

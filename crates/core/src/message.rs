@@ -1,0 +1,186 @@
+//! The message a trigger's deliveries travel in on AWS (SNS topic, SQS queue, dispatcher), as
+//! plain serde: the trigger handler publishes it, the dispatcher reads it and re-enqueues a
+//! failed delivery in it, and any other subscriber of the topic can read it too.
+//!
+//! `data` follows the invocation payload's convention: a JSON `dataType` is embedded as JSON,
+//! any other is a base64 string with `"dataEncoding": "base64"`.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::ids::{DataType, EventId, EventName, FunctionId, SubscriptionId};
+use crate::model::{Delivery, DeliveryStatus, Metadata, Trigger};
+
+/// The largest SNS message (and, before 2025, SQS message): body and attributes together.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryMessage {
+    pub event_id: EventId,
+    pub event: EventName,
+    pub received_at: DateTime<Utc>,
+    pub data_type: DataType,
+    pub data: Box<RawValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_encoding: Option<String>,
+    pub deliveries: Vec<DeliveryEntry>,
+}
+
+/// One delivery in a message, with how many attempts it has already had.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryEntry {
+    pub subscription_id: SubscriptionId,
+    pub function_id: FunctionId,
+    #[serde(default)]
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl DeliveryMessage {
+    /// The message carrying every delivery of `trigger`; fails only if a JSON payload is not JSON.
+    pub fn for_trigger(trigger: &Trigger) -> Result<Self, String> {
+        let (data, data_encoding) = if trigger.data_type.is_json() {
+            let text = String::from_utf8(trigger.payload.clone())
+                .map_err(|e| format!("the payload is not UTF-8: {e}"))?;
+            let raw =
+                RawValue::from_string(text).map_err(|e| format!("the payload is not JSON: {e}"))?;
+            (raw, None)
+        } else {
+            let text = serde_json::to_string(&STANDARD.encode(&trigger.payload))
+                .map_err(|e| e.to_string())?;
+            let raw = RawValue::from_string(text).map_err(|e| e.to_string())?;
+            (raw, Some("base64".to_owned()))
+        };
+        Ok(Self {
+            event_id: trigger.event_id,
+            event: trigger.event.clone(),
+            received_at: trigger.received_at,
+            data_type: trigger.data_type.clone(),
+            data,
+            data_encoding,
+            deliveries: trigger
+                .deliveries
+                .iter()
+                .map(|d| DeliveryEntry {
+                    subscription_id: d.subscription_id,
+                    function_id: d.function_id.clone(),
+                    metadata: d.metadata.clone(),
+                    attempts: d.attempts,
+                    last_error: d.last_error.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// The same trigger carrying only `deliveries`.
+    pub fn with_deliveries(&self, deliveries: Vec<DeliveryEntry>) -> Self {
+        Self {
+            deliveries,
+            ..self.clone()
+        }
+    }
+
+    /// The payload as the client sent it.
+    pub fn payload(&self) -> Result<Vec<u8>, String> {
+        match self.data_encoding.as_deref() {
+            None => Ok(self.data.get().as_bytes().to_vec()),
+            Some("base64") => {
+                let text: String = serde_json::from_str(self.data.get())
+                    .map_err(|e| format!("base64 data is not a string: {e}"))?;
+                STANDARD
+                    .decode(text)
+                    .map_err(|e| format!("data is not valid base64: {e}"))
+            }
+            Some(other) => Err(format!("unknown dataEncoding '{other}'")),
+        }
+    }
+
+    /// The delivery-log record of `entry` as the message has it: pending, after `entry.attempts`.
+    pub fn record_of(&self, entry: &DeliveryEntry) -> Delivery {
+        Delivery {
+            event_id: self.event_id,
+            event: self.event.clone(),
+            subscription_id: entry.subscription_id,
+            function_id: entry.function_id.clone(),
+            metadata: entry.metadata.clone(),
+            status: DeliveryStatus::Pending,
+            attempts: entry.attempts,
+            last_error: entry.last_error.clone(),
+            received_at: self.received_at,
+            updated_at: self.received_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Version;
+    use crate::model::{EventDefinition, Subscription};
+    use crate::ports::{IdSource, UlidSource};
+    use crate::trigger::accepted_trigger;
+
+    fn trigger(data_type: &str, payload: &[u8]) -> Trigger {
+        let now = Utc::now();
+        let name = EventName::parse("orders.created").unwrap();
+        let definition = EventDefinition {
+            name: name.clone(),
+            description: None,
+            schema: None,
+            data_type: DataType::parse(data_type).unwrap(),
+            metadata: Metadata::new(),
+            received_at: None,
+            created_at: now,
+            updated_at: now,
+            version: Version::FIRST,
+        };
+        let subscription = Subscription {
+            subscription_id: UlidSource.subscription_id(),
+            event: name,
+            function_id: FunctionId::parse("fn-a").unwrap(),
+            metadata: Metadata::new(),
+            created_at: now,
+            updated_at: now,
+            version: Version::FIRST,
+        };
+        accepted_trigger(
+            &definition,
+            &[subscription],
+            payload.to_vec(),
+            now,
+            &UlidSource,
+        )
+    }
+
+    #[test]
+    fn json_payloads_are_embedded_and_come_back_byte_for_byte() {
+        let t = trigger("application/json", br#"{"id": "a-1", "n": [1, 2.5]}"#);
+        let message = DeliveryMessage::for_trigger(&t).unwrap();
+        let text = serde_json::to_string(&message).unwrap();
+        assert!(
+            text.contains(r#""data":{"id": "a-1", "n": [1, 2.5]}"#),
+            "{text}"
+        );
+        assert!(!text.contains("dataEncoding"));
+        let back: DeliveryMessage = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.payload().unwrap(), t.payload);
+        assert_eq!(back.record_of(&back.deliveries[0]), t.deliveries[0]);
+    }
+
+    #[test]
+    fn other_payloads_travel_as_base64() {
+        let t = trigger("text/csv", b"a,b\n1,2\n");
+        let text = serde_json::to_string(&DeliveryMessage::for_trigger(&t).unwrap()).unwrap();
+        assert!(text.contains(r#""dataEncoding":"base64""#), "{text}");
+        let back: DeliveryMessage = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.payload().unwrap(), b"a,b\n1,2\n");
+    }
+}

@@ -1,0 +1,104 @@
+//! The dispatcher's configuration, read once from the environment by its Lambda binary.
+
+use std::time::Duration;
+
+use gateway_core::dispatch::RetryPolicy;
+use gateway_core::FunctionAllowlist;
+
+use crate::queue::MAX_DELAY;
+use crate::DispatchSettings;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `GATEWAY_TABLE_NAME`: the DynamoDB table of the delivery log.
+    pub table_name: String,
+    /// `GATEWAY_DELIVERY_QUEUE_URL`: where a failed delivery is re-enqueued.
+    pub delivery_queue_url: String,
+    /// `GATEWAY_DEAD_LETTER_QUEUE_URL`: where it goes after its last attempt.
+    pub dead_letter_queue_url: String,
+    /// `GATEWAY_FUNCTION_ALLOWLIST` (default `*`), `GATEWAY_MAX_ATTEMPTS` (8),
+    /// `GATEWAY_RETRY_BASE_MS` (1000), `GATEWAY_RETRY_MAX_MS` (300000, at most 900000),
+    /// `GATEWAY_CONCURRENCY` (16).
+    pub settings: DispatchSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |var: &'static str| {
+            get(var)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ConfigError {
+                    var,
+                    problem: "is required".to_owned(),
+                })
+        };
+        let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(raw) => raw.trim().parse().map_err(|_| ConfigError {
+                    var,
+                    problem: format!("'{raw}' is not a whole number"),
+                }),
+            }
+        };
+        let retry = RetryPolicy {
+            max_attempts: number("GATEWAY_MAX_ATTEMPTS", 8)?.clamp(1, 1000) as u32,
+            base_delay: Duration::from_millis(number("GATEWAY_RETRY_BASE_MS", 1000)?),
+            max_delay: Duration::from_millis(number("GATEWAY_RETRY_MAX_MS", 300_000)?)
+                .min(MAX_DELAY),
+        };
+        Ok(Self {
+            table_name: required("GATEWAY_TABLE_NAME")?,
+            delivery_queue_url: required("GATEWAY_DELIVERY_QUEUE_URL")?,
+            dead_letter_queue_url: required("GATEWAY_DEAD_LETTER_QUEUE_URL")?,
+            settings: DispatchSettings {
+                allowlist: FunctionAllowlist::parse(
+                    &get("GATEWAY_FUNCTION_ALLOWLIST").unwrap_or_else(|| "*".to_owned()),
+                ),
+                retry,
+                concurrency: number("GATEWAY_CONCURRENCY", 16)?.clamp(1, 1024) as usize,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_and_table_are_required_and_delays_stay_within_sqs_limits() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let err = Config::from_lookup(env(&[])).unwrap_err();
+        assert_eq!(err.var, "GATEWAY_TABLE_NAME");
+        let config = Config::from_lookup(env(&[
+            ("GATEWAY_TABLE_NAME", "gateway"),
+            ("GATEWAY_DELIVERY_QUEUE_URL", "https://sqs/1/deliveries"),
+            ("GATEWAY_DEAD_LETTER_QUEUE_URL", "https://sqs/1/dlq"),
+            ("GATEWAY_RETRY_MAX_MS", "3600000"),
+            ("GATEWAY_FUNCTION_ALLOWLIST", "orders-"),
+        ]))
+        .unwrap();
+        assert_eq!(config.settings.retry.max_delay, MAX_DELAY);
+        assert_eq!(config.settings.retry.max_attempts, 8);
+        assert_eq!(config.settings.allowlist.describe(), "orders-*");
+    }
+}

@@ -1,0 +1,275 @@
+//! The cloud dispatcher: runs the deliveries of an SQS batch (the delivery queue, fed by the
+//! SNS topic with raw message delivery) and says which messages SQS should deliver again.
+//!
+//! Each delivery of each message runs concurrently, under a bound:
+//! - one already recorded as delivered, or whose attempt was already made (a redelivered
+//!   message), is skipped, so functions that succeeded are not invoked again;
+//! - a function outside the allowlist is failed, never invoked;
+//! - otherwise it is invoked through the `FunctionInvoker` port (Lambda `InvocationType=Event`).
+//!
+//! A delivery that fails goes back to the queue on its own (a message carrying only it, one
+//! attempt more, with its last error) with SQS `DelaySeconds` as backoff; after the last attempt
+//! it goes to the dead-letter queue with its error. Every attempt is recorded in the delivery
+//! log. A message is reported as a batch item failure only when that could not be done (the
+//! log could not be read, a re-enqueue failed), so SQS redelivers it and, at worst, its redrive
+//! policy moves it to the dead-letter queue.
+
+pub mod config;
+pub mod queue;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use futures_util::future::join_all;
+use gateway_core::dispatch::{self, RetryPolicy};
+use gateway_core::message::{DeliveryEntry, DeliveryMessage};
+use gateway_core::ports::{AttemptOutcome, Clock, DeliveryRecorder, FunctionInvoker, SystemClock};
+use gateway_core::{Delivery, DeliveryStatus, FunctionAllowlist};
+use tokio::sync::Semaphore;
+
+pub use config::{Config, ConfigError};
+pub use queue::{QueueError, RetryQueue, SqsRetryQueue};
+
+/// A delivery's last error is cut to this many bytes, so a re-enqueued message stays within
+/// the room the publisher left for it.
+pub const MAX_ERROR_BYTES: usize = 1024;
+
+/// What the dispatcher decides with: the same knobs as the local gateway's worker.
+#[derive(Clone, Debug)]
+pub struct DispatchSettings {
+    pub allowlist: FunctionAllowlist,
+    /// Attempts in all and backoff; delays are capped at SQS's 15 minutes.
+    pub retry: RetryPolicy,
+    /// Deliveries in flight at once, across the whole batch.
+    pub concurrency: usize,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        Self {
+            allowlist: FunctionAllowlist::any(),
+            retry: RetryPolicy::default(),
+            concurrency: 16,
+        }
+    }
+}
+
+pub struct Dispatcher {
+    recorder: Arc<dyn DeliveryRecorder>,
+    invoker: Arc<dyn FunctionInvoker>,
+    queue: Arc<dyn RetryQueue>,
+    clock: Arc<dyn Clock>,
+    settings: DispatchSettings,
+    permits: Semaphore,
+}
+
+impl Dispatcher {
+    pub fn new(
+        recorder: Arc<dyn DeliveryRecorder>,
+        invoker: Arc<dyn FunctionInvoker>,
+        queue: Arc<dyn RetryQueue>,
+        settings: DispatchSettings,
+    ) -> Self {
+        let permits = Semaphore::new(settings.concurrency.max(1));
+        Self {
+            recorder,
+            invoker,
+            queue,
+            clock: Arc::new(SystemClock),
+            settings,
+            permits,
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Runs a batch; the response lists the messages SQS must deliver again.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let outcomes = join_all(event.records.iter().map(|record| async move {
+            let ok = match record.body.as_deref() {
+                Some(body) => self.handle_message(body).await,
+                None => {
+                    tracing::error!(message_id = ?record.message_id, "SQS message without a body");
+                    false
+                }
+            };
+            (record.message_id.clone().unwrap_or_default(), ok)
+        }))
+        .await;
+        let mut response = SqsBatchResponse::default();
+        for (message_id, ok) in outcomes {
+            if !ok {
+                response.add_failure(message_id);
+            }
+        }
+        response
+    }
+
+    /// Runs one message's deliveries; false if SQS must deliver it again.
+    pub async fn handle_message(&self, body: &str) -> bool {
+        let message: DeliveryMessage = match serde_json::from_str(body) {
+            Ok(message) => message,
+            Err(error) => {
+                // Left to the queue's redrive policy, which moves it to the dead-letter queue.
+                tracing::error!(%error, "a message on the delivery queue is not a delivery message");
+                return false;
+            }
+        };
+        if message.deliveries.is_empty() {
+            return true;
+        }
+        let ids: Vec<_> = message
+            .deliveries
+            .iter()
+            .map(|d| d.subscription_id)
+            .collect();
+        let recorded = match self
+            .recorder
+            .recorded_deliveries(&message.event_id, &ids)
+            .await
+        {
+            Ok(found) => found
+                .into_iter()
+                .map(|d| (d.subscription_id, d))
+                .collect::<HashMap<_, _>>(),
+            Err(error) => {
+                tracing::error!(%error, event_id = %message.event_id, "cannot read the delivery log; the message will come again");
+                return false;
+            }
+        };
+        let payload = message.payload();
+        let results = join_all(message.deliveries.iter().map(|entry| {
+            self.run_delivery(
+                &message,
+                entry,
+                recorded.get(&entry.subscription_id),
+                payload.as_deref().map_err(String::as_str),
+            )
+        }))
+        .await;
+        results.into_iter().all(|ok| ok)
+    }
+
+    async fn run_delivery(
+        &self,
+        message: &DeliveryMessage,
+        entry: &DeliveryEntry,
+        recorded: Option<&Delivery>,
+        payload: Result<&[u8], &str>,
+    ) -> bool {
+        if let Some(recorded) = recorded {
+            if recorded.status == DeliveryStatus::Delivered || recorded.attempts > entry.attempts {
+                tracing::info!(
+                    event_id = %message.event_id, subscription_id = %entry.subscription_id,
+                    status = recorded.status.as_str(), attempts = recorded.attempts,
+                    "delivery already done; skipped"
+                );
+                return true;
+            }
+        }
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let delivery = message.record_of(entry);
+        let outcome = match payload {
+            Ok(payload) => {
+                dispatch::attempt(
+                    self.invoker.as_ref(),
+                    &self.settings.allowlist,
+                    &self.settings.retry,
+                    self.clock.now(),
+                    &delivery,
+                    &message.data_type,
+                    payload,
+                )
+                .await
+            }
+            Err(error) => AttemptOutcome::Failed {
+                error: format!("the message's data cannot be read: {error}"),
+            },
+        };
+        let attempts = entry.attempts + 1;
+        tracing::info!(
+            event_id = %message.event_id, subscription_id = %entry.subscription_id,
+            function_id = %entry.function_id, attempt = attempts, outcome = ?outcome, "delivery attempt"
+        );
+        let record = |status, last_error: Option<String>| Delivery {
+            status,
+            attempts,
+            last_error,
+            updated_at: self.clock.now(),
+            ..delivery.clone()
+        };
+        let alone = |error: &str| {
+            message.with_deliveries(vec![DeliveryEntry {
+                attempts,
+                last_error: Some(error.to_owned()),
+                ..entry.clone()
+            }])
+        };
+        match outcome {
+            AttemptOutcome::Delivered => {
+                let done = record(DeliveryStatus::Delivered, entry.last_error.clone());
+                // Unrecorded, a success would read as pending forever: have the message again.
+                self.write(&done).await
+            }
+            AttemptOutcome::RetryAt { error, .. } => {
+                let error = truncated(error);
+                let delay = self
+                    .settings
+                    .retry
+                    .delay_after(attempts)
+                    .min(queue::MAX_DELAY);
+                if let Err(e) = self.queue.retry_later(&alone(&error), delay).await {
+                    // Nothing recorded: the redelivered message makes this attempt again.
+                    tracing::error!(error = %e, event_id = %message.event_id, subscription_id = %entry.subscription_id, "cannot re-enqueue a delivery");
+                    return false;
+                }
+                // The retry message carries the state on: a lost record is caught up by the next attempt.
+                self.write(&record(DeliveryStatus::Pending, Some(error)))
+                    .await;
+                true
+            }
+            AttemptOutcome::Failed { error } => {
+                let error = truncated(error);
+                if let Err(e) = self.queue.dead_letter(&alone(&error)).await {
+                    tracing::error!(error = %e, event_id = %message.event_id, subscription_id = %entry.subscription_id, "cannot send a failed delivery to the dead-letter queue");
+                    return false;
+                }
+                self.write(&record(DeliveryStatus::Failed, Some(error)))
+                    .await
+            }
+        }
+    }
+
+    async fn write(&self, delivery: &Delivery) -> bool {
+        match self.recorder.record_delivery(delivery).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(%error, event_id = %delivery.event_id, subscription_id = %delivery.subscription_id, "cannot record a delivery attempt");
+                false
+            }
+        }
+    }
+}
+
+fn truncated(mut error: String) -> String {
+    if error.len() > MAX_ERROR_BYTES {
+        let mut end = MAX_ERROR_BYTES - '…'.len_utf8();
+        while !error.is_char_boundary(end) {
+            end -= 1;
+        }
+        error.truncate(end);
+        error.push('…');
+    }
+    error
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,361 @@
+//! The dispatcher's decisions, on in-memory ports.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::SqsEvent;
+use chrono::Utc;
+use gateway_core::ids::Version;
+use gateway_core::ports::{IdSource, InvokeError, UlidSource};
+use gateway_core::trigger::accepted_trigger;
+use gateway_core::{
+    EventDefinition, EventId, EventName, FunctionId, Metadata, Subscription, SubscriptionId,
+    Trigger,
+};
+use serde_json::json;
+
+use super::*;
+
+#[derive(Default)]
+struct MemoryLog(Mutex<HashMap<(EventId, SubscriptionId), Delivery>>);
+
+#[async_trait]
+impl DeliveryRecorder for MemoryLog {
+    async fn record_trigger(&self, trigger: &Trigger) -> gateway_core::error::Result<()> {
+        for d in &trigger.deliveries {
+            self.record_delivery(d).await?;
+        }
+        Ok(())
+    }
+
+    async fn record_delivery(&self, d: &Delivery) -> gateway_core::error::Result<()> {
+        let mut log = self.0.lock().unwrap();
+        let key = (d.event_id, d.subscription_id);
+        let further = log
+            .get(&key)
+            .is_some_and(|r| r.status == DeliveryStatus::Delivered || r.attempts > d.attempts);
+        if !further {
+            log.insert(key, d.clone());
+        }
+        Ok(())
+    }
+
+    async fn recorded_deliveries(
+        &self,
+        event_id: &EventId,
+        subscriptions: &[SubscriptionId],
+    ) -> gateway_core::error::Result<Vec<Delivery>> {
+        let log = self.0.lock().unwrap();
+        Ok(subscriptions
+            .iter()
+            .filter_map(|s| log.get(&(*event_id, *s)).cloned())
+            .collect())
+    }
+}
+
+impl MemoryLog {
+    fn get(&self, d: &Delivery) -> Delivery {
+        self.0.lock().unwrap()[&(d.event_id, d.subscription_id)].clone()
+    }
+}
+
+#[derive(Default)]
+struct MemoryQueue {
+    retries: Mutex<Vec<(DeliveryMessage, Duration)>>,
+    dead: Mutex<Vec<DeliveryMessage>>,
+    broken: Mutex<bool>,
+}
+
+#[async_trait]
+impl RetryQueue for MemoryQueue {
+    async fn retry_later(&self, m: &DeliveryMessage, delay: Duration) -> Result<(), QueueError> {
+        if *self.broken.lock().unwrap() {
+            return Err(QueueError("SQS is down".into()));
+        }
+        self.retries.lock().unwrap().push((m.clone(), delay));
+        Ok(())
+    }
+
+    async fn dead_letter(&self, m: &DeliveryMessage) -> Result<(), QueueError> {
+        self.dead.lock().unwrap().push(m.clone());
+        Ok(())
+    }
+}
+
+/// Invokes every function, failing (retryably) those named in `failing`.
+#[derive(Default)]
+struct ScriptedInvoker {
+    failing: HashSet<String>,
+    calls: Mutex<Vec<(String, serde_json::Value)>>,
+}
+
+#[async_trait]
+impl FunctionInvoker for ScriptedInvoker {
+    async fn invoke(&self, function: &FunctionId, payload: &[u8]) -> Result<(), InvokeError> {
+        let payload = serde_json::from_slice(payload).unwrap();
+        self.calls
+            .lock()
+            .unwrap()
+            .push((function.to_string(), payload));
+        if self.failing.contains(function.as_str()) {
+            return Err(InvokeError {
+                message: format!("{function} is throttled"),
+                retryable: true,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl ScriptedInvoker {
+    fn failing(names: &[&str]) -> Self {
+        Self {
+            failing: names.iter().map(|s| s.to_string()).collect(),
+            calls: Mutex::default(),
+        }
+    }
+
+    fn called(&self) -> Vec<String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(f, _)| f.clone())
+            .collect()
+    }
+}
+
+struct Harness {
+    log: Arc<MemoryLog>,
+    queue: Arc<MemoryQueue>,
+    invoker: Arc<ScriptedInvoker>,
+    dispatcher: Dispatcher,
+}
+
+fn harness(invoker: ScriptedInvoker, allowlist: &str, max_attempts: u32) -> Harness {
+    let log = Arc::new(MemoryLog::default());
+    let queue = Arc::new(MemoryQueue::default());
+    let invoker = Arc::new(invoker);
+    let settings = DispatchSettings {
+        allowlist: FunctionAllowlist::parse(allowlist),
+        retry: RetryPolicy {
+            max_attempts,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(300),
+        },
+        concurrency: 4,
+    };
+    let dispatcher = Dispatcher::new(log.clone(), invoker.clone(), queue.clone(), settings);
+    Harness {
+        log,
+        queue,
+        invoker,
+        dispatcher,
+    }
+}
+
+fn trigger(functions: &[&str]) -> Trigger {
+    let now = Utc::now();
+    let name = EventName::parse("orders.created").unwrap();
+    let definition = EventDefinition {
+        name: name.clone(),
+        description: None,
+        schema: None,
+        data_type: Default::default(),
+        metadata: Metadata::new(),
+        received_at: None,
+        created_at: now,
+        updated_at: now,
+        version: Version::FIRST,
+    };
+    let subscriptions: Vec<Subscription> = functions
+        .iter()
+        .map(|f| Subscription {
+            subscription_id: UlidSource.subscription_id(),
+            event: name.clone(),
+            function_id: FunctionId::parse(f).unwrap(),
+            metadata: Metadata::from_iter([("f".to_owned(), json!(f))]),
+            created_at: now,
+            updated_at: now,
+            version: Version::FIRST,
+        })
+        .collect();
+    accepted_trigger(
+        &definition,
+        &subscriptions,
+        br#"{"orderId":"o-1"}"#.to_vec(),
+        now,
+        &UlidSource,
+    )
+}
+
+fn batch(messages: &[&DeliveryMessage]) -> SqsEvent {
+    let records: Vec<_> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| json!({"messageId": format!("msg-{i}"), "body": serde_json::to_string(m).unwrap()}))
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+#[tokio::test]
+async fn every_delivery_is_invoked_with_its_payload_and_recorded_delivered() {
+    // GIVEN a trigger of two subscriptions, logged as pending
+    let h = harness(ScriptedInvoker::default(), "*", 3);
+    let t = trigger(&["fn-a", "fn-b"]);
+    h.log.record_trigger(&t).await.unwrap();
+    let message = DeliveryMessage::for_trigger(&t).unwrap();
+
+    // WHEN the dispatcher gets its message
+    let response = h.dispatcher.handle(batch(&[&message])).await;
+
+    // THEN both functions ran with the invocation payload and the log says delivered
+    assert!(response.batch_item_failures.is_empty());
+    let calls = h.invoker.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2);
+    for (function, payload) in &calls {
+        assert_eq!(payload["data"], json!({"orderId": "o-1"}));
+        assert_eq!(payload["metadata"]["f"], json!(function));
+        assert_eq!(payload["eventId"], json!(t.event_id.to_string()));
+    }
+    for d in &t.deliveries {
+        let logged = h.log.get(d);
+        assert_eq!(
+            (logged.status, logged.attempts),
+            (DeliveryStatus::Delivered, 1)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_message_does_not_invoke_again_what_already_ran() {
+    let h = harness(ScriptedInvoker::failing(&["fn-flaky"]), "*", 3);
+    let t = trigger(&["fn-a", "fn-flaky"]);
+    let message = DeliveryMessage::for_trigger(&t).unwrap();
+    h.dispatcher.handle(batch(&[&message])).await;
+    assert_eq!(h.invoker.called().len(), 2);
+
+    // SQS delivers the same message again (say the Lambda timed out after the work).
+    let response = h.dispatcher.handle(batch(&[&message])).await;
+
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        h.invoker.called().len(),
+        2,
+        "fn-a was delivered and fn-flaky's first attempt was made: nothing runs again"
+    );
+    assert_eq!(
+        h.queue.retries.lock().unwrap().len(),
+        1,
+        "one retry, not two"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_delivery_is_retried_alone_with_backoff_then_dead_lettered_with_its_error() {
+    let h = harness(ScriptedInvoker::failing(&["fn-flaky"]), "*", 3);
+    let t = trigger(&["fn-a", "fn-flaky"]);
+    let flaky = t
+        .deliveries
+        .iter()
+        .find(|d| d.function_id.as_str() == "fn-flaky")
+        .unwrap();
+    let mut message = DeliveryMessage::for_trigger(&t).unwrap();
+
+    for attempt in 1..=3u32 {
+        let response = h.dispatcher.handle(batch(&[&message])).await;
+        assert!(response.batch_item_failures.is_empty(), "attempt {attempt}");
+        let logged = h.log.get(flaky);
+        assert_eq!(logged.attempts, attempt);
+        assert_eq!(
+            logged
+                .last_error
+                .as_deref()
+                .map(|e| e.contains("throttled")),
+            Some(true)
+        );
+        if attempt < 3 {
+            assert_eq!(logged.status, DeliveryStatus::Pending);
+            let (retry, delay) = h.queue.retries.lock().unwrap().last().cloned().unwrap();
+            assert_eq!(delay, Duration::from_secs(1 << (attempt - 1)));
+            assert_eq!(retry.event_id, t.event_id);
+            assert_eq!(retry.deliveries.len(), 1, "retried on its own");
+            assert_eq!(retry.deliveries[0].subscription_id, flaky.subscription_id);
+            assert_eq!(retry.deliveries[0].attempts, attempt);
+            message = retry;
+        } else {
+            assert_eq!(logged.status, DeliveryStatus::Failed);
+        }
+    }
+    let dead = h.queue.dead.lock().unwrap().clone();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].deliveries[0].subscription_id, flaky.subscription_id);
+    assert_eq!(dead[0].deliveries[0].attempts, 3);
+    assert!(dead[0].deliveries[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("attempt 3"));
+    assert_eq!(
+        h.invoker.called().iter().filter(|f| *f == "fn-a").count(),
+        1,
+        "the function that succeeded ran once"
+    );
+}
+
+#[tokio::test]
+async fn a_function_outside_the_allowlist_is_failed_and_never_invoked() {
+    let h = harness(ScriptedInvoker::default(), "orders-", 3);
+    let t = trigger(&["orders-ship", "admin-drop"]);
+    let message = DeliveryMessage::for_trigger(&t).unwrap();
+    let response = h.dispatcher.handle(batch(&[&message])).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(h.invoker.called(), vec!["orders-ship".to_owned()]);
+    let dead = h.queue.dead.lock().unwrap().clone();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].deliveries[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("allowlist"));
+}
+
+#[tokio::test]
+async fn a_retry_that_cannot_be_enqueued_fails_the_message_so_sqs_redelivers_it() {
+    let h = harness(ScriptedInvoker::failing(&["fn-flaky"]), "*", 3);
+    *h.queue.broken.lock().unwrap() = true;
+    let t = trigger(&["fn-a", "fn-flaky"]);
+    let message = DeliveryMessage::for_trigger(&t).unwrap();
+    let response = h.dispatcher.handle(batch(&[&message])).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(response.batch_item_failures[0].item_identifier, "msg-0");
+
+    // On redelivery, with the queue back, only the flaky one is attempted again.
+    *h.queue.broken.lock().unwrap() = false;
+    let response = h.dispatcher.handle(batch(&[&message])).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(h.invoker.called(), vec!["fn-a", "fn-flaky", "fn-flaky"]);
+    assert_eq!(h.queue.retries.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_message_that_is_not_a_delivery_message_is_left_to_the_redrive_policy() {
+    let h = harness(ScriptedInvoker::default(), "*", 3);
+    let event: SqsEvent = serde_json::from_value(json!({"Records": [
+        {"messageId": "bad", "body": "{\"not\": \"ours\"}"}
+    ]}))
+    .unwrap();
+    let response = h.dispatcher.handle(event).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert!(h.invoker.called().is_empty());
+}
+
+#[test]
+fn long_errors_are_cut_on_a_character_boundary() {
+    let error = "é".repeat(2_000);
+    let cut = truncated(error);
+    assert!(cut.len() <= MAX_ERROR_BYTES);
+    assert!(cut.ends_with('…'));
+}

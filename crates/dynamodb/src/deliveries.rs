@@ -1,0 +1,199 @@
+//! The delivery log: written by the cloud acceptor (pending) and the dispatcher (attempts),
+//! read by `GET /deliveries/{eventId}` and `GET /events/{name}/deliveries`.
+
+use async_trait::async_trait;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use gateway_core::ports::{DeliveryLog, DeliveryRecorder};
+use gateway_core::{
+    Delivery, DeliveryStatus, EventId, EventName, Page, PageRequest, SubscriptionId, Trigger,
+};
+
+use crate::items::{
+    deliveries_index_pk, delivery_sk, event_pk, time, trigger_pk, DeliveryItem, TriggerItem,
+    DELIVERY_PREFIX, GSI1, GSI1PK, GSI1SK, PK, RECEIVED_SK, SK, TRIGGER_SK,
+};
+use crate::{
+    condition_failed, from_item, key, n, s, string_attr, to_item, unavailable, DynamoStore, Result,
+};
+
+/// Delivery records written at once by one trigger.
+const WRITE_CONCURRENCY: usize = 32;
+
+impl DynamoStore {
+    /// Writes a delivery record unless the stored one is further along: delivered, or with
+    /// more attempts. A record that is further along is left as it is, and that is success.
+    async fn put_delivery(&self, delivery: &Delivery) -> Result<()> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(self.table.as_ref())
+            .set_item(Some(to_item(&DeliveryItem::new(delivery))?))
+            .condition_expression(
+                "attribute_not_exists(#pk) OR (#status <> :delivered AND #attempts <= :n)",
+            )
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#attempts", "attempts")
+            .expression_attribute_values(":delivered", s(DeliveryStatus::Delivered.as_str()))
+            .expression_attribute_values(":n", n(delivery.attempts))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(unavailable("PutItem", e)),
+        }
+    }
+
+    /// Moves the event's `receivedAt` forward (never back).
+    async fn touch_received_at(&self, trigger: &Trigger) -> Result<()> {
+        let at = time::text(&trigger.received_at);
+        let result = self
+            .client
+            .update_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key(event_pk(&trigger.event), RECEIVED_SK)))
+            .update_expression("SET #at = :at")
+            .condition_expression("attribute_not_exists(#at) OR #at < :at")
+            .expression_attribute_names("#at", "receivedAt")
+            .expression_attribute_values(":at", s(at))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(unavailable("UpdateItem", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl DeliveryRecorder for DynamoStore {
+    async fn record_trigger(&self, trigger: &Trigger) -> Result<()> {
+        let writes: Vec<_> = trigger
+            .deliveries
+            .iter()
+            .map(|d| self.put_delivery(d))
+            .collect();
+        stream::iter(writes)
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        if trigger.deliveries.is_empty() {
+            let header = TriggerItem {
+                pk: trigger_pk(&trigger.event_id),
+                sk: TRIGGER_SK.to_owned(),
+                event_id: trigger.event_id,
+                event: trigger.event.clone(),
+                received_at: trigger.received_at,
+            };
+            self.client
+                .put_item()
+                .table_name(self.table.as_ref())
+                .set_item(Some(to_item(&header)?))
+                .send()
+                .await
+                .map_err(|e| unavailable("PutItem", e))?;
+        }
+        self.touch_received_at(trigger).await
+    }
+
+    async fn record_delivery(&self, delivery: &Delivery) -> Result<()> {
+        self.put_delivery(delivery).await
+    }
+
+    async fn recorded_deliveries(
+        &self,
+        event_id: &EventId,
+        subscriptions: &[SubscriptionId],
+    ) -> Result<Vec<Delivery>> {
+        let pk = trigger_pk(event_id);
+        let keys = subscriptions
+            .iter()
+            .map(|id| key(&pk, delivery_sk(id)))
+            .collect();
+        self.batch_get(keys)
+            .await?
+            .into_values()
+            .map(|item| from_item::<DeliveryItem>(item).map(DeliveryItem::into_delivery))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl DeliveryLog for DynamoStore {
+    async fn deliveries_of_trigger(&self, event_id: &EventId) -> Result<Option<Vec<Delivery>>> {
+        let query = self
+            .client
+            .query()
+            .table_name(self.table.as_ref())
+            .consistent_read(true)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", s(trigger_pk(event_id)));
+        let items = self.query_items(query, None, None).await?;
+        if items.is_empty() {
+            return Ok(None);
+        }
+        let mut deliveries = Vec::with_capacity(items.len());
+        for item in items {
+            if string_attr(&item, SK)?.starts_with(DELIVERY_PREFIX) {
+                deliveries.push(from_item::<DeliveryItem>(item)?.into_delivery());
+            }
+        }
+        Ok(Some(deliveries))
+    }
+
+    async fn deliveries_of_event(
+        &self,
+        event: &EventName,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>> {
+        let index_pk = deliveries_index_pk(event);
+        let query = self
+            .client
+            .query()
+            .table_name(self.table.as_ref())
+            .index_name(GSI1)
+            .scan_index_forward(false)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", GSI1PK)
+            .expression_attribute_values(":pk", s(&index_pk));
+        let (keys, next_cursor) = self
+            .query_page(query, page, &[PK, SK, GSI1PK, GSI1SK], |c| {
+                c[GSI1PK] == index_pk
+                    && c[PK].starts_with("TRIGGER#")
+                    && c[SK].starts_with(DELIVERY_PREFIX)
+            })
+            .await?;
+        let keys = keys
+            .iter()
+            .map(|k| {
+                Ok((
+                    string_attr(k, PK)?.to_owned(),
+                    string_attr(k, SK)?.to_owned(),
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut found = self
+            .batch_get(keys.iter().map(|(pk, sk)| key(pk, sk)).collect())
+            .await?;
+        let items = keys
+            .into_iter()
+            .filter_map(|k| found.remove(&k))
+            .map(|item| from_item::<DeliveryItem>(item).map(DeliveryItem::into_delivery))
+            .collect::<Result<_>>()?;
+        Ok(Page { items, next_cursor })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixed_width_timestamps_compare_as_strings() {
+        use chrono::{TimeZone, Utc};
+        let whole = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let later = Utc.timestamp_opt(1_700_000_000, 500_000_000).unwrap();
+        assert!(super::time::text(&whole) < super::time::text(&later));
+    }
+}

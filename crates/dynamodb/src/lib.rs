@@ -1,0 +1,436 @@
+//! The DynamoDB adapter: the gateway's cloud store, in one table.
+//!
+//! It keeps the registry (event definitions, subscriptions), the delivery log and the
+//! idempotency keys. Every request path is a GetItem, a Query or a BatchGetItem on a key; there
+//! is no Scan. The key schema, item shapes and which call serves which route are written down in
+//! docs/DYNAMODB.md; [`create_table`] creates exactly that table (the SAM template mirrors it).
+//!
+//! Outcomes of the domain (a duplicate name, a stale version) come back as the core's errors;
+//! every other DynamoDB failure is `Error::Unavailable`.
+
+mod deliveries;
+mod idempotency;
+pub mod items;
+mod registry;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    KeysAndAttributes, Projection, ProjectionType, ScalarAttributeType, TableStatus,
+    TimeToLiveSpecification, TransactWriteItem,
+};
+use aws_sdk_dynamodb::Client;
+use gateway_core::page::{decode_cursor, encode_cursor};
+use gateway_core::{Error, PageRequest};
+
+pub use aws_sdk_dynamodb::types::AttributeValue;
+
+use items::{GSI1, GSI1PK, GSI1SK, PK, SK, TTL};
+
+/// How long an idempotency key replays its first answer.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+
+pub(crate) type Item = HashMap<String, AttributeValue>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The gateway's store on one DynamoDB table. Cheap to clone: clones share the client.
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: Arc<str>,
+}
+
+impl DynamoStore {
+    /// A store on `table`, which must have the schema [`create_table`] creates.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: Arc::from(table.into()),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The items a query yields, following `LastEvaluatedKey` (each page is at most 1 MB)
+    /// until `want` items are in hand or the query is exhausted.
+    pub(crate) async fn query_items(
+        &self,
+        query: QueryFluentBuilder,
+        mut start: Option<Item>,
+        want: Option<usize>,
+    ) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        loop {
+            let mut q = query.clone().set_exclusive_start_key(start.take());
+            if let Some(want) = want {
+                q = q.limit(i32::try_from(want - items.len()).unwrap_or(i32::MAX));
+            }
+            let out = q.send().await.map_err(|e| unavailable("Query", e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) if want.is_none_or(|w| items.len() < w) => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// One page of a query: `limit + 1` items are read so the cursor is only given when more
+    /// follow. The cursor wraps the last item's key attributes `cursor_keys`; a cursor is only
+    /// accepted back if it has exactly those and `cursor_ok` recognizes it as this query's.
+    pub(crate) async fn query_page(
+        &self,
+        query: QueryFluentBuilder,
+        page: &PageRequest,
+        cursor_keys: &[&str],
+        cursor_ok: impl Fn(&BTreeMap<String, String>) -> bool,
+    ) -> Result<(Vec<Item>, Option<String>)> {
+        let start = match &page.cursor {
+            None => None,
+            Some(cursor) => {
+                let position: BTreeMap<String, String> = decode_cursor(cursor)?;
+                let same_keys = position.len() == cursor_keys.len()
+                    && cursor_keys.iter().all(|k| position.contains_key(*k));
+                if !same_keys || !cursor_ok(&position) {
+                    return Err(Error::InvalidCursor);
+                }
+                Some(
+                    position
+                        .into_iter()
+                        .map(|(k, v)| (k, AttributeValue::S(v)))
+                        .collect(),
+                )
+            }
+        };
+        let limit = page.limit as usize;
+        let mut items = self.query_items(query, start, Some(limit + 1)).await?;
+        if items.len() <= limit {
+            return Ok((items, None));
+        }
+        items.truncate(limit);
+        let last = items.last().expect("limit is at least 1");
+        let position = cursor_keys
+            .iter()
+            .map(|k| Ok((k.to_string(), string_attr(last, k)?.to_owned())))
+            .collect::<Result<BTreeMap<String, String>>>()?;
+        Ok((items, Some(encode_cursor(&position))))
+    }
+
+    /// Reads items by key, strongly consistent, 100 keys a call, retrying unprocessed keys.
+    /// Returns them by `(pk, sk)`; keys with no item are absent.
+    pub(crate) async fn batch_get(
+        &self,
+        keys: Vec<Item>,
+    ) -> Result<HashMap<(String, String), Item>> {
+        let mut found = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(100) {
+            let mut pending = chunk.to_vec();
+            for round in 0u32.. {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(pending))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(Error::unavailable)?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(self.table.as_ref(), request)
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("BatchGetItem", e))?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(self.table.as_ref()))
+                    .unwrap_or_default()
+                {
+                    let key = (
+                        string_attr(&item, PK)?.to_owned(),
+                        string_attr(&item, SK)?.to_owned(),
+                    );
+                    found.insert(key, item);
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(self.table.as_ref()))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                if round >= 8 {
+                    return Err(Error::unavailable(
+                        "DynamoDB left keys unprocessed after 8 retries",
+                    ));
+                }
+                tokio::time::sleep(backoff(round)).await;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Runs a transaction. `Ok(Err(reasons))` when DynamoDB cancelled it: one reason code per
+    /// item (`None`, `ConditionalCheckFailed`, ...). Conflicts with other transactions are
+    /// retried a few times first.
+    pub(crate) async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Result<(), Vec<String>>> {
+        let mut round = 0;
+        loop {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(Ok(())),
+                Err(err) => err,
+            };
+            let reasons = match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancel)) => cancel
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code().unwrap_or("None").to_owned())
+                    .collect::<Vec<_>>(),
+                Some(e) if e.code() == Some("TransactionConflictException") => {
+                    vec!["TransactionConflict".to_owned()]
+                }
+                _ => return Err(unavailable("TransactWriteItems", err)),
+            };
+            let conflict = reasons.iter().any(|r| r == "TransactionConflict");
+            let other = reasons
+                .iter()
+                .any(|r| r != "None" && r != "TransactionConflict");
+            if conflict && !other && round < 4 {
+                tokio::time::sleep(backoff(round)).await;
+                round += 1;
+                continue;
+            }
+            return Ok(Err(reasons));
+        }
+    }
+}
+
+/// Creates the gateway's table: `pk`/`sk` strings, the keys-only index `gsi1`
+/// (`gsi1pk`/`gsi1sk`), on-demand billing, and TTL on `ttl`; waits until it is active.
+pub async fn create_table(client: &Client, name: &str) -> Result<()> {
+    let attribute = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(Error::unavailable)
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .map_err(Error::unavailable)
+    };
+    let index = GlobalSecondaryIndex::builder()
+        .index_name(GSI1)
+        .key_schema(key(GSI1PK, KeyType::Hash)?)
+        .key_schema(key(GSI1SK, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(Error::unavailable)?;
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute(PK)?)
+        .attribute_definitions(attribute(SK)?)
+        .attribute_definitions(attribute(GSI1PK)?)
+        .attribute_definitions(attribute(GSI1SK)?)
+        .key_schema(key(PK, KeyType::Hash)?)
+        .key_schema(key(SK, KeyType::Range)?)
+        .global_secondary_indexes(index)
+        .send()
+        .await
+        .map_err(|e| unavailable("CreateTable", e))?;
+    for round in 0u32.. {
+        let status = client
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| unavailable("DescribeTable", e))?
+            .table
+            .and_then(|t| t.table_status);
+        if status == Some(TableStatus::Active) {
+            break;
+        }
+        if round > 120 {
+            return Err(Error::unavailable(format!(
+                "table {name} did not become active"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name(TTL)
+                .enabled(true)
+                .build()
+                .map_err(Error::unavailable)?,
+        )
+        .send()
+        .await
+        .map_err(|e| unavailable("UpdateTimeToLive", e))?;
+    Ok(())
+}
+
+pub(crate) fn unavailable(operation: &str, err: impl std::error::Error) -> Error {
+    Error::unavailable(format!(
+        "DynamoDB {operation} failed: {}",
+        DisplayErrorContext(&err)
+    ))
+}
+
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+pub(crate) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
+}
+
+pub(crate) fn string_attr<'a>(item: &'a Item, name: &str) -> Result<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .ok_or_else(|| Error::unavailable(format!("stored item has no string attribute '{name}'")))
+}
+
+pub(crate) fn to_item<T: serde::Serialize>(value: &T) -> Result<Item> {
+    serde_dynamo::aws_sdk_dynamodb_1::to_item(value).map_err(Error::unavailable)
+}
+
+pub(crate) fn from_item<T: serde::de::DeserializeOwned>(item: Item) -> Result<T> {
+    serde_dynamo::aws_sdk_dynamodb_1::from_item(item)
+        .map_err(|e| Error::unavailable(format!("stored item does not read back: {e}")))
+}
+
+pub(crate) fn to_value<T: serde::Serialize>(value: &T) -> Result<AttributeValue> {
+    serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(value).map_err(Error::unavailable)
+}
+
+/// 25 ms doubling, for DynamoDB's own retry hints (unprocessed keys, transaction conflicts).
+pub(crate) fn backoff(round: u32) -> Duration {
+    Duration::from_millis(25u64.saturating_mul(1 << round.min(6)))
+}
+
+/// Whether a write failed only because its condition did not hold.
+pub(crate) fn condition_failed<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+/// Placeholders of an expression: every attribute name goes through `#x` (DynamoDB reserves
+/// words like `name`, `status` and `ttl`) and every value through `:x`.
+#[derive(Clone, Default)]
+pub(crate) struct Expr {
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Expr {
+    pub fn name(mut self, placeholder: &str, attribute: &str) -> Self {
+        self.names
+            .insert(placeholder.to_owned(), attribute.to_owned());
+        self
+    }
+
+    pub fn value(mut self, placeholder: &str, value: AttributeValue) -> Self {
+        self.values.insert(placeholder.to_owned(), value);
+        self
+    }
+
+    /// DynamoDB refuses empty placeholder maps: absent instead.
+    pub fn names(&self) -> Option<HashMap<String, String>> {
+        (!self.names.is_empty()).then(|| self.names.clone())
+    }
+
+    pub fn values(&self) -> Option<HashMap<String, AttributeValue>> {
+        (!self.values.is_empty()).then(|| self.values.clone())
+    }
+}
+
+impl DynamoStore {
+    pub(crate) fn tx_put(
+        &self,
+        item: Item,
+        condition: Option<&str>,
+        expr: &Expr,
+    ) -> Result<TransactWriteItem> {
+        let put = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(self.table.as_ref())
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(str::to_owned))
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .build()
+            .map_err(Error::unavailable)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    pub(crate) fn tx_delete(
+        &self,
+        key: Item,
+        condition: Option<&str>,
+        expr: &Expr,
+    ) -> Result<TransactWriteItem> {
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key))
+            .set_condition_expression(condition.map(str::to_owned))
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .build()
+            .map_err(Error::unavailable)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    pub(crate) fn tx_update(
+        &self,
+        key: Item,
+        update: &str,
+        condition: Option<&str>,
+        expr: &Expr,
+    ) -> Result<TransactWriteItem> {
+        let update = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key))
+            .update_expression(update)
+            .set_condition_expression(condition.map(str::to_owned))
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .build()
+            .map_err(Error::unavailable)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+}

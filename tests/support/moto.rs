@@ -1,0 +1,199 @@
+//! A real `moto_server` on a free loopback port: DynamoDB, SNS and SQS over their real wire
+//! protocols, for the AWS SDK clients the gateway's crates use. Stopped when dropped.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+
+use crate::{free_port, temp_dir, wait_until, workspace_root, Process};
+
+pub struct Moto {
+    _process: Process,
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// Starts `moto_server` from the project's virtualenv (`make test` installs it there).
+    pub fn start(label: &str) -> Self {
+        let server = workspace_root().join(".venv/bin/moto_server");
+        assert!(
+            server.exists(),
+            "moto_server is not installed: run `make test`, which installs moto[server] into .venv"
+        );
+        let port = free_port();
+        let mut command = Command::new(server);
+        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        let log = temp_dir(&format!("moto-{label}")).join("moto.log");
+        let process = Process::start(command, log);
+        wait_until("moto_server to answer", Duration::from_secs(60), || {
+            answers_http(port)
+        });
+        Self {
+            _process: process,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// SDK configuration that reaches this server, with static test credentials.
+    pub async fn sdk_config(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("moto", "moto", None, None, "moto"))
+            .load()
+            .await
+    }
+}
+
+fn answers_http(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = "GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+}
+
+/// A queue subscribed to `topic_arn` with raw message delivery, as the template wires the
+/// delivery queue; returns its URL.
+pub async fn subscribed_queue(
+    sns: &aws_sdk_sns::Client,
+    sqs: &aws_sdk_sqs::Client,
+    topic_arn: &str,
+    name: &str,
+) -> String {
+    let url = sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("create the queue")
+        .queue_url
+        .expect("a queue url");
+    let arn = queue_arn(sqs, &url).await;
+    sns.subscribe()
+        .topic_arn(topic_arn)
+        .protocol("sqs")
+        .endpoint(arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .expect("subscribe the queue");
+    url
+}
+
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("read the queue's attributes")
+        .attributes
+        .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .expect("a queue arn")
+}
+
+pub async fn topic(sns: &aws_sdk_sns::Client, name: &str) -> String {
+    sns.create_topic()
+        .name(name)
+        .send()
+        .await
+        .expect("create the topic")
+        .topic_arn
+        .expect("a topic arn")
+}
+
+/// Receives up to 10 messages, with their attributes, waiting up to `wait` seconds.
+pub async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    wait: i32,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    sqs.receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(wait)
+        .message_attribute_names("All")
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .expect("receive messages")
+        .messages
+        .unwrap_or_default()
+}
+
+pub async fn delete(sqs: &aws_sdk_sqs::Client, url: &str, message: &aws_sdk_sqs::types::Message) {
+    sqs.delete_message()
+        .queue_url(url)
+        .receipt_handle(message.receipt_handle.clone().expect("a receipt handle"))
+        .send()
+        .await
+        .expect("delete a message");
+}
+
+/// Messages in the queue: visible, in flight, and delayed.
+pub async fn messages_in(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .expect("read the queue's attributes")
+        .attributes
+        .unwrap_or_default();
+    attributes
+        .values()
+        .map(|v| v.parse::<u64>().unwrap_or(0))
+        .sum()
+}
+
+/// The Lambda SQS event for `messages`, as Lambda's event source mapping builds it.
+pub fn sqs_event(queue_arn: &str, messages: &[aws_sdk_sqs::types::Message]) -> serde_json::Value {
+    let records: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| {
+            let attributes: serde_json::Map<String, serde_json::Value> = m
+                .message_attributes
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, value)| {
+                    (
+                        name,
+                        serde_json::json!({
+                            "stringValue": value.string_value,
+                            "stringListValues": [],
+                            "binaryListValues": [],
+                            "dataType": value.data_type,
+                        }),
+                    )
+                })
+                .collect();
+            serde_json::json!({
+                "messageId": m.message_id,
+                "receiptHandle": m.receipt_handle,
+                "body": m.body,
+                "attributes": {},
+                "messageAttributes": attributes,
+                "md5OfBody": m.md5_of_body,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            })
+        })
+        .collect();
+    serde_json::json!({ "Records": records })
+}
