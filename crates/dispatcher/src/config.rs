@@ -10,7 +10,7 @@ use crate::DispatchSettings;
 
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// `GATEWAY_TABLE_NAME`: the DynamoDB table of the delivery log.
+    /// `GATEWAY_TABLE`: the DynamoDB table of the delivery log.
     pub table_name: String,
     /// `GATEWAY_DELIVERY_QUEUE_URL`: where a failed delivery is re-enqueued.
     pub delivery_queue_url: String,
@@ -59,7 +59,7 @@ impl Config {
                 .min(MAX_DELAY),
         };
         Ok(Self {
-            table_name: required("GATEWAY_TABLE_NAME")?,
+            table_name: required("GATEWAY_TABLE")?,
             delivery_queue_url: required("GATEWAY_DELIVERY_QUEUE_URL")?,
             dead_letter_queue_url: required("GATEWAY_DEAD_LETTER_QUEUE_URL")?,
             settings: DispatchSettings {
@@ -88,9 +88,9 @@ mod tests {
             }
         };
         let err = Config::from_lookup(env(&[])).unwrap_err();
-        assert_eq!(err.var, "GATEWAY_TABLE_NAME");
+        assert_eq!(err.var, "GATEWAY_TABLE");
         let config = Config::from_lookup(env(&[
-            ("GATEWAY_TABLE_NAME", "gateway"),
+            ("GATEWAY_TABLE", "gateway"),
             ("GATEWAY_DELIVERY_QUEUE_URL", "https://sqs/1/deliveries"),
             ("GATEWAY_DEAD_LETTER_QUEUE_URL", "https://sqs/1/dlq"),
             ("GATEWAY_RETRY_MAX_MS", "3600000"),

@@ -1,0 +1,124 @@
+//! Wiring for the gateway's Lambda functions. Each binary is a few lines: it names its route
+//! group (or the dispatcher) and calls into here, which reads the environment once, builds the
+//! SDK clients once, and starts the runtime. No request logic lives here: that is in
+//! `gateway-api`, `gateway-dispatcher` and the core.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use gateway_api::{Gateway, RouteGroup};
+use gateway_core::ports::{Acceptance, SystemClock, TriggerAcceptor, UlidSource};
+use gateway_core::schema::SchemaCache;
+use gateway_core::{Error, FunctionAllowlist, IdempotencyKey, Trigger};
+use gateway_dispatcher::{Dispatcher, SqsRetryQueue};
+use gateway_dynamodb::DynamoStore;
+use gateway_lambda_invoker::LambdaInvoker;
+use gateway_sns::{SnsAcceptor, SnsPublisher};
+use lambda_runtime::{service_fn, LambdaEvent};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    var: &'static str,
+    problem: String,
+}
+
+/// The HTTP handlers' settings, from the environment the template sets.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// `GATEWAY_TABLE`.
+    pub table: String,
+    /// `GATEWAY_TOPIC_ARN`: required by the function serving triggers only.
+    pub topic_arn: Option<String>,
+    /// `GATEWAY_FUNCTION_ALLOWLIST`: required; in the cloud there is no "any function" default.
+    pub allowlist: FunctionAllowlist,
+    /// `GATEWAY_MAX_PAYLOAD_BYTES`, default 262144.
+    pub max_payload_bytes: usize,
+}
+
+impl HttpSettings {
+    pub fn from_lookup(group: RouteGroup, get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required =
+            |var: &'static str| get(var).filter(|v| !v.trim().is_empty()).ok_or(ConfigError { var, problem: "is required".into() });
+        let serves_triggers = matches!(group, RouteGroup::Triggers | RouteGroup::All);
+        let max_payload_bytes = match get("GATEWAY_MAX_PAYLOAD_BYTES") {
+            None => gateway_api::DEFAULT_MAX_PAYLOAD_BYTES,
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError { var: "GATEWAY_MAX_PAYLOAD_BYTES", problem: format!("'{raw}' is not a whole number") })?,
+        };
+        Ok(Self {
+            table: required("GATEWAY_TABLE")?,
+            topic_arn: if serves_triggers { Some(required("GATEWAY_TOPIC_ARN")?) } else { None },
+            allowlist: FunctionAllowlist::parse(&required("GATEWAY_FUNCTION_ALLOWLIST")?),
+            max_payload_bytes,
+        })
+    }
+}
+
+/// Stands in for the trigger acceptor in functions whose routes never trigger, so they need
+/// neither the topic nor the permission to publish to it.
+struct NoTriggersHere;
+
+#[async_trait]
+impl TriggerAcceptor for NoTriggersHere {
+    async fn accept(&self, _: &Trigger, _: Option<&IdempotencyKey>) -> gateway_core::error::Result<Acceptance> {
+        Err(Error::unavailable("this function does not serve triggers"))
+    }
+}
+
+/// The gateway a route group needs, over DynamoDB and SNS.
+pub fn cloud_gateway(settings: HttpSettings, aws: &aws_config::SdkConfig) -> Gateway {
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), settings.table);
+    let acceptor: Arc<dyn TriggerAcceptor> = match settings.topic_arn {
+        Some(topic) => Arc::new(SnsAcceptor::with_store(SnsPublisher::new(aws_sdk_sns::Client::new(aws), topic), store.clone())),
+        None => Arc::new(NoTriggersHere),
+    };
+    Gateway {
+        events: Arc::new(store.clone()),
+        subscriptions: Arc::new(store.clone()),
+        trigger_source: Arc::new(store.clone()),
+        acceptor,
+        deliveries: Arc::new(store),
+        schemas: SchemaCache::new(),
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(UlidSource),
+        allowlist: settings.allowlist,
+        max_payload_bytes: settings.max_payload_bytes,
+    }
+}
+
+async fn aws_config() -> aws_config::SdkConfig {
+    // Builds providers only: credentials and connections are made on the first request.
+    aws_config::load_defaults(BehaviorVersion::latest()).await
+}
+
+/// Serves one route group of the HTTP API behind API Gateway.
+pub async fn serve_http(group: RouteGroup) -> Result<(), BoxError> {
+    lambda_http::tracing::init_default_subscriber();
+    let settings = HttpSettings::from_lookup(group, |k| std::env::var(k).ok())?;
+    let aws = aws_config().await;
+    let router = gateway_api::router(cloud_gateway(settings, &aws), group);
+    lambda_http::run(router).await
+}
+
+/// Runs the dispatcher on the delivery queue's SQS batches.
+pub async fn serve_dispatcher() -> Result<(), BoxError> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = gateway_dispatcher::Config::from_env()?;
+    let aws = aws_config().await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.table_name.clone());
+    let queue = SqsRetryQueue::new(aws_sdk_sqs::Client::new(&aws), config.delivery_queue_url, config.dead_letter_queue_url);
+    let invoker = LambdaInvoker::new(aws_sdk_lambda::Client::new(&aws));
+    let dispatcher = Dispatcher::new(Arc::new(store), Arc::new(invoker), Arc::new(queue), config.settings);
+    let dispatcher = &dispatcher;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, BoxError>(dispatcher.handle(event.payload).await)
+    }))
+    .await
+}
