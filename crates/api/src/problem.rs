@@ -62,6 +62,7 @@ impl ApiError {
                     "payload-rejected",
                     "Payload does not match the event's schema",
                 ),
+                Error::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large"),
                 Error::MalformedPayload(_) => (
                     S::BAD_REQUEST,
                     "malformed-payload",

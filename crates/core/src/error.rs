@@ -54,6 +54,11 @@ pub enum Error {
     #[error("the payload is not valid JSON: {0}")]
     MalformedPayload(String),
 
+    /// The payload fits the API's limit but not the transport's (an SNS message carries the
+    /// payload plus its deliveries' metadata in 256 KiB).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+
     #[error("event '{event}' takes '{expected}' payloads, not '{got}'")]
     UnsupportedMediaType {
         event: EventName,

@@ -18,6 +18,11 @@ use gateway_lambda_invoker::LambdaInvoker;
 use gateway_sns::{SnsAcceptor, SnsPublisher};
 use lambda_runtime::{service_fn, LambdaEvent};
 
+/// A trigger's SNS message carries the payload and its deliveries in 256 KiB; 192 KiB of payload
+/// leaves room for them. A larger JSON payload that still fits is accepted; one that does not is
+/// refused with 413 before anything is published.
+pub const CLOUD_MAX_PAYLOAD_BYTES: usize = 192 * 1024;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +41,7 @@ pub struct HttpSettings {
     pub topic_arn: Option<String>,
     /// `GATEWAY_FUNCTION_ALLOWLIST`: required; in the cloud there is no "any function" default.
     pub allowlist: FunctionAllowlist,
-    /// `GATEWAY_MAX_PAYLOAD_BYTES`, default 262144.
+    /// `GATEWAY_MAX_PAYLOAD_BYTES`, default [`CLOUD_MAX_PAYLOAD_BYTES`].
     pub max_payload_bytes: usize,
 }
 
@@ -46,7 +51,7 @@ impl HttpSettings {
             |var: &'static str| get(var).filter(|v| !v.trim().is_empty()).ok_or(ConfigError { var, problem: "is required".into() });
         let serves_triggers = matches!(group, RouteGroup::Triggers | RouteGroup::All);
         let max_payload_bytes = match get("GATEWAY_MAX_PAYLOAD_BYTES") {
-            None => gateway_api::DEFAULT_MAX_PAYLOAD_BYTES,
+            None => CLOUD_MAX_PAYLOAD_BYTES,
             Some(raw) => raw
                 .trim()
                 .parse()

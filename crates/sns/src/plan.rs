@@ -2,7 +2,7 @@
 //! 256 KiB limit (body and attributes, per message and per batch) and 10 entries a batch.
 
 use gateway_core::message::{DeliveryMessage, MAX_MESSAGE_BYTES};
-use gateway_core::{Error, Violation};
+use gateway_core::Error;
 
 /// The message attribute that carries the event name, for subscribers' filter policies.
 pub const EVENT_ATTRIBUTE: &str = "event";
@@ -79,15 +79,12 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, Error> {
 
 /// A 4xx: retrying the same trigger cannot help, a smaller payload or metadata can.
 fn too_large(message: &DeliveryMessage, bytes: usize, budget: usize) -> Error {
-    Error::invalid_body(vec![Violation::new(
-        "",
-        format!(
-            "a trigger of '{}' with this payload needs a message of {bytes} bytes for one delivery; \
-             SNS carries at most {budget} (256 KiB less the event attribute and room for retries): \
-             send a smaller payload",
-            message.event
-        ),
-    )])
+    Error::PayloadTooLarge(format!(
+        "a trigger of '{}' with this payload needs a message of {bytes} bytes for one delivery; \
+         SNS carries at most {budget} (256 KiB less the event attribute and room for retries): \
+         send a smaller payload",
+        message.event
+    ))
 }
 
 #[cfg(test)]
@@ -174,7 +171,7 @@ mod tests {
     #[test]
     fn a_delivery_that_cannot_fit_is_refused_not_dropped() {
         let err = split(&message(1, 10, 300 * 1024)).unwrap_err();
-        assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+        assert!(matches!(err, Error::PayloadTooLarge(_)), "{err:?}");
     }
 
     #[test]
