@@ -4,17 +4,20 @@ VENV := .venv
 TOOLS := $(VENV)/.installed-$(shell cksum < requirements-dev.txt | cut -d' ' -f1)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-# `make run` talks to `cargo lambda watch` on loopback unless you point it elsewhere.
-# With AWS_ENDPOINT_URL_LAMBDA unset and real credentials, it invokes real Lambda functions.
-LAMBDA_PORT ?= 9000
-export AWS_ENDPOINT_URL_LAMBDA ?= http://127.0.0.1:$(LAMBDA_PORT)
-export AWS_REGION ?= us-east-1
-export AWS_ACCESS_KEY_ID ?= local-dev
-export AWS_SECRET_ACCESS_KEY ?= local-dev
-export GATEWAY_DATA_DIR ?= .data
-export GATEWAY_FUNCTION_ALLOWLIST ?= *
+export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test tools lint clean
+# `make run` talks to `cargo lambda watch` on loopback unless you point it elsewhere. These
+# defaults apply to `run` only (never to `deploy`), and only where you have not set them.
+# With AWS_ENDPOINT_URL_LAMBDA set to nothing and real credentials, it invokes real Lambda.
+LAMBDA_PORT ?= 9000
+run: export AWS_ENDPOINT_URL_LAMBDA ?= http://127.0.0.1:$(LAMBDA_PORT)
+run: export AWS_REGION ?= us-east-1
+run: export AWS_ACCESS_KEY_ID ?= local-dev
+run: export AWS_SECRET_ACCESS_KEY ?= local-dev
+run: export GATEWAY_DATA_DIR ?= .data
+run: export GATEWAY_FUNCTION_ALLOWLIST ?= *
+
+.PHONY: run test tools template-lint lint build deploy clean
 
 tools: $(TOOLS)
 
@@ -32,13 +35,26 @@ run: tools
 	trap 'kill -TERM -- -$$watch 2>/dev/null || true' EXIT; \
 	./target/debug/event-gateway
 
-## test: every test: unit, API, store contract, end to end
-test: tools
+## test: the template's lint, then every test: unit, API, store contracts, moto, end to end
+test: tools template-lint
 	cargo test --workspace
 
-lint: tools
+template-lint: tools
+	cfn-lint template.yaml
+	sam validate --lint
+
+lint: tools template-lint
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+## build: the four Lambda handlers for arm64 (cargo-lambda brings Zig for the cross build)
+build: tools
+	cargo lambda build --release --arm64 -p gateway-lambda-handlers
+
+## deploy: sam build + deploy; guided the first time (it writes samconfig.toml)
+deploy: tools
+	sam build --beta-features
+	if [ -f samconfig.toml ]; then sam deploy; else sam deploy --guided; fi
 
 clean:
 	rm -rf $(VENV) .data target
