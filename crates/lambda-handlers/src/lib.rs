@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use gateway_api::{Gateway, RouteGroup};
@@ -119,7 +120,10 @@ pub async fn serve_dispatcher() -> Result<(), BoxError> {
     let aws = aws_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.table_name.clone());
     let queue = SqsRetryQueue::new(aws_sdk_sqs::Client::new(&aws), config.delivery_queue_url, config.dead_letter_queue_url);
-    let invoker = LambdaInvoker::new(aws_sdk_lambda::Client::new(&aws));
+    // The dispatcher retries a failed delivery with backoff and counts its attempts: SDK retries
+    // would invoke a failing function several times per attempt, uncounted.
+    let lambda = aws_sdk_lambda::config::Builder::from(&aws).retry_config(RetryConfig::standard().with_max_attempts(1));
+    let invoker = LambdaInvoker::new(aws_sdk_lambda::Client::from_conf(lambda.build()));
     let dispatcher = Dispatcher::new(Arc::new(store), Arc::new(invoker), Arc::new(queue), config.settings);
     let dispatcher = &dispatcher;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
