@@ -46,6 +46,36 @@ pub fn build_binaries() {
     });
 }
 
+/// The Lambda functions the cloud pipeline test has `cargo lambda watch` serve.
+pub const FUNCTIONS: &[&str] = &[
+    "events-api",
+    "subscriptions-api",
+    "trigger-api",
+    "dispatcher",
+    "example-subscriber",
+    "example-failing-subscriber",
+];
+
+/// Builds the function binaries once per test process as `cargo lambda watch` builds each one
+/// (`cargo run --bin <name>` in the workspace, hence with the same features), so that its first
+/// invocations start the binary at once instead of compiling it.
+pub fn build_functions() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = Command::new(cargo);
+        command.args(["build", "--quiet"]);
+        for function in FUNCTIONS {
+            command.args(["--bin", function]);
+        }
+        let status = command
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the functions failed");
+    });
+}
+
 pub fn binary(name: &str) -> PathBuf {
     target_dir().join("debug").join(name)
 }
@@ -153,6 +183,12 @@ impl Drop for Process {
 
 /// `cargo lambda watch` serving the workspace's functions on a free port.
 pub fn start_lambda_watch(port: u16, log: PathBuf) -> Process {
+    start_lambda_watch_with_env(port, log, &[])
+}
+
+/// `cargo lambda watch` whose functions all run with `env` (passed with `--env-var`, as a
+/// deployment sets a function's environment). `--env-var` splits on commas: values cannot hold one.
+pub fn start_lambda_watch_with_env(port: u16, log: PathBuf, env: &[(&str, String)]) -> Process {
     let mut command = Command::new(cargo_lambda());
     command
         .args([
@@ -165,6 +201,10 @@ pub fn start_lambda_watch(port: u16, log: PathBuf) -> Process {
             "--ignore-changes",
         ])
         .current_dir(workspace_root());
+    for (name, value) in env {
+        assert!(!value.contains(','), "{name}={value}: --env-var would split it");
+        command.arg("--env-var").arg(format!("{name}={value}"));
+    }
     let process = Process::start(command, log);
     wait_until(
         "cargo lambda watch to listen",
@@ -225,11 +265,29 @@ impl Response {
 
 /// One HTTP/1.1 request with `Connection: close`; the body is read as JSON (Null when empty).
 pub fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Response {
+    http_within(Duration::from_secs(30), port, method, path, body)
+}
+
+/// A synchronous invocation of `function` through the Lambda Invoke API that `cargo lambda
+/// watch` serves on `port`, as API Gateway or Lambda's event sources make one. The response is
+/// the function's answer (200), or its error (500 when it failed, 404 when watch has no such
+/// function).
+pub fn invoke(port: u16, function: &str, event: &Value) -> Response {
+    let path = format!("/2015-03-31/functions/{function}/invocations");
+    // Generous: on a busy machine watch may still have to start the function.
+    http_within(Duration::from_secs(300), port, "POST", &path, Some(event))
+}
+
+fn http_within(
+    timeout: Duration,
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Response {
     let mut stream =
-        TcpStream::connect(("127.0.0.1", port)).expect("the gateway accepts connections");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+        TcpStream::connect(("127.0.0.1", port)).expect("the server accepts connections");
+    stream.set_read_timeout(Some(timeout)).unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -237,7 +295,9 @@ pub fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Respon
     );
     stream.write_all(request.as_bytes()).unwrap();
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
+    stream
+        .read_to_end(&mut raw)
+        .unwrap_or_else(|e| panic!("{method} {path}: no complete answer within {timeout:?}: {e}"));
     let text = String::from_utf8(raw).expect("responses are UTF-8");
     let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
     let mut lines = head.lines();

@@ -78,7 +78,19 @@ pub async fn subscribed_queue(
         .expect("create the queue")
         .queue_url
         .expect("a queue url");
-    let arn = queue_arn(sqs, &url).await;
+    subscribe_queue(sns, sqs, topic_arn, &url).await;
+    url
+}
+
+/// Subscribes the queue at `url` to `topic_arn` with raw message delivery, as the template's
+/// `DeliveryQueueSubscription` does.
+pub async fn subscribe_queue(
+    sns: &aws_sdk_sns::Client,
+    sqs: &aws_sdk_sqs::Client,
+    topic_arn: &str,
+    url: &str,
+) {
+    let arn = queue_arn(sqs, url).await;
     sns.subscribe()
         .topic_arn(topic_arn)
         .protocol("sqs")
@@ -87,7 +99,6 @@ pub async fn subscribed_queue(
         .send()
         .await
         .expect("subscribe the queue");
-    url
 }
 
 pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
@@ -182,12 +193,21 @@ pub fn sqs_event(queue_arn: &str, messages: &[aws_sdk_sqs::types::Message]) -> s
                     )
                 })
                 .collect();
+            // The system attributes (ApproximateReceiveCount, SentTimestamp, ...) by name.
+            let system: serde_json::Map<String, serde_json::Value> = m
+                .attributes
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, value)| (name.as_str().to_owned(), value.into()))
+                .collect();
             serde_json::json!({
                 "messageId": m.message_id,
                 "receiptHandle": m.receipt_handle,
                 "body": m.body,
-                "attributes": {},
+                "attributes": system,
                 "messageAttributes": attributes,
+                "md5OfMessageAttributes": m.md5_of_message_attributes,
                 "md5OfBody": m.md5_of_body,
                 "eventSource": "aws:sqs",
                 "eventSourceARN": queue_arn,

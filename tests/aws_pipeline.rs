@@ -1,0 +1,385 @@
+//! The cloud pipeline end to end, with no AWS account: `moto_server` gives DynamoDB, SNS and
+//! SQS, and one `cargo lambda watch` runs the workspace's real Lambda functions, configured only
+//! through their environment, as a deployment configures them. The test plays the two AWS
+//! services that are not emulated: API Gateway (it invokes the HTTP functions with HTTP API
+//! events through the Lambda Invoke API) and Lambda's SQS event source (it hands the delivery
+//! queue's batches to the dispatcher, then deletes only the messages that did not fail). The
+//! dispatcher invokes the subscribed functions through the same `cargo lambda watch`.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use end_to_end::moto::{delete, messages_in, queue_arn, receive, sqs_event, subscribe_queue, topic, Moto};
+use end_to_end::{
+    build_functions, free_port, invoke, logged_invocations, start_lambda_watch_with_env, temp_dir, wait_until, Process,
+};
+use gateway_core::message::DeliveryMessage;
+use gateway_dynamodb::create_table;
+use serde_json::{json, Value};
+
+const TABLE: &str = "gateway";
+const EVENT: &str = "orders.created";
+/// `GATEWAY_MAX_ATTEMPTS`: attempts in all before a delivery is dead-lettered.
+const MAX_ATTEMPTS: u64 = 3;
+/// A function the allowlist lets through but that the workspace does not have: watch answers
+/// 404, which no retry can mend.
+const NOT_DEPLOYED: &str = "example-not-deployed";
+
+/// moto_server with the template's resources, and cargo lambda watch serving the functions.
+struct Pipeline {
+    /// Declared first so that it stops first, while moto still answers.
+    watch: Process,
+    _moto: Moto,
+    lambda_port: u16,
+    sqs: aws_sdk_sqs::Client,
+    queue: String,
+    queue_arn: String,
+    dead_letters: String,
+    dir: PathBuf,
+}
+
+async fn pipeline() -> Pipeline {
+    build_functions();
+    let moto = Moto::start("pipeline");
+    let aws = moto.sdk_config().await;
+    let sns = aws_sdk_sns::Client::new(&aws);
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    create_table(&aws_sdk_dynamodb::Client::new(&aws), TABLE).await.expect("create the table");
+    // The template's shape: a topic, a delivery queue with a redrive policy to the dead-letter
+    // queue, subscribed to the topic with raw message delivery.
+    let topic_arn = topic(&sns, "gateway-deliveries").await;
+    let dead_letters = create_queue(&sqs, "gateway-dead-letters", &[]).await;
+    let redrive = json!({
+        "deadLetterTargetArn": queue_arn(&sqs, &dead_letters).await,
+        "maxReceiveCount": 5,
+    });
+    let queue = create_queue(
+        &sqs,
+        "gateway-deliveries",
+        &[
+            // Longer than any dispatcher invocation here; a batch item failure waits this long.
+            (QueueAttributeName::VisibilityTimeout, "60".to_owned()),
+            (QueueAttributeName::RedrivePolicy, redrive.to_string()),
+        ],
+    )
+    .await;
+    subscribe_queue(&sns, &sqs, &topic_arn, &queue).await;
+
+    let lambda_port = free_port();
+    let dir = temp_dir("pipeline");
+    let environment = [
+        ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
+        ("AWS_ENDPOINT_URL_LAMBDA", format!("http://127.0.0.1:{lambda_port}")),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "e2e".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "e2e".to_owned()),
+        ("GATEWAY_TABLE", TABLE.to_owned()),
+        ("GATEWAY_TOPIC_ARN", topic_arn),
+        ("GATEWAY_FUNCTION_ALLOWLIST", "example-".to_owned()),
+        ("GATEWAY_DELIVERY_QUEUE_URL", queue.clone()),
+        ("GATEWAY_DEAD_LETTER_QUEUE_URL", dead_letters.clone()),
+        ("GATEWAY_MAX_ATTEMPTS", MAX_ATTEMPTS.to_string()),
+        // SQS delays are whole seconds: backoff of 1 s, then 2 s.
+        ("GATEWAY_RETRY_BASE_MS", "1000".to_owned()),
+        ("GATEWAY_RETRY_MAX_MS", "2000".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let watch = start_lambda_watch_with_env(lambda_port, dir.join("watch.log"), &environment);
+    Pipeline {
+        watch,
+        _moto: moto,
+        lambda_port,
+        queue_arn: queue_arn(&sqs, &queue).await,
+        sqs,
+        queue,
+        dead_letters,
+        dir,
+    }
+}
+
+async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, attributes: &[(QueueAttributeName, String)]) -> String {
+    let mut request = sqs.create_queue().queue_name(name);
+    for (attribute, value) in attributes {
+        request = request.attributes(attribute.clone(), value);
+    }
+    request.send().await.expect("create a queue").queue_url.expect("a queue url")
+}
+
+/// What API Gateway answered: the status and the JSON body of the function's proxy response.
+struct ApiResponse {
+    status: u64,
+    body: Value,
+}
+
+impl Pipeline {
+    /// An HTTP API request, as API Gateway hands it to `function`: an HTTP API (v2) event through
+    /// the Lambda Invoke API.
+    fn api(&self, function: &str, request: Value) -> ApiResponse {
+        let invoked = invoke(self.lambda_port, function, &request);
+        assert_eq!(invoked.status, 200, "invoking {function} failed: {}", invoked.body);
+        let status = invoked.body["statusCode"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{function} answered no proxy response: {}", invoked.body));
+        let body = match invoked.body["body"].as_str() {
+            None | Some("") => Value::Null,
+            Some(text) => serde_json::from_str(text).expect("a JSON body"),
+        };
+        ApiResponse { status, body }
+    }
+
+    fn define_orders_event(&self) {
+        let body = json!({
+            "name": EVENT,
+            "schema": {
+                "type": "object",
+                "required": ["orderId", "total"],
+                "properties": {"orderId": {"type": "string"}, "total": {"type": "number"}}
+            }
+        });
+        let created = self.api("events-api", http_api_event("POST", "ANY /events", "/events", &[], Some(&body)));
+        assert_eq!(created.status, 201, "{}", created.body);
+    }
+
+    fn subscribe(&self, function: &str, metadata: Value) -> ApiResponse {
+        let body = json!({"event": EVENT, "functionId": function, "metadata": metadata});
+        let request = http_api_event("POST", "ANY /subscriptions", "/subscriptions", &[], Some(&body));
+        self.api("subscriptions-api", request)
+    }
+
+    fn trigger(&self, payload: &Value) -> ApiResponse {
+        let path = format!("/events/{EVENT}/trigger");
+        let request = http_api_event("POST", "POST /events/{name}/trigger", &path, &[("name", EVENT)], Some(payload));
+        self.api("trigger-api", request)
+    }
+
+    /// `GET /deliveries/{eventId}`, through the trigger function.
+    fn deliveries(&self, event_id: &str) -> Vec<Value> {
+        let path = format!("/deliveries/{event_id}");
+        let request = http_api_event("GET", "GET /deliveries/{eventId}", &path, &[("eventId", event_id)], None);
+        let log = self.api("trigger-api", request);
+        assert_eq!(log.status, 200, "{}", log.body);
+        log.body.as_array().expect("a list of deliveries").clone()
+    }
+
+    /// One poll of Lambda's SQS event source: a batch of up to 10 messages, with their
+    /// attributes, handed to the dispatcher as an SQS event; then every message it did not list
+    /// in `batchItemFailures` is deleted. Returns how many messages it handed over.
+    async fn poll(&self) -> usize {
+        let messages = receive(&self.sqs, &self.queue, 1).await;
+        if messages.is_empty() {
+            return 0;
+        }
+        let answer = invoke(self.lambda_port, "dispatcher", &sqs_event(&self.queue_arn, &messages));
+        assert_eq!(answer.status, 200, "the dispatcher failed: {}", answer.body);
+        let failed: HashSet<&str> = answer.body["batchItemFailures"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["itemIdentifier"].as_str())
+            .collect();
+        for message in &messages {
+            if !failed.contains(message.message_id.as_deref().unwrap_or_default()) {
+                delete(&self.sqs, &self.queue, message).await;
+            }
+        }
+        messages.len()
+    }
+
+    /// Polls until the delivery queue is empty, waiting out the retries' `DelaySeconds`.
+    async fn drain_delivery_queue(&self) {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            self.poll().await;
+            if messages_in(&self.sqs, &self.queue).await == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the delivery queue did not empty; watch's log is in {}",
+                self.watch.log.display()
+            );
+        }
+    }
+
+    /// Every message in the dead-letter queue.
+    async fn dead_letters(&self) -> Vec<aws_sdk_sqs::types::Message> {
+        let mut all = Vec::new();
+        loop {
+            let batch = receive(&self.sqs, &self.dead_letters, 1).await;
+            if batch.is_empty() {
+                return all;
+            }
+            all.extend(batch);
+        }
+    }
+
+    /// The invocation payloads `function` logged for the trigger `event_id`.
+    fn invocations_of(&self, function: &str, event_id: &str) -> Vec<Value> {
+        logged_invocations(&self.watch.log_text())
+            .into_iter()
+            .filter(|i| i["functionId"] == function && i["eventId"] == event_id)
+            .collect()
+    }
+}
+
+/// An API Gateway HTTP API (payload format 2.0) request event, in the shape of `events/`.
+fn http_api_event(
+    method: &str,
+    route_key: &str,
+    path: &str,
+    path_parameters: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Value {
+    let now = chrono::Utc::now();
+    let mut headers = json!({
+        "accept": "application/json",
+        "host": "e2e.execute-api.us-east-1.amazonaws.com",
+        "user-agent": "end-to-end",
+        "x-forwarded-proto": "https",
+    });
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": "",
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "e2e",
+            "domainName": "e2e.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "e2e",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "end-to-end"
+            },
+            "requestId": format!("e2e-{}", now.timestamp_nanos_opt().unwrap_or_default()),
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
+            "timeEpoch": now.timestamp_millis()
+        },
+        "isBase64Encoded": false
+    });
+    if !path_parameters.is_empty() {
+        let parameters: serde_json::Map<String, Value> =
+            path_parameters.iter().map(|(name, value)| ((*name).to_owned(), json!(value))).collect();
+        event["pathParameters"] = Value::Object(parameters);
+    }
+    if let Some(body) = body {
+        let text = body.to_string();
+        headers["content-type"] = json!("application/json");
+        headers["content-length"] = json!(text.len().to_string());
+        event["body"] = json!(text);
+    }
+    event["headers"] = headers;
+    event
+}
+
+fn instant(timestamp: &Value) -> chrono::DateTime<chrono::FixedOffset> {
+    let text = timestamp.as_str().expect("a timestamp");
+    chrono::DateTime::parse_from_rfc3339(text).expect("an RFC 3339 timestamp")
+}
+
+#[tokio::test]
+async fn a_trigger_reaches_the_subscriber_once_and_failed_deliveries_are_dead_lettered_with_nothing_lost() {
+    // GIVEN the functions under cargo lambda watch, over moto_server
+    let started = Instant::now();
+    let cloud = pipeline().await;
+
+    // AND an event defined and subscribed to through the HTTP functions: the example
+    // subscriber, a function that always fails, and one that is not deployed
+    cloud.define_orders_event();
+    let subscriber = cloud.subscribe("example-subscriber", json!({"purpose": "e2e"}));
+    assert_eq!(subscriber.status, 201, "{}", subscriber.body);
+    let failing = cloud.subscribe("example-failing-subscriber", json!({"purpose": "retries"}));
+    assert_eq!(failing.status, 201, "{}", failing.body);
+    let missing = cloud.subscribe(NOT_DEPLOYED, json!({}));
+    assert_eq!(missing.status, 201, "{}", missing.body);
+    // (the allowlist the function got from its environment refuses any other function)
+    let refused = cloud.subscribe("admin-drop-tables", json!({}));
+    assert_eq!(refused.status, 403, "{}", refused.body);
+
+    // WHEN the event is triggered through the trigger function
+    let payload = json!({"orderId": "o-1", "total": 42.5});
+    let accepted = cloud.trigger(&payload);
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let receipt = accepted.body;
+    let event_id = receipt["eventId"].as_str().expect("an eventId").to_owned();
+    assert_eq!(receipt["deliveries"].as_array().map(Vec::len), Some(3));
+
+    // AND the delivery queue's messages go to the dispatcher as Lambda's SQS event source
+    // would hand them over, retries included, until the queue is empty
+    cloud.drain_delivery_queue().await;
+
+    // THEN the example subscriber received the invocation payload, exactly once
+    wait_until("the functions' log lines", Duration::from_secs(30), || {
+        cloud.invocations_of("example-failing-subscriber", &event_id).len() as u64 >= MAX_ATTEMPTS
+    });
+    let received = cloud.invocations_of("example-subscriber", &event_id);
+    assert_eq!(received.len(), 1, "{received:?}");
+    let got = &received[0];
+    assert_eq!(got["event"], EVENT);
+    assert_eq!(got["subscriptionId"], subscriber.body["subscriptionId"]);
+    assert_eq!(got["functionId"], "example-subscriber");
+    assert_eq!(instant(&got["receivedAt"]), instant(&receipt["receivedAt"]));
+    assert_eq!(got["data"], payload);
+    assert_eq!(got["dataType"], "application/json");
+    assert_eq!(got["metadata"], json!({"purpose": "e2e"}));
+
+    // AND the failing function ran once per attempt: the dispatcher's retries, not the SDK's
+    let attempts = cloud.invocations_of("example-failing-subscriber", &event_id);
+    assert_eq!(attempts.len() as u64, MAX_ATTEMPTS);
+    assert!(attempts.iter().all(|a| a["data"] == payload));
+
+    // AND the dead-letter queue holds the two failed deliveries, each alone, with its error:
+    // the failing one after every attempt, the missing function's after its first
+    let dead = cloud.dead_letters().await;
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let mut dead_by_function = std::collections::HashMap::new();
+    for message in &dead {
+        let event_attribute =
+            message.message_attributes.as_ref().and_then(|a| a.get("event")).and_then(|v| v.string_value.as_deref());
+        assert_eq!(event_attribute, Some(EVENT));
+        let body: DeliveryMessage =
+            serde_json::from_str(message.body.as_deref().unwrap_or_default()).expect("a delivery message");
+        assert_eq!(body.event_id.to_string(), event_id);
+        assert_eq!(body.payload().unwrap(), serde_json::to_vec(&payload).unwrap());
+        assert_eq!(body.deliveries.len(), 1, "{body:?}");
+        let entry = body.deliveries[0].clone();
+        dead_by_function.insert(entry.function_id.to_string(), entry);
+    }
+    let failed = &dead_by_function["example-failing-subscriber"];
+    assert_eq!(u64::from(failed.attempts), MAX_ATTEMPTS);
+    let error = failed.last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("attempt 3"), "{error}");
+    assert!(error.contains("HTTP 500"), "{error}");
+    assert!(error.contains(&format!("fails on purpose: {event_id}")), "{error}");
+    let not_deployed = &dead_by_function[NOT_DEPLOYED];
+    assert_eq!(not_deployed.attempts, 1);
+    let error = not_deployed.last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("attempt 1"), "{error}");
+    assert!(error.contains("HTTP 404"), "{error}");
+
+    // AND the delivery log, read through the trigger function, has every delivery's end
+    let log = cloud.deliveries(&event_id);
+    assert_eq!(log.len(), 3, "{log:?}");
+    let of = |function: &str| {
+        log.iter().find(|d| d["functionId"] == function).unwrap_or_else(|| panic!("no delivery to {function}: {log:?}"))
+    };
+    let delivered = of("example-subscriber");
+    assert_eq!((&delivered["status"], &delivered["attempts"]), (&json!("delivered"), &json!(1)));
+    let failed = of("example-failing-subscriber");
+    assert_eq!((&failed["status"], &failed["attempts"]), (&json!("failed"), &json!(MAX_ATTEMPTS)));
+    assert!(failed["lastError"].as_str().is_some_and(|e| e.contains("fails on purpose")));
+    let not_deployed = of(NOT_DEPLOYED);
+    assert_eq!((&not_deployed["status"], &not_deployed["attempts"]), (&json!("failed"), &json!(1)));
+
+    // AND nothing is left behind on the delivery queue
+    assert_eq!(messages_in(&cloud.sqs, &cloud.queue).await, 0);
+    eprintln!("the pipeline ran in {:?}", started.elapsed());
+    std::fs::remove_dir_all(&cloud.dir).ok();
+}
