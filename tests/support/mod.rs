@@ -31,14 +31,9 @@ pub fn build_binaries() {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "gateway-local",
-                "-p",
-                "example-subscriber",
-            ])
+            // `--bin` at the workspace root, as `cargo lambda watch` runs functions: the same
+            // feature resolution, so watch finds them built instead of compiling again.
+            .args(["build", "--quiet", "--bin", "event-gateway", "--bin", "example-subscriber"])
             .current_dir(workspace_root())
             .status()
             .expect("cargo runs");

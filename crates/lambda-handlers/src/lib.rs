@@ -3,6 +3,8 @@
 //! SDK clients once, and starts the runtime. No request logic lives here: that is in
 //! `gateway-api`, `gateway-dispatcher` and the core.
 
+mod http_client;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -100,8 +102,8 @@ pub fn cloud_gateway(settings: HttpSettings, aws: &aws_config::SdkConfig) -> Gat
 }
 
 async fn aws_config() -> aws_config::SdkConfig {
-    // Builds providers only: credentials and connections are made on the first request.
-    aws_config::load_defaults(BehaviorVersion::latest()).await
+    // Builds providers only: credentials, TLS and connections are made on the first request.
+    aws_config::defaults(BehaviorVersion::latest()).http_client(http_client::DeferredTlsClient::default()).load().await
 }
 
 /// Serves one route group of the HTTP API behind API Gateway.
