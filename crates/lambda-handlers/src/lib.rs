@@ -102,8 +102,15 @@ pub fn cloud_gateway(settings: HttpSettings, aws: &aws_config::SdkConfig) -> Gat
 }
 
 async fn aws_config() -> aws_config::SdkConfig {
-    // Builds providers only: credentials, TLS and connections are made on the first request.
-    aws_config::defaults(BehaviorVersion::latest()).http_client(http_client::DeferredTlsClient::default()).load().await
+    // Lambda gives every function its credentials and region in the environment, so the
+    // default chains (profile files, SSO, IMDS...) are not built at all; TLS and connections are
+    // made on the first request.
+    aws_config::defaults(BehaviorVersion::latest())
+        .credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new())
+        .region(aws_config::environment::EnvironmentVariableRegionProvider::new())
+        .http_client(http_client::DeferredTlsClient::default())
+        .load()
+        .await
 }
 
 /// Serves one route group of the HTTP API behind API Gateway.
