@@ -9,17 +9,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsEvent;
-use end_to_end::moto::{
-    delete, messages_in, queue_arn, receive, sqs_event, subscribed_queue, topic, Moto,
-};
+use end_to_end::moto::{delete, messages_in, queue_arn, receive, sqs_event, subscribed_queue, topic, Moto};
 use gateway_core::dispatch::RetryPolicy;
 use gateway_core::message::DeliveryMessage;
 use gateway_core::ports::{DeliveryLog, FunctionInvoker, InvokeError, SystemClock, UlidSource};
 use gateway_core::schema::SchemaCache;
 use gateway_core::trigger::{trigger, TriggerPorts, TriggerRequest};
-use gateway_core::{
-    DeliveryStatus, EventDraft, EventName, FunctionAllowlist, FunctionId, SubscriptionDraft,
-};
+use gateway_core::{DeliveryStatus, EventDraft, EventName, FunctionAllowlist, FunctionId, SubscriptionDraft};
 use gateway_dispatcher::{DispatchSettings, Dispatcher, SqsRetryQueue};
 use gateway_dynamodb::{create_table, DynamoStore};
 use gateway_sns::{SnsAcceptor, SnsPublisher};
@@ -35,15 +31,9 @@ struct RecordingInvoker {
 impl FunctionInvoker for RecordingInvoker {
     async fn invoke(&self, function: &FunctionId, payload: &[u8]) -> Result<(), InvokeError> {
         let payload = serde_json::from_slice(payload).expect("the invocation payload is JSON");
-        self.calls
-            .lock()
-            .unwrap()
-            .push((function.to_string(), payload));
+        self.calls.lock().unwrap().push((function.to_string(), payload));
         if self.failing.contains(function.as_str()) {
-            return Err(InvokeError {
-                message: format!("function '{function}' failed: Unhandled"),
-                retryable: true,
-            });
+            return Err(InvokeError { message: format!("function '{function}' failed: Unhandled"), retryable: true });
         }
         Ok(())
     }
@@ -52,11 +42,7 @@ impl FunctionInvoker for RecordingInvoker {
 impl RecordingInvoker {
     fn calls_to(&self, function: &str) -> Vec<Value> {
         let calls = self.calls.lock().unwrap();
-        calls
-            .iter()
-            .filter(|(f, _)| f == function)
-            .map(|(_, p)| p.clone())
-            .collect()
+        calls.iter().filter(|(f, _)| f == function).map(|(_, p)| p.clone()).collect()
     }
 }
 
@@ -74,32 +60,14 @@ async fn cloud() -> Cloud {
     let moto = Moto::start("dispatcher");
     let config = moto.sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
-    let (sns, sqs) = (
-        aws_sdk_sns::Client::new(&config),
-        aws_sdk_sqs::Client::new(&config),
-    );
+    let (sns, sqs) = (aws_sdk_sns::Client::new(&config), aws_sdk_sqs::Client::new(&config));
     create_table(&dynamodb, "gateway").await.unwrap();
     let store = DynamoStore::new(dynamodb, "gateway");
     let topic_arn = topic(&sns, "gateway-deliveries").await;
     let queue = subscribed_queue(&sns, &sqs, &topic_arn, "deliveries").await;
-    let dead_letters = sqs
-        .create_queue()
-        .queue_name("deliveries-dlq")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let dead_letters = sqs.create_queue().queue_name("deliveries-dlq").send().await.unwrap().queue_url.unwrap();
     let acceptor = SnsAcceptor::with_store(SnsPublisher::new(sns, topic_arn), store.clone());
-    Cloud {
-        queue_arn: queue_arn(&sqs, &queue).await,
-        _moto: moto,
-        store,
-        acceptor,
-        sqs,
-        queue,
-        dead_letters,
-    }
+    Cloud { queue_arn: queue_arn(&sqs, &queue).await, _moto: moto, store, acceptor, sqs, queue, dead_letters }
 }
 
 impl Cloud {
@@ -110,9 +78,7 @@ impl Cloud {
             schema: Some(json!({"type": "object", "required": ["orderId"]})),
             ..Default::default()
         };
-        gateway_core::events::define_event(&self.store, &SystemClock, draft)
-            .await
-            .unwrap();
+        gateway_core::events::define_event(&self.store, &SystemClock, draft).await.unwrap();
         for f in functions {
             let draft = SubscriptionDraft {
                 event: Some(name.clone()),
@@ -147,26 +113,19 @@ impl Cloud {
             payload: serde_json::to_vec(payload).unwrap(),
             idempotency_key: None,
         };
-        trigger(ports, request)
-            .await
-            .expect("the trigger is accepted")
+        trigger(ports, request).await.expect("the trigger is accepted")
     }
 
     /// One poll of Lambda's SQS event source: a batch to the dispatcher, then the successes
     /// deleted. Returns the event it handed over (empty when the queue had nothing).
     async fn poll(&self, dispatcher: &Dispatcher) -> SqsEvent {
         let messages = receive(&self.sqs, &self.queue, 1).await;
-        let event: SqsEvent =
-            serde_json::from_value(sqs_event(&self.queue_arn, &messages)).unwrap();
+        let event: SqsEvent = serde_json::from_value(sqs_event(&self.queue_arn, &messages)).unwrap();
         if messages.is_empty() {
             return event;
         }
         let response = dispatcher.handle(event.clone()).await;
-        let failed: HashSet<String> = response
-            .batch_item_failures
-            .into_iter()
-            .map(|f| f.item_identifier)
-            .collect();
+        let failed: HashSet<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
         for m in &messages {
             if !failed.contains(m.message_id.as_deref().unwrap()) {
                 delete(&self.sqs, &self.queue, m).await;
@@ -177,54 +136,27 @@ impl Cloud {
 }
 
 #[tokio::test]
-async fn deliveries_run_once_each_and_a_failing_one_is_retried_alone_then_dead_lettered_with_nothing_lost(
-) {
+async fn deliveries_run_once_each_and_a_failing_one_is_retried_alone_then_dead_lettered_with_nothing_lost() {
     // GIVEN an event with three subscribed functions, one of which always fails
     let cloud = cloud().await;
-    let name = cloud
-        .define(&["orders-ship", "orders-bill", "orders-flaky"])
-        .await;
-    let invoker = Arc::new(RecordingInvoker {
-        failing: HashSet::from(["orders-flaky"]),
-        calls: Mutex::default(),
-    });
+    let name = cloud.define(&["orders-ship", "orders-bill", "orders-flaky"]).await;
+    let invoker = Arc::new(RecordingInvoker { failing: HashSet::from(["orders-flaky"]), calls: Mutex::default() });
     let settings = DispatchSettings {
         allowlist: FunctionAllowlist::parse("orders-"),
-        retry: RetryPolicy {
-            max_attempts: 3,
-            base_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(2),
-        },
+        retry: RetryPolicy { max_attempts: 3, base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(2) },
         concurrency: 8,
     };
     let queue = SqsRetryQueue::new(cloud.sqs.clone(), &cloud.queue, &cloud.dead_letters);
-    let dispatcher = Dispatcher::new(
-        Arc::new(cloud.store.clone()),
-        invoker.clone(),
-        Arc::new(queue),
-        settings,
-    );
+    let dispatcher = Dispatcher::new(Arc::new(cloud.store.clone()), invoker.clone(), Arc::new(queue), settings);
 
     // WHEN it is triggered, and the dispatcher gets the queue's first batch
     let payload = json!({"orderId": "o-1", "total": 42.5});
     let receipt = cloud.trigger(&name, &payload).await;
     assert_eq!(receipt.deliveries.len(), 3);
-    let pending = cloud
-        .store
-        .deliveries_of_trigger(&receipt.event_id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        pending.iter().all(|d| d.status == DeliveryStatus::Pending),
-        "logged as pending at once"
-    );
+    let pending = cloud.store.deliveries_of_trigger(&receipt.event_id).await.unwrap().unwrap();
+    assert!(pending.iter().all(|d| d.status == DeliveryStatus::Pending), "logged as pending at once");
     let first_batch = cloud.poll(&dispatcher).await;
-    assert_eq!(
-        first_batch.records.len(),
-        1,
-        "one message carries the three deliveries"
-    );
+    assert_eq!(first_batch.records.len(), 1, "one message carries the three deliveries");
 
     // THEN every function ran once, with the invocation payload
     for f in ["orders-ship", "orders-bill", "orders-flaky"] {
@@ -246,9 +178,7 @@ async fn deliveries_run_once_each_and_a_failing_one_is_retried_alone_then_dead_l
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         cloud.poll(&dispatcher).await;
-        if messages_in(&cloud.sqs, &cloud.queue).await == 0
-            && invoker.calls_to("orders-flaky").len() >= 3
-        {
+        if messages_in(&cloud.sqs, &cloud.queue).await == 0 && invoker.calls_to("orders-flaky").len() >= 3 {
             break;
         }
         assert!(Instant::now() < deadline, "the retries did not finish");
@@ -268,22 +198,11 @@ async fn deliveries_run_once_each_and_a_failing_one_is_retried_alone_then_dead_l
     let entry = &message.deliveries[0];
     assert_eq!(entry.function_id.as_str(), "orders-flaky");
     assert_eq!(entry.attempts, 3);
-    assert!(
-        entry.last_error.as_deref().unwrap().contains("attempt 3"),
-        "{entry:?}"
-    );
-    assert_eq!(
-        message.payload().unwrap(),
-        serde_json::to_vec(&payload).unwrap()
-    );
+    assert!(entry.last_error.as_deref().unwrap().contains("attempt 3"), "{entry:?}");
+    assert_eq!(message.payload().unwrap(), serde_json::to_vec(&payload).unwrap());
 
     // AND the log has every delivery's end: nothing lost, nothing left pending
-    let log = cloud
-        .store
-        .deliveries_of_trigger(&receipt.event_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let log = cloud.store.deliveries_of_trigger(&receipt.event_id).await.unwrap().unwrap();
     assert_eq!(log.len(), 3);
     for d in &log {
         match d.function_id.as_str() {
@@ -301,21 +220,10 @@ async fn deliveries_run_once_each_and_a_failing_one_is_retried_alone_then_dead_l
 async fn a_function_outside_the_allowlist_is_dead_lettered_without_being_invoked() {
     let cloud = cloud().await;
     let name = cloud.define(&["orders-ship", "admin-drop-tables"]).await;
-    let invoker = Arc::new(RecordingInvoker {
-        failing: HashSet::new(),
-        calls: Mutex::default(),
-    });
-    let settings = DispatchSettings {
-        allowlist: FunctionAllowlist::parse("orders-"),
-        ..Default::default()
-    };
+    let invoker = Arc::new(RecordingInvoker { failing: HashSet::new(), calls: Mutex::default() });
+    let settings = DispatchSettings { allowlist: FunctionAllowlist::parse("orders-"), ..Default::default() };
     let queue = SqsRetryQueue::new(cloud.sqs.clone(), &cloud.queue, &cloud.dead_letters);
-    let dispatcher = Dispatcher::new(
-        Arc::new(cloud.store.clone()),
-        invoker.clone(),
-        Arc::new(queue),
-        settings,
-    );
+    let dispatcher = Dispatcher::new(Arc::new(cloud.store.clone()), invoker.clone(), Arc::new(queue), settings);
 
     let receipt = cloud.trigger(&name, &json!({"orderId": "o-2"})).await;
     cloud.poll(&dispatcher).await;
@@ -325,20 +233,8 @@ async fn a_function_outside_the_allowlist_is_dead_lettered_without_being_invoked
     let dead = receive(&cloud.sqs, &cloud.dead_letters, 1).await;
     assert_eq!(dead.len(), 1);
     let message: DeliveryMessage = serde_json::from_str(dead[0].body.as_deref().unwrap()).unwrap();
-    assert!(message.deliveries[0]
-        .last_error
-        .as_deref()
-        .unwrap()
-        .contains("allowlist"));
-    let log = cloud
-        .store
-        .deliveries_of_trigger(&receipt.event_id)
-        .await
-        .unwrap()
-        .unwrap();
-    let admin = log
-        .iter()
-        .find(|d| d.function_id.as_str() == "admin-drop-tables")
-        .unwrap();
+    assert!(message.deliveries[0].last_error.as_deref().unwrap().contains("allowlist"));
+    let log = cloud.store.deliveries_of_trigger(&receipt.event_id).await.unwrap().unwrap();
+    let admin = log.iter().find(|d| d.function_id.as_str() == "admin-drop-tables").unwrap();
     assert_eq!(admin.status, DeliveryStatus::Failed);
 }

@@ -8,13 +8,13 @@ use chrono::{TimeZone, Utc};
 use end_to_end::moto::{topic, Moto};
 use gateway_core::error::Result;
 use gateway_core::ports::{
-    Acceptance, DeliveryLog, DeliveryRecorder, EventStore, IdSource, IdempotencyKeys, KeyClaim,
-    SubscriptionStore, TriggerAcceptor, TriggerSource, UlidSource,
+    Acceptance, DeliveryLog, DeliveryRecorder, EventStore, IdSource, IdempotencyKeys, KeyClaim, SubscriptionStore,
+    TriggerAcceptor, TriggerSource, UlidSource,
 };
 use gateway_core::store_contract::{registry_contract, trigger_contract};
 use gateway_core::{
-    Delivery, DeliveryStatus, Error, EventDefinition, EventId, EventName, FunctionId,
-    IdempotencyKey, Metadata, Page, PageRequest, Subscription, SubscriptionId, Trigger, Version,
+    Delivery, DeliveryStatus, Error, EventDefinition, EventId, EventName, FunctionId, IdempotencyKey, Metadata, Page,
+    PageRequest, Subscription, SubscriptionId, Trigger, Version,
 };
 use gateway_dynamodb::{create_table, DynamoStore};
 use gateway_sns::{SnsAcceptor, SnsPublisher};
@@ -22,9 +22,7 @@ use serde_json::json;
 
 async fn store(moto: &Moto) -> DynamoStore {
     let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
-    create_table(&client, "gateway")
-        .await
-        .expect("create the table");
+    create_table(&client, "gateway").await.expect("create the table");
     DynamoStore::new(client, "gateway")
 }
 
@@ -49,12 +47,7 @@ impl EventStore for CloudGateway {
     async fn replace_event(&self, event: &EventDefinition) -> Result<()> {
         self.store.replace_event(event).await
     }
-    async fn delete_event(
-        &self,
-        name: &EventName,
-        expected: Option<Version>,
-        cascade: bool,
-    ) -> Result<()> {
+    async fn delete_event(&self, name: &EventName, expected: Option<Version>, cascade: bool) -> Result<()> {
         self.store.delete_event(name, expected, cascade).await
     }
 }
@@ -67,31 +60,20 @@ impl SubscriptionStore for CloudGateway {
     async fn get_subscription(&self, id: &SubscriptionId) -> Result<Option<Subscription>> {
         self.store.get_subscription(id).await
     }
-    async fn list_subscriptions(
-        &self,
-        event: Option<&EventName>,
-        page: &PageRequest,
-    ) -> Result<Page<Subscription>> {
+    async fn list_subscriptions(&self, event: Option<&EventName>, page: &PageRequest) -> Result<Page<Subscription>> {
         self.store.list_subscriptions(event, page).await
     }
     async fn replace_subscription(&self, s: &Subscription) -> Result<()> {
         self.store.replace_subscription(s).await
     }
-    async fn delete_subscription(
-        &self,
-        id: &SubscriptionId,
-        expected: Option<Version>,
-    ) -> Result<()> {
+    async fn delete_subscription(&self, id: &SubscriptionId, expected: Option<Version>) -> Result<()> {
         self.store.delete_subscription(id, expected).await
     }
 }
 
 #[async_trait]
 impl TriggerSource for CloudGateway {
-    async fn trigger_target(
-        &self,
-        name: &EventName,
-    ) -> Result<Option<(EventDefinition, Vec<Subscription>)>> {
+    async fn trigger_target(&self, name: &EventName) -> Result<Option<(EventDefinition, Vec<Subscription>)>> {
         self.store.trigger_target(name).await
     }
 }
@@ -108,11 +90,7 @@ impl DeliveryLog for CloudGateway {
     async fn deliveries_of_trigger(&self, event_id: &EventId) -> Result<Option<Vec<Delivery>>> {
         self.store.deliveries_of_trigger(event_id).await
     }
-    async fn deliveries_of_event(
-        &self,
-        event: &EventName,
-        page: &PageRequest,
-    ) -> Result<Page<Delivery>> {
+    async fn deliveries_of_event(&self, event: &EventName, page: &PageRequest) -> Result<Page<Delivery>> {
         self.store.deliveries_of_event(event, page).await
     }
 }
@@ -158,10 +136,8 @@ async fn the_dynamodb_store_with_the_sns_acceptor_keeps_the_trigger_contract() {
     let sns = aws_sdk_sns::Client::new(&config);
     let topic_arn = topic(&sns, "gateway-deliveries").await;
     let store = store(&moto).await;
-    let gateway = CloudGateway {
-        acceptor: SnsAcceptor::with_store(SnsPublisher::new(sns, topic_arn), store.clone()),
-        store,
-    };
+    let gateway =
+        CloudGateway { acceptor: SnsAcceptor::with_store(SnsPublisher::new(sns, topic_arn), store.clone()), store };
     trigger_contract(&gateway).await;
 }
 
@@ -180,11 +156,7 @@ async fn a_trigger_reads_every_subscription_even_past_a_one_megabyte_query_page(
     }
 
     // WHEN the trigger reads its target
-    let (_, subs) = store
-        .trigger_target(&EventName::parse("big.event").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let (_, subs) = store.trigger_target(&EventName::parse("big.event").unwrap()).await.unwrap().unwrap();
 
     // THEN every subscription is there, metadata intact
     let mut got: Vec<_> = subs.iter().map(|s| s.subscription_id).collect();
@@ -211,24 +183,14 @@ async fn a_cascade_delete_removes_more_subscriptions_than_one_transaction_holds(
         Err(Error::EventHasSubscriptions { count: 110, .. })
     ));
 
-    store
-        .delete_event(&name, Some(Version::FIRST), true)
-        .await
-        .unwrap();
+    store.delete_event(&name, Some(Version::FIRST), true).await.unwrap();
 
     assert_eq!(store.get_event(&name).await.unwrap(), None);
     for id in &ids {
         assert_eq!(store.get_subscription(id).await.unwrap(), None);
     }
-    let left = store
-        .list_subscriptions(None, &PageRequest::first(100))
-        .await
-        .unwrap();
-    assert!(
-        left.items.is_empty(),
-        "no copy left behind: {:?}",
-        left.items.len()
-    );
+    let left = store.list_subscriptions(None, &PageRequest::first(100)).await.unwrap();
+    assert!(left.items.is_empty(), "no copy left behind: {:?}", left.items.len());
     // The name is free again, with nothing of the old event carried over.
     store.create_event(&definition("many.subs")).await.unwrap();
     let (again, subs) = store.trigger_target(&name).await.unwrap().unwrap();
@@ -242,47 +204,22 @@ async fn a_cursor_only_works_for_the_list_that_made_it() {
     let store = store(&moto).await;
     for name in ["a.one", "a.two", "a.three"] {
         store.create_event(&definition(name)).await.unwrap();
-        store
-            .create_subscription(&subscription(name, "fn-a", Metadata::new()))
-            .await
-            .unwrap();
+        store.create_subscription(&subscription(name, "fn-a", Metadata::new())).await.unwrap();
     }
     let events = store.list_events(&PageRequest::first(1)).await.unwrap();
-    let subs = store
-        .list_subscriptions(None, &PageRequest::first(1))
-        .await
-        .unwrap();
-    let from_events = PageRequest {
-        limit: 1,
-        cursor: events.next_cursor,
-    };
-    let from_subs = PageRequest {
-        limit: 1,
-        cursor: subs.next_cursor,
-    };
+    let subs = store.list_subscriptions(None, &PageRequest::first(1)).await.unwrap();
+    let from_events = PageRequest { limit: 1, cursor: events.next_cursor };
+    let from_subs = PageRequest { limit: 1, cursor: subs.next_cursor };
 
-    assert!(matches!(
-        store.list_subscriptions(None, &from_events).await,
-        Err(Error::InvalidCursor)
-    ));
-    assert!(matches!(
-        store.list_events(&from_subs).await,
-        Err(Error::InvalidCursor)
-    ));
+    assert!(matches!(store.list_subscriptions(None, &from_events).await, Err(Error::InvalidCursor)));
+    assert!(matches!(store.list_events(&from_subs).await, Err(Error::InvalidCursor)));
     let a_one = EventName::parse("a.one").unwrap();
-    assert!(matches!(
-        store.list_subscriptions(Some(&a_one), &from_subs).await,
-        Err(Error::InvalidCursor)
-    ));
-    assert!(matches!(
-        store.deliveries_of_event(&a_one, &from_events).await,
-        Err(Error::InvalidCursor)
-    ));
+    assert!(matches!(store.list_subscriptions(Some(&a_one), &from_subs).await, Err(Error::InvalidCursor)));
+    assert!(matches!(store.deliveries_of_event(&a_one, &from_events).await, Err(Error::InvalidCursor)));
 }
 
 #[tokio::test]
-async fn an_idempotency_key_is_taken_over_with_its_event_id_only_after_its_lease_and_expires_after_a_day(
-) {
+async fn an_idempotency_key_is_taken_over_with_its_event_id_only_after_its_lease_and_expires_after_a_day() {
     let moto = Moto::start("keys");
     let store = store(&moto).await;
     let key = IdempotencyKey::parse("order-7").unwrap();
@@ -295,44 +232,23 @@ async fn an_idempotency_key_is_taken_over_with_its_event_id_only_after_its_lease
     };
     let lease = Duration::from_secs(60);
     let first = receipt(t0);
-    assert_eq!(
-        store.claim_key(&key, &first, t0, lease).await.unwrap(),
-        KeyClaim::Claimed
-    );
+    assert_eq!(store.claim_key(&key, &first, t0, lease).await.unwrap(), KeyClaim::Claimed);
 
     let within_lease = t0 + chrono::Duration::seconds(10);
-    assert_eq!(
-        store
-            .claim_key(&key, &receipt(within_lease), within_lease, lease)
-            .await
-            .unwrap(),
-        KeyClaim::InProgress
-    );
+    assert_eq!(store.claim_key(&key, &receipt(within_lease), within_lease, lease).await.unwrap(), KeyClaim::InProgress);
     // The first request crashed before confirming its publish: after the lease, the key is
     // taken over, still tied to the first eventId.
     let after_lease = t0 + chrono::Duration::seconds(61);
     assert_eq!(
-        store
-            .claim_key(&key, &receipt(after_lease), after_lease, lease)
-            .await
-            .unwrap(),
+        store.claim_key(&key, &receipt(after_lease), after_lease, lease).await.unwrap(),
         KeyClaim::TakenOver(first.clone())
     );
     store.complete_key(&key, &first).await.unwrap();
     let later = t0 + chrono::Duration::hours(23);
-    assert_eq!(
-        store
-            .claim_key(&key, &receipt(later), later, lease)
-            .await
-            .unwrap(),
-        KeyClaim::Published(first.clone())
-    );
+    assert_eq!(store.claim_key(&key, &receipt(later), later, lease).await.unwrap(), KeyClaim::Published(first.clone()));
     let next_day = t0 + chrono::Duration::hours(25);
     assert_eq!(
-        store
-            .claim_key(&key, &receipt(next_day), next_day, lease)
-            .await
-            .unwrap(),
+        store.claim_key(&key, &receipt(next_day), next_day, lease).await.unwrap(),
         KeyClaim::Claimed,
         "after 24 hours the key is new again"
     );
@@ -344,28 +260,15 @@ async fn delivery_records_never_move_backwards() {
     let store = store(&moto).await;
     let sub = subscription("orders.created", "fn-a", Metadata::new());
     let def = definition("orders.created");
-    let trigger = gateway_core::trigger::accepted_trigger(
-        &def,
-        &[sub],
-        b"{}".to_vec(),
-        Utc::now(),
-        &UlidSource,
-    );
+    let trigger = gateway_core::trigger::accepted_trigger(&def, &[sub], b"{}".to_vec(), Utc::now(), &UlidSource);
     let pending = trigger.deliveries[0].clone();
-    let delivered = Delivery {
-        status: DeliveryStatus::Delivered,
-        attempts: 1,
-        ..pending.clone()
-    };
+    let delivered = Delivery { status: DeliveryStatus::Delivered, attempts: 1, ..pending.clone() };
 
     // The dispatcher got there first (the acceptor's write was slow or lost and replayed).
     store.record_delivery(&delivered).await.unwrap();
     store.record_trigger(&trigger).await.unwrap();
     let ids = [pending.subscription_id];
-    let logged = store
-        .recorded_deliveries(&pending.event_id, &ids)
-        .await
-        .unwrap();
+    let logged = store.recorded_deliveries(&pending.event_id, &ids).await.unwrap();
     assert_eq!(logged, vec![delivered.clone()]);
 
     // A late write of an earlier attempt does not undo a later one.
@@ -375,28 +278,12 @@ async fn delivery_records_never_move_backwards() {
         last_error: Some("throttled".into()),
         ..pending.clone()
     };
-    let other = Delivery {
-        subscription_id: UlidSource.subscription_id(),
-        ..second.clone()
-    };
+    let other = Delivery { subscription_id: UlidSource.subscription_id(), ..second.clone() };
     store.record_delivery(&other).await.unwrap();
-    store
-        .record_delivery(&Delivery {
-            attempts: 2,
-            ..other.clone()
-        })
-        .await
-        .unwrap();
-    let logged = store
-        .recorded_deliveries(&other.event_id, &[other.subscription_id])
-        .await
-        .unwrap();
+    store.record_delivery(&Delivery { attempts: 2, ..other.clone() }).await.unwrap();
+    let logged = store.recorded_deliveries(&other.event_id, &[other.subscription_id]).await.unwrap();
     assert_eq!(logged[0].attempts, 3);
-    let log = store
-        .deliveries_of_trigger(&pending.event_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let log = store.deliveries_of_trigger(&pending.event_id).await.unwrap().unwrap();
     assert_eq!(log.len(), 2);
 }
 
@@ -406,14 +293,7 @@ async fn a_trigger_without_subscriptions_is_still_in_the_log() {
     let store = store(&moto).await;
     let def = definition("lonely.event");
     store.create_event(&def).await.unwrap();
-    let trigger =
-        gateway_core::trigger::accepted_trigger(&def, &[], b"{}".to_vec(), Utc::now(), &UlidSource);
+    let trigger = gateway_core::trigger::accepted_trigger(&def, &[], b"{}".to_vec(), Utc::now(), &UlidSource);
     store.record_trigger(&trigger).await.unwrap();
-    assert_eq!(
-        store
-            .deliveries_of_trigger(&trigger.event_id)
-            .await
-            .unwrap(),
-        Some(Vec::new())
-    );
+    assert_eq!(store.deliveries_of_trigger(&trigger.event_id).await.unwrap(), Some(Vec::new()));
 }

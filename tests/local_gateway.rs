@@ -37,12 +37,7 @@ fn subscribe_example(port: u16) -> Value {
 }
 
 fn trigger(port: u16, payload: &Value) -> Value {
-    let accepted = http(
-        port,
-        "POST",
-        "/events/orders.created/trigger",
-        Some(payload),
-    );
+    let accepted = http(port, "POST", "/events/orders.created/trigger", Some(payload));
     assert_eq!(accepted.status, 202, "{}", accepted.body);
     accepted.body
 }
@@ -50,12 +45,7 @@ fn trigger(port: u16, payload: &Value) -> Value {
 fn statuses(port: u16, event_id: &str) -> Vec<String> {
     let log = http(port, "GET", &format!("/deliveries/{event_id}"), None);
     assert_eq!(log.status, 200, "{}", log.body);
-    log.body
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["status"].as_str().unwrap().to_owned())
-        .collect()
+    log.body.as_array().unwrap().iter().map(|d| d["status"].as_str().unwrap().to_owned()).collect()
 }
 
 #[test]
@@ -65,12 +55,8 @@ fn a_trigger_runs_the_subscribed_function_with_the_invocation_payload() {
     let dir = temp_dir("trigger");
     let (port, lambda_port) = (free_port(), free_port());
     let watch = start_lambda_watch(lambda_port, dir.join("watch.log"));
-    let _gateway = start_gateway(GatewaySettings {
-        port,
-        data_dir: &dir.join("data"),
-        lambda_port,
-        log: dir.join("gateway.log"),
-    });
+    let _gateway =
+        start_gateway(GatewaySettings { port, data_dir: &dir.join("data"), lambda_port, log: dir.join("gateway.log") });
     define_orders_event(port);
     let subscription = subscribe_example(port);
 
@@ -80,9 +66,7 @@ fn a_trigger_runs_the_subscribed_function_with_the_invocation_payload() {
     let event_id = receipt["eventId"].as_str().unwrap().to_owned();
 
     // THEN the delivery is recorded as delivered, after one attempt
-    wait_until("the delivery", Duration::from_secs(120), || {
-        statuses(port, &event_id) == ["delivered"]
-    });
+    wait_until("the delivery", Duration::from_secs(120), || statuses(port, &event_id) == ["delivered"]);
     let log = http(port, "GET", &format!("/deliveries/{event_id}"), None).body;
     assert_eq!(log[0]["attempts"], 1);
 
@@ -91,17 +75,11 @@ fn a_trigger_runs_the_subscribed_function_with_the_invocation_payload() {
         !logged_invocations(&watch.log_text()).is_empty()
     });
     let invocations = logged_invocations(&watch.log_text());
-    let got = invocations
-        .iter()
-        .find(|i| i["eventId"] == event_id.as_str())
-        .expect("the function logged this trigger");
+    let got = invocations.iter().find(|i| i["eventId"] == event_id.as_str()).expect("the function logged this trigger");
     assert_eq!(got["event"], "orders.created");
     assert_eq!(got["subscriptionId"], subscription["subscriptionId"]);
     assert_eq!(got["functionId"], "example-subscriber");
-    assert_eq!(
-        got["receivedAt"].as_str().map(|s| &s[..19]),
-        receipt["receivedAt"].as_str().map(|s| &s[..19])
-    );
+    assert_eq!(got["receivedAt"].as_str().map(|s| &s[..19]), receipt["receivedAt"].as_str().map(|s| &s[..19]));
     assert_eq!(got["data"], payload);
     assert_eq!(got["dataType"], "application/json");
     assert_eq!(got["metadata"], json!({"purpose": "e2e"}));
@@ -119,22 +97,14 @@ fn a_crash_between_acceptance_and_invocation_loses_no_delivery() {
     let dir = temp_dir("restart");
     let data = dir.join("data");
     let (port, lambda_port) = (free_port(), free_port());
-    let gateway = start_gateway(GatewaySettings {
-        port,
-        data_dir: &data,
-        lambda_port,
-        log: dir.join("gateway-1.log"),
-    });
+    let gateway = start_gateway(GatewaySettings { port, data_dir: &data, lambda_port, log: dir.join("gateway-1.log") });
     define_orders_event(port);
     subscribe_example(port);
 
     // WHEN three events are accepted and the gateway is killed before any can be delivered
     let ids: Vec<String> = (0..3)
         .map(|i| {
-            trigger(port, &json!({"orderId": format!("o-{i}"), "total": i}))["eventId"]
-                .as_str()
-                .unwrap()
-                .to_owned()
+            trigger(port, &json!({"orderId": format!("o-{i}"), "total": i}))["eventId"].as_str().unwrap().to_owned()
         })
         .collect();
     for id in &ids {
@@ -145,33 +115,20 @@ fn a_crash_between_acceptance_and_invocation_loses_no_delivery() {
     // AND it restarts on the same data, with the function now reachable
     let watch = start_lambda_watch(lambda_port, dir.join("watch.log"));
     let port = free_port();
-    let _gateway = start_gateway(GatewaySettings {
-        port,
-        data_dir: &data,
-        lambda_port,
-        log: dir.join("gateway-2.log"),
-    });
+    let _gateway =
+        start_gateway(GatewaySettings { port, data_dir: &data, lambda_port, log: dir.join("gateway-2.log") });
 
     // THEN every accepted delivery runs, and the function saw each trigger
     for id in &ids {
-        wait_until(
-            "a delivery after the restart",
-            Duration::from_secs(120),
-            || statuses(port, id) == ["delivered"],
-        );
+        wait_until("a delivery after the restart", Duration::from_secs(120), || statuses(port, id) == ["delivered"]);
     }
     wait_until("the function's log lines", Duration::from_secs(10), || {
         logged_invocations(&watch.log_text()).len() >= 3
     });
-    let seen: Vec<String> = logged_invocations(&watch.log_text())
-        .iter()
-        .map(|i| i["eventId"].as_str().unwrap().to_owned())
-        .collect();
+    let seen: Vec<String> =
+        logged_invocations(&watch.log_text()).iter().map(|i| i["eventId"].as_str().unwrap().to_owned()).collect();
     for id in &ids {
-        assert!(
-            seen.contains(id),
-            "{id} was not delivered to the function: saw {seen:?}"
-        );
+        assert!(seen.contains(id), "{id} was not delivered to the function: saw {seen:?}");
     }
     std::fs::remove_dir_all(dir).ok();
 }
@@ -182,7 +139,12 @@ fn a_second_gateway_on_the_same_data_folder_refuses_to_start() {
     build_binaries();
     let dir = temp_dir("lock");
     let data = dir.join("data");
-    let _first = start_gateway(GatewaySettings { port: free_port(), data_dir: &data, lambda_port: free_port(), log: dir.join("first.log") });
+    let _first = start_gateway(GatewaySettings {
+        port: free_port(),
+        data_dir: &data,
+        lambda_port: free_port(),
+        log: dir.join("first.log"),
+    });
 
     // WHEN a second one is started on the same folder
     let second = std::process::Command::new(binary("event-gateway"))

@@ -9,10 +9,7 @@ use end_to_end::moto::{delete, receive, subscribed_queue, topic, Moto};
 use gateway_core::message::DeliveryMessage;
 use gateway_core::ports::{IdSource, UlidSource};
 use gateway_core::trigger::accepted_trigger;
-use gateway_core::{
-    EventDefinition, EventName, FunctionId, Metadata, Subscription, SubscriptionId, Trigger,
-    Version,
-};
+use gateway_core::{EventDefinition, EventName, FunctionId, Metadata, Subscription, SubscriptionId, Trigger, Version};
 use gateway_sns::{SnsPublisher, TriggerPublisher, EVENT_ATTRIBUTE};
 use serde_json::json;
 
@@ -52,58 +49,34 @@ async fn publish_and_collect(trigger: &Trigger) -> usize {
     // GIVEN a topic with the delivery queue subscribed to it (raw message delivery)
     let moto = Moto::start("fanout");
     let config = moto.sdk_config().await;
-    let (sns, sqs) = (
-        aws_sdk_sns::Client::new(&config),
-        aws_sdk_sqs::Client::new(&config),
-    );
+    let (sns, sqs) = (aws_sdk_sns::Client::new(&config), aws_sdk_sqs::Client::new(&config));
     let topic_arn = topic(&sns, "gateway-deliveries").await;
     let queue = subscribed_queue(&sns, &sqs, &topic_arn, "deliveries").await;
 
     // WHEN the trigger is published
-    SnsPublisher::new(sns, topic_arn)
-        .publish(trigger)
-        .await
-        .expect("published");
+    SnsPublisher::new(sns, topic_arn).publish(trigger).await.expect("published");
 
     // THEN the queue holds every delivery exactly once
     let mut seen: HashMap<SubscriptionId, usize> = HashMap::new();
     let mut messages = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
     while seen.len() < trigger.deliveries.len() {
-        assert!(
-            Instant::now() < deadline,
-            "only {} deliveries arrived",
-            seen.len()
-        );
+        assert!(Instant::now() < deadline, "only {} deliveries arrived", seen.len());
         for m in receive(&sqs, &queue, 1).await {
-            let attribute = m
-                .message_attributes
-                .as_ref()
-                .and_then(|a| a.get(EVENT_ATTRIBUTE))
-                .and_then(|v| v.string_value.clone());
-            assert_eq!(
-                attribute.as_deref(),
-                Some("orders.created"),
-                "the event attribute"
-            );
+            let attribute =
+                m.message_attributes.as_ref().and_then(|a| a.get(EVENT_ATTRIBUTE)).and_then(|v| v.string_value.clone());
+            assert_eq!(attribute.as_deref(), Some("orders.created"), "the event attribute");
             let body: DeliveryMessage =
                 serde_json::from_str(m.body.as_deref().unwrap()).expect("a raw delivery message");
             assert_eq!(body.event_id, trigger.event_id);
-            assert_eq!(
-                body.payload().unwrap(),
-                trigger.payload,
-                "the payload, intact"
-            );
+            assert_eq!(body.payload().unwrap(), trigger.payload, "the payload, intact");
             for d in &body.deliveries {
                 let expected = trigger
                     .deliveries
                     .iter()
                     .find(|t| t.subscription_id == d.subscription_id)
                     .expect("a delivery of this trigger");
-                assert_eq!(
-                    (&d.function_id, &d.metadata, d.attempts),
-                    (&expected.function_id, &expected.metadata, 0)
-                );
+                assert_eq!((&d.function_id, &d.metadata, d.attempts), (&expected.function_id, &expected.metadata, 0));
                 *seen.entry(d.subscription_id).or_default() += 1;
             }
             messages += 1;

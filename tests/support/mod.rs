@@ -13,16 +13,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ sits in the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// Builds the workspace's binaries once per test process (a no-op when they are fresh).
@@ -63,10 +58,7 @@ pub fn build_functions() {
         for function in FUNCTIONS {
             command.args(["--bin", function]);
         }
-        let status = command
-            .current_dir(workspace_root())
-            .status()
-            .expect("cargo runs");
+        let status = command.current_dir(workspace_root()).status().expect("cargo runs");
         assert!(status.success(), "building the functions failed");
     });
 }
@@ -82,28 +74,16 @@ pub fn cargo_lambda() -> PathBuf {
         return in_venv;
     }
     std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join("cargo-lambda"))
-                .find(|p| p.exists())
-        })
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("cargo-lambda")).find(|p| p.exists()))
         .expect("cargo-lambda is not installed: run `make test`, which installs it into .venv")
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn temp_dir(label: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "gateway-e2e-{label}-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
+    let dir = std::env::temp_dir().join(format!("gateway-e2e-{label}-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -111,10 +91,7 @@ pub fn temp_dir(label: &str) -> PathBuf {
 pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !ready() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -134,9 +111,7 @@ impl Process {
             .stderr(Stdio::from(out))
             .stdin(Stdio::null())
             .process_group(0);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
         Self { child, log }
     }
 
@@ -201,11 +176,9 @@ pub fn start_lambda_watch_with_env(port: u16, log: PathBuf, env: &[(&str, String
         command.arg("--env-var").arg(format!("{name}={value}"));
     }
     let process = Process::start(command, log);
-    wait_until(
-        "cargo lambda watch to listen",
-        Duration::from_secs(60),
-        || TcpStream::connect(("127.0.0.1", port)).is_ok(),
-    );
+    wait_until("cargo lambda watch to listen", Duration::from_secs(60), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     process
 }
 
@@ -226,10 +199,7 @@ pub fn start_gateway(s: GatewaySettings<'_>) -> Process {
         .env("GATEWAY_RETRY_BASE_MS", "200")
         .env("GATEWAY_RETRY_MAX_MS", "1000")
         .env("GATEWAY_MAX_ATTEMPTS", "1000")
-        .env(
-            "AWS_ENDPOINT_URL_LAMBDA",
-            format!("http://127.0.0.1:{}", s.lambda_port),
-        )
+        .env("AWS_ENDPOINT_URL_LAMBDA", format!("http://127.0.0.1:{}", s.lambda_port))
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "e2e")
         .env("AWS_SECRET_ACCESS_KEY", "e2e")
@@ -237,9 +207,7 @@ pub fn start_gateway(s: GatewaySettings<'_>) -> Process {
         .current_dir(workspace_root());
     let process = Process::start(command, s.log);
     let port = s.port;
-    wait_until("the gateway to listen", Duration::from_secs(30), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    wait_until("the gateway to listen", Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).is_ok());
     process
 }
 
@@ -251,10 +219,7 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -273,15 +238,8 @@ pub fn invoke(port: u16, function: &str, event: &Value) -> Response {
     http_within(Duration::from_secs(300), port, "POST", &path, Some(event))
 }
 
-fn http_within(
-    timeout: Duration,
-    port: u16,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-) -> Response {
-    let mut stream =
-        TcpStream::connect(("127.0.0.1", port)).expect("the server accepts connections");
+fn http_within(timeout: Duration, port: u16, method: &str, path: &str, body: Option<&Value>) -> Response {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("the server accepts connections");
     stream.set_read_timeout(Some(timeout)).unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let request = format!(
@@ -296,25 +254,12 @@ fn http_within(
     let text = String::from_utf8(raw).expect("responses are UTF-8");
     let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
     let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let body = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(body).expect("a JSON body")
-    };
-    Response {
-        status,
-        headers,
-        body,
-    }
+    let status =
+        lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).expect("a status line");
+    let headers =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
+    let body = if body.is_empty() { Value::Null } else { serde_json::from_str(body).expect("a JSON body") };
+    Response { status, headers, body }
 }
 
 /// The invocation payloads the example subscriber logged, as cargo lambda watch printed them.
@@ -323,10 +268,6 @@ pub fn logged_invocations(watch_log: &str) -> Vec<Value> {
         .lines()
         .filter(|line| line.contains("received event"))
         .filter_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
-        .filter_map(|entry| {
-            entry["fields"]["invocation"]
-                .as_str()
-                .and_then(|s| serde_json::from_str(s).ok())
-        })
+        .filter_map(|entry| entry["fields"]["invocation"].as_str().and_then(|s| serde_json::from_str(s).ok()))
         .collect()
 }

@@ -29,13 +29,8 @@ impl Moto {
         command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
         let log = temp_dir(&format!("moto-{label}")).join("moto.log");
         let process = Process::start(command, log);
-        wait_until("moto_server to answer", Duration::from_secs(60), || {
-            answers_http(port)
-        });
-        Self {
-            _process: process,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        }
+        wait_until("moto_server to answer", Duration::from_secs(60), || answers_http(port));
+        Self { _process: process, endpoint: format!("http://127.0.0.1:{port}") }
     }
 
     /// SDK configuration that reaches this server, with static test credentials.
@@ -70,26 +65,15 @@ pub async fn subscribed_queue(
     topic_arn: &str,
     name: &str,
 ) -> String {
-    let url = sqs
-        .create_queue()
-        .queue_name(name)
-        .send()
-        .await
-        .expect("create the queue")
-        .queue_url
-        .expect("a queue url");
+    let url =
+        sqs.create_queue().queue_name(name).send().await.expect("create the queue").queue_url.expect("a queue url");
     subscribe_queue(sns, sqs, topic_arn, &url).await;
     url
 }
 
 /// Subscribes the queue at `url` to `topic_arn` with raw message delivery, as the template's
 /// `DeliveryQueueSubscription` does.
-pub async fn subscribe_queue(
-    sns: &aws_sdk_sns::Client,
-    sqs: &aws_sdk_sqs::Client,
-    topic_arn: &str,
-    url: &str,
-) {
+pub async fn subscribe_queue(sns: &aws_sdk_sns::Client, sqs: &aws_sdk_sqs::Client, topic_arn: &str, url: &str) {
     let arn = queue_arn(sqs, url).await;
     sns.subscribe()
         .topic_arn(topic_arn)
@@ -114,21 +98,11 @@ pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
 }
 
 pub async fn topic(sns: &aws_sdk_sns::Client, name: &str) -> String {
-    sns.create_topic()
-        .name(name)
-        .send()
-        .await
-        .expect("create the topic")
-        .topic_arn
-        .expect("a topic arn")
+    sns.create_topic().name(name).send().await.expect("create the topic").topic_arn.expect("a topic arn")
 }
 
 /// Receives up to 10 messages, with their attributes, waiting up to `wait` seconds.
-pub async fn receive(
-    sqs: &aws_sdk_sqs::Client,
-    url: &str,
-    wait: i32,
-) -> Vec<aws_sdk_sqs::types::Message> {
+pub async fn receive(sqs: &aws_sdk_sqs::Client, url: &str, wait: i32) -> Vec<aws_sdk_sqs::types::Message> {
     sqs.receive_message()
         .queue_url(url)
         .max_number_of_messages(10)
@@ -165,10 +139,7 @@ pub async fn messages_in(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
         .expect("read the queue's attributes")
         .attributes
         .unwrap_or_default();
-    attributes
-        .values()
-        .map(|v| v.parse::<u64>().unwrap_or(0))
-        .sum()
+    attributes.values().map(|v| v.parse::<u64>().unwrap_or(0)).sum()
 }
 
 /// The Lambda SQS event for `messages`, as Lambda's event source mapping builds it.

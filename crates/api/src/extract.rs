@@ -31,13 +31,11 @@ pub fn json_body<T: DeserializeOwned>(
     limit: usize,
 ) -> Result<T, ApiError> {
     if let Some(content_type) = content_type(headers) {
-        let is_json = content_type.parse::<mime::Mime>().is_ok_and(|m| {
-            m.essence_str() == "application/json" || m.suffix().is_some_and(|s| s == "json")
-        });
+        let is_json = content_type
+            .parse::<mime::Mime>()
+            .is_ok_and(|m| m.essence_str() == "application/json" || m.suffix().is_some_and(|s| s == "json"));
         if !is_json {
-            return Err(ApiError::BodyNotJson(
-                content_type.chars().take(255).collect(),
-            ));
+            return Err(ApiError::BodyNotJson(content_type.chars().take(255).collect()));
         }
     }
     let bytes = body_bytes(body, limit)?;
@@ -55,9 +53,7 @@ pub fn json_body<T: DeserializeOwned>(
 }
 
 pub fn content_type(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("(not visible ASCII)"))
+    headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("(not visible ASCII)"))
 }
 
 fn json_pointer(path: &serde_path_to_error::Path) -> String {
@@ -88,20 +84,14 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<Version>, ApiError> {
         return Ok(None);
     };
     let invalid = || {
-        Error::invalid_request(Violation::new(
-            "",
-            "If-Match must be an ETag this API returned, such as \"3\", or *",
-        ))
+        Error::invalid_request(Violation::new("", "If-Match must be an ETag this API returned, such as \"3\", or *"))
     };
     let value = raw.to_str().map_err(|_| invalid())?.trim();
     if value == "*" {
         return Ok(None);
     }
     let unquoted = value.trim_start_matches("W/").trim_matches('"');
-    unquoted
-        .parse::<u64>()
-        .map(|v| Some(Version(v)))
-        .map_err(|_| invalid().into())
+    unquoted.parse::<u64>().map(|v| Some(Version(v))).map_err(|_| invalid().into())
 }
 
 pub fn etag(version: Version) -> String {
@@ -120,15 +110,8 @@ pub struct PageQuery {
 pub fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query.map(|Query(q)| q).map_err(|rejection| {
         let message = rejection.body_text();
-        let message = message
-            .strip_prefix("Failed to deserialize query string: ")
-            .unwrap_or(&message)
-            .to_owned();
-        Error::invalid_request(Violation::new(
-            "",
-            format!("invalid query string: {message}"),
-        ))
-        .into()
+        let message = message.strip_prefix("Failed to deserialize query string: ").unwrap_or(&message).to_owned();
+        Error::invalid_request(Violation::new("", format!("invalid query string: {message}"))).into()
     })
 }
 
@@ -139,10 +122,7 @@ impl PageQuery {
 }
 
 /// A path segment parsed into a core value; a bad one is the client's mistake (400).
-pub fn path_value<T>(
-    parse: impl FnOnce(&str) -> Result<T, Violation>,
-    raw: &str,
-) -> Result<T, ApiError> {
+pub fn path_value<T>(parse: impl FnOnce(&str) -> Result<T, Violation>, raw: &str) -> Result<T, ApiError> {
     parse(raw).map_err(|v| Error::invalid_request(v).into())
 }
 
@@ -166,12 +146,9 @@ mod tests {
     #[test]
     fn if_match_accepts_strong_weak_and_bare_etags() {
         let mut h = HeaderMap::new();
-        for (raw, want) in [
-            ("\"3\"", Some(Version(3))),
-            ("W/\"4\"", Some(Version(4))),
-            ("5", Some(Version(5))),
-            ("*", None),
-        ] {
+        for (raw, want) in
+            [("\"3\"", Some(Version(3))), ("W/\"4\"", Some(Version(4))), ("5", Some(Version(5))), ("*", None)]
+        {
             h.insert(header::IF_MATCH, raw.parse().unwrap());
             assert_eq!(if_match(&h).unwrap(), want, "{raw}");
         }

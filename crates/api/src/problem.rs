@@ -49,25 +49,17 @@ impl ApiError {
         use StatusCode as S;
         match self {
             ApiError::Core(e) => match e {
-                Error::InvalidInput {
-                    part: InputPart::Request,
-                    ..
-                } => (S::BAD_REQUEST, "invalid-request", "Invalid request"),
-                Error::InvalidInput {
-                    part: InputPart::Body,
-                    ..
-                } => (S::UNPROCESSABLE_ENTITY, "invalid-body", "Invalid body"),
-                Error::PayloadRejected { .. } => (
-                    S::UNPROCESSABLE_ENTITY,
-                    "payload-rejected",
-                    "Payload does not match the event's schema",
-                ),
+                Error::InvalidInput { part: InputPart::Request, .. } => {
+                    (S::BAD_REQUEST, "invalid-request", "Invalid request")
+                }
+                Error::InvalidInput { part: InputPart::Body, .. } => {
+                    (S::UNPROCESSABLE_ENTITY, "invalid-body", "Invalid body")
+                }
+                Error::PayloadRejected { .. } => {
+                    (S::UNPROCESSABLE_ENTITY, "payload-rejected", "Payload does not match the event's schema")
+                }
                 Error::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large"),
-                Error::MalformedPayload(_) => (
-                    S::BAD_REQUEST,
-                    "malformed-payload",
-                    "Payload is not valid JSON",
-                ),
+                Error::MalformedPayload(_) => (S::BAD_REQUEST, "malformed-payload", "Payload is not valid JSON"),
                 Error::UnsupportedMediaType { .. } => (
                     S::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported-media-type",
@@ -75,52 +67,30 @@ impl ApiError {
                 ),
                 Error::NotFound { .. } => (S::NOT_FOUND, "not-found", "Not found"),
                 Error::EventExists(_) => (S::CONFLICT, "event-exists", "Event already exists"),
-                Error::EventHasSubscriptions { .. } => (
-                    S::CONFLICT,
-                    "event-has-subscriptions",
-                    "Event still has subscriptions",
-                ),
-                Error::VersionMismatch { .. } => (
-                    S::PRECONDITION_FAILED,
-                    "version-mismatch",
-                    "Version does not match If-Match",
-                ),
-                Error::FunctionNotAllowed { .. } => (
-                    S::FORBIDDEN,
-                    "function-not-allowed",
-                    "Function is not allowed",
-                ),
-                Error::InvalidCursor => (S::BAD_REQUEST, "invalid-cursor", "Invalid cursor"),
-                Error::Unavailable(_) => {
-                    (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
+                Error::EventHasSubscriptions { .. } => {
+                    (S::CONFLICT, "event-has-subscriptions", "Event still has subscriptions")
                 }
+                Error::VersionMismatch { .. } => {
+                    (S::PRECONDITION_FAILED, "version-mismatch", "Version does not match If-Match")
+                }
+                Error::FunctionNotAllowed { .. } => (S::FORBIDDEN, "function-not-allowed", "Function is not allowed"),
+                Error::InvalidCursor => (S::BAD_REQUEST, "invalid-cursor", "Invalid cursor"),
+                Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             },
-            ApiError::MalformedBody(_) => {
-                (S::BAD_REQUEST, "malformed-body", "Body is not valid JSON")
-            }
-            ApiError::BodyTooLarge { .. } => {
-                (S::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large")
-            }
-            ApiError::BodyNotJson(_) => (
-                S::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Body must be JSON",
-            ),
+            ApiError::MalformedBody(_) => (S::BAD_REQUEST, "malformed-body", "Body is not valid JSON"),
+            ApiError::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large"),
+            ApiError::BodyNotJson(_) => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Body must be JSON"),
             ApiError::NoRoute(_) => (S::NOT_FOUND, "no-route", "No such route"),
-            ApiError::MethodNotAllowed { .. } => (
-                S::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
-                "Method not allowed",
-            ),
+            ApiError::MethodNotAllowed { .. } => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
         }
     }
 
     pub fn problem(&self) -> Problem {
         let (status, slug, title) = self.status_and_type();
         let (violations, current_version) = match self {
-            ApiError::Core(
-                Error::InvalidInput { violations, .. } | Error::PayloadRejected { violations, .. },
-            ) => (violations.clone(), None),
+            ApiError::Core(Error::InvalidInput { violations, .. } | Error::PayloadRejected { violations, .. }) => {
+                (violations.clone(), None)
+            }
             ApiError::Core(Error::VersionMismatch { current, .. }) => (Vec::new(), Some(*current)),
             _ => (Vec::new(), None),
         };
@@ -154,13 +124,10 @@ impl IntoResponse for ApiError {
         if let ApiError::Core(Error::Unavailable(cause)) = &self {
             tracing::error!(error = %cause, "store unavailable");
         }
-        let status =
-            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         response
     }
 }

@@ -57,36 +57,18 @@ impl Api {
             allowlist: FunctionAllowlist::parse("example-,orders-"),
             max_payload_bytes,
         };
-        Self {
-            router: gateway_api::router(gateway, RouteGroup::All),
-            clock,
-        }
+        Self { router: gateway_api::router(gateway, RouteGroup::All), clock }
     }
 
-    async fn send(
-        &self,
-        method: Method,
-        uri: &str,
-        headers: &[(&str, &str)],
-        body: impl Into<Vec<u8>>,
-    ) -> Reply {
+    async fn send(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Reply {
         let mut request = Request::builder().method(method).uri(uri);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let request = request
-            .body(Body::from(body.into()))
-            .expect("a valid request");
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("the router never fails");
+        let request = request.body(Body::from(body.into())).expect("a valid request");
+        let response = self.router.clone().oneshot(request).await.expect("the router never fails");
         let (parts, body) = response.into_parts();
-        let bytes = axum::body::to_bytes(body, usize::MAX)
-            .await
-            .expect("a readable body");
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("a readable body");
         let body = if bytes.is_empty() {
             Value::Null
         } else {
@@ -105,13 +87,7 @@ impl Api {
     }
 
     async fn post_json(&self, uri: &str, body: &Value) -> Reply {
-        self.send(
-            Method::POST,
-            uri,
-            &[("content-type", "application/json")],
-            body.to_string(),
-        )
-        .await
+        self.send(Method::POST, uri, &[("content-type", "application/json")], body.to_string()).await
     }
 
     async fn put_json(&self, uri: &str, if_match: Option<&str>, body: &Value) -> Reply {
@@ -119,8 +95,7 @@ impl Api {
         if let Some(etag) = if_match {
             headers.push(("if-match", etag));
         }
-        self.send(Method::PUT, uri, &headers, body.to_string())
-            .await
+        self.send(Method::PUT, uri, &headers, body.to_string()).await
     }
 
     /// GIVEN helper: defines an event and insists it worked.
@@ -137,28 +112,15 @@ impl Api {
 
     /// GIVEN helper: subscribes a function and returns the subscription id.
     async fn subscribe(&self, event: &str, function: &str) -> String {
-        let (status, _, body) = self
-            .post_json(
-                "/subscriptions",
-                &json!({ "event": event, "functionId": function }),
-            )
-            .await;
-        assert_eq!(
-            status,
-            StatusCode::CREATED,
-            "subscribing {function} to {event}: {body}"
-        );
-        body["subscriptionId"]
-            .as_str()
-            .expect("a subscriptionId")
-            .to_owned()
+        let (status, _, body) =
+            self.post_json("/subscriptions", &json!({ "event": event, "functionId": function })).await;
+        assert_eq!(status, StatusCode::CREATED, "subscribing {function} to {event}: {body}");
+        body["subscriptionId"].as_str().expect("a subscriptionId").to_owned()
     }
 
     /// GIVEN helper: triggers an event with a JSON payload and returns the receipt.
     async fn trigger(&self, event: &str, payload: &Value) -> Value {
-        let (status, _, body) = self
-            .post_json(&format!("/events/{event}/trigger"), payload)
-            .await;
+        let (status, _, body) = self.post_json(&format!("/events/{event}/trigger"), payload).await;
         assert_eq!(status, StatusCode::ACCEPTED, "triggering {event}: {body}");
         body
     }
@@ -175,10 +137,7 @@ impl Api {
             match body["nextCursor"].as_str() {
                 Some(cursor) => uri = format!("{first_uri}{separator}cursor={cursor}"),
                 None => {
-                    assert!(
-                        body["nextCursor"].is_null(),
-                        "the last page says so with nextCursor: null: {body}"
-                    );
+                    assert!(body["nextCursor"].is_null(), "the last page says so with nextCursor: null: {body}");
                     return pages;
                 }
             }
@@ -193,62 +152,32 @@ fn assert_problem(reply: &Reply, status: StatusCode, problem_type: &str) {
     let (got_status, headers, body) = reply;
     assert_eq!(*got_status, status, "status of {body}");
     assert_eq!(
-        headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
         Some("application/problem+json"),
         "content type of {body}"
     );
-    assert_eq!(
-        body["type"],
-        json!(format!("/problems/{problem_type}")),
-        "type of {body}"
-    );
-    assert!(
-        body["title"].as_str().is_some_and(|t| !t.is_empty()),
-        "title of {body}"
-    );
-    assert_eq!(
-        body["status"],
-        json!(status.as_u16()),
-        "status field of {body}"
-    );
-    assert!(
-        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "detail of {body}"
-    );
+    assert_eq!(body["type"], json!(format!("/problems/{problem_type}")), "type of {body}");
+    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "title of {body}");
+    assert_eq!(body["status"], json!(status.as_u16()), "status field of {body}");
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "detail of {body}");
 }
 
 /// The JSON pointers of a problem's violations, in order.
 fn pointers(body: &Value) -> Vec<&str> {
     body["violations"]
         .as_array()
-        .map(|vs| {
-            vs.iter()
-                .map(|v| {
-                    v["pointer"]
-                        .as_str()
-                        .expect("every violation has a pointer")
-                })
-                .collect()
-        })
+        .map(|vs| vs.iter().map(|v| v["pointer"].as_str().expect("every violation has a pointer")).collect())
         .unwrap_or_default()
 }
 
 #[track_caller]
 fn etag(headers: &HeaderMap) -> &str {
-    headers
-        .get(header::ETAG)
-        .and_then(|v| v.to_str().ok())
-        .expect("an ETag")
+    headers.get(header::ETAG).and_then(|v| v.to_str().ok()).expect("an ETag")
 }
 
 #[track_caller]
 fn location(headers: &HeaderMap) -> &str {
-    headers
-        .get(header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .expect("a Location")
+    headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).expect("a Location")
 }
 
 fn order_schema() -> Value {
@@ -288,34 +217,22 @@ async fn define_event_answers_201_with_location_etag_and_the_definition() {
     assert_eq!(body["name"], "orders.created");
     assert_eq!(body["description"], "An order was placed");
     assert_eq!(body["schema"], order_schema());
-    assert_eq!(
-        body["dataType"], "application/json",
-        "dataType defaults to JSON"
-    );
+    assert_eq!(body["dataType"], "application/json", "dataType defaults to JSON");
     assert_eq!(body["metadata"], json!({ "team": "shop" }));
     assert_eq!(body["version"], 1);
     assert_eq!(body["createdAt"], START_TEXT);
     assert_eq!(body["updatedAt"], START_TEXT);
-    assert!(
-        body.get("receivedAt").is_none(),
-        "never triggered yet: {body}"
-    );
+    assert!(body.get("receivedAt").is_none(), "never triggered yet: {body}");
 }
 
 #[tokio::test]
 async fn define_event_with_a_taken_name_conflicts_and_keeps_the_first() {
     // GIVEN an event
     let api = Api::new();
-    api.define(json!({ "name": "orders.created", "description": "first" }))
-        .await;
+    api.define(json!({ "name": "orders.created", "description": "first" })).await;
 
     // WHEN it is defined again
-    let reply = api
-        .post_json(
-            "/events",
-            &json!({ "name": "orders.created", "description": "second" }),
-        )
-        .await;
+    let reply = api.post_json("/events", &json!({ "name": "orders.created", "description": "second" })).await;
 
     // THEN 409, and the first definition stands
     assert_problem(&reply, StatusCode::CONFLICT, "event-exists");
@@ -329,9 +246,7 @@ async fn define_event_without_a_name_is_unprocessable_at_pointer_name() {
     let api = Api::new();
 
     // WHEN a definition has no name
-    let reply = api
-        .post_json("/events", &json!({ "description": "nameless" }))
-        .await;
+    let reply = api.post_json("/events", &json!({ "description": "nameless" })).await;
 
     // THEN 422 pointing at /name
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
@@ -343,21 +258,12 @@ async fn define_event_with_an_invalid_name_is_unprocessable_at_pointer_name() {
     let api = Api::new();
 
     // WHEN the name breaks the naming rules
-    let reply = api
-        .post_json("/events", &json!({ "name": "orders/created" }))
-        .await;
+    let reply = api.post_json("/events", &json!({ "name": "orders/created" })).await;
 
     // THEN 422 pointing at /name, saying why
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
     assert_eq!(pointers(&reply.2), ["/name"]);
-    assert!(
-        reply.2["detail"]
-            .as_str()
-            .unwrap()
-            .contains("not a valid event name"),
-        "{}",
-        reply.2
-    );
+    assert!(reply.2["detail"].as_str().unwrap().contains("not a valid event name"), "{}", reply.2);
     assert_eq!(api.get("/events").await.2["items"], json!([]));
 }
 
@@ -366,21 +272,12 @@ async fn define_event_with_a_schema_that_does_not_compile_is_unprocessable_at_po
     let api = Api::new();
 
     // WHEN the schema breaks its metaschema
-    let reply = api
-        .post_json(
-            "/events",
-            &json!({ "name": "orders.created", "schema": { "type": 5 } }),
-        )
-        .await;
+    let reply = api.post_json("/events", &json!({ "name": "orders.created", "schema": { "type": 5 } })).await;
 
     // THEN 422 pointing at /schema, and nothing is defined
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
     assert_eq!(pointers(&reply.2), ["/schema"]);
-    assert_problem(
-        &api.get("/events/orders.created").await,
-        StatusCode::NOT_FOUND,
-        "not-found",
-    );
+    assert_problem(&api.get("/events/orders.created").await, StatusCode::NOT_FOUND, "not-found");
 }
 
 #[tokio::test]
@@ -388,12 +285,7 @@ async fn define_event_with_a_wrongly_typed_field_is_unprocessable_at_its_pointer
     let api = Api::new();
 
     // WHEN metadata is a number rather than an object
-    let reply = api
-        .post_json(
-            "/events",
-            &json!({ "name": "orders.created", "metadata": 5 }),
-        )
-        .await;
+    let reply = api.post_json("/events", &json!({ "name": "orders.created", "metadata": 5 })).await;
 
     // THEN 422 pointing at /metadata
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
@@ -405,26 +297,13 @@ async fn define_event_with_an_unknown_field_is_unprocessable() {
     let api = Api::new();
 
     // WHEN the body carries a field the API does not know (a typo of dataType)
-    let reply = api
-        .post_json(
-            "/events",
-            &json!({ "name": "orders.created", "datatype": "text/csv" }),
-        )
-        .await;
+    let reply = api.post_json("/events", &json!({ "name": "orders.created", "datatype": "text/csv" })).await;
 
     // THEN 422 naming the field, and nothing is defined
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
     assert_eq!(pointers(&reply.2).len(), 1, "{}", reply.2);
-    assert!(
-        reply.2["detail"].as_str().unwrap().contains("datatype"),
-        "{}",
-        reply.2
-    );
-    assert_problem(
-        &api.get("/events/orders.created").await,
-        StatusCode::NOT_FOUND,
-        "not-found",
-    );
+    assert!(reply.2["detail"].as_str().unwrap().contains("datatype"), "{}", reply.2);
+    assert_problem(&api.get("/events/orders.created").await, StatusCode::NOT_FOUND, "not-found");
 }
 
 #[tokio::test]
@@ -433,12 +312,7 @@ async fn define_event_with_malformed_json_is_a_bad_request() {
 
     // WHEN the body is not JSON at all
     let reply = api
-        .send(
-            Method::POST,
-            "/events",
-            &[("content-type", "application/json")],
-            r#"{"name": "orders.created""#,
-        )
+        .send(Method::POST, "/events", &[("content-type", "application/json")], r#"{"name": "orders.created""#)
         .await;
 
     // THEN 400 malformed-body
@@ -460,21 +334,9 @@ async fn define_event_sent_as_text_plain_is_unsupported_media_type() {
         .await;
 
     // THEN 415, and nothing is defined
-    assert_problem(
-        &reply,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported-media-type",
-    );
-    assert!(
-        reply.2["detail"].as_str().unwrap().contains("text/plain"),
-        "{}",
-        reply.2
-    );
-    assert_problem(
-        &api.get("/events/orders.created").await,
-        StatusCode::NOT_FOUND,
-        "not-found",
-    );
+    assert_problem(&reply, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
+    assert!(reply.2["detail"].as_str().unwrap().contains("text/plain"), "{}", reply.2);
+    assert_problem(&api.get("/events/orders.created").await, StatusCode::NOT_FOUND, "not-found");
 }
 
 #[tokio::test]
@@ -483,25 +345,13 @@ async fn define_event_with_a_body_over_the_limit_is_payload_too_large() {
     let api = Api::with_limit(SMALL_LIMIT);
 
     // WHEN a definition is larger than that
-    let reply = api
-        .post_json(
-            "/events",
-            &json!({ "name": "orders.created", "description": "x".repeat(SMALL_LIMIT) }),
-        )
-        .await;
+    let reply =
+        api.post_json("/events", &json!({ "name": "orders.created", "description": "x".repeat(SMALL_LIMIT) })).await;
 
     // THEN 413 naming the limit
     assert_problem(&reply, StatusCode::PAYLOAD_TOO_LARGE, "body-too-large");
-    assert!(
-        reply.2["detail"].as_str().unwrap().contains("1024"),
-        "{}",
-        reply.2
-    );
-    assert_problem(
-        &api.get("/events/orders.created").await,
-        StatusCode::NOT_FOUND,
-        "not-found",
-    );
+    assert!(reply.2["detail"].as_str().unwrap().contains("1024"), "{}", reply.2);
+    assert_problem(&api.get("/events/orders.created").await, StatusCode::NOT_FOUND, "not-found");
 }
 
 #[tokio::test]
@@ -516,11 +366,7 @@ async fn define_event_with_a_schema_for_a_non_json_data_type_is_unprocessable_at
     // THEN 422 at /schema: a schema only validates JSON
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
     assert_eq!(pointers(&reply.2), ["/schema"]);
-    assert!(
-        reply.2["detail"].as_str().unwrap().contains("text/csv"),
-        "{}",
-        reply.2
-    );
+    assert!(reply.2["detail"].as_str().unwrap().contains("text/csv"), "{}", reply.2);
 }
 
 #[tokio::test]
@@ -528,12 +374,7 @@ async fn define_event_with_an_invalid_data_type_is_unprocessable_at_pointer_data
     let api = Api::new();
 
     // WHEN dataType is not a mime type
-    let reply = api
-        .post_json(
-            "/events",
-            &json!({ "name": "orders.created", "dataType": "not a mime" }),
-        )
-        .await;
+    let reply = api.post_json("/events", &json!({ "name": "orders.created", "dataType": "not a mime" })).await;
 
     // THEN 422 at /dataType
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
@@ -546,10 +387,7 @@ async fn define_event_lists_every_violation_of_the_definition_at_once() {
 
     // WHEN both the description and the schema are wrong
     let reply = api
-        .post_json(
-            "/events",
-            &json!({ "name": "orders.created", "description": "d".repeat(1025), "schema": [1, 2] }),
-        )
+        .post_json("/events", &json!({ "name": "orders.created", "description": "d".repeat(1025), "schema": [1, 2] }))
         .await;
 
     // THEN both are reported, each at its pointer
@@ -574,10 +412,7 @@ async fn list_events_pages_through_every_event_in_name_order() {
     let pages = api.all_pages("/events?limit=2").await;
 
     // THEN three pages of 2, 2 and 1, by name, each event once
-    let names: Vec<Vec<&str>> = pages
-        .iter()
-        .map(|p| p.iter().map(|e| e["name"].as_str().unwrap()).collect())
-        .collect();
+    let names: Vec<Vec<&str>> = pages.iter().map(|p| p.iter().map(|e| e["name"].as_str().unwrap()).collect()).collect();
     assert_eq!(names, [vec!["a", "b"], vec!["c", "d"], vec!["e"]]);
 }
 
@@ -600,22 +435,13 @@ async fn list_events_rejects_a_limit_out_of_range_or_not_a_number() {
     let api = Api::new();
     api.define_named("a").await;
 
-    for uri in [
-        "/events?limit=0",
-        "/events?limit=101",
-        "/events?limit=abc",
-        "/events?limit=-1",
-    ] {
+    for uri in ["/events?limit=0", "/events?limit=101", "/events?limit=abc", "/events?limit=-1"] {
         // WHEN the limit is not a number from 1 to 100
         let reply = api.get(uri).await;
 
         // THEN 400
         assert_problem(&reply, StatusCode::BAD_REQUEST, "invalid-request");
-        assert!(
-            reply.2["detail"].as_str().unwrap().contains("limit"),
-            "{uri}: {}",
-            reply.2
-        );
+        assert!(reply.2["detail"].as_str().unwrap().contains("limit"), "{uri}: {}", reply.2);
     }
 }
 
@@ -636,8 +462,7 @@ async fn list_events_rejects_a_cursor_it_did_not_issue() {
 #[tokio::test]
 async fn get_event_answers_200_with_its_etag() {
     let api = Api::new();
-    api.define(json!({ "name": "orders.created", "schema": order_schema() }))
-        .await;
+    api.define(json!({ "name": "orders.created", "schema": order_schema() })).await;
 
     let (status, headers, body) = api.get("/events/orders.created").await;
 
@@ -655,14 +480,7 @@ async fn get_unknown_event_is_not_found() {
     let reply = api.get("/events/orders.created").await;
 
     assert_problem(&reply, StatusCode::NOT_FOUND, "not-found");
-    assert!(
-        reply.2["detail"]
-            .as_str()
-            .unwrap()
-            .contains("orders.created"),
-        "{}",
-        reply.2
-    );
+    assert!(reply.2["detail"].as_str().unwrap().contains("orders.created"), "{}", reply.2);
 }
 
 #[tokio::test]
@@ -670,11 +488,7 @@ async fn get_event_with_an_invalid_name_is_a_bad_request() {
     let api = Api::new();
 
     for uri in ["/events/-bad", "/events/.hidden", "/events/a%20b"] {
-        assert_problem(
-            &api.get(uri).await,
-            StatusCode::BAD_REQUEST,
-            "invalid-request",
-        );
+        assert_problem(&api.get(uri).await, StatusCode::BAD_REQUEST, "invalid-request");
     }
 }
 
@@ -683,18 +497,9 @@ async fn get_event_with_an_invalid_name_is_a_bad_request() {
 async fn a_path_segment_that_is_not_utf8_is_a_problem_bad_request() {
     let api = Api::new();
 
-    for uri in [
-        "/events/%FF",
-        "/events/%FF/trigger",
-        "/events/%FF/deliveries",
-        "/subscriptions/%FF",
-        "/deliveries/%FF",
-    ] {
-        let method = if uri.ends_with("/trigger") {
-            Method::POST
-        } else {
-            Method::GET
-        };
+    for uri in ["/events/%FF", "/events/%FF/trigger", "/events/%FF/deliveries", "/subscriptions/%FF", "/deliveries/%FF"]
+    {
+        let method = if uri.ends_with("/trigger") { Method::POST } else { Method::GET };
         let reply = api.send(method, uri, &[], "{}").await;
         assert_eq!(reply.0, StatusCode::BAD_REQUEST, "{uri}: {}", reply.2);
         assert_problem(&reply, StatusCode::BAD_REQUEST, "invalid-request");
@@ -709,17 +514,12 @@ async fn a_path_segment_that_is_not_utf8_is_a_problem_bad_request() {
 async fn replace_event_with_a_matching_if_match_makes_version_2() {
     // GIVEN an event at version 1, created at START
     let api = Api::new();
-    api.define(json!({ "name": "orders.created", "description": "v1" }))
-        .await;
+    api.define(json!({ "name": "orders.created", "description": "v1" })).await;
     api.clock.advance(Duration::from_secs(60));
 
     // WHEN it is replaced with the ETag that was read
     let (status, headers, body) = api
-        .put_json(
-            "/events/orders.created",
-            Some("\"1\""),
-            &json!({ "description": "v2", "schema": order_schema() }),
-        )
+        .put_json("/events/orders.created", Some("\"1\""), &json!({ "description": "v2", "schema": order_schema() }))
         .await;
 
     // THEN version 2, with the new fields and the original createdAt
@@ -741,9 +541,7 @@ async fn replace_event_accepts_weak_and_wildcard_if_match_and_none_at_all() {
     api.define_named("orders.created").await;
 
     for (if_match, version) in [(Some("W/\"1\""), 2), (Some("*"), 3), (None, 4)] {
-        let (status, headers, body) = api
-            .put_json("/events/orders.created", if_match, &json!({}))
-            .await;
+        let (status, headers, body) = api.put_json("/events/orders.created", if_match, &json!({})).await;
         assert_eq!(status, StatusCode::OK, "{if_match:?}: {body}");
         assert_eq!(etag(&headers), format!("\"{version}\""));
     }
@@ -753,23 +551,11 @@ async fn replace_event_accepts_weak_and_wildcard_if_match_and_none_at_all() {
 async fn replace_event_with_a_stale_if_match_is_precondition_failed_with_current_version() {
     // GIVEN an event already replaced once (version 2)
     let api = Api::new();
-    api.define(json!({ "name": "orders.created", "description": "v1" }))
-        .await;
-    api.put_json(
-        "/events/orders.created",
-        Some("\"1\""),
-        &json!({ "description": "v2" }),
-    )
-    .await;
+    api.define(json!({ "name": "orders.created", "description": "v1" })).await;
+    api.put_json("/events/orders.created", Some("\"1\""), &json!({ "description": "v2" })).await;
 
     // WHEN a client that read version 1 replaces it
-    let reply = api
-        .put_json(
-            "/events/orders.created",
-            Some("\"1\""),
-            &json!({ "description": "lost update" }),
-        )
-        .await;
+    let reply = api.put_json("/events/orders.created", Some("\"1\""), &json!({ "description": "lost update" })).await;
 
     // THEN 412 says the current version, and version 2 stands
     assert_problem(&reply, StatusCode::PRECONDITION_FAILED, "version-mismatch");
@@ -784,20 +570,10 @@ async fn replace_event_with_a_garbage_if_match_is_a_bad_request() {
     let api = Api::new();
     api.define_named("orders.created").await;
 
-    let reply = api
-        .put_json(
-            "/events/orders.created",
-            Some("\"abc\""),
-            &json!({ "description": "x" }),
-        )
-        .await;
+    let reply = api.put_json("/events/orders.created", Some("\"abc\""), &json!({ "description": "x" })).await;
 
     assert_problem(&reply, StatusCode::BAD_REQUEST, "invalid-request");
-    assert!(
-        reply.2["detail"].as_str().unwrap().contains("If-Match"),
-        "{}",
-        reply.2
-    );
+    assert!(reply.2["detail"].as_str().unwrap().contains("If-Match"), "{}", reply.2);
     assert_eq!(etag(&api.get("/events/orders.created").await.1), "\"1\"");
 }
 
@@ -807,23 +583,13 @@ async fn replace_event_with_another_name_in_the_body_is_unprocessable_at_pointer
     api.define_named("orders.created").await;
 
     // WHEN the body tries to rename the event
-    let reply = api
-        .put_json(
-            "/events/orders.created",
-            Some("\"1\""),
-            &json!({ "name": "orders.renamed" }),
-        )
-        .await;
+    let reply = api.put_json("/events/orders.created", Some("\"1\""), &json!({ "name": "orders.renamed" })).await;
 
     // THEN 422 at /name; neither name changes
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
     assert_eq!(pointers(&reply.2), ["/name"]);
     assert_eq!(etag(&api.get("/events/orders.created").await.1), "\"1\"");
-    assert_problem(
-        &api.get("/events/orders.renamed").await,
-        StatusCode::NOT_FOUND,
-        "not-found",
-    );
+    assert_problem(&api.get("/events/orders.renamed").await, StatusCode::NOT_FOUND, "not-found");
 }
 
 #[tokio::test]
@@ -831,13 +597,7 @@ async fn replace_event_naming_itself_in_the_body_is_fine() {
     let api = Api::new();
     api.define_named("orders.created").await;
 
-    let (status, _, body) = api
-        .put_json(
-            "/events/orders.created",
-            None,
-            &json!({ "name": "orders.created" }),
-        )
-        .await;
+    let (status, _, body) = api.put_json("/events/orders.created", None, &json!({ "name": "orders.created" })).await;
 
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["version"], 2);
@@ -847,20 +607,10 @@ async fn replace_event_naming_itself_in_the_body_is_fine() {
 async fn replace_unknown_event_is_not_found() {
     let api = Api::new();
 
-    let reply = api
-        .put_json(
-            "/events/orders.created",
-            None,
-            &json!({ "description": "x" }),
-        )
-        .await;
+    let reply = api.put_json("/events/orders.created", None, &json!({ "description": "x" })).await;
 
     assert_problem(&reply, StatusCode::NOT_FOUND, "not-found");
-    assert_problem(
-        &api.get("/events/orders.created").await,
-        StatusCode::NOT_FOUND,
-        "not-found",
-    );
+    assert_problem(&api.get("/events/orders.created").await, StatusCode::NOT_FOUND, "not-found");
 }
 
 #[tokio::test]
@@ -876,51 +626,26 @@ async fn replace_event_with_an_invalid_name_in_the_path_is_a_bad_request() {
 async fn rejected_replace_leaves_the_event_unchanged() {
     // GIVEN an event with a schema and metadata
     let api = Api::new();
-    let created =
-        api.define(json!({ "name": "orders.created", "description": "v1", "schema": order_schema(), "metadata": { "a": 1 } })).await;
+    let created = api
+        .define(
+            json!({ "name": "orders.created", "description": "v1", "schema": order_schema(), "metadata": { "a": 1 } }),
+        )
+        .await;
 
     // WHEN replacements are refused: a broken schema (422), a wrong type (422), text/plain (415)
-    let broken_schema = api
-        .put_json(
-            "/events/orders.created",
-            Some("\"1\""),
-            &json!({ "schema": { "type": 5 } }),
-        )
-        .await;
-    let wrong_type = api
-        .put_json(
-            "/events/orders.created",
-            Some("\"1\""),
-            &json!({ "metadata": [] }),
-        )
-        .await;
+    let broken_schema =
+        api.put_json("/events/orders.created", Some("\"1\""), &json!({ "schema": { "type": 5 } })).await;
+    let wrong_type = api.put_json("/events/orders.created", Some("\"1\""), &json!({ "metadata": [] })).await;
     let not_json = api
-        .send(
-            Method::PUT,
-            "/events/orders.created",
-            &[("content-type", "text/plain"), ("if-match", "\"1\"")],
-            "{}",
-        )
+        .send(Method::PUT, "/events/orders.created", &[("content-type", "text/plain"), ("if-match", "\"1\"")], "{}")
         .await;
 
     // THEN each is refused, and the event is exactly as it was
-    assert_problem(
-        &broken_schema,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid-body",
-    );
+    assert_problem(&broken_schema, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
     assert_eq!(pointers(&broken_schema.2), ["/schema"]);
-    assert_problem(
-        &wrong_type,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid-body",
-    );
+    assert_problem(&wrong_type, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
     assert_eq!(pointers(&wrong_type.2), ["/metadata"]);
-    assert_problem(
-        &not_json,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported-media-type",
-    );
+    assert_problem(&not_json, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
     let (_, headers, now) = api.get("/events/orders.created").await;
     assert_eq!(etag(&headers), "\"1\"");
     assert_eq!(now, created);
@@ -939,11 +664,7 @@ async fn delete_event_without_subscriptions_answers_204_and_it_is_gone() {
 
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(body, Value::Null, "204 has no body");
-    assert_problem(
-        &api.get("/events/orders.created").await,
-        StatusCode::NOT_FOUND,
-        "not-found",
-    );
+    assert_problem(&api.get("/events/orders.created").await, StatusCode::NOT_FOUND, "not-found");
 }
 
 #[tokio::test]
@@ -958,19 +679,9 @@ async fn delete_event_with_subscriptions_conflicts_and_keeps_both() {
 
     // THEN 409 counts the subscriptions, and nothing is deleted
     assert_problem(&reply, StatusCode::CONFLICT, "event-has-subscriptions");
-    assert!(
-        reply.2["detail"]
-            .as_str()
-            .unwrap()
-            .contains("1 subscription"),
-        "{}",
-        reply.2
-    );
+    assert!(reply.2["detail"].as_str().unwrap().contains("1 subscription"), "{}", reply.2);
     assert_eq!(api.get("/events/orders.created").await.0, StatusCode::OK);
-    assert_eq!(
-        api.get(&format!("/subscriptions/{sub}")).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(api.get(&format!("/subscriptions/{sub}")).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -990,29 +701,14 @@ async fn delete_event_with_cascade_removes_it_and_its_subscriptions_only() {
 
     // THEN 204; it and its subscriptions are gone, the other event's subscription is not
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_problem(
-        &api.get("/events/orders.created").await,
-        StatusCode::NOT_FOUND,
-        "not-found",
-    );
+    assert_problem(&api.get("/events/orders.created").await, StatusCode::NOT_FOUND, "not-found");
     for id in doomed {
-        assert_problem(
-            &api.get(&format!("/subscriptions/{id}")).await,
-            StatusCode::NOT_FOUND,
-            "not-found",
-        );
+        assert_problem(&api.get(&format!("/subscriptions/{id}")).await, StatusCode::NOT_FOUND, "not-found");
     }
-    assert_eq!(
-        api.get(&format!("/subscriptions/{kept}")).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(api.get(&format!("/subscriptions/{kept}")).await.0, StatusCode::OK);
     let (_, _, listed) = api.get("/subscriptions").await;
-    let ids: Vec<&str> = listed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["subscriptionId"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> =
+        listed["items"].as_array().unwrap().iter().map(|s| s["subscriptionId"].as_str().unwrap()).collect();
     assert_eq!(ids, [kept.as_str()]);
 }
 
@@ -1025,14 +721,7 @@ async fn delete_event_with_a_cascade_that_is_not_a_boolean_is_a_bad_request() {
     let reply = api.delete("/events/orders.created?cascade=maybe").await;
 
     assert_problem(&reply, StatusCode::BAD_REQUEST, "invalid-request");
-    assert!(
-        reply.2["detail"]
-            .as_str()
-            .unwrap()
-            .contains("invalid query string"),
-        "{}",
-        reply.2
-    );
+    assert!(reply.2["detail"].as_str().unwrap().contains("invalid query string"), "{}", reply.2);
     assert_eq!(api.get("/events/orders.created").await.0, StatusCode::OK);
 }
 
@@ -1040,33 +729,17 @@ async fn delete_event_with_a_cascade_that_is_not_a_boolean_is_a_bad_request() {
 async fn delete_unknown_event_is_not_found() {
     let api = Api::new();
 
-    assert_problem(
-        &api.delete("/events/orders.created").await,
-        StatusCode::NOT_FOUND,
-        "not-found",
-    );
-    assert_problem(
-        &api.delete("/events/-bad").await,
-        StatusCode::BAD_REQUEST,
-        "invalid-request",
-    );
+    assert_problem(&api.delete("/events/orders.created").await, StatusCode::NOT_FOUND, "not-found");
+    assert_problem(&api.delete("/events/-bad").await, StatusCode::BAD_REQUEST, "invalid-request");
 }
 
 #[tokio::test]
 async fn delete_event_with_a_stale_if_match_is_precondition_failed_and_keeps_it() {
     let api = Api::new();
     api.define_named("orders.created").await;
-    api.put_json("/events/orders.created", None, &json!({}))
-        .await;
+    api.put_json("/events/orders.created", None, &json!({})).await;
 
-    let reply = api
-        .send(
-            Method::DELETE,
-            "/events/orders.created",
-            &[("if-match", "\"1\"")],
-            Vec::new(),
-        )
-        .await;
+    let reply = api.send(Method::DELETE, "/events/orders.created", &[("if-match", "\"1\"")], Vec::new()).await;
 
     assert_problem(&reply, StatusCode::PRECONDITION_FAILED, "version-mismatch");
     assert_eq!(reply.2["currentVersion"], 2);
@@ -1084,7 +757,10 @@ async fn subscribe_answers_201_with_location_etag_and_the_subscription() {
 
     // WHEN a function in the allowlist is subscribed
     let (status, headers, body) = api
-        .post_json("/subscriptions", &json!({ "event": "orders.created", "functionId": "orders-mailer:live", "metadata": { "to": "ops" } }))
+        .post_json(
+            "/subscriptions",
+            &json!({ "event": "orders.created", "functionId": "orders-mailer:live", "metadata": { "to": "ops" } }),
+        )
         .await;
 
     // THEN 201 with a sub_ id, located, at version 1
@@ -1106,12 +782,8 @@ async fn subscribe_accepts_a_function_arn_whose_name_is_allowed() {
     api.define_named("orders.created").await;
 
     let arn = "arn:aws:lambda:eu-west-1:123456789012:function:example-subscriber";
-    let (status, _, body) = api
-        .post_json(
-            "/subscriptions",
-            &json!({ "event": "orders.created", "functionId": arn }),
-        )
-        .await;
+    let (status, _, body) =
+        api.post_json("/subscriptions", &json!({ "event": "orders.created", "functionId": arn })).await;
 
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
@@ -1120,12 +792,8 @@ async fn subscribe_accepts_a_function_arn_whose_name_is_allowed() {
 async fn subscribe_to_unknown_event_is_not_found() {
     let api = Api::new();
 
-    let reply = api
-        .post_json(
-            "/subscriptions",
-            &json!({ "event": "orders.created", "functionId": "orders-mailer" }),
-        )
-        .await;
+    let reply =
+        api.post_json("/subscriptions", &json!({ "event": "orders.created", "functionId": "orders-mailer" })).await;
 
     assert_problem(&reply, StatusCode::NOT_FOUND, "not-found");
     assert_eq!(api.get("/subscriptions").await.2["items"], json!([]));
@@ -1137,27 +805,13 @@ async fn subscribe_a_function_outside_the_allowlist_is_forbidden() {
     api.define_named("orders.created").await;
 
     // WHEN the function's name matches no allowed prefix, even inside an ARN
-    for function in [
-        "admin-drop-tables",
-        "arn:aws:lambda:eu-west-1:123456789012:function:billing-run",
-    ] {
-        let reply = api
-            .post_json(
-                "/subscriptions",
-                &json!({ "event": "orders.created", "functionId": function }),
-            )
-            .await;
+    for function in ["admin-drop-tables", "arn:aws:lambda:eu-west-1:123456789012:function:billing-run"] {
+        let reply =
+            api.post_json("/subscriptions", &json!({ "event": "orders.created", "functionId": function })).await;
 
         // THEN 403 naming the allowlist, and nothing is subscribed
         assert_problem(&reply, StatusCode::FORBIDDEN, "function-not-allowed");
-        assert!(
-            reply.2["detail"]
-                .as_str()
-                .unwrap()
-                .contains("example-*, orders-*"),
-            "{}",
-            reply.2
-        );
+        assert!(reply.2["detail"].as_str().unwrap().contains("example-*, orders-*"), "{}", reply.2);
     }
     assert_eq!(api.get("/subscriptions").await.2["items"], json!([]));
 }
@@ -1167,18 +821,9 @@ async fn subscribe_with_an_invalid_function_id_is_unprocessable_at_pointer_funct
     let api = Api::new();
     api.define_named("orders.created").await;
 
-    for function in [
-        json!("has space"),
-        json!("http://evil"),
-        json!(""),
-        json!(42),
-    ] {
-        let reply = api
-            .post_json(
-                "/subscriptions",
-                &json!({ "event": "orders.created", "functionId": function }),
-            )
-            .await;
+    for function in [json!("has space"), json!("http://evil"), json!(""), json!(42)] {
+        let reply =
+            api.post_json("/subscriptions", &json!({ "event": "orders.created", "functionId": function })).await;
 
         assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
         assert_eq!(pointers(&reply.2), ["/functionId"], "{function}");
@@ -1190,25 +835,17 @@ async fn subscribe_without_a_function_id_is_unprocessable() {
     let api = Api::new();
     api.define_named("orders.created").await;
 
-    let reply = api
-        .post_json("/subscriptions", &json!({ "event": "orders.created" }))
-        .await;
+    let reply = api.post_json("/subscriptions", &json!({ "event": "orders.created" })).await;
 
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
-    assert!(
-        reply.2["detail"].as_str().unwrap().contains("functionId"),
-        "{}",
-        reply.2
-    );
+    assert!(reply.2["detail"].as_str().unwrap().contains("functionId"), "{}", reply.2);
 }
 
 #[tokio::test]
 async fn subscribe_without_an_event_is_unprocessable_at_pointer_event() {
     let api = Api::new();
 
-    let reply = api
-        .post_json("/subscriptions", &json!({ "functionId": "orders-mailer" }))
-        .await;
+    let reply = api.post_json("/subscriptions", &json!({ "functionId": "orders-mailer" })).await;
 
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
     assert_eq!(pointers(&reply.2), ["/event"]);
@@ -1219,40 +856,15 @@ async fn subscribe_with_bad_bodies_is_refused_like_every_json_body() {
     let api = Api::new();
     api.define_named("orders.created").await;
 
-    let malformed = api
-        .send(
-            Method::POST,
-            "/subscriptions",
-            &[("content-type", "application/json")],
-            "{",
-        )
-        .await;
-    let not_json = api
-        .send(
-            Method::POST,
-            "/subscriptions",
-            &[("content-type", "text/plain")],
-            "{}",
-        )
-        .await;
+    let malformed = api.send(Method::POST, "/subscriptions", &[("content-type", "application/json")], "{").await;
+    let not_json = api.send(Method::POST, "/subscriptions", &[("content-type", "text/plain")], "{}").await;
     let unknown_field = api
-        .post_json(
-            "/subscriptions",
-            &json!({ "event": "orders.created", "functionId": "orders-mailer", "retries": 3 }),
-        )
+        .post_json("/subscriptions", &json!({ "event": "orders.created", "functionId": "orders-mailer", "retries": 3 }))
         .await;
 
     assert_problem(&malformed, StatusCode::BAD_REQUEST, "malformed-body");
-    assert_problem(
-        &not_json,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported-media-type",
-    );
-    assert_problem(
-        &unknown_field,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid-body",
-    );
+    assert_problem(&not_json, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
+    assert_problem(&unknown_field, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
     assert_eq!(api.get("/subscriptions").await.2["items"], json!([]));
 }
 
@@ -1264,40 +876,22 @@ async fn list_subscriptions_of_one_event_pages_through_only_its_subscriptions() 
     api.define_named("orders.shipped").await;
     let mut mine = Vec::new();
     for n in 0..5 {
-        mine.push(
-            api.subscribe("orders.created", &format!("orders-fn{n}"))
-                .await,
-        );
+        mine.push(api.subscribe("orders.created", &format!("orders-fn{n}")).await);
     }
     api.subscribe("orders.shipped", "orders-other").await;
 
     // WHEN the first event's subscriptions are listed two at a time
-    let pages = api
-        .all_pages("/subscriptions?event=orders.created&limit=2")
-        .await;
+    let pages = api.all_pages("/subscriptions?event=orders.created&limit=2").await;
 
     // THEN pages of 2, 2 and 1 hold exactly its five, in id order
     assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
-    let listed: Vec<String> = pages
-        .concat()
-        .iter()
-        .map(|s| s["subscriptionId"].as_str().unwrap().to_owned())
-        .collect();
+    let listed: Vec<String> = pages.concat().iter().map(|s| s["subscriptionId"].as_str().unwrap().to_owned()).collect();
     mine.sort();
     assert_eq!(listed, mine);
-    assert!(pages
-        .concat()
-        .iter()
-        .all(|s| s["event"] == "orders.created"));
+    assert!(pages.concat().iter().all(|s| s["event"] == "orders.created"));
 
     // AND without a filter all six are listed
-    assert_eq!(
-        api.get("/subscriptions").await.2["items"]
-            .as_array()
-            .unwrap()
-            .len(),
-        6
-    );
+    assert_eq!(api.get("/subscriptions").await.2["items"].as_array().unwrap().len(), 6);
 }
 
 #[tokio::test]
@@ -1364,27 +958,14 @@ async fn replace_subscription_with_a_stale_if_match_is_precondition_failed() {
     let api = Api::new();
     api.define_named("orders.created").await;
     let id = api.subscribe("orders.created", "orders-mailer").await;
-    api.put_json(
-        &format!("/subscriptions/{id}"),
-        None,
-        &json!({ "functionId": "orders-v2" }),
-    )
-    .await;
+    api.put_json(&format!("/subscriptions/{id}"), None, &json!({ "functionId": "orders-v2" })).await;
 
-    let reply = api
-        .put_json(
-            &format!("/subscriptions/{id}"),
-            Some("\"1\""),
-            &json!({ "functionId": "orders-v3" }),
-        )
-        .await;
+    let reply =
+        api.put_json(&format!("/subscriptions/{id}"), Some("\"1\""), &json!({ "functionId": "orders-v3" })).await;
 
     assert_problem(&reply, StatusCode::PRECONDITION_FAILED, "version-mismatch");
     assert_eq!(reply.2["currentVersion"], 2);
-    assert_eq!(
-        api.get(&format!("/subscriptions/{id}")).await.2["functionId"],
-        "orders-v2"
-    );
+    assert_eq!(api.get(&format!("/subscriptions/{id}")).await.2["functionId"], "orders-v2");
 }
 
 #[tokio::test]
@@ -1393,13 +974,8 @@ async fn replace_subscription_with_a_garbage_if_match_is_a_bad_request() {
     api.define_named("orders.created").await;
     let id = api.subscribe("orders.created", "orders-mailer").await;
 
-    let reply = api
-        .put_json(
-            &format!("/subscriptions/{id}"),
-            Some("yesterday"),
-            &json!({ "functionId": "orders-v2" }),
-        )
-        .await;
+    let reply =
+        api.put_json(&format!("/subscriptions/{id}"), Some("yesterday"), &json!({ "functionId": "orders-v2" })).await;
 
     assert_problem(&reply, StatusCode::BAD_REQUEST, "invalid-request");
 }
@@ -1437,18 +1013,11 @@ async fn replace_subscription_with_a_function_outside_the_allowlist_is_forbidden
     let id = api.subscribe("orders.created", "orders-mailer").await;
 
     let reply = api
-        .put_json(
-            &format!("/subscriptions/{id}"),
-            Some("\"1\""),
-            &json!({ "functionId": "admin-drop-tables" }),
-        )
+        .put_json(&format!("/subscriptions/{id}"), Some("\"1\""), &json!({ "functionId": "admin-drop-tables" }))
         .await;
 
     assert_problem(&reply, StatusCode::FORBIDDEN, "function-not-allowed");
-    assert_eq!(
-        api.get(&format!("/subscriptions/{id}")).await.2["functionId"],
-        "orders-mailer"
-    );
+    assert_eq!(api.get(&format!("/subscriptions/{id}")).await.2["functionId"], "orders-mailer");
 }
 
 #[tokio::test]
@@ -1457,32 +1026,15 @@ async fn delete_subscription_answers_204_then_it_is_gone() {
     api.define_named("orders.created").await;
     let id = api.subscribe("orders.created", "orders-mailer").await;
 
-    let (status, _, body) = api
-        .send(
-            Method::DELETE,
-            &format!("/subscriptions/{id}"),
-            &[("if-match", "\"1\"")],
-            Vec::new(),
-        )
-        .await;
+    let (status, _, body) =
+        api.send(Method::DELETE, &format!("/subscriptions/{id}"), &[("if-match", "\"1\"")], Vec::new()).await;
 
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(body, Value::Null);
-    assert_problem(
-        &api.get(&format!("/subscriptions/{id}")).await,
-        StatusCode::NOT_FOUND,
-        "not-found",
-    );
-    assert_problem(
-        &api.delete(&format!("/subscriptions/{id}")).await,
-        StatusCode::NOT_FOUND,
-        "not-found",
-    );
+    assert_problem(&api.get(&format!("/subscriptions/{id}")).await, StatusCode::NOT_FOUND, "not-found");
+    assert_problem(&api.delete(&format!("/subscriptions/{id}")).await, StatusCode::NOT_FOUND, "not-found");
     // AND the event can now be deleted without cascade
-    assert_eq!(
-        api.delete("/events/orders.created").await.0,
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(api.delete("/events/orders.created").await.0, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]
@@ -1491,21 +1043,11 @@ async fn delete_subscription_with_a_stale_if_match_is_precondition_failed_and_ke
     api.define_named("orders.created").await;
     let id = api.subscribe("orders.created", "orders-mailer").await;
 
-    let reply = api
-        .send(
-            Method::DELETE,
-            &format!("/subscriptions/{id}"),
-            &[("if-match", "\"7\"")],
-            Vec::new(),
-        )
-        .await;
+    let reply = api.send(Method::DELETE, &format!("/subscriptions/{id}"), &[("if-match", "\"7\"")], Vec::new()).await;
 
     assert_problem(&reply, StatusCode::PRECONDITION_FAILED, "version-mismatch");
     assert_eq!(reply.2["currentVersion"], 1);
-    assert_eq!(
-        api.get(&format!("/subscriptions/{id}")).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(api.get(&format!("/subscriptions/{id}")).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -1516,21 +1058,9 @@ async fn subscription_routes_refuse_an_invalid_id_with_400() {
     // An event id is not a subscription id, nor is a truncated ULID.
     for id in ["nope", "evt_01JDQ3V6J9K2M4N5P6Q7R8S9T0", "sub_01JDQ3V6J9"] {
         let uri = format!("/subscriptions/{id}");
-        assert_problem(
-            &api.get(&uri).await,
-            StatusCode::BAD_REQUEST,
-            "invalid-request",
-        );
-        assert_problem(
-            &api.put_json(&uri, None, &body).await,
-            StatusCode::BAD_REQUEST,
-            "invalid-request",
-        );
-        assert_problem(
-            &api.delete(&uri).await,
-            StatusCode::BAD_REQUEST,
-            "invalid-request",
-        );
+        assert_problem(&api.get(&uri).await, StatusCode::BAD_REQUEST, "invalid-request");
+        assert_problem(&api.put_json(&uri, None, &body).await, StatusCode::BAD_REQUEST, "invalid-request");
+        assert_problem(&api.delete(&uri).await, StatusCode::BAD_REQUEST, "invalid-request");
     }
 }
 
@@ -1542,8 +1072,7 @@ async fn subscription_routes_answer_404_for_an_unknown_id() {
 
     assert_problem(&api.get(uri).await, StatusCode::NOT_FOUND, "not-found");
     assert_problem(
-        &api.put_json(uri, None, &json!({ "functionId": "orders-mailer" }))
-            .await,
+        &api.put_json(uri, None, &json!({ "functionId": "orders-mailer" })).await,
         StatusCode::NOT_FOUND,
         "not-found",
     );
@@ -1558,8 +1087,7 @@ async fn subscription_routes_answer_404_for_an_unknown_id() {
 async fn trigger_answers_202_with_a_receipt_and_the_location_of_its_deliveries() {
     // GIVEN an event with two subscriptions
     let api = Api::new();
-    api.define(json!({ "name": "orders.created", "schema": order_schema() }))
-        .await;
+    api.define(json!({ "name": "orders.created", "schema": order_schema() })).await;
     let subs = [
         api.subscribe("orders.created", "orders-mailer").await,
         api.subscribe("orders.created", "example-audit").await,
@@ -1567,19 +1095,13 @@ async fn trigger_answers_202_with_a_receipt_and_the_location_of_its_deliveries()
 
     // WHEN it is triggered with a valid payload
     let (status, headers, receipt) = api
-        .post_json(
-            "/events/orders.created/trigger",
-            &json!({ "orderId": "o-1", "quantity": 2, "sku": "SKU-9" }),
-        )
+        .post_json("/events/orders.created/trigger", &json!({ "orderId": "o-1", "quantity": 2, "sku": "SKU-9" }))
         .await;
 
     // THEN 202 with an evt_ id, the event, when it was received, and one delivery per subscription
     assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
     let event_id = receipt["eventId"].as_str().unwrap();
-    assert!(
-        event_id.starts_with("evt_") && event_id.len() == 30,
-        "{event_id}"
-    );
+    assert!(event_id.starts_with("evt_") && event_id.len() == 30, "{event_id}");
     assert_eq!(location(&headers), format!("/deliveries/{event_id}"));
     assert_eq!(receipt["event"], "orders.created");
     assert_eq!(receipt["receivedAt"], START_TEXT);
@@ -1587,18 +1109,11 @@ async fn trigger_answers_202_with_a_receipt_and_the_location_of_its_deliveries()
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| {
-            (
-                d["subscriptionId"].as_str().unwrap().to_owned(),
-                d["functionId"].as_str().unwrap().to_owned(),
-            )
-        })
+        .map(|d| (d["subscriptionId"].as_str().unwrap().to_owned(), d["functionId"].as_str().unwrap().to_owned()))
         .collect();
     delivered.sort();
-    let mut expected = vec![
-        (subs[0].clone(), "orders-mailer".to_owned()),
-        (subs[1].clone(), "example-audit".to_owned()),
-    ];
+    let mut expected =
+        vec![(subs[0].clone(), "orders-mailer".to_owned()), (subs[1].clone(), "example-audit".to_owned())];
     expected.sort();
     assert_eq!(delivered, expected);
 }
@@ -1608,41 +1123,21 @@ async fn trigger_without_subscriptions_is_accepted_with_no_deliveries() {
     let api = Api::new();
     api.define_named("orders.created").await;
 
-    let receipt = api
-        .trigger("orders.created", &json!({ "anything": true }))
-        .await;
+    let receipt = api.trigger("orders.created", &json!({ "anything": true })).await;
 
     assert_eq!(receipt["deliveries"], json!([]));
-    assert_eq!(
-        api.get(&format!(
-            "/deliveries/{}",
-            receipt["eventId"].as_str().unwrap()
-        ))
-        .await
-        .2,
-        json!([])
-    );
+    assert_eq!(api.get(&format!("/deliveries/{}", receipt["eventId"].as_str().unwrap())).await.2, json!([]));
 }
 
 #[tokio::test]
 async fn trigger_accepts_a_json_content_type_with_parameters_or_none_at_all() {
     let api = Api::new();
-    api.define(json!({ "name": "orders.created", "schema": order_schema() }))
-        .await;
+    api.define(json!({ "name": "orders.created", "schema": order_schema() })).await;
     let payload = json!({ "orderId": "o-1" }).to_string();
 
-    for headers in [
-        vec![("content-type", "application/json; charset=utf-8")],
-        vec![],
-    ] {
-        let (status, _, body) = api
-            .send(
-                Method::POST,
-                "/events/orders.created/trigger",
-                &headers,
-                payload.clone(),
-            )
-            .await;
+    for headers in [vec![("content-type", "application/json; charset=utf-8")], vec![]] {
+        let (status, _, body) =
+            api.send(Method::POST, "/events/orders.created/trigger", &headers, payload.clone()).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{headers:?}: {body}");
     }
 }
@@ -1652,8 +1147,7 @@ async fn trigger_of_unknown_event_is_not_found() {
     let api = Api::new();
 
     assert_problem(
-        &api.post_json("/events/orders.created/trigger", &json!({}))
-            .await,
+        &api.post_json("/events/orders.created/trigger", &json!({})).await,
         StatusCode::NOT_FOUND,
         "not-found",
     );
@@ -1668,61 +1162,32 @@ async fn trigger_of_unknown_event_is_not_found() {
 async fn trigger_with_invalid_payload_lists_every_violation() {
     // GIVEN an event whose schema requires orderId, a positive quantity and an SKU- sku
     let api = Api::new();
-    api.define(json!({ "name": "orders.created", "schema": order_schema() }))
-        .await;
+    api.define(json!({ "name": "orders.created", "schema": order_schema() })).await;
     api.subscribe("orders.created", "orders-mailer").await;
 
     // WHEN a payload breaks all three rules at once
-    let reply = api
-        .post_json(
-            "/events/orders.created/trigger",
-            &json!({ "quantity": 0, "sku": "nope" }),
-        )
-        .await;
+    let reply = api.post_json("/events/orders.created/trigger", &json!({ "quantity": 0, "sku": "nope" })).await;
 
     // THEN 422 lists each violation with its pointer into the payload
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "payload-rejected");
     let mut found = pointers(&reply.2);
     found.sort();
     assert_eq!(found, ["", "/quantity", "/sku"], "{}", reply.2);
-    let messages: Vec<&str> = reply.2["violations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["message"].as_str().unwrap())
-        .collect();
+    let messages: Vec<&str> =
+        reply.2["violations"].as_array().unwrap().iter().map(|v| v["message"].as_str().unwrap()).collect();
     assert!(messages.iter().all(|m| !m.is_empty()), "{messages:?}");
-    assert!(
-        messages.iter().any(|m| m.contains("orderId")),
-        "{messages:?}"
-    );
-    assert!(
-        reply.2["detail"]
-            .as_str()
-            .unwrap()
-            .contains("orders.created"),
-        "{}",
-        reply.2
-    );
+    assert!(messages.iter().any(|m| m.contains("orderId")), "{messages:?}");
+    assert!(reply.2["detail"].as_str().unwrap().contains("orders.created"), "{}", reply.2);
 
     // AND nothing was accepted: no deliveries, no receivedAt
-    assert_eq!(
-        api.get("/events/orders.created/deliveries").await.2["items"],
-        json!([])
-    );
-    assert!(api
-        .get("/events/orders.created")
-        .await
-        .2
-        .get("receivedAt")
-        .is_none());
+    assert_eq!(api.get("/events/orders.created/deliveries").await.2["items"], json!([]));
+    assert!(api.get("/events/orders.created").await.2.get("receivedAt").is_none());
 }
 
 #[tokio::test]
 async fn trigger_with_malformed_json_is_a_bad_request() {
     let api = Api::new();
-    api.define(json!({ "name": "orders.created", "schema": order_schema() }))
-        .await;
+    api.define(json!({ "name": "orders.created", "schema": order_schema() })).await;
     api.define_named("orders.unchecked").await;
 
     for event in ["orders.created", "orders.unchecked"] {
@@ -1745,49 +1210,18 @@ async fn trigger_with_malformed_json_is_a_bad_request() {
 async fn trigger_with_a_content_type_other_than_the_data_type_is_unsupported_media_type() {
     let api = Api::new();
     api.define_named("orders.created").await;
-    api.define(json!({ "name": "reports.csv", "dataType": "text/csv" }))
-        .await;
+    api.define(json!({ "name": "reports.csv", "dataType": "text/csv" })).await;
 
     // WHEN a JSON event gets text/plain, and a CSV event gets JSON
-    let json_as_text = api
-        .send(
-            Method::POST,
-            "/events/orders.created/trigger",
-            &[("content-type", "text/plain")],
-            "{}",
-        )
-        .await;
-    let csv_as_json = api
-        .post_json("/events/reports.csv/trigger", &json!({}))
-        .await;
+    let json_as_text =
+        api.send(Method::POST, "/events/orders.created/trigger", &[("content-type", "text/plain")], "{}").await;
+    let csv_as_json = api.post_json("/events/reports.csv/trigger", &json!({})).await;
 
     // THEN both are 415, naming what the event takes
-    assert_problem(
-        &json_as_text,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported-media-type",
-    );
-    assert!(
-        json_as_text.2["detail"]
-            .as_str()
-            .unwrap()
-            .contains("application/json"),
-        "{}",
-        json_as_text.2
-    );
-    assert_problem(
-        &csv_as_json,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported-media-type",
-    );
-    assert!(
-        csv_as_json.2["detail"]
-            .as_str()
-            .unwrap()
-            .contains("text/csv"),
-        "{}",
-        csv_as_json.2
-    );
+    assert_problem(&json_as_text, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
+    assert!(json_as_text.2["detail"].as_str().unwrap().contains("application/json"), "{}", json_as_text.2);
+    assert_problem(&csv_as_json, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
+    assert!(csv_as_json.2["detail"].as_str().unwrap().contains("text/csv"), "{}", csv_as_json.2);
 }
 
 #[tokio::test]
@@ -1801,40 +1235,21 @@ async fn trigger_with_a_payload_over_the_limit_is_payload_too_large() {
     let at_limit = format!("\"{}\"", "x".repeat(SMALL_LIMIT - 2));
     let over_limit = format!("\"{}\"", "x".repeat(SMALL_LIMIT - 1));
     let headers = [("content-type", "application/json")];
-    let accepted = api
-        .send(
-            Method::POST,
-            "/events/orders.created/trigger",
-            &headers,
-            at_limit,
-        )
-        .await;
-    let refused = api
-        .send(
-            Method::POST,
-            "/events/orders.created/trigger",
-            &headers,
-            over_limit,
-        )
-        .await;
+    let accepted = api.send(Method::POST, "/events/orders.created/trigger", &headers, at_limit).await;
+    let refused = api.send(Method::POST, "/events/orders.created/trigger", &headers, over_limit).await;
 
     // THEN the one at the limit is accepted, the one over it is 413
     assert_eq!(accepted.0, StatusCode::ACCEPTED, "{}", accepted.2);
     assert_problem(&refused, StatusCode::PAYLOAD_TOO_LARGE, "body-too-large");
     let (_, _, deliveries) = api.get("/events/orders.created/deliveries").await;
-    assert_eq!(
-        deliveries["items"].as_array().unwrap().len(),
-        1,
-        "only the accepted trigger: {deliveries}"
-    );
+    assert_eq!(deliveries["items"].as_array().unwrap().len(), 1, "only the accepted trigger: {deliveries}");
 }
 
 #[tokio::test]
 async fn trigger_of_a_csv_event_accepts_raw_bytes() {
     // GIVEN an event of dataType text/csv with a subscription
     let api = Api::new();
-    api.define(json!({ "name": "reports.csv", "dataType": "text/csv" }))
-        .await;
+    api.define(json!({ "name": "reports.csv", "dataType": "text/csv" })).await;
     let sub = api.subscribe("reports.csv", "example-importer").await;
 
     // WHEN it is triggered with CSV that is not JSON (and with no Content-Type at all)
@@ -1846,22 +1261,12 @@ async fn trigger_of_a_csv_event_accepts_raw_bytes() {
             "id,qty\n1,2\n",
         )
         .await;
-    let without_type = api
-        .send(
-            Method::POST,
-            "/events/reports.csv/trigger",
-            &[],
-            b"\xff\x00not utf-8".to_vec(),
-        )
-        .await;
+    let without_type = api.send(Method::POST, "/events/reports.csv/trigger", &[], b"\xff\x00not utf-8".to_vec()).await;
 
     // THEN both are accepted with a delivery to the subscription
     for (status, _, receipt) in [with_type, without_type] {
         assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
-        assert_eq!(
-            receipt["deliveries"],
-            json!([{ "subscriptionId": sub, "functionId": "example-importer" }])
-        );
+        assert_eq!(receipt["deliveries"], json!([{ "subscriptionId": sub, "functionId": "example-importer" }]));
     }
 }
 
@@ -1871,66 +1276,28 @@ async fn trigger_with_a_repeated_idempotency_key_returns_the_first_receipt_and_n
     let api = Api::new();
     api.define_named("orders.created").await;
     api.subscribe("orders.created", "orders-mailer").await;
-    let headers = [
-        ("content-type", "application/json"),
-        ("idempotency-key", "order-o-1"),
-    ];
-    let (first_status, _, first) = api
-        .send(
-            Method::POST,
-            "/events/orders.created/trigger",
-            &headers,
-            "{\"n\":1}",
-        )
-        .await;
+    let headers = [("content-type", "application/json"), ("idempotency-key", "order-o-1")];
+    let (first_status, _, first) =
+        api.send(Method::POST, "/events/orders.created/trigger", &headers, "{\"n\":1}").await;
     assert_eq!(first_status, StatusCode::ACCEPTED, "{first}");
 
     // WHEN the client retries with the same key, later
     api.clock.advance(Duration::from_secs(5));
-    let (status, headers_again, again) = api
-        .send(
-            Method::POST,
-            "/events/orders.created/trigger",
-            &headers,
-            "{\"n\":1}",
-        )
-        .await;
+    let (status, headers_again, again) =
+        api.send(Method::POST, "/events/orders.created/trigger", &headers, "{\"n\":1}").await;
 
     // THEN the first receipt comes back, and there is still one set of deliveries
     assert_eq!(status, StatusCode::ACCEPTED, "{again}");
     assert_eq!(again, first);
-    assert_eq!(
-        location(&headers_again),
-        format!("/deliveries/{}", first["eventId"].as_str().unwrap())
-    );
+    assert_eq!(location(&headers_again), format!("/deliveries/{}", first["eventId"].as_str().unwrap()));
     let (_, _, deliveries) = api.get("/events/orders.created/deliveries").await;
-    assert_eq!(
-        deliveries["items"].as_array().unwrap().len(),
-        1,
-        "{deliveries}"
-    );
+    assert_eq!(deliveries["items"].as_array().unwrap().len(), 1, "{deliveries}");
 
     // AND another key makes a new trigger
-    let other = [
-        ("content-type", "application/json"),
-        ("idempotency-key", "order-o-2"),
-    ];
-    let (_, _, third) = api
-        .send(
-            Method::POST,
-            "/events/orders.created/trigger",
-            &other,
-            "{\"n\":1}",
-        )
-        .await;
+    let other = [("content-type", "application/json"), ("idempotency-key", "order-o-2")];
+    let (_, _, third) = api.send(Method::POST, "/events/orders.created/trigger", &other, "{\"n\":1}").await;
     assert_ne!(third["eventId"], first["eventId"]);
-    assert_eq!(
-        api.get("/events/orders.created/deliveries").await.2["items"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(api.get("/events/orders.created/deliveries").await.2["items"].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -1939,18 +1306,8 @@ async fn trigger_with_an_invalid_idempotency_key_is_a_bad_request() {
     api.define_named("orders.created").await;
 
     for key in ["has space", &"k".repeat(256)] {
-        let headers = [
-            ("content-type", "application/json"),
-            ("idempotency-key", key),
-        ];
-        let reply = api
-            .send(
-                Method::POST,
-                "/events/orders.created/trigger",
-                &headers,
-                "{}",
-            )
-            .await;
+        let headers = [("content-type", "application/json"), ("idempotency-key", key)];
+        let reply = api.send(Method::POST, "/events/orders.created/trigger", &headers, "{}").await;
         assert_problem(&reply, StatusCode::BAD_REQUEST, "invalid-request");
     }
 }
@@ -1973,13 +1330,7 @@ async fn trigger_records_received_at_on_the_event() {
     assert_eq!(etag(&headers), "\"1\"");
 
     // AND a later replace keeps it
-    let (_, _, replaced) = api
-        .put_json(
-            "/events/orders.created",
-            Some("\"1\""),
-            &json!({ "description": "v2" }),
-        )
-        .await;
+    let (_, _, replaced) = api.put_json("/events/orders.created", Some("\"1\""), &json!({ "description": "v2" })).await;
     assert_eq!(replaced["receivedAt"], "2025-01-01T00:01:00Z");
 }
 
@@ -1993,12 +1344,13 @@ async fn deliveries_of_a_trigger_are_listed_pending() {
     let api = Api::new();
     api.define_named("orders.created").await;
     let (_, _, with_meta) = api
-        .post_json("/subscriptions", &json!({ "event": "orders.created", "functionId": "orders-mailer", "metadata": { "to": "ops" } }))
+        .post_json(
+            "/subscriptions",
+            &json!({ "event": "orders.created", "functionId": "orders-mailer", "metadata": { "to": "ops" } }),
+        )
         .await;
     api.subscribe("orders.created", "example-audit").await;
-    let receipt = api
-        .trigger("orders.created", &json!({ "orderId": "o-1" }))
-        .await;
+    let receipt = api.trigger("orders.created", &json!({ "orderId": "o-1" })).await;
     let event_id = receipt["eventId"].as_str().unwrap();
 
     // WHEN its deliveries are read
@@ -2016,10 +1368,7 @@ async fn deliveries_of_a_trigger_are_listed_pending() {
         assert_eq!(d["receivedAt"], START_TEXT);
         assert!(d.get("lastError").is_none(), "{d}");
     }
-    let mailer = deliveries
-        .iter()
-        .find(|d| d["functionId"] == "orders-mailer")
-        .expect("the mailer's delivery");
+    let mailer = deliveries.iter().find(|d| d["functionId"] == "orders-mailer").expect("the mailer's delivery");
     assert_eq!(mailer["subscriptionId"], with_meta["subscriptionId"]);
     assert_eq!(mailer["metadata"], json!({ "to": "ops" }));
 }
@@ -2038,11 +1387,7 @@ async fn deliveries_of_a_trigger_with_an_invalid_id_is_a_bad_request() {
     let api = Api::new();
 
     for id in ["nope", "sub_01JDQ3V6J9K2M4N5P6Q7R8S9T0"] {
-        assert_problem(
-            &api.get(&format!("/deliveries/{id}")).await,
-            StatusCode::BAD_REQUEST,
-            "invalid-request",
-        );
+        assert_problem(&api.get(&format!("/deliveries/{id}")).await, StatusCode::BAD_REQUEST, "invalid-request");
     }
 }
 
@@ -2057,39 +1402,24 @@ async fn deliveries_of_an_event_are_paginated_over_every_trigger() {
     api.subscribe("orders.shipped", "orders-mailer").await;
     let mut event_ids = Vec::new();
     for n in 0..3 {
-        event_ids.push(
-            api.trigger("orders.created", &json!({ "n": n })).await["eventId"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        event_ids.push(api.trigger("orders.created", &json!({ "n": n })).await["eventId"].as_str().unwrap().to_owned());
     }
     api.trigger("orders.shipped", &json!({})).await;
 
     // WHEN they are listed four at a time
-    let pages = api
-        .all_pages("/events/orders.created/deliveries?limit=4")
-        .await;
+    let pages = api.all_pages("/events/orders.created/deliveries?limit=4").await;
 
     // THEN pages of 4 and 2 hold each of the six once, all of this event, grouped by trigger
     assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [4, 2]);
     let all = pages.concat();
     let mut keys: Vec<(String, String)> = all
         .iter()
-        .map(|d| {
-            (
-                d["eventId"].as_str().unwrap().to_owned(),
-                d["subscriptionId"].as_str().unwrap().to_owned(),
-            )
-        })
+        .map(|d| (d["eventId"].as_str().unwrap().to_owned(), d["subscriptionId"].as_str().unwrap().to_owned()))
         .collect();
     let listed_order: Vec<&str> = all.iter().map(|d| d["eventId"].as_str().unwrap()).collect();
     let mut newest_first = listed_order.clone();
     newest_first.sort_by(|a, b| b.cmp(a));
-    assert_eq!(
-        listed_order, newest_first,
-        "newest trigger (highest id) first"
-    );
+    assert_eq!(listed_order, newest_first, "newest trigger (highest id) first");
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), 6, "no delivery listed twice: {all:?}");
@@ -2104,16 +1434,8 @@ async fn deliveries_of_an_event_are_paginated_over_every_trigger() {
 async fn deliveries_of_an_unknown_event_are_not_found() {
     let api = Api::new();
 
-    assert_problem(
-        &api.get("/events/orders.created/deliveries").await,
-        StatusCode::NOT_FOUND,
-        "not-found",
-    );
-    assert_problem(
-        &api.get("/events/-bad/deliveries").await,
-        StatusCode::BAD_REQUEST,
-        "invalid-request",
-    );
+    assert_problem(&api.get("/events/orders.created/deliveries").await, StatusCode::NOT_FOUND, "not-found");
+    assert_problem(&api.get("/events/-bad/deliveries").await, StatusCode::BAD_REQUEST, "invalid-request");
 }
 
 #[tokio::test]
@@ -2132,8 +1454,7 @@ async fn deliveries_of_an_event_reject_bad_limits_and_cursors() {
         "invalid-request",
     );
     assert_problem(
-        &api.get("/events/orders.created/deliveries?cursor=bm9wZQ")
-            .await,
+        &api.get("/events/orders.created/deliveries?cursor=bm9wZQ").await,
         StatusCode::BAD_REQUEST,
         "invalid-cursor",
     );
@@ -2150,17 +1471,8 @@ async fn openapi_document_is_3_1_and_describes_every_resource() {
     let (status, headers, doc) = api.get("/openapi.json").await;
 
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        headers.get(header::CONTENT_TYPE).unwrap(),
-        "application/json"
-    );
-    assert!(
-        doc["openapi"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("3.1")),
-        "{}",
-        doc["openapi"]
-    );
+    assert_eq!(headers.get(header::CONTENT_TYPE).unwrap(), "application/json");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{}", doc["openapi"]);
     for path in [
         "/events",
         "/events/{name}",
@@ -2171,11 +1483,7 @@ async fn openapi_document_is_3_1_and_describes_every_resource() {
         "/deliveries/{eventId}",
         "/health",
     ] {
-        assert!(
-            doc["paths"].get(path).is_some(),
-            "{path} is missing from {}",
-            doc["paths"]
-        );
+        assert!(doc["paths"].get(path).is_some(), "{path} is missing from {}", doc["paths"]);
     }
     assert!(doc["paths"]["/events/{name}/trigger"].get("post").is_some());
     assert!(doc["components"]["schemas"].get("Problem").is_some());
@@ -2198,11 +1506,7 @@ async fn unknown_route_is_a_problem_404() {
     for uri in ["/nope", "/events/orders.created/nope", "/deliveries"] {
         let reply = api.get(uri).await;
         assert_problem(&reply, StatusCode::NOT_FOUND, "no-route");
-        assert!(
-            reply.2["detail"].as_str().unwrap().contains(uri),
-            "{}",
-            reply.2
-        );
+        assert!(reply.2["detail"].as_str().unwrap().contains(uri), "{}", reply.2);
     }
 }
 
@@ -2219,14 +1523,7 @@ async fn wrong_method_is_a_problem_405() {
     ] {
         let reply = api.send(method.clone(), uri, &[], Vec::new()).await;
         assert_problem(&reply, StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
-        assert!(
-            reply.2["detail"]
-                .as_str()
-                .unwrap()
-                .contains(method.as_str()),
-            "{}",
-            reply.2
-        );
+        assert!(reply.2["detail"].as_str().unwrap().contains(method.as_str()), "{}", reply.2);
     }
 }
 
@@ -2238,12 +1535,6 @@ async fn wrong_method_answer_names_the_allowed_methods() {
 
     // RFC 9110 §15.5.6: a 405 must carry Allow.
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-    let allow = headers
-        .get(header::ALLOW)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    assert!(
-        allow.contains("GET") && allow.contains("POST"),
-        "Allow: {allow:?}"
-    );
+    let allow = headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(allow.contains("GET") && allow.contains("POST"), "Allow: {allow:?}");
 }

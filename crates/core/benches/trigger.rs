@@ -29,14 +29,11 @@ use serde_json::{json, Value};
 use gateway_core::error::Result;
 use gateway_core::ids::IdempotencyKey;
 use gateway_core::memory::MemoryStore;
-use gateway_core::ports::{
-    Acceptance, EventStore, SubscriptionStore, SystemClock, TriggerAcceptor, UlidSource,
-};
+use gateway_core::ports::{Acceptance, EventStore, SubscriptionStore, SystemClock, TriggerAcceptor, UlidSource};
 use gateway_core::schema::{self, SchemaCache};
 use gateway_core::trigger::{self, TriggerPorts, TriggerRequest};
 use gateway_core::{
-    DataType, EventDefinition, EventName, FunctionId, Metadata, Subscription, SubscriptionId,
-    Trigger, Version,
+    DataType, EventDefinition, EventName, FunctionId, Metadata, Subscription, SubscriptionId, Trigger, Version,
 };
 
 const PAYLOAD_BYTES: usize = 1024;
@@ -111,11 +108,8 @@ fn order_payload() -> Vec<u8> {
     };
     let bare = build("").len();
     assert!(bare < PAYLOAD_BYTES, "the unpadded payload is {bare} bytes");
-    let note: String = "Leave the parcel with the neighbour at number 12. "
-        .chars()
-        .cycle()
-        .take(PAYLOAD_BYTES - bare)
-        .collect();
+    let note: String =
+        "Leave the parcel with the neighbour at number 12. ".chars().cycle().take(PAYLOAD_BYTES - bare).collect();
     let payload = build(&note);
     assert_eq!(payload.len(), PAYLOAD_BYTES);
     payload
@@ -133,24 +127,15 @@ struct CountingAcceptor {
 
 #[async_trait]
 impl TriggerAcceptor for CountingAcceptor {
-    async fn accept(
-        &self,
-        trigger: &Trigger,
-        _idempotency_key: Option<&IdempotencyKey>,
-    ) -> Result<Acceptance> {
+    async fn accept(&self, trigger: &Trigger, _idempotency_key: Option<&IdempotencyKey>) -> Result<Acceptance> {
         self.triggers.fetch_add(1, Ordering::Relaxed);
-        self.deliveries
-            .fetch_add(trigger.deliveries.len() as u64, Ordering::Relaxed);
+        self.deliveries.fetch_add(trigger.deliveries.len() as u64, Ordering::Relaxed);
         Ok(Acceptance::Accepted)
     }
 }
 
 /// A `MemoryStore` holding one event with `subscriptions` subscriptions: the trigger's source.
-fn source_with(
-    rt: &tokio::runtime::Runtime,
-    name: &EventName,
-    subscriptions: usize,
-) -> MemoryStore {
+fn source_with(rt: &tokio::runtime::Runtime, name: &EventName, subscriptions: usize) -> MemoryStore {
     let store = MemoryStore::new();
     let now = Utc::now();
     let definition = EventDefinition {
@@ -165,10 +150,7 @@ fn source_with(
         version: Version::FIRST,
     };
     rt.block_on(async {
-        store
-            .create_event(&definition)
-            .await
-            .expect("event created");
+        store.create_event(&definition).await.expect("event created");
         for i in 0..subscriptions {
             let subscription = Subscription {
                 subscription_id: SubscriptionId::from_ulid(ulid::Ulid::new()),
@@ -182,10 +164,7 @@ fn source_with(
                 updated_at: now,
                 version: Version::FIRST,
             };
-            store
-                .create_subscription(&subscription)
-                .await
-                .expect("subscription created");
+            store.create_subscription(&subscription).await.expect("subscription created");
         }
     });
     store
@@ -199,10 +178,7 @@ fn benches(c: &mut Criterion) {
     let validator = jsonschema::validator_for(&schema_value).expect("the schema compiles");
     let parsed: Value = serde_json::from_slice(&payload).expect("the payload is JSON");
     let violations = schema::violations(&validator, &parsed);
-    assert!(
-        violations.is_empty(),
-        "payload must be valid: {violations:?}"
-    );
+    assert!(violations.is_empty(), "payload must be valid: {violations:?}");
 
     let mut baseline = c.benchmark_group("baseline");
     baseline.bench_function("parse+iter_errors", |b| {
@@ -220,14 +196,10 @@ fn benches(c: &mut Criterion) {
     });
     baseline.finish();
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("a current-thread runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("a current-thread runtime");
 
     let mut overhead = c.benchmark_group("overhead");
-    overhead.bench_function("block_on_noop", |b| {
-        b.iter(|| rt.block_on(async { black_box(0u8) }))
-    });
+    overhead.bench_function("block_on_noop", |b| b.iter(|| rt.block_on(async { black_box(0u8) })));
     overhead.finish();
 
     // One cache for every iteration: the first trigger compiles, every later one reuses.
@@ -252,24 +224,15 @@ fn benches(c: &mut Criterion) {
         };
 
         // Once before measuring: the happy path really is taken, with every subscription.
-        let receipt = rt
-            .block_on(trigger::trigger(ports(), request()))
-            .expect("the trigger is accepted");
+        let receipt = rt.block_on(trigger::trigger(ports(), request())).expect("the trigger is accepted");
         assert_eq!(receipt.deliveries.len(), n);
         assert_eq!(acceptor.deliveries.load(Ordering::Relaxed), n as u64);
-        let cached = schemas
-            .validator(&name, Version::FIRST, &json!(false))
-            .expect("cached");
-        assert!(
-            cached.is_valid(&parsed),
-            "the trigger cached the event's validator"
-        );
+        let cached = schemas.validator(&name, Version::FIRST, &json!(false)).expect("cached");
+        assert!(cached.is_valid(&parsed), "the trigger cached the event's validator");
 
         group.bench_with_input(BenchmarkId::new("subscriptions", n), &n, |b, _| {
             b.iter(|| {
-                let receipt = rt
-                    .block_on(trigger::trigger(ports(), request()))
-                    .expect("the trigger is accepted");
+                let receipt = rt.block_on(trigger::trigger(ports(), request())).expect("the trigger is accepted");
                 black_box(receipt)
             })
         });

@@ -22,11 +22,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self {
-            max_attempts: 8,
-            base_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(300),
-        }
+        Self { max_attempts: 8, base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(300) }
     }
 }
 
@@ -39,20 +35,12 @@ impl RetryPolicy {
 }
 
 /// The JSON a subscribed function receives for `delivery`.
-pub fn invocation_payload(
-    delivery: &Delivery,
-    data_type: &DataType,
-    payload: &[u8],
-) -> Result<Vec<u8>, String> {
+pub fn invocation_payload(delivery: &Delivery, data_type: &DataType, payload: &[u8]) -> Result<Vec<u8>, String> {
     let (data, data_encoding) = if data_type.is_json() {
-        let raw: &RawValue = serde_json::from_slice(payload)
-            .map_err(|e| format!("stored payload is not JSON: {e}"))?;
+        let raw: &RawValue = serde_json::from_slice(payload).map_err(|e| format!("stored payload is not JSON: {e}"))?;
         (InvocationData::Json(raw), None)
     } else {
-        (
-            InvocationData::Base64(STANDARD.encode(payload)),
-            Some("base64"),
-        )
+        (InvocationData::Base64(STANDARD.encode(payload)), Some("base64"))
     };
     let invocation = InvocationPayload {
         event_id: delivery.event_id,
@@ -95,16 +83,10 @@ pub async fn attempt(
     match invoker.invoke(&delivery.function_id, &body).await {
         Ok(()) => AttemptOutcome::Delivered,
         Err(e) if e.retryable && attempt < policy.max_attempts => {
-            let delay = chrono::Duration::from_std(policy.delay_after(attempt))
-                .unwrap_or(chrono::Duration::MAX);
-            AttemptOutcome::RetryAt {
-                at: now + delay,
-                error: e.message,
-            }
+            let delay = chrono::Duration::from_std(policy.delay_after(attempt)).unwrap_or(chrono::Duration::MAX);
+            AttemptOutcome::RetryAt { at: now + delay, error: e.message }
         }
-        Err(e) => AttemptOutcome::Failed {
-            error: format!("attempt {attempt}: {}", e.message),
-        },
+        Err(e) => AttemptOutcome::Failed { error: format!("attempt {attempt}: {}", e.message) },
     }
 }
 
@@ -114,11 +96,8 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_stops_at_the_cap() {
-        let p = RetryPolicy {
-            max_attempts: 10,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(1),
-        };
+        let p =
+            RetryPolicy { max_attempts: 10, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
         assert_eq!(p.delay_after(1), Duration::from_millis(100));
         assert_eq!(p.delay_after(2), Duration::from_millis(200));
         assert_eq!(p.delay_after(4), Duration::from_millis(800));

@@ -15,10 +15,7 @@ pub struct Violation {
 
 impl Violation {
     pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            pointer: pointer.into(),
-            message: message.into(),
-        }
+        Self { pointer: pointer.into(), message: message.into() }
     }
 
     /// The same violation, located under `prefix` (a JSON pointer).
@@ -40,16 +37,10 @@ pub enum InputPart {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("the request is invalid")]
-    InvalidInput {
-        part: InputPart,
-        violations: Vec<Violation>,
-    },
+    InvalidInput { part: InputPart, violations: Vec<Violation> },
 
     #[error("the payload does not match the schema of event '{event}'")]
-    PayloadRejected {
-        event: EventName,
-        violations: Vec<Violation>,
-    },
+    PayloadRejected { event: EventName, violations: Vec<Violation> },
 
     #[error("the payload is not valid JSON: {0}")]
     MalformedPayload(String),
@@ -60,11 +51,7 @@ pub enum Error {
     PayloadTooLarge(String),
 
     #[error("event '{event}' takes '{expected}' payloads, not '{got}'")]
-    UnsupportedMediaType {
-        event: EventName,
-        expected: DataType,
-        got: String,
-    },
+    UnsupportedMediaType { event: EventName, expected: DataType, got: String },
 
     #[error("{what} '{id}' does not exist")]
     NotFound { what: &'static str, id: String },
@@ -72,17 +59,11 @@ pub enum Error {
     #[error("event '{0}' already exists")]
     EventExists(EventName),
 
-    #[error(
-        "event '{event}' still has {count} subscription(s); delete them first or pass cascade=true"
-    )]
+    #[error("event '{event}' still has {count} subscription(s); delete them first or pass cascade=true")]
     EventHasSubscriptions { event: EventName, count: u64 },
 
     #[error("{what} '{id}' is at version {current}, not the version given in If-Match")]
-    VersionMismatch {
-        what: &'static str,
-        id: String,
-        current: Version,
-    },
+    VersionMismatch { what: &'static str, id: String, current: Version },
 
     #[error("function '{function}' is outside the gateway's allowlist ({allowlist})")]
     FunctionNotAllowed { function: String, allowlist: String },
@@ -96,17 +77,11 @@ pub enum Error {
 
 impl Error {
     pub fn invalid_request(violation: Violation) -> Self {
-        Self::InvalidInput {
-            part: InputPart::Request,
-            violations: vec![violation],
-        }
+        Self::InvalidInput { part: InputPart::Request, violations: vec![violation] }
     }
 
     pub fn invalid_body(violations: Vec<Violation>) -> Self {
-        Self::InvalidInput {
-            part: InputPart::Body,
-            violations,
-        }
+        Self::InvalidInput { part: InputPart::Body, violations }
     }
 
     pub fn unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {

@@ -11,16 +11,9 @@ use crate::schema;
 
 const MAX_DESCRIPTION: usize = 1024;
 
-pub async fn define_event(
-    store: &dyn EventStore,
-    clock: &dyn Clock,
-    draft: EventDraft,
-) -> Result<EventDefinition> {
+pub async fn define_event(store: &dyn EventStore, clock: &dyn Clock, draft: EventDraft) -> Result<EventDefinition> {
     let Some(name) = draft.name.clone() else {
-        return Err(Error::invalid_body(vec![Violation::new(
-            "/name",
-            "name is required",
-        )]));
+        return Err(Error::invalid_body(vec![Violation::new("/name", "name is required")]));
     };
     let now = clock.now();
     let event = build(name, draft, now, Version::FIRST, None)?;
@@ -32,10 +25,7 @@ pub async fn get_event(store: &dyn EventStore, name: &EventName) -> Result<Event
     store.get_event(name).await?.ok_or_else(|| not_found(name))
 }
 
-pub async fn list_events(
-    store: &dyn EventStore,
-    page: &PageRequest,
-) -> Result<Page<EventDefinition>> {
+pub async fn list_events(store: &dyn EventStore, page: &PageRequest) -> Result<Page<EventDefinition>> {
     store.list_events(page).await
 }
 
@@ -55,18 +45,9 @@ pub async fn replace_event(
             )]));
         }
     }
-    let current = store
-        .get_event(name)
-        .await?
-        .ok_or_else(|| not_found(name))?;
+    let current = store.get_event(name).await?.ok_or_else(|| not_found(name))?;
     check_version("event", name.as_str(), current.version, if_match)?;
-    let mut next = build(
-        name.clone(),
-        draft,
-        clock.now(),
-        current.version.next(),
-        current.received_at,
-    )?;
+    let mut next = build(name.clone(), draft, clock.now(), current.version.next(), current.received_at)?;
     next.created_at = current.created_at;
     store.replace_event(&next).await?;
     Ok(next)
@@ -81,27 +62,15 @@ pub async fn delete_event(
     store.delete_event(name, if_match, cascade).await
 }
 
-pub(crate) fn check_version(
-    what: &'static str,
-    id: &str,
-    current: Version,
-    if_match: Option<Version>,
-) -> Result<()> {
+pub(crate) fn check_version(what: &'static str, id: &str, current: Version, if_match: Option<Version>) -> Result<()> {
     match if_match {
-        Some(expected) if expected != current => Err(Error::VersionMismatch {
-            what,
-            id: id.to_owned(),
-            current,
-        }),
+        Some(expected) if expected != current => Err(Error::VersionMismatch { what, id: id.to_owned(), current }),
         _ => Ok(()),
     }
 }
 
 fn not_found(name: &EventName) -> Error {
-    Error::NotFound {
-        what: "event",
-        id: name.to_string(),
-    }
+    Error::NotFound { what: "event", id: name.to_string() }
 }
 
 /// Checks a draft as a whole, so the client hears every problem at once.
@@ -114,35 +83,20 @@ fn build(
 ) -> Result<EventDefinition> {
     let data_type = draft.data_type.unwrap_or_default();
     let mut violations = Vec::new();
-    if draft
-        .description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION)
-    {
-        violations.push(Violation::new(
-            "/description",
-            format!("description is longer than {MAX_DESCRIPTION} characters"),
-        ));
+    if draft.description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION) {
+        violations
+            .push(Violation::new("/description", format!("description is longer than {MAX_DESCRIPTION} characters")));
     }
     if let Some(schema) = &draft.schema {
         if !data_type.is_json() {
             violations.push(Violation::new(
                 "/schema",
-                format!(
-                    "a schema validates JSON payloads, but dataType is '{}'",
-                    data_type.as_str()
-                ),
+                format!("a schema validates JSON payloads, but dataType is '{}'", data_type.as_str()),
             ));
         } else if !(schema.is_object() || schema.is_boolean()) {
-            violations.push(Violation::new(
-                "/schema",
-                "a JSON Schema is an object or a boolean",
-            ));
+            violations.push(Violation::new("/schema", "a JSON Schema is an object or a boolean"));
         } else if let Err(message) = schema::compile(schema) {
-            violations.push(Violation::new(
-                "/schema",
-                format!("the schema does not compile: {message}"),
-            ));
+            violations.push(Violation::new("/schema", format!("the schema does not compile: {message}")));
         }
     }
     if !violations.is_empty() {

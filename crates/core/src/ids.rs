@@ -20,15 +20,8 @@ impl EventName {
 
     pub fn parse(raw: &str) -> Result<Self, Violation> {
         let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-        let starts_well = raw
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric());
-        if raw.is_empty()
-            || raw.len() > Self::MAX_LEN
-            || !starts_well
-            || !raw.chars().all(valid_char)
-        {
+        let starts_well = raw.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        if raw.is_empty() || raw.len() > Self::MAX_LEN || !starts_well || !raw.chars().all(valid_char) {
             return Err(Violation::new(
                 "",
                 format!(
@@ -81,20 +74,17 @@ macro_rules! prefixed_id {
             }
 
             pub fn parse(raw: &str) -> Result<Self, Violation> {
-                raw.strip_prefix($prefix)
-                    .and_then(|rest| Ulid::from_string(rest).ok())
-                    .map(Self)
-                    .ok_or_else(|| {
-                        Violation::new(
-                            "",
-                            format!(
-                                "'{}' is not a valid {}: expected '{}' followed by a 26-character ULID",
-                                truncate_for_message(raw),
-                                $what,
-                                $prefix
-                            ),
-                        )
-                    })
+                raw.strip_prefix($prefix).and_then(|rest| Ulid::from_string(rest).ok()).map(Self).ok_or_else(|| {
+                    Violation::new(
+                        "",
+                        format!(
+                            "'{}' is not a valid {}: expected '{}' followed by a 26-character ULID",
+                            truncate_for_message(raw),
+                            $what,
+                            $prefix
+                        ),
+                    )
+                })
             }
         }
 
@@ -126,18 +116,8 @@ macro_rules! prefixed_id {
     };
 }
 
-prefixed_id!(
-    SubscriptionId,
-    "sub_",
-    "subscription id",
-    "sub_01JDQ3V6J9K2M4N5P6Q7R8S9T0"
-);
-prefixed_id!(
-    EventId,
-    "evt_",
-    "event id",
-    "evt_01JDQ3V6J9K2M4N5P6Q7R8S9T0"
-);
+prefixed_id!(SubscriptionId, "sub_", "subscription id", "sub_01JDQ3V6J9K2M4N5P6Q7R8S9T0");
+prefixed_id!(EventId, "evt_", "event id", "evt_01JDQ3V6J9K2M4N5P6Q7R8S9T0");
 
 /// The Lambda function a subscription runs: a function name, `name:qualifier`, or a function ARN.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -171,16 +151,12 @@ impl FunctionId {
 }
 
 fn is_function_name(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    (1..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn is_qualifier(s: &str) -> bool {
     s == "$LATEST"
-        || ((1..=128).contains(&s.len())
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        || ((1..=128).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
 }
 
 /// Returns the function name if `raw` is one of the forms Lambda's Invoke accepts.
@@ -189,12 +165,9 @@ fn function_name_of(raw: &str) -> Option<&str> {
         // arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
         let parts: Vec<&str> = arn.split(':').collect();
         let partition_ok = parts.first().is_some_and(|p| p.starts_with("aws"));
-        let region_ok = parts.get(2).is_some_and(|r| {
-            !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-        let account_ok = parts
-            .get(3)
-            .is_some_and(|a| a.len() == 12 && a.chars().all(|c| c.is_ascii_digit()));
+        let region_ok =
+            parts.get(2).is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        let account_ok = parts.get(3).is_some_and(|a| a.len() == 12 && a.chars().all(|c| c.is_ascii_digit()));
         if !(partition_ok
             && parts.get(1) == Some(&"lambda")
             && region_ok
@@ -248,9 +221,7 @@ pub struct FunctionAllowlist {
 
 impl FunctionAllowlist {
     pub fn any() -> Self {
-        Self {
-            prefixes: vec![String::new()],
-        }
+        Self { prefixes: vec![String::new()] }
     }
 
     /// Parses a comma-separated list of name prefixes; `*` alone allows every function.
@@ -259,13 +230,7 @@ impl FunctionAllowlist {
             .split(',')
             .map(str::trim)
             .filter(|p| !p.is_empty())
-            .map(|p| {
-                if p == "*" {
-                    String::new()
-                } else {
-                    p.trim_end_matches('*').to_owned()
-                }
-            })
+            .map(|p| if p == "*" { String::new() } else { p.trim_end_matches('*').to_owned() })
             .collect();
         Self { prefixes }
     }
@@ -283,11 +248,7 @@ impl FunctionAllowlist {
         if self.allows_any() {
             "*".to_owned()
         } else {
-            self.prefixes
-                .iter()
-                .map(|p| format!("{p}*"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            self.prefixes.iter().map(|p| format!("{p}*")).collect::<Vec<_>>().join(", ")
         }
     }
 }
@@ -308,10 +269,7 @@ impl DataType {
             Ok(m) if raw.len() <= 255 => Ok(Self(m.essence_str().to_owned())),
             _ => Err(Violation::new(
                 "",
-                format!(
-                    "'{}' is not a mime type like 'application/json'",
-                    truncate_for_message(raw)
-                ),
+                format!("'{}' is not a mime type like 'application/json'", truncate_for_message(raw)),
             )),
         }
     }
@@ -328,9 +286,7 @@ impl DataType {
 
     /// Whether a request's `Content-Type` header carries this type (parameters like charset ignored).
     pub fn matches_content_type(&self, content_type: &str) -> bool {
-        content_type
-            .parse::<mime::Mime>()
-            .is_ok_and(|m| m.essence_str() == self.0)
+        content_type.parse::<mime::Mime>().is_ok_and(|m| m.essence_str() == self.0)
     }
 }
 
@@ -360,9 +316,7 @@ impl From<DataType> for String {
 }
 
 /// An optimistic-concurrency version: 1 on create, +1 on every replace; served as the `ETag`.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
 pub struct Version(pub u64);
 
@@ -389,10 +343,7 @@ impl IdempotencyKey {
         if (1..=255).contains(&raw.len()) && raw.chars().all(|c| c.is_ascii_graphic()) {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(Violation::new(
-                "",
-                "Idempotency-Key must be 1 to 255 visible ASCII characters",
-            ))
+            Err(Violation::new("", "Idempotency-Key must be 1 to 255 visible ASCII characters"))
         }
     }
 
@@ -420,15 +371,7 @@ mod tests {
         for ok in ["orders.created", "a", "A-1_b.c", &"x".repeat(128)] {
             assert!(EventName::parse(ok).is_ok(), "{ok} should be valid");
         }
-        for bad in [
-            "",
-            ".orders",
-            "-x",
-            "orders/created",
-            "ordérs",
-            "a b",
-            &"x".repeat(129),
-        ] {
+        for bad in ["", ".orders", "-x", "orders/created", "ordérs", "a b", &"x".repeat(129)] {
             assert!(EventName::parse(bad).is_err(), "{bad} should be invalid");
         }
     }
@@ -462,9 +405,7 @@ mod tests {
     #[test]
     fn allowlist_matches_the_bare_function_name_of_every_form() {
         let allow = FunctionAllowlist::parse("orders-, billing-*");
-        let arn =
-            FunctionId::parse("arn:aws:lambda:eu-west-1:123456789012:function:orders-ship:live")
-                .unwrap();
+        let arn = FunctionId::parse("arn:aws:lambda:eu-west-1:123456789012:function:orders-ship:live").unwrap();
         assert!(allow.allows(&arn));
         assert!(allow.allows(&FunctionId::parse("billing-run:3").unwrap()));
         assert!(!allow.allows(&FunctionId::parse("admin-drop-tables").unwrap()));
@@ -486,9 +427,7 @@ mod tests {
         assert!(json.is_json());
         assert!(json.matches_content_type("application/json; charset=utf-8"));
         assert!(!json.matches_content_type("text/plain"));
-        assert!(DataType::parse("application/cloudevents+json")
-            .unwrap()
-            .is_json());
+        assert!(DataType::parse("application/cloudevents+json").unwrap().is_json());
         assert!(!DataType::parse("text/csv").unwrap().is_json());
         assert!(DataType::parse("not a mime").is_err());
     }

@@ -18,12 +18,9 @@ pub mod subscriptions;
 pub mod trigger;
 
 pub use error::{Error, Violation};
-pub use ids::{
-    DataType, EventId, EventName, FunctionAllowlist, FunctionId, IdempotencyKey, SubscriptionId,
-    Version,
-};
+pub use ids::{DataType, EventId, EventName, FunctionAllowlist, FunctionId, IdempotencyKey, SubscriptionId, Version};
 pub use model::{
-    Delivery, DeliveryStatus, EventDefinition, EventDraft, InvocationPayload, Metadata,
-    Subscription, SubscriptionDraft, Trigger, TriggerReceipt,
+    Delivery, DeliveryStatus, EventDefinition, EventDraft, InvocationPayload, Metadata, Subscription,
+    SubscriptionDraft, Trigger, TriggerReceipt,
 };
 pub use page::{Page, PageRequest};

@@ -9,16 +9,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
-use crate::ids::{
-    DataType, EventId, EventName, FunctionId, IdempotencyKey, SubscriptionId, Version,
-};
-use crate::model::{
-    Delivery, DeliveryStatus, EventDefinition, Subscription, Trigger, TriggerReceipt,
-};
+use crate::ids::{DataType, EventId, EventName, FunctionId, IdempotencyKey, SubscriptionId, Version};
+use crate::model::{Delivery, DeliveryStatus, EventDefinition, Subscription, Trigger, TriggerReceipt};
 use crate::page::{decode_cursor, encode_cursor, Page, PageRequest};
 use crate::ports::{
-    Acceptance, AttemptOutcome, Clock, DeliveryLog, DeliveryOutbox, DueDelivery, EventStore,
-    FunctionInvoker, InvokeError, SubscriptionStore, TriggerAcceptor, TriggerSource,
+    Acceptance, AttemptOutcome, Clock, DeliveryLog, DeliveryOutbox, DueDelivery, EventStore, FunctionInvoker,
+    InvokeError, SubscriptionStore, TriggerAcceptor, TriggerSource,
 };
 
 #[derive(Default)]
@@ -64,10 +60,7 @@ fn page_of<T: Clone, K: Ord + Clone + serde::Serialize>(
     } else {
         None
     };
-    Page {
-        items: items.into_iter().map(|(_, v)| v).collect(),
-        next_cursor,
-    }
+    Page { items: items.into_iter().map(|(_, v)| v).collect(), next_cursor }
 }
 
 fn after<K: serde::de::DeserializeOwned>(page: &PageRequest) -> Result<Option<K>> {
@@ -103,57 +96,29 @@ impl EventStore for MemoryStore {
     async fn replace_event(&self, event: &EventDefinition) -> Result<()> {
         let mut state = self.state();
         let Some(current) = state.events.get_mut(&event.name) else {
-            return Err(Error::NotFound {
-                what: "event",
-                id: event.name.to_string(),
-            });
+            return Err(Error::NotFound { what: "event", id: event.name.to_string() });
         };
         if current.version.next() != event.version {
-            return Err(Error::VersionMismatch {
-                what: "event",
-                id: event.name.to_string(),
-                current: current.version,
-            });
+            return Err(Error::VersionMismatch { what: "event", id: event.name.to_string(), current: current.version });
         }
         // receivedAt belongs to triggers, not to the definition: keep the latest.
         let received_at = current.received_at.max(event.received_at);
-        *current = EventDefinition {
-            received_at,
-            ..event.clone()
-        };
+        *current = EventDefinition { received_at, ..event.clone() };
         Ok(())
     }
 
-    async fn delete_event(
-        &self,
-        name: &EventName,
-        expected: Option<Version>,
-        cascade: bool,
-    ) -> Result<()> {
+    async fn delete_event(&self, name: &EventName, expected: Option<Version>, cascade: bool) -> Result<()> {
         let mut state = self.state();
         let Some(current) = state.events.get(name) else {
-            return Err(Error::NotFound {
-                what: "event",
-                id: name.to_string(),
-            });
+            return Err(Error::NotFound { what: "event", id: name.to_string() });
         };
         if expected.is_some_and(|v| v != current.version) {
-            return Err(Error::VersionMismatch {
-                what: "event",
-                id: name.to_string(),
-                current: current.version,
-            });
+            return Err(Error::VersionMismatch { what: "event", id: name.to_string(), current: current.version });
         }
-        let subscribed: Vec<(EventName, SubscriptionId)> = state
-            .subscriptions
-            .range(range_of(name))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let subscribed: Vec<(EventName, SubscriptionId)> =
+            state.subscriptions.range(range_of(name)).map(|(k, _)| k.clone()).collect();
         if !subscribed.is_empty() && !cascade {
-            return Err(Error::EventHasSubscriptions {
-                event: name.clone(),
-                count: subscribed.len() as u64,
-            });
+            return Err(Error::EventHasSubscriptions { event: name.clone(), count: subscribed.len() as u64 });
         }
         for key in subscribed {
             state.subscription_events.remove(&key.1);
@@ -175,42 +140,23 @@ impl SubscriptionStore for MemoryStore {
     async fn create_subscription(&self, subscription: &Subscription) -> Result<()> {
         let mut state = self.state();
         if !state.events.contains_key(&subscription.event) {
-            return Err(Error::NotFound {
-                what: "event",
-                id: subscription.event.to_string(),
-            });
+            return Err(Error::NotFound { what: "event", id: subscription.event.to_string() });
         }
-        state
-            .subscription_events
-            .insert(subscription.subscription_id, subscription.event.clone());
-        state.subscriptions.insert(
-            (subscription.event.clone(), subscription.subscription_id),
-            subscription.clone(),
-        );
+        state.subscription_events.insert(subscription.subscription_id, subscription.event.clone());
+        state.subscriptions.insert((subscription.event.clone(), subscription.subscription_id), subscription.clone());
         Ok(())
     }
 
     async fn get_subscription(&self, id: &SubscriptionId) -> Result<Option<Subscription>> {
         let state = self.state();
-        Ok(state
-            .subscription_events
-            .get(id)
-            .and_then(|event| state.subscriptions.get(&(event.clone(), *id)).cloned()))
+        Ok(state.subscription_events.get(id).and_then(|event| state.subscriptions.get(&(event.clone(), *id)).cloned()))
     }
 
-    async fn list_subscriptions(
-        &self,
-        event: Option<&EventName>,
-        page: &PageRequest,
-    ) -> Result<Page<Subscription>> {
+    async fn list_subscriptions(&self, event: Option<&EventName>, page: &PageRequest) -> Result<Page<Subscription>> {
         let after: Option<SubscriptionId> = after(page)?;
         let state = self.state();
         let mut all: Vec<&Subscription> = match event {
-            Some(name) => state
-                .subscriptions
-                .range(range_of(name))
-                .map(|(_, s)| s)
-                .collect(),
+            Some(name) => state.subscriptions.range(range_of(name)).map(|(_, s)| s).collect(),
             None => state.subscriptions.values().collect(),
         };
         all.sort_by_key(|s| s.subscription_id);
@@ -225,10 +171,7 @@ impl SubscriptionStore for MemoryStore {
         let mut state = self.state();
         let key = (subscription.event.clone(), subscription.subscription_id);
         let Some(current) = state.subscriptions.get_mut(&key) else {
-            return Err(Error::NotFound {
-                what: "subscription",
-                id: subscription.subscription_id.to_string(),
-            });
+            return Err(Error::NotFound { what: "subscription", id: subscription.subscription_id.to_string() });
         };
         if current.version.next() != subscription.version {
             return Err(Error::VersionMismatch {
@@ -241,29 +184,14 @@ impl SubscriptionStore for MemoryStore {
         Ok(())
     }
 
-    async fn delete_subscription(
-        &self,
-        id: &SubscriptionId,
-        expected: Option<Version>,
-    ) -> Result<()> {
+    async fn delete_subscription(&self, id: &SubscriptionId, expected: Option<Version>) -> Result<()> {
         let mut state = self.state();
-        let not_found = || Error::NotFound {
-            what: "subscription",
-            id: id.to_string(),
-        };
-        let event = state
-            .subscription_events
-            .get(id)
-            .cloned()
-            .ok_or_else(not_found)?;
+        let not_found = || Error::NotFound { what: "subscription", id: id.to_string() };
+        let event = state.subscription_events.get(id).cloned().ok_or_else(not_found)?;
         let key = (event, *id);
         let current = state.subscriptions.get(&key).ok_or_else(not_found)?.version;
         if expected.is_some_and(|v| v != current) {
-            return Err(Error::VersionMismatch {
-                what: "subscription",
-                id: id.to_string(),
-                current,
-            });
+            return Err(Error::VersionMismatch { what: "subscription", id: id.to_string(), current });
         }
         state.subscriptions.remove(&key);
         state.subscription_events.remove(id);
@@ -273,17 +201,10 @@ impl SubscriptionStore for MemoryStore {
 
 #[async_trait]
 impl TriggerSource for MemoryStore {
-    async fn trigger_target(
-        &self,
-        name: &EventName,
-    ) -> Result<Option<(EventDefinition, Vec<Subscription>)>> {
+    async fn trigger_target(&self, name: &EventName) -> Result<Option<(EventDefinition, Vec<Subscription>)>> {
         let state = self.state();
         Ok(state.events.get(name).map(|definition| {
-            let subscriptions = state
-                .subscriptions
-                .range(range_of(name))
-                .map(|(_, s)| s.clone())
-                .collect();
+            let subscriptions = state.subscriptions.range(range_of(name)).map(|(_, s)| s.clone()).collect();
             (definition.clone(), subscriptions)
         }))
     }
@@ -291,11 +212,7 @@ impl TriggerSource for MemoryStore {
 
 #[async_trait]
 impl TriggerAcceptor for MemoryStore {
-    async fn accept(
-        &self,
-        trigger: &Trigger,
-        idempotency_key: Option<&IdempotencyKey>,
-    ) -> Result<Acceptance> {
+    async fn accept(&self, trigger: &Trigger, idempotency_key: Option<&IdempotencyKey>) -> Result<Acceptance> {
         let mut state = self.state();
         if let Some(key) = idempotency_key {
             let key = (trigger.event.clone(), key.clone());
@@ -307,18 +224,11 @@ impl TriggerAcceptor for MemoryStore {
         if let Some(event) = state.events.get_mut(&trigger.event) {
             event.received_at = event.received_at.max(Some(trigger.received_at));
         }
-        state.triggers.insert(
-            trigger.event_id,
-            (trigger.data_type.clone(), Arc::new(trigger.payload.clone())),
-        );
+        state.triggers.insert(trigger.event_id, (trigger.data_type.clone(), Arc::new(trigger.payload.clone())));
         for delivery in &trigger.deliveries {
             state.deliveries.insert(
                 (delivery.event_id, delivery.subscription_id),
-                QueuedDelivery {
-                    delivery: delivery.clone(),
-                    next_attempt_at: trigger.received_at,
-                    leased_until: None,
-                },
+                QueuedDelivery { delivery: delivery.clone(), next_attempt_at: trigger.received_at, leased_until: None },
             );
         }
         Ok(Acceptance::Accepted)
@@ -342,32 +252,16 @@ impl DeliveryLog for MemoryStore {
         ))
     }
 
-    async fn deliveries_of_event(
-        &self,
-        event: &EventName,
-        page: &PageRequest,
-    ) -> Result<Page<Delivery>> {
+    async fn deliveries_of_event(&self, event: &EventName, page: &PageRequest) -> Result<Page<Delivery>> {
         let after: Option<(EventId, SubscriptionId)> = after(page)?;
         let state = self.state();
-        let mut matching: Vec<&Delivery> = state
-            .deliveries
-            .values()
-            .map(|q| &q.delivery)
-            .filter(|d| d.event == *event)
-            .collect();
+        let mut matching: Vec<&Delivery> =
+            state.deliveries.values().map(|q| &q.delivery).filter(|d| d.event == *event).collect();
         // Newest trigger first; within a trigger, by subscription.
-        matching.sort_by(|a, b| {
-            b.event_id
-                .cmp(&a.event_id)
-                .then(a.subscription_id.cmp(&b.subscription_id))
-        });
+        matching.sort_by(|a, b| b.event_id.cmp(&a.event_id).then(a.subscription_id.cmp(&b.subscription_id)));
         let items = matching
             .into_iter()
-            .filter(|d| {
-                after.is_none_or(|(e, s)| {
-                    d.event_id < e || (d.event_id == e && d.subscription_id > s)
-                })
-            })
+            .filter(|d| after.is_none_or(|(e, s)| d.event_id < e || (d.event_id == e && d.subscription_id > s)))
             .map(|d| ((d.event_id, d.subscription_id), d.clone()));
         Ok(page_of(items, page))
     }
@@ -375,29 +269,17 @@ impl DeliveryLog for MemoryStore {
 
 #[async_trait]
 impl DeliveryOutbox for MemoryStore {
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-        lease: Duration,
-    ) -> Result<Vec<DueDelivery>> {
+    async fn claim_due(&self, now: DateTime<Utc>, limit: u32, lease: Duration) -> Result<Vec<DueDelivery>> {
         let mut state = self.state();
         let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-        let State {
-            deliveries,
-            triggers,
-            ..
-        } = &mut *state;
+        let State { deliveries, triggers, .. } = &mut *state;
         let mut due = Vec::new();
         for queued in deliveries.values_mut() {
             if due.len() >= limit as usize {
                 break;
             }
             let free = queued.leased_until.is_none_or(|until| until <= now);
-            if queued.delivery.status == DeliveryStatus::Pending
-                && queued.next_attempt_at <= now
-                && free
-            {
+            if queued.delivery.status == DeliveryStatus::Pending && queued.next_attempt_at <= now && free {
                 queued.leased_until = Some(now + lease);
                 let (data_type, payload) = &triggers[&queued.delivery.event_id];
                 due.push(DueDelivery {
@@ -418,10 +300,7 @@ impl DeliveryOutbox for MemoryStore {
     ) -> Result<()> {
         let mut state = self.state();
         let Some(queued) = state.deliveries.get_mut(&(*event_id, *subscription_id)) else {
-            return Err(Error::NotFound {
-                what: "delivery",
-                id: format!("{event_id}/{subscription_id}"),
-            });
+            return Err(Error::NotFound { what: "delivery", id: format!("{event_id}/{subscription_id}") });
         };
         let now = Utc::now();
         queued.leased_until = None;
@@ -471,10 +350,7 @@ pub struct RecordingInvoker {
 
 impl RecordingInvoker {
     pub fn failing(failures: u32) -> Self {
-        Self {
-            calls: Mutex::default(),
-            failures: Mutex::new(failures),
-        }
+        Self { calls: Mutex::default(), failures: Mutex::new(failures) }
     }
 
     pub fn calls(&self) -> Vec<(FunctionId, Vec<u8>)> {
@@ -484,22 +360,12 @@ impl RecordingInvoker {
 
 #[async_trait]
 impl FunctionInvoker for RecordingInvoker {
-    async fn invoke(
-        &self,
-        function: &FunctionId,
-        payload: &[u8],
-    ) -> std::result::Result<(), InvokeError> {
-        self.calls
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((function.clone(), payload.to_vec()));
+    async fn invoke(&self, function: &FunctionId, payload: &[u8]) -> std::result::Result<(), InvokeError> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).push((function.clone(), payload.to_vec()));
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if *failures > 0 {
             *failures -= 1;
-            return Err(InvokeError {
-                message: "function is throttled".into(),
-                retryable: true,
-            });
+            return Err(InvokeError { message: "function is throttled".into(), retryable: true });
         }
         Ok(())
     }

@@ -48,14 +48,12 @@ impl DeliveryMessage {
     /// The message carrying every delivery of `trigger`; fails only if a JSON payload is not JSON.
     pub fn for_trigger(trigger: &Trigger) -> Result<Self, String> {
         let (data, data_encoding) = if trigger.data_type.is_json() {
-            let text = String::from_utf8(trigger.payload.clone())
-                .map_err(|e| format!("the payload is not UTF-8: {e}"))?;
-            let raw =
-                RawValue::from_string(text).map_err(|e| format!("the payload is not JSON: {e}"))?;
+            let text =
+                String::from_utf8(trigger.payload.clone()).map_err(|e| format!("the payload is not UTF-8: {e}"))?;
+            let raw = RawValue::from_string(text).map_err(|e| format!("the payload is not JSON: {e}"))?;
             (raw, None)
         } else {
-            let text = serde_json::to_string(&STANDARD.encode(&trigger.payload))
-                .map_err(|e| e.to_string())?;
+            let text = serde_json::to_string(&STANDARD.encode(&trigger.payload)).map_err(|e| e.to_string())?;
             let raw = RawValue::from_string(text).map_err(|e| e.to_string())?;
             (raw, Some("base64".to_owned()))
         };
@@ -82,10 +80,7 @@ impl DeliveryMessage {
 
     /// The same trigger carrying only `deliveries`.
     pub fn with_deliveries(&self, deliveries: Vec<DeliveryEntry>) -> Self {
-        Self {
-            deliveries,
-            ..self.clone()
-        }
+        Self { deliveries, ..self.clone() }
     }
 
     /// The payload as the client sent it.
@@ -93,11 +88,9 @@ impl DeliveryMessage {
         match self.data_encoding.as_deref() {
             None => Ok(self.data.get().as_bytes().to_vec()),
             Some("base64") => {
-                let text: String = serde_json::from_str(self.data.get())
-                    .map_err(|e| format!("base64 data is not a string: {e}"))?;
-                STANDARD
-                    .decode(text)
-                    .map_err(|e| format!("data is not valid base64: {e}"))
+                let text: String =
+                    serde_json::from_str(self.data.get()).map_err(|e| format!("base64 data is not a string: {e}"))?;
+                STANDARD.decode(text).map_err(|e| format!("data is not valid base64: {e}"))
             }
             Some(other) => Err(format!("unknown dataEncoding '{other}'")),
         }
@@ -151,13 +144,7 @@ mod tests {
             updated_at: now,
             version: Version::FIRST,
         };
-        accepted_trigger(
-            &definition,
-            &[subscription],
-            payload.to_vec(),
-            now,
-            &UlidSource,
-        )
+        accepted_trigger(&definition, &[subscription], payload.to_vec(), now, &UlidSource)
     }
 
     #[test]
@@ -165,10 +152,7 @@ mod tests {
         let t = trigger("application/json", br#"{"id": "a-1", "n": [1, 2.5]}"#);
         let message = DeliveryMessage::for_trigger(&t).unwrap();
         let text = serde_json::to_string(&message).unwrap();
-        assert!(
-            text.contains(r#""data":{"id": "a-1", "n": [1, 2.5]}"#),
-            "{text}"
-        );
+        assert!(text.contains(r#""data":{"id": "a-1", "n": [1, 2.5]}"#), "{text}");
         assert!(!text.contains("dataEncoding"));
         let back: DeliveryMessage = serde_json::from_str(&text).unwrap();
         assert_eq!(back.payload().unwrap(), t.payload);

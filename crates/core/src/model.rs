@@ -150,10 +150,7 @@ impl Trigger {
             deliveries: self
                 .deliveries
                 .iter()
-                .map(|d| DeliveryRef {
-                    subscription_id: d.subscription_id,
-                    function_id: d.function_id.clone(),
-                })
+                .map(|d| DeliveryRef { subscription_id: d.subscription_id, function_id: d.function_id.clone() })
                 .collect(),
         }
     }

@@ -29,10 +29,7 @@ impl PageRequest {
     }
 
     pub fn first(limit: u32) -> Self {
-        Self {
-            limit,
-            cursor: None,
-        }
+        Self { limit, cursor: None }
     }
 }
 

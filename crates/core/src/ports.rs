@@ -23,12 +23,7 @@ pub trait EventStore: Send + Sync {
     async fn replace_event(&self, event: &EventDefinition) -> Result<()>;
     /// Deletes the event if it is at `expected` (any version when `None`). Without `cascade`
     /// it fails with `EventHasSubscriptions` while any subscription exists; with it, those go too.
-    async fn delete_event(
-        &self,
-        name: &EventName,
-        expected: Option<Version>,
-        cascade: bool,
-    ) -> Result<()>;
+    async fn delete_event(&self, name: &EventName, expected: Option<Version>, cascade: bool) -> Result<()>;
 }
 
 #[async_trait]
@@ -36,27 +31,16 @@ pub trait SubscriptionStore: Send + Sync {
     /// Fails with `NotFound` if the subscription's event does not exist.
     async fn create_subscription(&self, subscription: &Subscription) -> Result<()>;
     async fn get_subscription(&self, id: &SubscriptionId) -> Result<Option<Subscription>>;
-    async fn list_subscriptions(
-        &self,
-        event: Option<&EventName>,
-        page: &PageRequest,
-    ) -> Result<Page<Subscription>>;
+    async fn list_subscriptions(&self, event: Option<&EventName>, page: &PageRequest) -> Result<Page<Subscription>>;
     /// Writes `subscription` if the stored version is still `subscription.version - 1`.
     async fn replace_subscription(&self, subscription: &Subscription) -> Result<()>;
-    async fn delete_subscription(
-        &self,
-        id: &SubscriptionId,
-        expected: Option<Version>,
-    ) -> Result<()>;
+    async fn delete_subscription(&self, id: &SubscriptionId, expected: Option<Version>) -> Result<()>;
 }
 
 /// What a trigger needs to read: the definition and every subscription, in one read.
 #[async_trait]
 pub trait TriggerSource: Send + Sync {
-    async fn trigger_target(
-        &self,
-        name: &EventName,
-    ) -> Result<Option<(EventDefinition, Vec<Subscription>)>>;
+    async fn trigger_target(&self, name: &EventName) -> Result<Option<(EventDefinition, Vec<Subscription>)>>;
 }
 
 /// What happened when a trigger was handed over.
@@ -72,11 +56,7 @@ pub enum Acceptance {
 /// or ends as failed with its error, whatever crashes in between.
 #[async_trait]
 pub trait TriggerAcceptor: Send + Sync {
-    async fn accept(
-        &self,
-        trigger: &Trigger,
-        idempotency_key: Option<&IdempotencyKey>,
-    ) -> Result<Acceptance>;
+    async fn accept(&self, trigger: &Trigger, idempotency_key: Option<&IdempotencyKey>) -> Result<Acceptance>;
 }
 
 #[async_trait]
@@ -84,11 +64,7 @@ pub trait DeliveryLog: Send + Sync {
     /// The deliveries of one trigger; `None` if no trigger has that id.
     async fn deliveries_of_trigger(&self, event_id: &EventId) -> Result<Option<Vec<Delivery>>>;
     /// The deliveries of an event's triggers, newest trigger first.
-    async fn deliveries_of_event(
-        &self,
-        event: &EventName,
-        page: &PageRequest,
-    ) -> Result<Page<Delivery>>;
+    async fn deliveries_of_event(&self, event: &EventName, page: &PageRequest) -> Result<Page<Delivery>>;
 }
 
 /// A delivery that is due, with what is needed to invoke its function.
@@ -112,12 +88,7 @@ pub enum AttemptOutcome {
 pub trait DeliveryOutbox: Send + Sync {
     /// Claims up to `limit` pending deliveries that are due at `now`; a claim expires after
     /// `lease`, so a delivery claimed by a process that died is claimed again.
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-        lease: Duration,
-    ) -> Result<Vec<DueDelivery>>;
+    async fn claim_due(&self, now: DateTime<Utc>, limit: u32, lease: Duration) -> Result<Vec<DueDelivery>>;
     async fn record_attempt(
         &self,
         event_id: &EventId,
@@ -138,11 +109,7 @@ pub struct InvokeError {
 /// Runs a function asynchronously with a payload; success means the platform accepted it.
 #[async_trait]
 pub trait FunctionInvoker: Send + Sync {
-    async fn invoke(
-        &self,
-        function: &FunctionId,
-        payload: &[u8],
-    ) -> std::result::Result<(), InvokeError>;
+    async fn invoke(&self, function: &FunctionId, payload: &[u8]) -> std::result::Result<(), InvokeError>;
 }
 
 pub trait Clock: Send + Sync {
@@ -218,9 +185,5 @@ pub trait DeliveryRecorder: Send + Sync {
     /// Writes one delivery's state after an attempt (`attempts` counts it).
     async fn record_delivery(&self, delivery: &Delivery) -> Result<()>;
     /// The recorded state of these deliveries of one trigger; unrecorded ones are left out.
-    async fn recorded_deliveries(
-        &self,
-        event_id: &EventId,
-        subscriptions: &[SubscriptionId],
-    ) -> Result<Vec<Delivery>>;
+    async fn recorded_deliveries(&self, event_id: &EventId, subscriptions: &[SubscriptionId]) -> Result<Vec<Delivery>>;
 }

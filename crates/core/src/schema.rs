@@ -29,10 +29,7 @@ pub fn violations(validator: &Validator, payload: &Value) -> Vec<Violation> {
     let mut extra = 0usize;
     for error in validator.iter_errors(payload) {
         if found.len() < MAX_VIOLATIONS {
-            found.push(Violation::new(
-                error.instance_path().as_str(),
-                error.to_string(),
-            ));
+            found.push(Violation::new(error.instance_path().as_str(), error.to_string()));
         } else {
             extra += 1;
         }
@@ -58,19 +55,9 @@ impl SchemaCache {
     ///
     /// Stored schemas compiled when they were written, so a failure here means the store holds
     /// something the API never accepted; it is reported, not hidden.
-    pub fn validator(
-        &self,
-        name: &EventName,
-        version: Version,
-        schema: &Value,
-    ) -> Result<Arc<Validator>, String> {
+    pub fn validator(&self, name: &EventName, version: Version, schema: &Value) -> Result<Arc<Validator>, String> {
         let key = (name.clone(), version);
-        if let Some(found) = self
-            .validators
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
+        if let Some(found) = self.validators.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(found.clone());
         }
         let compiled = Arc::new(compile(schema)?);
@@ -117,7 +104,10 @@ mod tests {
     #[test]
     fn older_drafts_named_by_dollar_schema_are_honoured() {
         // exclusiveMaximum is a boolean in draft 4 and a number from draft 6 on.
-        let d4 = compile(&json!({"$schema": "http://json-schema.org/draft-04/schema#", "maximum": 5, "exclusiveMaximum": true})).unwrap();
+        let d4 = compile(
+            &json!({"$schema": "http://json-schema.org/draft-04/schema#", "maximum": 5, "exclusiveMaximum": true}),
+        )
+        .unwrap();
         assert!(!d4.is_valid(&json!(5)));
         assert!(compile(&json!({"maximum": 5, "exclusiveMaximum": true})).is_err());
     }
@@ -126,16 +116,10 @@ mod tests {
     fn the_cache_compiles_once_per_version() {
         let cache = SchemaCache::new();
         let name = EventName::parse("a").unwrap();
-        let first = cache
-            .validator(&name, Version(1), &json!({"type": "string"}))
-            .unwrap();
-        let again = cache
-            .validator(&name, Version(1), &json!({"type": "integer"}))
-            .unwrap();
+        let first = cache.validator(&name, Version(1), &json!({"type": "string"})).unwrap();
+        let again = cache.validator(&name, Version(1), &json!({"type": "integer"})).unwrap();
         assert!(Arc::ptr_eq(&first, &again));
-        let next = cache
-            .validator(&name, Version(2), &json!({"type": "integer"}))
-            .unwrap();
+        let next = cache.validator(&name, Version(2), &json!({"type": "integer"})).unwrap();
         assert!(next.is_valid(&json!(3)));
     }
 }

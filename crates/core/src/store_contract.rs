@@ -15,8 +15,8 @@ use crate::ids::{EventName, FunctionId, IdempotencyKey, Version};
 use crate::model::{DeliveryStatus, EventDefinition, Subscription};
 use crate::page::PageRequest;
 use crate::ports::{
-    Acceptance, AttemptOutcome, DeliveryLog, DeliveryOutbox, EventStore, IdSource,
-    SubscriptionStore, TriggerAcceptor, TriggerSource, UlidSource,
+    Acceptance, AttemptOutcome, DeliveryLog, DeliveryOutbox, EventStore, IdSource, SubscriptionStore, TriggerAcceptor,
+    TriggerSource, UlidSource,
 };
 use crate::trigger::accepted_trigger;
 
@@ -25,11 +25,7 @@ pub trait RegistryStore: EventStore + SubscriptionStore + TriggerSource {}
 impl<T: EventStore + SubscriptionStore + TriggerSource> RegistryStore for T {}
 
 fn unique_name(label: &str) -> EventName {
-    EventName::parse(&format!(
-        "contract.{label}.{}",
-        ulid::Ulid::new().to_string().to_lowercase()
-    ))
-    .unwrap()
+    EventName::parse(&format!("contract.{label}.{}", ulid::Ulid::new().to_string().to_lowercase())).unwrap()
 }
 
 fn at(seconds: i64) -> DateTime<Utc> {
@@ -42,9 +38,7 @@ fn definition(name: &EventName) -> EventDefinition {
     EventDefinition {
         name: name.clone(),
         description: Some("contract".into()),
-        schema: Some(std::sync::Arc::new(
-            json!({"type": "object", "properties": {"id": {"type": "string"}}}),
-        )),
+        schema: Some(std::sync::Arc::new(json!({"type": "object", "properties": {"id": {"type": "string"}}}))),
         data_type: Default::default(),
         metadata,
         received_at: None,
@@ -89,9 +83,7 @@ async fn created_events_read_back_and_names_are_unique<S: RegistryStore>(store: 
 
 async fn events_list_in_name_order_across_pages<S: RegistryStore>(store: &S) {
     let prefix = unique_name("list");
-    let mut names: Vec<EventName> = (0..7)
-        .map(|i| EventName::parse(&format!("{prefix}.{i}")).unwrap())
-        .collect();
+    let mut names: Vec<EventName> = (0..7).map(|i| EventName::parse(&format!("{prefix}.{i}")).unwrap()).collect();
     for name in names.iter().rev() {
         store.create_event(&definition(name)).await.unwrap();
     }
@@ -99,35 +91,18 @@ async fn events_list_in_name_order_across_pages<S: RegistryStore>(store: &S) {
     let mut page = PageRequest::first(3);
     loop {
         let got = store.list_events(&page).await.unwrap();
-        assert!(
-            got.items.len() <= 3,
-            "a page is never larger than its limit"
-        );
+        assert!(got.items.len() <= 3, "a page is never larger than its limit");
         seen.extend(got.items.into_iter().map(|e| e.name));
         match got.next_cursor {
-            Some(cursor) => {
-                page = PageRequest {
-                    limit: 3,
-                    cursor: Some(cursor),
-                }
-            }
+            Some(cursor) => page = PageRequest { limit: 3, cursor: Some(cursor) },
             None => break,
         }
     }
-    let ours: Vec<EventName> = seen
-        .into_iter()
-        .filter(|n| n.as_str().starts_with(prefix.as_str()))
-        .collect();
+    let ours: Vec<EventName> = seen.into_iter().filter(|n| n.as_str().starts_with(prefix.as_str())).collect();
     names.sort();
     assert_eq!(ours, names, "every event listed once, in name order");
-    let bad = PageRequest {
-        limit: 3,
-        cursor: Some("not-a-cursor".into()),
-    };
-    assert!(matches!(
-        store.list_events(&bad).await,
-        Err(Error::InvalidCursor)
-    ));
+    let bad = PageRequest { limit: 3, cursor: Some("not-a-cursor".into()) };
+    assert!(matches!(store.list_events(&bad).await, Err(Error::InvalidCursor)));
 }
 
 async fn replace_event_requires_the_next_version<S: RegistryStore>(store: &S) {
@@ -147,71 +122,34 @@ async fn replace_event_requires_the_next_version<S: RegistryStore>(store: &S) {
     }
     let mut missing = definition(&unique_name("missing"));
     missing.version = Version(2);
-    assert!(matches!(
-        store.replace_event(&missing).await,
-        Err(Error::NotFound { .. })
-    ));
+    assert!(matches!(store.replace_event(&missing).await, Err(Error::NotFound { .. })));
 }
 
 async fn delete_event_honours_version_and_subscriptions<S: RegistryStore>(store: &S) {
     let name = unique_name("delete");
     store.create_event(&definition(&name)).await.unwrap();
-    assert!(matches!(
-        store.delete_event(&name, Some(Version(9)), false).await,
-        Err(Error::VersionMismatch { .. })
-    ));
+    assert!(matches!(store.delete_event(&name, Some(Version(9)), false).await, Err(Error::VersionMismatch { .. })));
     let sub = subscription(&name, "fn-a");
     store.create_subscription(&sub).await.unwrap();
-    assert!(matches!(
-        store.delete_event(&name, None, false).await,
-        Err(Error::EventHasSubscriptions { count: 1, .. })
-    ));
-    assert!(
-        store.get_event(&name).await.unwrap().is_some(),
-        "a refused delete changes nothing"
-    );
-    store
-        .delete_event(&name, Some(Version::FIRST), true)
-        .await
-        .unwrap();
+    assert!(matches!(store.delete_event(&name, None, false).await, Err(Error::EventHasSubscriptions { count: 1, .. })));
+    assert!(store.get_event(&name).await.unwrap().is_some(), "a refused delete changes nothing");
+    store.delete_event(&name, Some(Version::FIRST), true).await.unwrap();
     assert_eq!(store.get_event(&name).await.unwrap(), None);
-    assert_eq!(
-        store.get_subscription(&sub.subscription_id).await.unwrap(),
-        None,
-        "cascade removes subscriptions"
-    );
-    assert!(matches!(
-        store.delete_event(&name, None, false).await,
-        Err(Error::NotFound { .. })
-    ));
+    assert_eq!(store.get_subscription(&sub.subscription_id).await.unwrap(), None, "cascade removes subscriptions");
+    assert!(matches!(store.delete_event(&name, None, false).await, Err(Error::NotFound { .. })));
 }
 
 async fn subscriptions_need_an_existing_event_and_read_back<S: RegistryStore>(store: &S) {
     let orphan = subscription(&unique_name("nothing"), "fn-a");
-    assert!(matches!(
-        store.create_subscription(&orphan).await,
-        Err(Error::NotFound { what: "event", .. })
-    ));
-    assert_eq!(
-        store
-            .get_subscription(&orphan.subscription_id)
-            .await
-            .unwrap(),
-        None
-    );
+    assert!(matches!(store.create_subscription(&orphan).await, Err(Error::NotFound { what: "event", .. })));
+    assert_eq!(store.get_subscription(&orphan.subscription_id).await.unwrap(), None);
 
     let name = unique_name("sub");
     store.create_event(&definition(&name)).await.unwrap();
-    let mut sub = subscription(
-        &name,
-        "arn:aws:lambda:eu-west-1:123456789012:function:fn-b:live",
-    );
+    let mut sub = subscription(&name, "arn:aws:lambda:eu-west-1:123456789012:function:fn-b:live");
     sub.metadata.insert("tenant".into(), json!({"id": 7}));
     store.create_subscription(&sub).await.unwrap();
-    assert_eq!(
-        store.get_subscription(&sub.subscription_id).await.unwrap(),
-        Some(sub)
-    );
+    assert_eq!(store.get_subscription(&sub.subscription_id).await.unwrap(), Some(sub));
 }
 
 async fn subscriptions_list_by_event_across_pages<S: RegistryStore>(store: &S) {
@@ -225,42 +163,25 @@ async fn subscriptions_list_by_event_across_pages<S: RegistryStore>(store: &S) {
         store.create_subscription(&sub).await.unwrap();
         ids.push(sub.subscription_id);
     }
-    store
-        .create_subscription(&subscription(&other, "fn-x"))
-        .await
-        .unwrap();
+    store.create_subscription(&subscription(&other, "fn-x")).await.unwrap();
 
     let mut seen = Vec::new();
     let mut page = PageRequest::first(2);
     loop {
         let got = store.list_subscriptions(Some(&name), &page).await.unwrap();
         assert!(got.items.len() <= 2);
-        assert!(
-            got.items.iter().all(|s| s.event == name),
-            "only the event's subscriptions"
-        );
+        assert!(got.items.iter().all(|s| s.event == name), "only the event's subscriptions");
         seen.extend(got.items.into_iter().map(|s| s.subscription_id));
         match got.next_cursor {
-            Some(cursor) => {
-                page = PageRequest {
-                    limit: 2,
-                    cursor: Some(cursor),
-                }
-            }
+            Some(cursor) => page = PageRequest { limit: 2, cursor: Some(cursor) },
             None => break,
         }
     }
     ids.sort();
     assert_eq!(seen, ids, "every subscription listed once, oldest first");
 
-    let all = store
-        .list_subscriptions(None, &PageRequest::first(100))
-        .await
-        .unwrap();
-    assert!(
-        all.items.iter().any(|s| s.event == other),
-        "without a filter every event's subscriptions are listed"
-    );
+    let all = store.list_subscriptions(None, &PageRequest::first(100)).await.unwrap();
+    assert!(all.items.iter().any(|s| s.event == other), "without a filter every event's subscriptions are listed");
 }
 
 async fn replace_and_delete_subscription_check_versions<S: RegistryStore>(store: &S) {
@@ -268,46 +189,20 @@ async fn replace_and_delete_subscription_check_versions<S: RegistryStore>(store:
     store.create_event(&definition(&name)).await.unwrap();
     let sub = subscription(&name, "fn-a");
     store.create_subscription(&sub).await.unwrap();
-    let next = Subscription {
-        function_id: FunctionId::parse("fn-b").unwrap(),
-        version: Version(2),
-        ..sub.clone()
-    };
+    let next = Subscription { function_id: FunctionId::parse("fn-b").unwrap(), version: Version(2), ..sub.clone() };
     store.replace_subscription(&next).await.unwrap();
-    assert_eq!(
-        store.get_subscription(&sub.subscription_id).await.unwrap(),
-        Some(next.clone())
-    );
+    assert_eq!(store.get_subscription(&sub.subscription_id).await.unwrap(), Some(next.clone()));
+    assert!(matches!(store.replace_subscription(&next).await, Err(Error::VersionMismatch { .. })));
     assert!(matches!(
-        store.replace_subscription(&next).await,
-        Err(Error::VersionMismatch { .. })
+        store.delete_subscription(&sub.subscription_id, Some(Version::FIRST)).await,
+        Err(Error::VersionMismatch { current: Version(2), .. })
     ));
-    assert!(matches!(
-        store
-            .delete_subscription(&sub.subscription_id, Some(Version::FIRST))
-            .await,
-        Err(Error::VersionMismatch {
-            current: Version(2),
-            ..
-        })
-    ));
-    store
-        .delete_subscription(&sub.subscription_id, Some(Version(2)))
-        .await
-        .unwrap();
-    assert_eq!(
-        store.get_subscription(&sub.subscription_id).await.unwrap(),
-        None
-    );
-    assert!(matches!(
-        store.delete_subscription(&sub.subscription_id, None).await,
-        Err(Error::NotFound { .. })
-    ));
+    store.delete_subscription(&sub.subscription_id, Some(Version(2))).await.unwrap();
+    assert_eq!(store.get_subscription(&sub.subscription_id).await.unwrap(), None);
+    assert!(matches!(store.delete_subscription(&sub.subscription_id, None).await, Err(Error::NotFound { .. })));
 }
 
-async fn trigger_target_reads_the_definition_with_all_its_subscriptions<S: RegistryStore>(
-    store: &S,
-) {
+async fn trigger_target_reads_the_definition_with_all_its_subscriptions<S: RegistryStore>(store: &S) {
     let name = unique_name("target");
     let neighbour = EventName::parse(&format!("{name}x")).unwrap();
     store.create_event(&definition(&name)).await.unwrap();
@@ -318,25 +213,14 @@ async fn trigger_target_reads_the_definition_with_all_its_subscriptions<S: Regis
         store.create_subscription(&sub).await.unwrap();
         ids.push(sub.subscription_id);
     }
-    store
-        .create_subscription(&subscription(&neighbour, "fn-n"))
-        .await
-        .unwrap();
-    let (found, subs) = store
-        .trigger_target(&name)
-        .await
-        .unwrap()
-        .expect("the event exists");
+    store.create_subscription(&subscription(&neighbour, "fn-n")).await.unwrap();
+    let (found, subs) = store.trigger_target(&name).await.unwrap().expect("the event exists");
     assert_eq!(found, definition(&name));
     let mut got: Vec<_> = subs.iter().map(|s| s.subscription_id).collect();
     got.sort();
     ids.sort();
     assert_eq!(got, ids, "all 30 subscriptions and no neighbour's");
-    assert!(store
-        .trigger_target(&unique_name("absent"))
-        .await
-        .unwrap()
-        .is_none());
+    assert!(store.trigger_target(&unique_name("absent")).await.unwrap().is_none());
 }
 
 /// Runs every check of trigger acceptance and the delivery log.
@@ -353,105 +237,52 @@ async fn accept<S: RegistryStore + TriggerAcceptor>(
     key: Option<&IdempotencyKey>,
 ) -> (crate::model::Trigger, Acceptance) {
     let (definition, subs) = store.trigger_target(name).await.unwrap().unwrap();
-    let trigger = accepted_trigger(
-        &definition,
-        &subs,
-        br#"{"id":"a-1"}"#.to_vec(),
-        at(seconds),
-        &UlidSource,
-    );
+    let trigger = accepted_trigger(&definition, &subs, br#"{"id":"a-1"}"#.to_vec(), at(seconds), &UlidSource);
     let acceptance = store.accept(&trigger, key).await.unwrap();
     (trigger, acceptance)
 }
 
-async fn accepted_triggers_are_logged_as_pending_deliveries<
-    S: RegistryStore + TriggerAcceptor + DeliveryLog,
->(
+async fn accepted_triggers_are_logged_as_pending_deliveries<S: RegistryStore + TriggerAcceptor + DeliveryLog>(
     store: &S,
 ) {
     let name = unique_name("accept");
     store.create_event(&definition(&name)).await.unwrap();
     for f in ["fn-a", "fn-b"] {
-        store
-            .create_subscription(&subscription(&name, f))
-            .await
-            .unwrap();
+        store.create_subscription(&subscription(&name, f)).await.unwrap();
     }
     let (trigger, acceptance) = accept(store, &name, 60, None).await;
     assert_eq!(acceptance, Acceptance::Accepted);
-    let logged = store
-        .deliveries_of_trigger(&trigger.event_id)
-        .await
-        .unwrap()
-        .expect("the trigger is logged");
+    let logged = store.deliveries_of_trigger(&trigger.event_id).await.unwrap().expect("the trigger is logged");
     assert_eq!(logged.len(), 2);
-    assert!(logged
-        .iter()
-        .all(|d| d.status == DeliveryStatus::Pending && d.attempts == 0 && d.event == name));
+    assert!(logged.iter().all(|d| d.status == DeliveryStatus::Pending && d.attempts == 0 && d.event == name));
     let event = store.get_event(&name).await.unwrap().unwrap();
-    assert_eq!(
-        event.received_at,
-        Some(at(60)),
-        "a trigger records receivedAt"
-    );
-    assert_eq!(
-        event.version,
-        Version::FIRST,
-        "a trigger is not an edit of the definition"
-    );
-    assert_eq!(
-        store
-            .deliveries_of_trigger(&UlidSource.event_id())
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(event.received_at, Some(at(60)), "a trigger records receivedAt");
+    assert_eq!(event.version, Version::FIRST, "a trigger is not an edit of the definition");
+    assert_eq!(store.deliveries_of_trigger(&UlidSource.event_id()).await.unwrap(), None);
 }
 
-async fn an_idempotency_key_replays_the_first_receipt<
-    S: RegistryStore + TriggerAcceptor + DeliveryLog,
->(
-    store: &S,
-) {
+async fn an_idempotency_key_replays_the_first_receipt<S: RegistryStore + TriggerAcceptor + DeliveryLog>(store: &S) {
     let name = unique_name("idem");
     store.create_event(&definition(&name)).await.unwrap();
-    store
-        .create_subscription(&subscription(&name, "fn-a"))
-        .await
-        .unwrap();
+    store.create_subscription(&subscription(&name, "fn-a")).await.unwrap();
     let key = IdempotencyKey::parse("order-42").unwrap();
     let (first, acceptance) = accept(store, &name, 1, Some(&key)).await;
     assert_eq!(acceptance, Acceptance::Accepted);
     let (second, replay) = accept(store, &name, 2, Some(&key)).await;
     assert_eq!(replay, Acceptance::Replayed(first.receipt()));
-    assert_eq!(
-        store.deliveries_of_trigger(&second.event_id).await.unwrap(),
-        None,
-        "the retry accepted nothing"
-    );
+    assert_eq!(store.deliveries_of_trigger(&second.event_id).await.unwrap(), None, "the retry accepted nothing");
 
     let other = unique_name("idem-other");
     store.create_event(&definition(&other)).await.unwrap();
     let (_, elsewhere) = accept(store, &other, 3, Some(&key)).await;
-    assert_eq!(
-        elsewhere,
-        Acceptance::Accepted,
-        "keys are scoped to their event"
-    );
+    assert_eq!(elsewhere, Acceptance::Accepted, "keys are scoped to their event");
 }
 
-async fn deliveries_of_an_event_list_newest_trigger_first<
-    S: RegistryStore + TriggerAcceptor + DeliveryLog,
->(
-    store: &S,
-) {
+async fn deliveries_of_an_event_list_newest_trigger_first<S: RegistryStore + TriggerAcceptor + DeliveryLog>(store: &S) {
     let name = unique_name("log");
     store.create_event(&definition(&name)).await.unwrap();
     for f in ["fn-a", "fn-b"] {
-        store
-            .create_subscription(&subscription(&name, f))
-            .await
-            .unwrap();
+        store.create_subscription(&subscription(&name, f)).await.unwrap();
     }
     let mut triggers = Vec::new();
     for i in 0..3 {
@@ -466,12 +297,7 @@ async fn deliveries_of_an_event_list_newest_trigger_first<
         assert!(got.items.len() <= 4);
         seen.extend(got.items.into_iter().map(|d| d.event_id));
         match got.next_cursor {
-            Some(cursor) => {
-                page = PageRequest {
-                    limit: 4,
-                    cursor: Some(cursor),
-                }
-            }
+            Some(cursor) => page = PageRequest { limit: 4, cursor: Some(cursor) },
             None => break,
         }
     }
@@ -480,105 +306,48 @@ async fn deliveries_of_an_event_list_newest_trigger_first<
 }
 
 /// Runs every check of the local outbox.
-pub async fn outbox_contract<S: RegistryStore + TriggerAcceptor + DeliveryLog + DeliveryOutbox>(
-    store: &S,
-) {
+pub async fn outbox_contract<S: RegistryStore + TriggerAcceptor + DeliveryLog + DeliveryOutbox>(store: &S) {
     let name = unique_name("outbox");
     store.create_event(&definition(&name)).await.unwrap();
-    store
-        .create_subscription(&subscription(&name, "fn-a"))
-        .await
-        .unwrap();
-    store
-        .create_subscription(&subscription(&name, "fn-b"))
-        .await
-        .unwrap();
+    store.create_subscription(&subscription(&name, "fn-a")).await.unwrap();
+    store.create_subscription(&subscription(&name, "fn-b")).await.unwrap();
     let (trigger, _) = accept(store, &name, 0, None).await;
     let lease = Duration::from_secs(30);
-    let ours = |due: &[crate::ports::DueDelivery]| {
-        due.iter()
-            .filter(|d| d.delivery.event_id == trigger.event_id)
-            .count()
-    };
+    let ours =
+        |due: &[crate::ports::DueDelivery]| due.iter().filter(|d| d.delivery.event_id == trigger.event_id).count();
 
     let claimed = store.claim_due(at(1), 100, lease).await.unwrap();
     assert_eq!(ours(&claimed), 2, "both deliveries are due");
-    let one = claimed
-        .iter()
-        .find(|d| d.delivery.event_id == trigger.event_id)
-        .unwrap();
+    let one = claimed.iter().find(|d| d.delivery.event_id == trigger.event_id).unwrap();
     assert_eq!(one.payload, trigger.payload);
     assert_eq!(one.data_type, trigger.data_type);
-    assert_eq!(
-        ours(&store.claim_due(at(2), 100, lease).await.unwrap()),
-        0,
-        "claimed deliveries are leased"
-    );
+    assert_eq!(ours(&store.claim_due(at(2), 100, lease).await.unwrap()), 0, "claimed deliveries are leased");
 
     let (a, b) = (&trigger.deliveries[0], &trigger.deliveries[1]);
-    store
-        .record_attempt(&a.event_id, &a.subscription_id, &AttemptOutcome::Delivered)
-        .await
-        .unwrap();
-    let retry = AttemptOutcome::RetryAt {
-        at: at(100),
-        error: "throttled".into(),
-    };
-    store
-        .record_attempt(&b.event_id, &b.subscription_id, &retry)
-        .await
-        .unwrap();
-    assert_eq!(
-        ours(&store.claim_due(at(50), 100, lease).await.unwrap()),
-        0,
-        "not due before its retry time"
-    );
+    store.record_attempt(&a.event_id, &a.subscription_id, &AttemptOutcome::Delivered).await.unwrap();
+    let retry = AttemptOutcome::RetryAt { at: at(100), error: "throttled".into() };
+    store.record_attempt(&b.event_id, &b.subscription_id, &retry).await.unwrap();
+    assert_eq!(ours(&store.claim_due(at(50), 100, lease).await.unwrap()), 0, "not due before its retry time");
     let again = store.claim_due(at(100), 100, lease).await.unwrap();
     assert_eq!(ours(&again), 1);
     assert_eq!(
-        again
-            .iter()
-            .find(|d| d.delivery.event_id == trigger.event_id)
-            .unwrap()
-            .delivery
-            .subscription_id,
+        again.iter().find(|d| d.delivery.event_id == trigger.event_id).unwrap().delivery.subscription_id,
         b.subscription_id
     );
     // The worker holding it dies: once the lease runs out, it is claimed again.
-    assert_eq!(
-        ours(&store.claim_due(at(131), 100, lease).await.unwrap()),
-        1,
-        "an expired lease frees the delivery"
-    );
+    assert_eq!(ours(&store.claim_due(at(131), 100, lease).await.unwrap()), 1, "an expired lease frees the delivery");
     store
-        .record_attempt(
-            &b.event_id,
-            &b.subscription_id,
-            &AttemptOutcome::Failed {
-                error: "gone".into(),
-            },
-        )
+        .record_attempt(&b.event_id, &b.subscription_id, &AttemptOutcome::Failed { error: "gone".into() })
         .await
         .unwrap();
 
-    let log = store
-        .deliveries_of_trigger(&trigger.event_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let log = store.deliveries_of_trigger(&trigger.event_id).await.unwrap().unwrap();
     let of = |id| log.iter().find(|d| d.subscription_id == id).unwrap();
-    assert_eq!(
-        (of(a.subscription_id).status, of(a.subscription_id).attempts),
-        (DeliveryStatus::Delivered, 1)
-    );
+    assert_eq!((of(a.subscription_id).status, of(a.subscription_id).attempts), (DeliveryStatus::Delivered, 1));
     assert_eq!(of(b.subscription_id).status, DeliveryStatus::Failed);
     assert_eq!(of(b.subscription_id).attempts, 2);
     assert_eq!(of(b.subscription_id).last_error.as_deref(), Some("gone"));
-    assert_eq!(
-        ours(&store.claim_due(at(10_000), 100, lease).await.unwrap()),
-        0,
-        "finished deliveries are never due"
-    );
+    assert_eq!(ours(&store.claim_due(at(10_000), 100, lease).await.unwrap()), 0, "finished deliveries are never due");
 }
 
 #[cfg(test)]

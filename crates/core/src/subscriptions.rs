@@ -15,10 +15,7 @@ pub async fn subscribe(
     draft: SubscriptionDraft,
 ) -> Result<Subscription> {
     let Some(event) = draft.event.clone() else {
-        return Err(Error::invalid_body(vec![Violation::new(
-            "/event",
-            "event is required",
-        )]));
+        return Err(Error::invalid_body(vec![Violation::new("/event", "event is required")]));
     };
     check_allowed(allowlist, &draft)?;
     let now = clock.now();
@@ -35,14 +32,8 @@ pub async fn subscribe(
     Ok(subscription)
 }
 
-pub async fn get_subscription(
-    store: &dyn SubscriptionStore,
-    id: &SubscriptionId,
-) -> Result<Subscription> {
-    store
-        .get_subscription(id)
-        .await?
-        .ok_or_else(|| not_found(id))
+pub async fn get_subscription(store: &dyn SubscriptionStore, id: &SubscriptionId) -> Result<Subscription> {
+    store.get_subscription(id).await?.ok_or_else(|| not_found(id))
 }
 
 pub async fn list_subscriptions(
@@ -62,18 +53,12 @@ pub async fn replace_subscription(
     if_match: Option<Version>,
 ) -> Result<Subscription> {
     check_allowed(allowlist, &draft)?;
-    let current = store
-        .get_subscription(id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let current = store.get_subscription(id).await?.ok_or_else(|| not_found(id))?;
     if let Some(event) = &draft.event {
         if *event != current.event {
             return Err(Error::invalid_body(vec![Violation::new(
                 "/event",
-                format!(
-                    "subscription {id} is to '{}'; a subscription cannot move to another event",
-                    current.event
-                ),
+                format!("subscription {id} is to '{}'; a subscription cannot move to another event", current.event),
             )]));
         }
     }
@@ -89,11 +74,7 @@ pub async fn replace_subscription(
     Ok(next)
 }
 
-pub async fn unsubscribe(
-    store: &dyn SubscriptionStore,
-    id: &SubscriptionId,
-    if_match: Option<Version>,
-) -> Result<()> {
+pub async fn unsubscribe(store: &dyn SubscriptionStore, id: &SubscriptionId, if_match: Option<Version>) -> Result<()> {
     store.delete_subscription(id, if_match).await
 }
 
@@ -101,16 +82,10 @@ fn check_allowed(allowlist: &FunctionAllowlist, draft: &SubscriptionDraft) -> Re
     if allowlist.allows(&draft.function_id) {
         Ok(())
     } else {
-        Err(Error::FunctionNotAllowed {
-            function: draft.function_id.to_string(),
-            allowlist: allowlist.describe(),
-        })
+        Err(Error::FunctionNotAllowed { function: draft.function_id.to_string(), allowlist: allowlist.describe() })
     }
 }
 
 fn not_found(id: &SubscriptionId) -> Error {
-    Error::NotFound {
-        what: "subscription",
-        id: id.to_string(),
-    }
+    Error::NotFound { what: "subscription", id: id.to_string() }
 }

@@ -6,9 +6,7 @@ use serde::de::IgnoredAny;
 
 use crate::error::{Error, Result};
 use crate::ids::{EventName, IdempotencyKey};
-use crate::model::{
-    Delivery, DeliveryStatus, EventDefinition, Subscription, Trigger, TriggerReceipt,
-};
+use crate::model::{Delivery, DeliveryStatus, EventDefinition, Subscription, Trigger, TriggerReceipt};
 use crate::ports::{Acceptance, Clock, IdSource, TriggerAcceptor, TriggerSource};
 use crate::schema::{self, SchemaCache};
 
@@ -29,35 +27,13 @@ pub struct TriggerPorts<'a> {
     pub ids: &'a dyn IdSource,
 }
 
-pub async fn trigger(
-    ports: TriggerPorts<'_>,
-    request: TriggerRequest<'_>,
-) -> Result<TriggerReceipt> {
-    let Some((definition, subscriptions)) = ports.source.trigger_target(&request.event).await?
-    else {
-        return Err(Error::NotFound {
-            what: "event",
-            id: request.event.to_string(),
-        });
+pub async fn trigger(ports: TriggerPorts<'_>, request: TriggerRequest<'_>) -> Result<TriggerReceipt> {
+    let Some((definition, subscriptions)) = ports.source.trigger_target(&request.event).await? else {
+        return Err(Error::NotFound { what: "event", id: request.event.to_string() });
     };
-    check_payload(
-        ports.schemas,
-        &definition,
-        request.content_type,
-        &request.payload,
-    )?;
-    let trigger = accepted_trigger(
-        &definition,
-        &subscriptions,
-        request.payload,
-        ports.clock.now(),
-        ports.ids,
-    );
-    match ports
-        .acceptor
-        .accept(&trigger, request.idempotency_key.as_ref())
-        .await?
-    {
+    check_payload(ports.schemas, &definition, request.content_type, &request.payload)?;
+    let trigger = accepted_trigger(&definition, &subscriptions, request.payload, ports.clock.now(), ports.ids);
+    match ports.acceptor.accept(&trigger, request.idempotency_key.as_ref()).await? {
         Acceptance::Accepted => Ok(trigger.receipt()),
         Acceptance::Replayed(first) => Ok(first),
     }
@@ -89,22 +65,14 @@ pub fn check_payload(
     };
     let value: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| Error::MalformedPayload(e.to_string()))?;
-    let validator = schemas
-        .validator(&definition.name, definition.version, schema)
-        .map_err(|message| {
-            Error::unavailable(format!(
-                "stored schema of '{}' does not compile: {message}",
-                definition.name
-            ))
-        })?;
+    let validator = schemas.validator(&definition.name, definition.version, schema).map_err(|message| {
+        Error::unavailable(format!("stored schema of '{}' does not compile: {message}", definition.name))
+    })?;
     let violations = schema::violations(&validator, &value);
     if violations.is_empty() {
         Ok(())
     } else {
-        Err(Error::PayloadRejected {
-            event: definition.name.clone(),
-            violations,
-        })
+        Err(Error::PayloadRejected { event: definition.name.clone(), violations })
     }
 }
 

@@ -36,27 +36,21 @@ impl Config {
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let required = |var: &'static str| {
-            get(var)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or(ConfigError {
-                    var,
-                    problem: "is required".to_owned(),
-                })
+            get(var).filter(|v| !v.trim().is_empty()).ok_or(ConfigError { var, problem: "is required".to_owned() })
         };
         let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
             match get(var) {
                 None => Ok(default),
-                Some(raw) => raw.trim().parse().map_err(|_| ConfigError {
-                    var,
-                    problem: format!("'{raw}' is not a whole number"),
-                }),
+                Some(raw) => raw
+                    .trim()
+                    .parse()
+                    .map_err(|_| ConfigError { var, problem: format!("'{raw}' is not a whole number") }),
             }
         };
         let retry = RetryPolicy {
             max_attempts: number("GATEWAY_MAX_ATTEMPTS", 8)?.clamp(1, 1000) as u32,
             base_delay: Duration::from_millis(number("GATEWAY_RETRY_BASE_MS", 1000)?),
-            max_delay: Duration::from_millis(number("GATEWAY_RETRY_MAX_MS", 300_000)?)
-                .min(MAX_DELAY),
+            max_delay: Duration::from_millis(number("GATEWAY_RETRY_MAX_MS", 300_000)?).min(MAX_DELAY),
         };
         Ok(Self {
             table_name: required("GATEWAY_TABLE")?,
@@ -80,12 +74,7 @@ mod tests {
     #[test]
     fn queues_and_table_are_required_and_delays_stay_within_sqs_limits() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            }
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
         };
         let err = Config::from_lookup(env(&[])).unwrap_err();
         assert_eq!(err.var, "GATEWAY_TABLE");

@@ -47,11 +47,7 @@ pub struct DispatchSettings {
 
 impl Default for DispatchSettings {
     fn default() -> Self {
-        Self {
-            allowlist: FunctionAllowlist::any(),
-            retry: RetryPolicy::default(),
-            concurrency: 16,
-        }
+        Self { allowlist: FunctionAllowlist::any(), retry: RetryPolicy::default(), concurrency: 16 }
     }
 }
 
@@ -72,14 +68,7 @@ impl Dispatcher {
         settings: DispatchSettings,
     ) -> Self {
         let permits = Semaphore::new(settings.concurrency.max(1));
-        Self {
-            recorder,
-            invoker,
-            queue,
-            clock: Arc::new(SystemClock),
-            settings,
-            permits,
-        }
+        Self { recorder, invoker, queue, clock: Arc::new(SystemClock), settings, permits }
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -122,20 +111,9 @@ impl Dispatcher {
         if message.deliveries.is_empty() {
             return true;
         }
-        let ids: Vec<_> = message
-            .deliveries
-            .iter()
-            .map(|d| d.subscription_id)
-            .collect();
-        let recorded = match self
-            .recorder
-            .recorded_deliveries(&message.event_id, &ids)
-            .await
-        {
-            Ok(found) => found
-                .into_iter()
-                .map(|d| (d.subscription_id, d))
-                .collect::<HashMap<_, _>>(),
+        let ids: Vec<_> = message.deliveries.iter().map(|d| d.subscription_id).collect();
+        let recorded = match self.recorder.recorded_deliveries(&message.event_id, &ids).await {
+            Ok(found) => found.into_iter().map(|d| (d.subscription_id, d)).collect::<HashMap<_, _>>(),
             Err(error) => {
                 tracing::error!(%error, event_id = %message.event_id, "cannot read the delivery log; the message will come again");
                 return false;
@@ -171,11 +149,7 @@ impl Dispatcher {
                 return true;
             }
         }
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
+        let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
         let delivery = message.record_of(entry);
         let outcome = match payload {
             Ok(payload) => {
@@ -190,9 +164,7 @@ impl Dispatcher {
                 )
                 .await
             }
-            Err(error) => AttemptOutcome::Failed {
-                error: format!("the message's data cannot be read: {error}"),
-            },
+            Err(error) => AttemptOutcome::Failed { error: format!("the message's data cannot be read: {error}") },
         };
         let attempts = entry.attempts + 1;
         tracing::info!(
@@ -221,19 +193,14 @@ impl Dispatcher {
             }
             AttemptOutcome::RetryAt { error, .. } => {
                 let error = truncated(error);
-                let delay = self
-                    .settings
-                    .retry
-                    .delay_after(attempts)
-                    .min(queue::MAX_DELAY);
+                let delay = self.settings.retry.delay_after(attempts).min(queue::MAX_DELAY);
                 if let Err(e) = self.queue.retry_later(&alone(&error), delay).await {
                     // Nothing recorded: the redelivered message makes this attempt again.
                     tracing::error!(error = %e, event_id = %message.event_id, subscription_id = %entry.subscription_id, "cannot re-enqueue a delivery");
                     return false;
                 }
                 // The retry message carries the state on: a lost record is caught up by the next attempt.
-                self.write(&record(DeliveryStatus::Pending, Some(error)))
-                    .await;
+                self.write(&record(DeliveryStatus::Pending, Some(error))).await;
                 true
             }
             AttemptOutcome::Failed { error } => {
@@ -242,8 +209,7 @@ impl Dispatcher {
                     tracing::error!(error = %e, event_id = %message.event_id, subscription_id = %entry.subscription_id, "cannot send a failed delivery to the dead-letter queue");
                     return false;
                 }
-                self.write(&record(DeliveryStatus::Failed, Some(error)))
-                    .await
+                self.write(&record(DeliveryStatus::Failed, Some(error))).await
             }
         }
     }

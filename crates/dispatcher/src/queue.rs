@@ -19,11 +19,7 @@ pub struct QueueError(pub String);
 #[async_trait]
 pub trait RetryQueue: Send + Sync {
     /// Puts `message` back on the delivery queue, to be received after `delay` (at most 15 minutes).
-    async fn retry_later(
-        &self,
-        message: &DeliveryMessage,
-        delay: Duration,
-    ) -> Result<(), QueueError>;
+    async fn retry_later(&self, message: &DeliveryMessage, delay: Duration) -> Result<(), QueueError>;
     /// Puts `message`, which carries its deliveries' last errors, on the dead-letter queue.
     async fn dead_letter(&self, message: &DeliveryMessage) -> Result<(), QueueError>;
 }
@@ -49,12 +45,7 @@ impl SqsRetryQueue {
         }
     }
 
-    async fn send(
-        &self,
-        queue_url: &str,
-        message: &DeliveryMessage,
-        delay: Duration,
-    ) -> Result<(), QueueError> {
+    async fn send(&self, queue_url: &str, message: &DeliveryMessage, delay: Duration) -> Result<(), QueueError> {
         let body = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
         let event = MessageAttributeValue::builder()
             .data_type("String")
@@ -69,12 +60,7 @@ impl SqsRetryQueue {
             .message_attributes("event", event)
             .send()
             .await
-            .map_err(|e| {
-                QueueError(format!(
-                    "SQS SendMessage failed: {}",
-                    DisplayErrorContext(&e)
-                ))
-            })?;
+            .map_err(|e| QueueError(format!("SQS SendMessage failed: {}", DisplayErrorContext(&e))))?;
         Ok(())
     }
 }
@@ -88,17 +74,12 @@ pub fn delay_seconds(delay: Duration) -> i32 {
 
 #[async_trait]
 impl RetryQueue for SqsRetryQueue {
-    async fn retry_later(
-        &self,
-        message: &DeliveryMessage,
-        delay: Duration,
-    ) -> Result<(), QueueError> {
+    async fn retry_later(&self, message: &DeliveryMessage, delay: Duration) -> Result<(), QueueError> {
         self.send(&self.delivery_queue_url, message, delay).await
     }
 
     async fn dead_letter(&self, message: &DeliveryMessage) -> Result<(), QueueError> {
-        self.send(&self.dead_letter_queue_url, message, Duration::ZERO)
-            .await
+        self.send(&self.dead_letter_queue_url, message, Duration::ZERO).await
     }
 }
 

@@ -10,10 +10,7 @@ use chrono::Utc;
 use gateway_core::ids::Version;
 use gateway_core::ports::{IdSource, InvokeError, UlidSource};
 use gateway_core::trigger::accepted_trigger;
-use gateway_core::{
-    EventDefinition, EventId, EventName, FunctionId, Metadata, Subscription, SubscriptionId,
-    Trigger,
-};
+use gateway_core::{EventDefinition, EventId, EventName, FunctionId, Metadata, Subscription, SubscriptionId, Trigger};
 use serde_json::json;
 
 use super::*;
@@ -33,9 +30,7 @@ impl DeliveryRecorder for MemoryLog {
     async fn record_delivery(&self, d: &Delivery) -> gateway_core::error::Result<()> {
         let mut log = self.0.lock().unwrap();
         let key = (d.event_id, d.subscription_id);
-        let further = log
-            .get(&key)
-            .is_some_and(|r| r.status == DeliveryStatus::Delivered || r.attempts > d.attempts);
+        let further = log.get(&key).is_some_and(|r| r.status == DeliveryStatus::Delivered || r.attempts > d.attempts);
         if !further {
             log.insert(key, d.clone());
         }
@@ -48,10 +43,7 @@ impl DeliveryRecorder for MemoryLog {
         subscriptions: &[SubscriptionId],
     ) -> gateway_core::error::Result<Vec<Delivery>> {
         let log = self.0.lock().unwrap();
-        Ok(subscriptions
-            .iter()
-            .filter_map(|s| log.get(&(*event_id, *s)).cloned())
-            .collect())
+        Ok(subscriptions.iter().filter_map(|s| log.get(&(*event_id, *s)).cloned()).collect())
     }
 }
 
@@ -95,15 +87,9 @@ struct ScriptedInvoker {
 impl FunctionInvoker for ScriptedInvoker {
     async fn invoke(&self, function: &FunctionId, payload: &[u8]) -> Result<(), InvokeError> {
         let payload = serde_json::from_slice(payload).unwrap();
-        self.calls
-            .lock()
-            .unwrap()
-            .push((function.to_string(), payload));
+        self.calls.lock().unwrap().push((function.to_string(), payload));
         if self.failing.contains(function.as_str()) {
-            return Err(InvokeError {
-                message: format!("{function} is throttled"),
-                retryable: true,
-            });
+            return Err(InvokeError { message: format!("{function} is throttled"), retryable: true });
         }
         Ok(())
     }
@@ -111,19 +97,11 @@ impl FunctionInvoker for ScriptedInvoker {
 
 impl ScriptedInvoker {
     fn failing(names: &[&str]) -> Self {
-        Self {
-            failing: names.iter().map(|s| s.to_string()).collect(),
-            calls: Mutex::default(),
-        }
+        Self { failing: names.iter().map(|s| s.to_string()).collect(), calls: Mutex::default() }
     }
 
     fn called(&self) -> Vec<String> {
-        self.calls
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(f, _)| f.clone())
-            .collect()
+        self.calls.lock().unwrap().iter().map(|(f, _)| f.clone()).collect()
     }
 }
 
@@ -140,20 +118,11 @@ fn harness(invoker: ScriptedInvoker, allowlist: &str, max_attempts: u32) -> Harn
     let invoker = Arc::new(invoker);
     let settings = DispatchSettings {
         allowlist: FunctionAllowlist::parse(allowlist),
-        retry: RetryPolicy {
-            max_attempts,
-            base_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(300),
-        },
+        retry: RetryPolicy { max_attempts, base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(300) },
         concurrency: 4,
     };
     let dispatcher = Dispatcher::new(log.clone(), invoker.clone(), queue.clone(), settings);
-    Harness {
-        log,
-        queue,
-        invoker,
-        dispatcher,
-    }
+    Harness { log, queue, invoker, dispatcher }
 }
 
 fn trigger(functions: &[&str]) -> Trigger {
@@ -182,13 +151,7 @@ fn trigger(functions: &[&str]) -> Trigger {
             version: Version::FIRST,
         })
         .collect();
-    accepted_trigger(
-        &definition,
-        &subscriptions,
-        br#"{"orderId":"o-1"}"#.to_vec(),
-        now,
-        &UlidSource,
-    )
+    accepted_trigger(&definition, &subscriptions, br#"{"orderId":"o-1"}"#.to_vec(), now, &UlidSource)
 }
 
 fn batch(messages: &[&DeliveryMessage]) -> SqsEvent {
@@ -222,10 +185,7 @@ async fn every_delivery_is_invoked_with_its_payload_and_recorded_delivered() {
     }
     for d in &t.deliveries {
         let logged = h.log.get(d);
-        assert_eq!(
-            (logged.status, logged.attempts),
-            (DeliveryStatus::Delivered, 1)
-        );
+        assert_eq!((logged.status, logged.attempts), (DeliveryStatus::Delivered, 1));
     }
 }
 
@@ -246,22 +206,14 @@ async fn a_redelivered_message_does_not_invoke_again_what_already_ran() {
         2,
         "fn-a was delivered and fn-flaky's first attempt was made: nothing runs again"
     );
-    assert_eq!(
-        h.queue.retries.lock().unwrap().len(),
-        1,
-        "one retry, not two"
-    );
+    assert_eq!(h.queue.retries.lock().unwrap().len(), 1, "one retry, not two");
 }
 
 #[tokio::test]
 async fn a_failing_delivery_is_retried_alone_with_backoff_then_dead_lettered_with_its_error() {
     let h = harness(ScriptedInvoker::failing(&["fn-flaky"]), "*", 3);
     let t = trigger(&["fn-a", "fn-flaky"]);
-    let flaky = t
-        .deliveries
-        .iter()
-        .find(|d| d.function_id.as_str() == "fn-flaky")
-        .unwrap();
+    let flaky = t.deliveries.iter().find(|d| d.function_id.as_str() == "fn-flaky").unwrap();
     let mut message = DeliveryMessage::for_trigger(&t).unwrap();
 
     for attempt in 1..=3u32 {
@@ -269,13 +221,7 @@ async fn a_failing_delivery_is_retried_alone_with_backoff_then_dead_lettered_wit
         assert!(response.batch_item_failures.is_empty(), "attempt {attempt}");
         let logged = h.log.get(flaky);
         assert_eq!(logged.attempts, attempt);
-        assert_eq!(
-            logged
-                .last_error
-                .as_deref()
-                .map(|e| e.contains("throttled")),
-            Some(true)
-        );
+        assert_eq!(logged.last_error.as_deref().map(|e| e.contains("throttled")), Some(true));
         if attempt < 3 {
             assert_eq!(logged.status, DeliveryStatus::Pending);
             let (retry, delay) = h.queue.retries.lock().unwrap().last().cloned().unwrap();
@@ -293,16 +239,8 @@ async fn a_failing_delivery_is_retried_alone_with_backoff_then_dead_lettered_wit
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].deliveries[0].subscription_id, flaky.subscription_id);
     assert_eq!(dead[0].deliveries[0].attempts, 3);
-    assert!(dead[0].deliveries[0]
-        .last_error
-        .as_deref()
-        .unwrap()
-        .contains("attempt 3"));
-    assert_eq!(
-        h.invoker.called().iter().filter(|f| *f == "fn-a").count(),
-        1,
-        "the function that succeeded ran once"
-    );
+    assert!(dead[0].deliveries[0].last_error.as_deref().unwrap().contains("attempt 3"));
+    assert_eq!(h.invoker.called().iter().filter(|f| *f == "fn-a").count(), 1, "the function that succeeded ran once");
 }
 
 #[tokio::test]
@@ -315,11 +253,7 @@ async fn a_function_outside_the_allowlist_is_failed_and_never_invoked() {
     assert_eq!(h.invoker.called(), vec!["orders-ship".to_owned()]);
     let dead = h.queue.dead.lock().unwrap().clone();
     assert_eq!(dead.len(), 1);
-    assert!(dead[0].deliveries[0]
-        .last_error
-        .as_deref()
-        .unwrap()
-        .contains("allowlist"));
+    assert!(dead[0].deliveries[0].last_error.as_deref().unwrap().contains("allowlist"));
 }
 
 #[tokio::test]

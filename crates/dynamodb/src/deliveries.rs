@@ -4,17 +4,13 @@
 use async_trait::async_trait;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use gateway_core::ports::{DeliveryLog, DeliveryRecorder};
-use gateway_core::{
-    Delivery, DeliveryStatus, EventId, EventName, Page, PageRequest, SubscriptionId, Trigger,
-};
+use gateway_core::{Delivery, DeliveryStatus, EventId, EventName, Page, PageRequest, SubscriptionId, Trigger};
 
 use crate::items::{
-    deliveries_index_pk, delivery_sk, event_pk, time, trigger_pk, DeliveryItem, TriggerItem,
-    DELIVERY_PREFIX, GSI1, GSI1PK, GSI1SK, PK, RECEIVED_SK, SK, TRIGGER_SK,
+    deliveries_index_pk, delivery_sk, event_pk, time, trigger_pk, DeliveryItem, TriggerItem, DELIVERY_PREFIX, GSI1,
+    GSI1PK, GSI1SK, PK, RECEIVED_SK, SK, TRIGGER_SK,
 };
-use crate::{
-    condition_failed, from_item, key, n, s, string_attr, to_item, unavailable, DynamoStore, Result,
-};
+use crate::{condition_failed, from_item, key, n, s, string_attr, to_item, unavailable, DynamoStore, Result};
 
 /// Delivery records written at once by one trigger.
 const WRITE_CONCURRENCY: usize = 32;
@@ -28,9 +24,7 @@ impl DynamoStore {
             .put_item()
             .table_name(self.table.as_ref())
             .set_item(Some(to_item(&DeliveryItem::new(delivery))?))
-            .condition_expression(
-                "attribute_not_exists(#pk) OR (#status <> :delivered AND #attempts <= :n)",
-            )
+            .condition_expression("attribute_not_exists(#pk) OR (#status <> :delivered AND #attempts <= :n)")
             .expression_attribute_names("#pk", PK)
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#attempts", "attempts")
@@ -70,15 +64,8 @@ impl DynamoStore {
 #[async_trait]
 impl DeliveryRecorder for DynamoStore {
     async fn record_trigger(&self, trigger: &Trigger) -> Result<()> {
-        let writes: Vec<_> = trigger
-            .deliveries
-            .iter()
-            .map(|d| self.put_delivery(d))
-            .collect();
-        stream::iter(writes)
-            .buffer_unordered(WRITE_CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await?;
+        let writes: Vec<_> = trigger.deliveries.iter().map(|d| self.put_delivery(d)).collect();
+        stream::iter(writes).buffer_unordered(WRITE_CONCURRENCY).try_collect::<Vec<()>>().await?;
         if trigger.deliveries.is_empty() {
             let header = TriggerItem {
                 pk: trigger_pk(&trigger.event_id),
@@ -102,16 +89,9 @@ impl DeliveryRecorder for DynamoStore {
         self.put_delivery(delivery).await
     }
 
-    async fn recorded_deliveries(
-        &self,
-        event_id: &EventId,
-        subscriptions: &[SubscriptionId],
-    ) -> Result<Vec<Delivery>> {
+    async fn recorded_deliveries(&self, event_id: &EventId, subscriptions: &[SubscriptionId]) -> Result<Vec<Delivery>> {
         let pk = trigger_pk(event_id);
-        let keys = subscriptions
-            .iter()
-            .map(|id| key(&pk, delivery_sk(id)))
-            .collect();
+        let keys = subscriptions.iter().map(|id| key(&pk, delivery_sk(id))).collect();
         self.batch_get(keys)
             .await?
             .into_values()
@@ -144,11 +124,7 @@ impl DeliveryLog for DynamoStore {
         Ok(Some(deliveries))
     }
 
-    async fn deliveries_of_event(
-        &self,
-        event: &EventName,
-        page: &PageRequest,
-    ) -> Result<Page<Delivery>> {
+    async fn deliveries_of_event(&self, event: &EventName, page: &PageRequest) -> Result<Page<Delivery>> {
         let index_pk = deliveries_index_pk(event);
         let query = self
             .client
@@ -161,23 +137,14 @@ impl DeliveryLog for DynamoStore {
             .expression_attribute_values(":pk", s(&index_pk));
         let (keys, next_cursor) = self
             .query_page(query, page, &[PK, SK, GSI1PK, GSI1SK], |c| {
-                c[GSI1PK] == index_pk
-                    && c[PK].starts_with("TRIGGER#")
-                    && c[SK].starts_with(DELIVERY_PREFIX)
+                c[GSI1PK] == index_pk && c[PK].starts_with("TRIGGER#") && c[SK].starts_with(DELIVERY_PREFIX)
             })
             .await?;
         let keys = keys
             .iter()
-            .map(|k| {
-                Ok((
-                    string_attr(k, PK)?.to_owned(),
-                    string_attr(k, SK)?.to_owned(),
-                ))
-            })
+            .map(|k| Ok((string_attr(k, PK)?.to_owned(), string_attr(k, SK)?.to_owned())))
             .collect::<Result<Vec<_>>>()?;
-        let mut found = self
-            .batch_get(keys.iter().map(|(pk, sk)| key(pk, sk)).collect())
-            .await?;
+        let mut found = self.batch_get(keys.iter().map(|(pk, sk)| key(pk, sk)).collect()).await?;
         let items = keys
             .into_iter()
             .filter_map(|k| found.remove(&k))

@@ -9,8 +9,7 @@ use gateway_core::{IdempotencyKey, TriggerReceipt};
 
 use crate::items::{key_pk, KeyItem, KeyState, KEY_SK, PK};
 use crate::{
-    condition_failed, from_item, key, n, s, to_item, to_value, unavailable, DynamoStore, Result,
-    IDEMPOTENCY_WINDOW,
+    condition_failed, from_item, key, n, s, to_item, to_value, unavailable, DynamoStore, Result, IDEMPOTENCY_WINDOW,
 };
 
 fn millis(d: Duration) -> i64 {
@@ -79,9 +78,7 @@ impl IdempotencyKeys for DynamoStore {
             }
             match held.state {
                 KeyState::Published => return Ok(KeyClaim::Published(held.receipt)),
-                KeyState::Pending if held.claimed_until_ms > now_ms => {
-                    return Ok(KeyClaim::InProgress)
-                }
+                KeyState::Pending if held.claimed_until_ms > now_ms => return Ok(KeyClaim::InProgress),
                 KeyState::Pending => {}
             }
             // The holder's lease ran out without a publish confirmed: take the key over, only if
@@ -109,11 +106,7 @@ impl IdempotencyKeys for DynamoStore {
         Ok(KeyClaim::InProgress)
     }
 
-    async fn complete_key(
-        &self,
-        idempotency_key: &IdempotencyKey,
-        receipt: &TriggerReceipt,
-    ) -> Result<()> {
+    async fn complete_key(&self, idempotency_key: &IdempotencyKey, receipt: &TriggerReceipt) -> Result<()> {
         let result = self
             .client
             .update_item()
@@ -140,11 +133,7 @@ impl IdempotencyKeys for DynamoStore {
         }
     }
 
-    async fn abandon_key(
-        &self,
-        idempotency_key: &IdempotencyKey,
-        receipt: &TriggerReceipt,
-    ) -> Result<()> {
+    async fn abandon_key(&self, idempotency_key: &IdempotencyKey, receipt: &TriggerReceipt) -> Result<()> {
         let result = self
             .client
             .update_item()

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use gateway_core::{
-    DataType, Delivery, DeliveryStatus, EventDefinition, EventId, EventName, FunctionId,
-    IdempotencyKey, Metadata, Subscription, SubscriptionId, TriggerReceipt, Version,
+    DataType, Delivery, DeliveryStatus, EventDefinition, EventId, EventName, FunctionId, IdempotencyKey, Metadata,
+    Subscription, SubscriptionId, TriggerReceipt, Version,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -70,11 +70,7 @@ pub struct EventItem {
     pub name: EventName,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "json_text::option"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "json_text::option")]
     pub schema: Option<Arc<Value>>,
     pub data_type: DataType,
     #[serde(with = "json_text")]
@@ -165,12 +161,7 @@ pub struct SubscriptionItem {
 impl SubscriptionItem {
     /// The copy read by triggers, in the event's partition.
     pub fn under_event(sub: &Subscription) -> Self {
-        Self::with_keys(
-            sub,
-            event_pk(&sub.event),
-            sub_sk(&sub.subscription_id),
-            None,
-        )
+        Self::with_keys(sub, event_pk(&sub.event), sub_sk(&sub.subscription_id), None)
     }
 
     /// The copy read by id and listed across events.
@@ -179,19 +170,11 @@ impl SubscriptionItem {
             sub,
             sub_copy_pk(&sub.subscription_id),
             SUB_COPY_SK.to_owned(),
-            Some((
-                SUBSCRIPTIONS_INDEX.to_owned(),
-                sub.subscription_id.to_string(),
-            )),
+            Some((SUBSCRIPTIONS_INDEX.to_owned(), sub.subscription_id.to_string())),
         )
     }
 
-    fn with_keys(
-        sub: &Subscription,
-        pk: String,
-        sk: String,
-        gsi: Option<(String, String)>,
-    ) -> Self {
+    fn with_keys(sub: &Subscription, pk: String, sk: String, gsi: Option<(String, String)>) -> Self {
         let (gsi1pk, gsi1sk) = gsi.unzip();
         Self {
             pk,
@@ -330,9 +313,7 @@ pub mod time {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let raw = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&raw)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
+        DateTime::parse_from_rfc3339(&raw).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom)
     }
 }
 
@@ -346,9 +327,7 @@ pub mod json_text {
         s.serialize_str(&text)
     }
 
-    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<T, D::Error> {
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
         let text = String::deserialize(d)?;
         serde_json::from_str(&text).map_err(serde::de::Error::custom)
     }
@@ -356,19 +335,14 @@ pub mod json_text {
     pub mod option {
         use super::*;
 
-        pub fn serialize<T: Serialize, S: Serializer>(
-            value: &Option<T>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
+        pub fn serialize<T: Serialize, S: Serializer>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
             match value {
                 Some(v) => super::serialize(v, s),
                 None => s.serialize_none(),
             }
         }
 
-        pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<T>, D::Error> {
+        pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(d: D) -> Result<Option<T>, D::Error> {
             Option::<String>::deserialize(d)?
                 .map(|text| serde_json::from_str(&text).map_err(serde::de::Error::custom))
                 .transpose()

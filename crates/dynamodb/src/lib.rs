@@ -21,9 +21,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    KeysAndAttributes, Projection, ProjectionType, ScalarAttributeType, TableStatus,
-    TimeToLiveSpecification, TransactWriteItem,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, KeysAndAttributes, Projection,
+    ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use gateway_core::page::{decode_cursor, encode_cursor};
@@ -49,10 +48,7 @@ pub struct DynamoStore {
 impl DynamoStore {
     /// A store on `table`, which must have the schema [`create_table`] creates.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: Arc::from(table.into()),
-        }
+        Self { client, table: Arc::from(table.into()) }
     }
 
     pub fn table(&self) -> &str {
@@ -96,17 +92,12 @@ impl DynamoStore {
             None => None,
             Some(cursor) => {
                 let position: BTreeMap<String, String> = decode_cursor(cursor)?;
-                let same_keys = position.len() == cursor_keys.len()
-                    && cursor_keys.iter().all(|k| position.contains_key(*k));
+                let same_keys =
+                    position.len() == cursor_keys.len() && cursor_keys.iter().all(|k| position.contains_key(*k));
                 if !same_keys || !cursor_ok(&position) {
                     return Err(Error::InvalidCursor);
                 }
-                Some(
-                    position
-                        .into_iter()
-                        .map(|(k, v)| (k, AttributeValue::S(v)))
-                        .collect(),
-                )
+                Some(position.into_iter().map(|(k, v)| (k, AttributeValue::S(v))).collect())
             }
         };
         let limit = page.limit as usize;
@@ -125,10 +116,7 @@ impl DynamoStore {
 
     /// Reads items by key, strongly consistent, 100 keys a call, retrying unprocessed keys.
     /// Returns them by `(pk, sk)`; keys with no item are absent.
-    pub(crate) async fn batch_get(
-        &self,
-        keys: Vec<Item>,
-    ) -> Result<HashMap<(String, String), Item>> {
+    pub(crate) async fn batch_get(&self, keys: Vec<Item>) -> Result<HashMap<(String, String), Item>> {
         let mut found = HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(100) {
             let mut pending = chunk.to_vec();
@@ -145,15 +133,8 @@ impl DynamoStore {
                     .send()
                     .await
                     .map_err(|e| unavailable("BatchGetItem", e))?;
-                for item in out
-                    .responses
-                    .and_then(|mut r| r.remove(self.table.as_ref()))
-                    .unwrap_or_default()
-                {
-                    let key = (
-                        string_attr(&item, PK)?.to_owned(),
-                        string_attr(&item, SK)?.to_owned(),
-                    );
+                for item in out.responses.and_then(|mut r| r.remove(self.table.as_ref())).unwrap_or_default() {
+                    let key = (string_attr(&item, PK)?.to_owned(), string_attr(&item, SK)?.to_owned());
                     found.insert(key, item);
                 }
                 pending = out
@@ -165,9 +146,7 @@ impl DynamoStore {
                     break;
                 }
                 if round >= 8 {
-                    return Err(Error::unavailable(
-                        "DynamoDB left keys unprocessed after 8 retries",
-                    ));
+                    return Err(Error::unavailable("DynamoDB left keys unprocessed after 8 retries"));
                 }
                 tokio::time::sleep(backoff(round)).await;
             }
@@ -178,18 +157,10 @@ impl DynamoStore {
     /// Runs a transaction. `Ok(Err(reasons))` when DynamoDB cancelled it: one reason code per
     /// item (`None`, `ConditionalCheckFailed`, ...). Conflicts with other transactions are
     /// retried a few times first.
-    pub(crate) async fn transact(
-        &self,
-        items: Vec<TransactWriteItem>,
-    ) -> Result<Result<(), Vec<String>>> {
+    pub(crate) async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Result<(), Vec<String>>> {
         let mut round = 0;
         loop {
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
+            let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
             let err = match result {
                 Ok(_) => return Ok(Ok(())),
                 Err(err) => err,
@@ -206,9 +177,7 @@ impl DynamoStore {
                 _ => return Err(unavailable("TransactWriteItems", err)),
             };
             let conflict = reasons.iter().any(|r| r == "TransactionConflict");
-            let other = reasons
-                .iter()
-                .any(|r| r != "None" && r != "TransactionConflict");
+            let other = reasons.iter().any(|r| r != "None" && r != "TransactionConflict");
             if conflict && !other && round < 4 {
                 tokio::time::sleep(backoff(round)).await;
                 round += 1;
@@ -230,21 +199,13 @@ pub async fn create_table(client: &Client, name: &str) -> Result<()> {
             .map_err(Error::unavailable)
     };
     let key = |n: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-            .map_err(Error::unavailable)
+        KeySchemaElement::builder().attribute_name(n).key_type(t).build().map_err(Error::unavailable)
     };
     let index = GlobalSecondaryIndex::builder()
         .index_name(GSI1)
         .key_schema(key(GSI1PK, KeyType::Hash)?)
         .key_schema(key(GSI1SK, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
-                .build(),
-        )
+        .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
         .build()
         .map_err(Error::unavailable)?;
     client
@@ -274,9 +235,7 @@ pub async fn create_table(client: &Client, name: &str) -> Result<()> {
             break;
         }
         if round > 120 {
-            return Err(Error::unavailable(format!(
-                "table {name} did not become active"
-            )));
+            return Err(Error::unavailable(format!("table {name} did not become active")));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -284,11 +243,7 @@ pub async fn create_table(client: &Client, name: &str) -> Result<()> {
         .update_time_to_live()
         .table_name(name)
         .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .attribute_name(TTL)
-                .enabled(true)
-                .build()
-                .map_err(Error::unavailable)?,
+            TimeToLiveSpecification::builder().attribute_name(TTL).enabled(true).build().map_err(Error::unavailable)?,
         )
         .send()
         .await
@@ -297,10 +252,7 @@ pub async fn create_table(client: &Client, name: &str) -> Result<()> {
 }
 
 pub(crate) fn unavailable(operation: &str, err: impl std::error::Error) -> Error {
-    Error::unavailable(format!(
-        "DynamoDB {operation} failed: {}",
-        DisplayErrorContext(&err)
-    ))
+    Error::unavailable(format!("DynamoDB {operation} failed: {}", DisplayErrorContext(&err)))
 }
 
 pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
@@ -345,9 +297,7 @@ pub(crate) fn condition_failed<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, 
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
 {
-    err.as_service_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code == "ConditionalCheckFailedException")
+    err.as_service_error().and_then(|e| e.code()).is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
 /// Placeholders of an expression: every attribute name goes through `#x` (DynamoDB reserves
@@ -360,8 +310,7 @@ pub(crate) struct Expr {
 
 impl Expr {
     pub fn name(mut self, placeholder: &str, attribute: &str) -> Self {
-        self.names
-            .insert(placeholder.to_owned(), attribute.to_owned());
+        self.names.insert(placeholder.to_owned(), attribute.to_owned());
         self
     }
 
@@ -381,12 +330,7 @@ impl Expr {
 }
 
 impl DynamoStore {
-    pub(crate) fn tx_put(
-        &self,
-        item: Item,
-        condition: Option<&str>,
-        expr: &Expr,
-    ) -> Result<TransactWriteItem> {
+    pub(crate) fn tx_put(&self, item: Item, condition: Option<&str>, expr: &Expr) -> Result<TransactWriteItem> {
         let put = aws_sdk_dynamodb::types::Put::builder()
             .table_name(self.table.as_ref())
             .set_item(Some(item))
@@ -398,12 +342,7 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    pub(crate) fn tx_delete(
-        &self,
-        key: Item,
-        condition: Option<&str>,
-        expr: &Expr,
-    ) -> Result<TransactWriteItem> {
+    pub(crate) fn tx_delete(&self, key: Item, condition: Option<&str>, expr: &Expr) -> Result<TransactWriteItem> {
         let delete = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(self.table.as_ref())
             .set_key(Some(key))

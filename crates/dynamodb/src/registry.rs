@@ -3,19 +3,13 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gateway_core::ports::{EventStore, SubscriptionStore, TriggerSource};
-use gateway_core::{
-    Error, EventDefinition, EventName, Page, PageRequest, Subscription, SubscriptionId, Version,
-};
+use gateway_core::{Error, EventDefinition, EventName, Page, PageRequest, Subscription, SubscriptionId, Version};
 
 use crate::items::{
-    event_pk, sub_copy_pk, sub_sk, EventItem, ReceivedItem, SubscriptionItem, DEF_SK, EVENTS_INDEX,
-    EVENT_ITEM_FIXED, EVENT_ITEM_OPTIONAL, GSI1, GSI1PK, GSI1SK, PK, RECEIVED_SK, SK,
-    SUBSCRIPTIONS_INDEX, SUB_COPY_SK, SUB_PREFIX,
+    event_pk, sub_copy_pk, sub_sk, EventItem, ReceivedItem, SubscriptionItem, DEF_SK, EVENTS_INDEX, EVENT_ITEM_FIXED,
+    EVENT_ITEM_OPTIONAL, GSI1, GSI1PK, GSI1SK, PK, RECEIVED_SK, SK, SUBSCRIPTIONS_INDEX, SUB_COPY_SK, SUB_PREFIX,
 };
-use crate::{
-    condition_failed, from_item, key, n, s, string_attr, to_item, unavailable, DynamoStore, Expr,
-    Result,
-};
+use crate::{condition_failed, from_item, key, n, s, string_attr, to_item, unavailable, DynamoStore, Expr, Result};
 
 /// Subscriptions deleted per cascade transaction: two deletes each, plus the definition's
 /// update, stays within TransactWriteItems' 100 actions.
@@ -38,11 +32,7 @@ impl EventPartition {
 impl DynamoStore {
     /// The event's partition in one strongly consistent Query (paginated past 1 MB): the
     /// definition and its `receivedAt`, and every subscription when `with_subscriptions`.
-    async fn read_event(
-        &self,
-        name: &EventName,
-        with_subscriptions: bool,
-    ) -> Result<Option<EventPartition>> {
+    async fn read_event(&self, name: &EventName, with_subscriptions: bool) -> Result<Option<EventPartition>> {
         let query = self
             .client
             .query()
@@ -72,21 +62,12 @@ impl DynamoStore {
                 subscriptions.push(from_item::<SubscriptionItem>(item)?);
             }
         }
-        Ok(definition.map(|definition| EventPartition {
-            definition,
-            received_at,
-            subscriptions,
-        }))
+        Ok(definition.map(|definition| EventPartition { definition, received_at, subscriptions }))
     }
 
     /// Deletes up to [`CASCADE_BATCH`] subscriptions of the event and, once none are left, the
     /// event itself, all under the version read. `Ok(true)` when the event is gone.
-    async fn delete_event_round(
-        &self,
-        name: &EventName,
-        version: Version,
-        count: u64,
-    ) -> Result<bool> {
+    async fn delete_event_round(&self, name: &EventName, version: Version, count: u64) -> Result<bool> {
         let pk = event_pk(name);
         let batch = if count == 0 {
             Vec::new()
@@ -102,8 +83,7 @@ impl DynamoStore {
                 .expression_attribute_values(":pk", s(&pk))
                 .expression_attribute_values(":sub", s(SUB_PREFIX))
                 .projection_expression("#pk, #sk");
-            self.query_items(query, None, Some(CASCADE_BATCH + 1))
-                .await?
+            self.query_items(query, None, Some(CASCADE_BATCH + 1)).await?
         };
         let last_round = batch.len() <= CASCADE_BATCH;
         let taken = batch.len().min(CASCADE_BATCH);
@@ -114,10 +94,8 @@ impl DynamoStore {
             // The by-id copy's partition key is the same `SUB#<id>` text.
             actions.push(self.tx_delete(key(sk, SUB_COPY_SK), None, &Expr::default())?);
         }
-        let expr = Expr::default()
-            .name("#version", "version")
-            .name("#count", "subscriptionCount")
-            .value(":v", n(version.0));
+        let expr =
+            Expr::default().name("#version", "version").name("#count", "subscriptionCount").value(":v", n(version.0));
         if last_round {
             let expr = expr.value(":n", n(taken));
             actions.push(self.tx_delete(
@@ -128,12 +106,7 @@ impl DynamoStore {
             actions.push(self.tx_delete(key(&pk, RECEIVED_SK), None, &Expr::default())?);
         } else {
             let expr = expr.value(":minus", n(-(taken as i64)));
-            actions.push(self.tx_update(
-                key(&pk, DEF_SK),
-                "ADD #count :minus",
-                Some("#version = :v"),
-                &expr,
-            )?);
+            actions.push(self.tx_update(key(&pk, DEF_SK), "ADD #count :minus", Some("#version = :v"), &expr)?);
         }
         // A cancelled round means the event changed under us: the caller reads it again.
         Ok(self.transact(actions).await?.is_ok() && last_round)
@@ -149,27 +122,16 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| unavailable("GetItem", e))?;
-        out.item
-            .map(|item| {
-                from_item::<SubscriptionItem>(item).map(SubscriptionItem::into_subscription)
-            })
-            .transpose()
+        out.item.map(|item| from_item::<SubscriptionItem>(item).map(SubscriptionItem::into_subscription)).transpose()
     }
 }
 
 fn version_mismatch(what: &'static str, id: impl ToString, current: Version) -> Error {
-    Error::VersionMismatch {
-        what,
-        id: id.to_string(),
-        current,
-    }
+    Error::VersionMismatch { what, id: id.to_string(), current }
 }
 
 fn not_found(what: &'static str, id: impl ToString) -> Error {
-    Error::NotFound {
-        what,
-        id: id.to_string(),
-    }
+    Error::NotFound { what, id: id.to_string() }
 }
 
 #[async_trait]
@@ -177,19 +139,12 @@ impl EventStore for DynamoStore {
     async fn create_event(&self, event: &EventDefinition) -> Result<()> {
         let pk = event_pk(&event.name);
         let expr = Expr::default().name("#pk", PK);
-        let mut actions = vec![self.tx_put(
-            to_item(&EventItem::new(event))?,
-            Some("attribute_not_exists(#pk)"),
-            &expr,
-        )?];
+        let mut actions =
+            vec![self.tx_put(to_item(&EventItem::new(event))?, Some("attribute_not_exists(#pk)"), &expr)?];
         // A `#RECEIVED` left by a trigger racing an earlier delete must not carry over.
         actions.push(match event.received_at {
             Some(received_at) => self.tx_put(
-                to_item(&ReceivedItem {
-                    pk: pk.clone(),
-                    sk: RECEIVED_SK.to_owned(),
-                    received_at,
-                })?,
+                to_item(&ReceivedItem { pk: pk.clone(), sk: RECEIVED_SK.to_owned(), received_at })?,
                 None,
                 &Expr::default(),
             )?,
@@ -197,25 +152,17 @@ impl EventStore for DynamoStore {
         });
         match self.transact(actions).await? {
             Ok(()) => Ok(()),
-            Err(reasons)
-                if reasons
-                    .first()
-                    .is_some_and(|r| r == "ConditionalCheckFailed") =>
-            {
+            Err(reasons) if reasons.first().is_some_and(|r| r == "ConditionalCheckFailed") => {
                 Err(Error::EventExists(event.name.clone()))
             }
-            Err(reasons) => Err(Error::unavailable(format!(
-                "creating event '{}' was cancelled: {reasons:?}",
-                event.name
-            ))),
+            Err(reasons) => {
+                Err(Error::unavailable(format!("creating event '{}' was cancelled: {reasons:?}", event.name)))
+            }
         }
     }
 
     async fn get_event(&self, name: &EventName) -> Result<Option<EventDefinition>> {
-        Ok(self
-            .read_event(name, false)
-            .await?
-            .map(EventPartition::into_definition))
+        Ok(self.read_event(name, false).await?.map(EventPartition::into_definition))
     }
 
     async fn list_events(&self, page: &PageRequest) -> Result<Page<EventDefinition>> {
@@ -229,19 +176,11 @@ impl EventStore for DynamoStore {
             .expression_attribute_values(":pk", s(EVENTS_INDEX));
         let (keys, next_cursor) = self
             .query_page(query, page, &[PK, SK, GSI1PK, GSI1SK], |c| {
-                c[GSI1PK] == EVENTS_INDEX
-                    && c[SK] == DEF_SK
-                    && c[PK] == format!("EVENT#{}", c[GSI1SK])
+                c[GSI1PK] == EVENTS_INDEX && c[SK] == DEF_SK && c[PK] == format!("EVENT#{}", c[GSI1SK])
             })
             .await?;
-        let pks = keys
-            .iter()
-            .map(|k| string_attr(k, PK).map(str::to_owned))
-            .collect::<Result<Vec<_>>>()?;
-        let wanted = pks
-            .iter()
-            .flat_map(|pk| [key(pk, DEF_SK), key(pk, RECEIVED_SK)])
-            .collect();
+        let pks = keys.iter().map(|k| string_attr(k, PK).map(str::to_owned)).collect::<Result<Vec<_>>>()?;
+        let wanted = pks.iter().flat_map(|pk| [key(pk, DEF_SK), key(pk, RECEIVED_SK)]).collect();
         let mut found = self.batch_get(wanted).await?;
         let mut items = Vec::with_capacity(pks.len());
         for pk in pks {
@@ -271,9 +210,7 @@ impl EventStore for DynamoStore {
                 continue;
             }
             set.push(format!("#a{i} = :a{i}"));
-            expr = expr
-                .name(&format!("#a{i}"), &attribute)
-                .value(&format!(":a{i}"), value);
+            expr = expr.name(&format!("#a{i}"), &attribute).value(&format!(":a{i}"), value);
         }
         let mut update = format!("SET {}", set.join(", "));
         let absent: Vec<&str> = EVENT_ITEM_OPTIONAL
@@ -286,11 +223,7 @@ impl EventStore for DynamoStore {
             })
             .collect();
         if !absent.is_empty() {
-            let removed: Vec<String> = absent
-                .iter()
-                .enumerate()
-                .map(|(i, _)| format!("#r{i}"))
-                .collect();
+            let removed: Vec<String> = absent.iter().enumerate().map(|(i, _)| format!("#r{i}")).collect();
             for (i, attribute) in absent.iter().enumerate() {
                 expr = expr.name(&format!("#r{i}"), attribute);
             }
@@ -311,46 +244,29 @@ impl EventStore for DynamoStore {
             Ok(_) => Ok(()),
             Err(e) if condition_failed(&e) => match self.read_event(&event.name, false).await? {
                 None => Err(not_found("event", &event.name)),
-                Some(current) => Err(version_mismatch(
-                    "event",
-                    &event.name,
-                    current.definition.version,
-                )),
+                Some(current) => Err(version_mismatch("event", &event.name, current.definition.version)),
             },
             Err(e) => Err(unavailable("UpdateItem", e)),
         }
     }
 
-    async fn delete_event(
-        &self,
-        name: &EventName,
-        expected: Option<Version>,
-        cascade: bool,
-    ) -> Result<()> {
+    async fn delete_event(&self, name: &EventName, expected: Option<Version>, cascade: bool) -> Result<()> {
         let mut rounds_left = None;
         loop {
             let Some(current) = self.read_event(name, false).await? else {
                 return Err(not_found("event", name));
             };
-            let (version, count) = (
-                current.definition.version,
-                current.definition.subscription_count,
-            );
+            let (version, count) = (current.definition.version, current.definition.subscription_count);
             if expected.is_some_and(|v| v != version) {
                 return Err(version_mismatch("event", name, version));
             }
             if count > 0 && !cascade {
-                return Err(Error::EventHasSubscriptions {
-                    event: name.clone(),
-                    count,
-                });
+                return Err(Error::EventHasSubscriptions { event: name.clone(), count });
             }
             // Enough rounds for every batch, and a few for concurrent changes.
             let left = rounds_left.get_or_insert(count / CASCADE_BATCH as u64 + 5);
             if *left == 0 {
-                return Err(Error::unavailable(format!(
-                    "event '{name}' kept changing while it was being deleted"
-                )));
+                return Err(Error::unavailable(format!("event '{name}' kept changing while it was being deleted")));
             }
             *left -= 1;
             if self.delete_event_round(name, version, count).await? {
@@ -364,10 +280,7 @@ impl EventStore for DynamoStore {
 impl SubscriptionStore for DynamoStore {
     async fn create_subscription(&self, subscription: &Subscription) -> Result<()> {
         let expr = Expr::default().name("#pk", PK);
-        let count = Expr::default()
-            .name("#pk", PK)
-            .name("#count", "subscriptionCount")
-            .value(":one", n(1));
+        let count = Expr::default().name("#pk", PK).name("#count", "subscriptionCount").value(":one", n(1));
         let actions = vec![
             self.tx_update(
                 key(event_pk(&subscription.event), DEF_SK),
@@ -380,19 +293,11 @@ impl SubscriptionStore for DynamoStore {
                 Some("attribute_not_exists(#pk)"),
                 &expr,
             )?,
-            self.tx_put(
-                to_item(&SubscriptionItem::by_id(subscription))?,
-                Some("attribute_not_exists(#pk)"),
-                &expr,
-            )?,
+            self.tx_put(to_item(&SubscriptionItem::by_id(subscription))?, Some("attribute_not_exists(#pk)"), &expr)?,
         ];
         match self.transact(actions).await? {
             Ok(()) => Ok(()),
-            Err(reasons)
-                if reasons
-                    .first()
-                    .is_some_and(|r| r == "ConditionalCheckFailed") =>
-            {
+            Err(reasons) if reasons.first().is_some_and(|r| r == "ConditionalCheckFailed") => {
                 Err(not_found("event", &subscription.event))
             }
             Err(reasons) => Err(Error::unavailable(format!(
@@ -406,11 +311,7 @@ impl SubscriptionStore for DynamoStore {
         self.get_subscription_item(id).await
     }
 
-    async fn list_subscriptions(
-        &self,
-        event: Option<&EventName>,
-        page: &PageRequest,
-    ) -> Result<Page<Subscription>> {
+    async fn list_subscriptions(&self, event: Option<&EventName>, page: &PageRequest) -> Result<Page<Subscription>> {
         let query = self.client.query().table_name(self.table.as_ref());
         match event {
             Some(name) => {
@@ -422,16 +323,11 @@ impl SubscriptionStore for DynamoStore {
                     .expression_attribute_names("#sk", SK)
                     .expression_attribute_values(":pk", s(&pk))
                     .expression_attribute_values(":sub", s(SUB_PREFIX));
-                let (found, next_cursor) = self
-                    .query_page(query, page, &[PK, SK], |c| {
-                        c[PK] == pk && c[SK].starts_with(SUB_PREFIX)
-                    })
-                    .await?;
+                let (found, next_cursor) =
+                    self.query_page(query, page, &[PK, SK], |c| c[PK] == pk && c[SK].starts_with(SUB_PREFIX)).await?;
                 let items = found
                     .into_iter()
-                    .map(|item| {
-                        from_item::<SubscriptionItem>(item).map(SubscriptionItem::into_subscription)
-                    })
+                    .map(|item| from_item::<SubscriptionItem>(item).map(SubscriptionItem::into_subscription))
                     .collect::<Result<_>>()?;
                 Ok(Page { items, next_cursor })
             }
@@ -448,19 +344,12 @@ impl SubscriptionStore for DynamoStore {
                             && c[PK] == format!("{SUB_PREFIX}{}", c[GSI1SK])
                     })
                     .await?;
-                let pks = keys
-                    .iter()
-                    .map(|k| string_attr(k, PK).map(str::to_owned))
-                    .collect::<Result<Vec<_>>>()?;
-                let mut found = self
-                    .batch_get(pks.iter().map(|pk| key(pk, SUB_COPY_SK)).collect())
-                    .await?;
+                let pks = keys.iter().map(|k| string_attr(k, PK).map(str::to_owned)).collect::<Result<Vec<_>>>()?;
+                let mut found = self.batch_get(pks.iter().map(|pk| key(pk, SUB_COPY_SK)).collect()).await?;
                 let items = pks
                     .into_iter()
                     .filter_map(|pk| found.remove(&(pk, SUB_COPY_SK.to_owned())))
-                    .map(|item| {
-                        from_item::<SubscriptionItem>(item).map(SubscriptionItem::into_subscription)
-                    })
+                    .map(|item| from_item::<SubscriptionItem>(item).map(SubscriptionItem::into_subscription))
                     .collect::<Result<_>>()?;
                 Ok(Page { items, next_cursor })
             }
@@ -468,21 +357,12 @@ impl SubscriptionStore for DynamoStore {
     }
 
     async fn replace_subscription(&self, subscription: &Subscription) -> Result<()> {
-        let expr = Expr::default()
-            .name("#version", "version")
-            .value(":prev", n(subscription.version.0.saturating_sub(1)));
+        let expr =
+            Expr::default().name("#version", "version").value(":prev", n(subscription.version.0.saturating_sub(1)));
         let condition = Some("#version = :prev");
         let actions = vec![
-            self.tx_put(
-                to_item(&SubscriptionItem::under_event(subscription))?,
-                condition,
-                &expr,
-            )?,
-            self.tx_put(
-                to_item(&SubscriptionItem::by_id(subscription))?,
-                condition,
-                &expr,
-            )?,
+            self.tx_put(to_item(&SubscriptionItem::under_event(subscription))?, condition, &expr)?,
+            self.tx_put(to_item(&SubscriptionItem::by_id(subscription))?, condition, &expr)?,
         ];
         if self.transact(actions).await?.is_ok() {
             return Ok(());
@@ -494,11 +374,7 @@ impl SubscriptionStore for DynamoStore {
         }
     }
 
-    async fn delete_subscription(
-        &self,
-        id: &SubscriptionId,
-        expected: Option<Version>,
-    ) -> Result<()> {
+    async fn delete_subscription(&self, id: &SubscriptionId, expected: Option<Version>) -> Result<()> {
         for _ in 0..3 {
             let Some(current) = self.get_subscription_item(id).await? else {
                 return Err(not_found("subscription", id));
@@ -507,44 +383,25 @@ impl SubscriptionStore for DynamoStore {
                 return Err(version_mismatch("subscription", id, current.version));
             }
             let pk = event_pk(&current.event);
-            let guard = Expr::default()
-                .name("#version", "version")
-                .value(":v", n(current.version.0));
-            let count = Expr::default()
-                .name("#pk", PK)
-                .name("#count", "subscriptionCount")
-                .value(":minus", n(-1));
+            let guard = Expr::default().name("#version", "version").value(":v", n(current.version.0));
+            let count = Expr::default().name("#pk", PK).name("#count", "subscriptionCount").value(":minus", n(-1));
             let actions = vec![
-                self.tx_delete(
-                    key(sub_copy_pk(id), SUB_COPY_SK),
-                    Some("#version = :v"),
-                    &guard,
-                )?,
+                self.tx_delete(key(sub_copy_pk(id), SUB_COPY_SK), Some("#version = :v"), &guard)?,
                 self.tx_delete(key(&pk, sub_sk(id)), None, &Expr::default())?,
-                self.tx_update(
-                    key(&pk, DEF_SK),
-                    "ADD #count :minus",
-                    Some("attribute_exists(#pk)"),
-                    &count,
-                )?,
+                self.tx_update(key(&pk, DEF_SK), "ADD #count :minus", Some("attribute_exists(#pk)"), &count)?,
             ];
             // Cancelled: it changed or went since we read it; read again.
             if self.transact(actions).await?.is_ok() {
                 return Ok(());
             }
         }
-        Err(Error::unavailable(format!(
-            "subscription {id} kept changing while it was being deleted"
-        )))
+        Err(Error::unavailable(format!("subscription {id} kept changing while it was being deleted")))
     }
 }
 
 #[async_trait]
 impl TriggerSource for DynamoStore {
-    async fn trigger_target(
-        &self,
-        name: &EventName,
-    ) -> Result<Option<(EventDefinition, Vec<Subscription>)>> {
+    async fn trigger_target(&self, name: &EventName) -> Result<Option<(EventDefinition, Vec<Subscription>)>> {
         Ok(self.read_event(name, true).await?.map(|mut partition| {
             let subscriptions = std::mem::take(&mut partition.subscriptions)
                 .into_iter()

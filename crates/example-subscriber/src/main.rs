@@ -12,11 +12,7 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_current_span(false)
-        .without_time()
-        .init();
+    tracing_subscriber::fmt().json().with_current_span(false).without_time().init();
     lambda_runtime::run(service_fn(handle)).await
 }
 
@@ -29,9 +25,7 @@ mod tests {
     #[tokio::test]
     async fn answers_with_the_event_id_it_received() {
         let payload = json!({"eventId": "evt_01JDQ3V6J9K2M4N5P6Q7R8S9T0", "data": {"id": 1}});
-        let out = handle(LambdaEvent::new(payload, Context::default()))
-            .await
-            .unwrap();
+        let out = handle(LambdaEvent::new(payload, Context::default())).await.unwrap();
         assert_eq!(out["received"], "evt_01JDQ3V6J9K2M4N5P6Q7R8S9T0");
     }
 }

@@ -49,6 +49,8 @@ struct DeferredConnector {
 
 impl HttpConnector for DeferredConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        self.connector.get_or_init(|| self.client.client().http_connector(&self.settings, &self.components)).call(request)
+        self.connector
+            .get_or_init(|| self.client.client().http_connector(&self.settings, &self.components))
+            .call(request)
     }
 }

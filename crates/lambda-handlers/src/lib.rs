@@ -50,15 +50,16 @@ pub struct HttpSettings {
 
 impl HttpSettings {
     pub fn from_lookup(group: RouteGroup, get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required =
-            |var: &'static str| get(var).filter(|v| !v.trim().is_empty()).ok_or(ConfigError { var, problem: "is required".into() });
+        let required = |var: &'static str| {
+            get(var).filter(|v| !v.trim().is_empty()).ok_or(ConfigError { var, problem: "is required".into() })
+        };
         let serves_triggers = matches!(group, RouteGroup::Triggers | RouteGroup::All);
         let max_payload_bytes = match get("GATEWAY_MAX_PAYLOAD_BYTES") {
             None => CLOUD_MAX_PAYLOAD_BYTES,
-            Some(raw) => raw
-                .trim()
-                .parse()
-                .map_err(|_| ConfigError { var: "GATEWAY_MAX_PAYLOAD_BYTES", problem: format!("'{raw}' is not a whole number") })?,
+            Some(raw) => raw.trim().parse().map_err(|_| ConfigError {
+                var: "GATEWAY_MAX_PAYLOAD_BYTES",
+                problem: format!("'{raw}' is not a whole number"),
+            })?,
         };
         Ok(Self {
             table: required("GATEWAY_TABLE")?,
@@ -84,7 +85,9 @@ impl TriggerAcceptor for NoTriggersHere {
 pub fn cloud_gateway(settings: HttpSettings, aws: &aws_config::SdkConfig) -> Gateway {
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), settings.table);
     let acceptor: Arc<dyn TriggerAcceptor> = match settings.topic_arn {
-        Some(topic) => Arc::new(SnsAcceptor::with_store(SnsPublisher::new(aws_sdk_sns::Client::new(aws), topic), store.clone())),
+        Some(topic) => {
+            Arc::new(SnsAcceptor::with_store(SnsPublisher::new(aws_sdk_sns::Client::new(aws), topic), store.clone()))
+        }
         None => Arc::new(NoTriggersHere),
     };
     Gateway {
@@ -128,7 +131,8 @@ pub async fn serve_dispatcher() -> Result<(), BoxError> {
     let config = gateway_dispatcher::Config::from_env()?;
     let aws = aws_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.table_name.clone());
-    let queue = SqsRetryQueue::new(aws_sdk_sqs::Client::new(&aws), config.delivery_queue_url, config.dead_letter_queue_url);
+    let queue =
+        SqsRetryQueue::new(aws_sdk_sqs::Client::new(&aws), config.delivery_queue_url, config.dead_letter_queue_url);
     // The dispatcher retries a failed delivery with backoff and counts its attempts: SDK retries
     // would invoke a failing function several times per attempt, uncounted.
     let lambda = aws_sdk_lambda::config::Builder::from(&aws).retry_config(RetryConfig::standard().with_max_attempts(1));

@@ -17,8 +17,8 @@ use gateway_core::ports::{
 };
 use gateway_core::schema::SchemaCache;
 use gateway_core::{
-    Delivery, EventDefinition, EventId, EventName, FunctionAllowlist, FunctionId, Subscription, SubscriptionId, Trigger,
-    Version,
+    Delivery, EventDefinition, EventId, EventName, FunctionAllowlist, FunctionId, Subscription, SubscriptionId,
+    Trigger, Version,
 };
 use gateway_dispatcher::{DispatchSettings, Dispatcher, QueueError, RetryQueue};
 use lambda_http::Body;
@@ -61,7 +61,8 @@ async fn seeded_store() -> MemoryStore {
         version: Version::FIRST,
     };
     store.create_subscription(&subscription).await.unwrap();
-    let mut trigger = gateway_core::trigger::accepted_trigger(&event, &[subscription], b"{}".to_vec(), now, &UlidSource);
+    let mut trigger =
+        gateway_core::trigger::accepted_trigger(&event, &[subscription], b"{}".to_vec(), now, &UlidSource);
     trigger.event_id = EventId::parse(TRIGGER).unwrap();
     for d in &mut trigger.deliveries {
         d.event_id = trigger.event_id;
@@ -87,7 +88,8 @@ fn gateway(store: MemoryStore) -> Gateway {
 
 /// Feeds an API Gateway sample to the handler of `group`; returns status and JSON body.
 async fn invoke_http(group: RouteGroup, path: &str, store: MemoryStore) -> (u16, Value) {
-    let request = lambda_http::request::from_str(&sample(path)).unwrap_or_else(|e| panic!("{path} is not an API Gateway event: {e}"));
+    let request = lambda_http::request::from_str(&sample(path))
+        .unwrap_or_else(|e| panic!("{path} is not an API Gateway event: {e}"));
     let response = gateway_api::router(gateway(store), group).oneshot(request.map(axum_body)).await.unwrap();
     let status = response.status().as_u16();
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
@@ -142,11 +144,13 @@ async fn every_trigger_api_sample_gets_its_expected_answer() {
     assert_eq!(receipt["event"], EVENT);
     assert_eq!(receipt["deliveries"][0]["functionId"], "my-app-orders");
 
-    let (status, log) = invoke_http(RouteGroup::Triggers, "trigger-api/get-trigger-deliveries.json", seeded_store().await).await;
+    let (status, log) =
+        invoke_http(RouteGroup::Triggers, "trigger-api/get-trigger-deliveries.json", seeded_store().await).await;
     assert_eq!(status, 200, "{log}");
     assert_eq!(log[0]["eventId"], TRIGGER);
 
-    let (status, page) = invoke_http(RouteGroup::Triggers, "trigger-api/list-event-deliveries.json", seeded_store().await).await;
+    let (status, page) =
+        invoke_http(RouteGroup::Triggers, "trigger-api/list-event-deliveries.json", seeded_store().await).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["items"][0]["subscriptionId"], SUBSCRIPTION);
 }
@@ -172,7 +176,11 @@ impl DeliveryRecorder for Log {
         self.0.lock().unwrap().push(delivery.clone());
         Ok(())
     }
-    async fn recorded_deliveries(&self, _: &EventId, _: &[SubscriptionId]) -> gateway_core::error::Result<Vec<Delivery>> {
+    async fn recorded_deliveries(
+        &self,
+        _: &EventId,
+        _: &[SubscriptionId],
+    ) -> gateway_core::error::Result<Vec<Delivery>> {
         Ok(Vec::new())
     }
 }
@@ -225,7 +233,10 @@ async fn the_dispatcher_sample_invokes_its_function_and_reports_no_failure() {
     let mut expected = expected;
     expected.sort();
     assert_eq!(invoked, expected, "every delivery of the batch invoked once");
-    let first = invoker.calls().into_iter().find(|(_, body)| serde_json::from_slice::<Value>(body).unwrap()["eventId"] == TRIGGER);
+    let first = invoker
+        .calls()
+        .into_iter()
+        .find(|(_, body)| serde_json::from_slice::<Value>(body).unwrap()["eventId"] == TRIGGER);
     let payload: Value = serde_json::from_slice(&first.expect("the first trigger was delivered").1).unwrap();
     assert_eq!(payload["data"], json!({"orderId": "o-1", "total": 42.5}));
     assert!(queue.0.lock().unwrap().is_empty(), "nothing to retry");

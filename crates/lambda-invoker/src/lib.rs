@@ -47,10 +47,9 @@ impl FunctionInvoker for LambdaInvoker {
         match result {
             Ok(output) => match output.function_error() {
                 // Only a synchronous runner (a local emulator) reports the function's own error here.
-                Some(kind) => Err(InvokeError {
-                    message: format!("function '{function}' failed: {kind}"),
-                    retryable: true,
-                }),
+                Some(kind) => {
+                    Err(InvokeError { message: format!("function '{function}' failed: {kind}"), retryable: true })
+                }
                 None => Ok(()),
             },
             Err(err) => Err(classify(function, err)),
@@ -68,11 +67,7 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
         (Some(code), Some(message), _) => format!("invoking '{function}': {code}: {message}"),
         (Some(code), None, _) => format!("invoking '{function}': {code}"),
         (None, _, Some(raw)) => {
-            let body = raw
-                .body()
-                .bytes()
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default();
+            let body = raw.body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
             format!(
                 "invoking '{function}': HTTP {}: {}",
                 raw.status().as_u16(),

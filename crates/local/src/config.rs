@@ -44,41 +44,34 @@ impl Config {
         let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
             match get(var) {
                 None => Ok(default),
-                Some(raw) => raw.trim().parse().map_err(|_| ConfigError {
-                    var,
-                    problem: format!("'{raw}' is not a whole number"),
-                }),
+                Some(raw) => raw
+                    .trim()
+                    .parse()
+                    .map_err(|_| ConfigError { var, problem: format!("'{raw}' is not a whole number") }),
             }
         };
         let addr = match get("GATEWAY_ADDR") {
             None => SocketAddr::from(([127, 0, 0, 1], 3000)),
-            Some(raw) => raw.parse().map_err(|_| ConfigError {
-                var: "GATEWAY_ADDR",
-                problem: format!("'{raw}' is not host:port"),
-            })?,
+            Some(raw) => raw
+                .parse()
+                .map_err(|_| ConfigError { var: "GATEWAY_ADDR", problem: format!("'{raw}' is not host:port") })?,
         };
         let retry = RetryPolicy {
             max_attempts: number("GATEWAY_MAX_ATTEMPTS", 8)?.clamp(1, 1000) as u32,
             base_delay: Duration::from_millis(number("GATEWAY_RETRY_BASE_MS", 1000)?),
             max_delay: Duration::from_millis(number("GATEWAY_RETRY_MAX_MS", 300_000)?),
         };
-        let allowlist = FunctionAllowlist::parse(
-            &get("GATEWAY_FUNCTION_ALLOWLIST").unwrap_or_else(|| "*".to_owned()),
-        );
+        let allowlist = FunctionAllowlist::parse(&get("GATEWAY_FUNCTION_ALLOWLIST").unwrap_or_else(|| "*".to_owned()));
         Ok(Self {
             addr,
             data_dir: PathBuf::from(get("GATEWAY_DATA_DIR").unwrap_or_else(|| ".data".to_owned())),
             allowlist,
-            max_payload_bytes: number(
-                "GATEWAY_MAX_PAYLOAD_BYTES",
-                gateway_api::DEFAULT_MAX_PAYLOAD_BYTES as u64,
-            )? as usize,
+            max_payload_bytes: number("GATEWAY_MAX_PAYLOAD_BYTES", gateway_api::DEFAULT_MAX_PAYLOAD_BYTES as u64)?
+                as usize,
             retry,
             concurrency: number("GATEWAY_CONCURRENCY", 16)?.clamp(1, 1024) as usize,
             poll_interval: Duration::from_millis(number("GATEWAY_POLL_MS", 250)?.max(10)),
-            invoke_timeout: Duration::from_millis(
-                number("GATEWAY_INVOKE_TIMEOUT_MS", 30_000)?.max(100),
-            ),
+            invoke_timeout: Duration::from_millis(number("GATEWAY_INVOKE_TIMEOUT_MS", 30_000)?.max(100)),
         })
     }
 }
@@ -97,8 +90,7 @@ mod tests {
 
     #[test]
     fn a_bad_number_names_its_variable() {
-        let err = Config::from_lookup(|k| (k == "GATEWAY_MAX_ATTEMPTS").then(|| "many".to_owned()))
-            .unwrap_err();
+        let err = Config::from_lookup(|k| (k == "GATEWAY_MAX_ATTEMPTS").then(|| "many".to_owned())).unwrap_err();
         assert!(err.to_string().starts_with("GATEWAY_MAX_ATTEMPTS"));
     }
 }

@@ -22,19 +22,13 @@ use worker::Worker;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create the data folder {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    DataDir { path: String, source: std::io::Error },
     #[error("another event-gateway is using {0}; stop it or set GATEWAY_DATA_DIR to another folder")]
     AlreadyRunning(String),
     #[error("cannot open the database: {0}")]
     Store(#[from] gateway_core::Error),
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -47,11 +41,7 @@ struct WakingAcceptor {
 
 #[async_trait]
 impl TriggerAcceptor for WakingAcceptor {
-    async fn accept(
-        &self,
-        trigger: &Trigger,
-        key: Option<&IdempotencyKey>,
-    ) -> gateway_core::error::Result<Acceptance> {
+    async fn accept(&self, trigger: &Trigger, key: Option<&IdempotencyKey>) -> gateway_core::error::Result<Acceptance> {
         let acceptance = self.store.accept(trigger, key).await?;
         if acceptance == Acceptance::Accepted && !trigger.deliveries.is_empty() {
             self.wake.notify_one();
@@ -62,10 +52,8 @@ impl TriggerAcceptor for WakingAcceptor {
 
 /// Serves until SIGINT or SIGTERM, then drains requests and invocations in flight.
 pub async fn run(config: Config, lambda: aws_sdk_lambda::Client) -> Result<(), StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-        path: config.data_dir.display().to_string(),
-        source,
-    })?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| StartError::DataDir { path: config.data_dir.display().to_string(), source })?;
     let _lock = lock_data_dir(&config.data_dir)?;
     let db = config.data_dir.join("gateway.db");
     let store = SqliteStore::open(&db)?;
@@ -80,10 +68,7 @@ pub async fn run(config: Config, lambda: aws_sdk_lambda::Client) -> Result<(), S
         events: Arc::new(store.clone()),
         subscriptions: Arc::new(store.clone()),
         trigger_source: Arc::new(store.clone()),
-        acceptor: Arc::new(WakingAcceptor {
-            store: store.clone(),
-            wake: wake.clone(),
-        }),
+        acceptor: Arc::new(WakingAcceptor { store: store.clone(), wake: wake.clone() }),
         deliveries: Arc::new(store.clone()),
         schemas: SchemaCache::new(),
         clock: clock.clone(),
@@ -105,10 +90,7 @@ pub async fn run(config: Config, lambda: aws_sdk_lambda::Client) -> Result<(), S
 
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
-        .map_err(|source| StartError::Listen {
-            addr: config.addr,
-            source,
-        })?;
+        .map_err(|source| StartError::Listen { addr: config.addr, source })?;
     if config.allowlist.allows_any() {
         tracing::warn!("GATEWAY_FUNCTION_ALLOWLIST is '*': subscriptions may target any function");
     }
@@ -136,11 +118,14 @@ pub async fn run(config: Config, lambda: aws_sdk_lambda::Client) -> Result<(), S
 /// if no other process can hold any. The lock goes with the process, however it ends.
 fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
     let path = dir.join("gateway.lock");
-    let file = std::fs::File::create(&path).map_err(|source| StartError::DataDir { path: path.display().to_string(), source })?;
+    let file = std::fs::File::create(&path)
+        .map_err(|source| StartError::DataDir { path: path.display().to_string(), source })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StartError::AlreadyRunning(dir.display().to_string())),
-        Err(std::fs::TryLockError::Error(source)) => Err(StartError::DataDir { path: path.display().to_string(), source }),
+        Err(std::fs::TryLockError::Error(source)) => {
+            Err(StartError::DataDir { path: path.display().to_string(), source })
+        }
     }
 }
 

@@ -12,9 +12,7 @@ use gateway_local::Config;
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let config = match Config::from_env() {
         Ok(config) => config,
@@ -25,11 +23,7 @@ async fn main() -> ExitCode {
     };
     let aws = aws_config::defaults(BehaviorVersion::latest())
         .region(RegionProviderChain::default_provider().or_else("us-east-1"))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .operation_timeout(config.invoke_timeout)
-                .build(),
-        )
+        .timeout_config(TimeoutConfig::builder().operation_timeout(config.invoke_timeout).build())
         // The outbox retries with backoff and counts attempts; SDK retries would hide them.
         .retry_config(RetryConfig::standard().with_max_attempts(1))
         .load()

@@ -35,11 +35,7 @@ impl Worker {
             let due = if free == 0 {
                 Vec::new()
             } else {
-                match this
-                    .outbox
-                    .claim_due(this.clock.now(), free as u32, this.lease)
-                    .await
-                {
+                match this.outbox.claim_due(this.clock.now(), free as u32, this.lease).await {
                     Ok(due) => due,
                     Err(error) => {
                         tracing::error!(%error, "cannot read the outbox; retrying");
@@ -49,11 +45,7 @@ impl Worker {
             };
             let claimed = due.len();
             for delivery in due {
-                let permit = permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed");
+                let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
                 let this = this.clone();
                 in_flight.spawn(async move {
                     this.deliver(delivery).await;
@@ -71,10 +63,7 @@ impl Worker {
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             }
         }
-        tracing::info!(
-            in_flight = in_flight.len(),
-            "delivery worker stopping; waiting for invocations in flight"
-        );
+        tracing::info!(in_flight = in_flight.len(), "delivery worker stopping; waiting for invocations in flight");
         while in_flight.join_next().await.is_some() {}
     }
 
@@ -95,11 +84,7 @@ impl Worker {
             attempt = d.attempts + 1, outcome = ?outcome, "delivery attempt"
         );
         // If this write fails the lease runs out and the delivery is tried again: at least once.
-        if let Err(error) = self
-            .outbox
-            .record_attempt(&d.event_id, &d.subscription_id, &outcome)
-            .await
-        {
+        if let Err(error) = self.outbox.record_attempt(&d.event_id, &d.subscription_id, &outcome).await {
             tracing::error!(%error, event_id = %d.event_id, subscription_id = %d.subscription_id, "cannot record a delivery attempt");
         }
     }
@@ -119,46 +104,26 @@ mod tests {
     async fn store_with_trigger(functions: &[&str]) -> (MemoryStore, gateway_core::EventId) {
         let store = MemoryStore::new();
         let name = EventName::parse("orders.created").unwrap();
-        let draft = EventDraft {
-            name: Some(name.clone()),
-            ..Default::default()
-        };
-        gateway_core::events::define_event(&store, &SystemClock, draft)
-            .await
-            .unwrap();
+        let draft = EventDraft { name: Some(name.clone()), ..Default::default() };
+        gateway_core::events::define_event(&store, &SystemClock, draft).await.unwrap();
         for f in functions {
             let draft = SubscriptionDraft {
                 event: Some(name.clone()),
                 function_id: FunctionId::parse(f).unwrap(),
                 metadata: None,
             };
-            gateway_core::subscriptions::subscribe(
-                &store,
-                &SystemClock,
-                &UlidSource,
-                &FunctionAllowlist::any(),
-                draft,
-            )
-            .await
-            .unwrap();
+            gateway_core::subscriptions::subscribe(&store, &SystemClock, &UlidSource, &FunctionAllowlist::any(), draft)
+                .await
+                .unwrap();
         }
         let (def, subs) = store.trigger_target(&name).await.unwrap().unwrap();
-        let trigger = gateway_core::trigger::accepted_trigger(
-            &def,
-            &subs,
-            b"{}".to_vec(),
-            SystemClock.now(),
-            &UlidSource,
-        );
+        let trigger =
+            gateway_core::trigger::accepted_trigger(&def, &subs, b"{}".to_vec(), SystemClock.now(), &UlidSource);
         store.accept(&trigger, None).await.unwrap();
         (store, trigger.event_id)
     }
 
-    fn worker(
-        store: &MemoryStore,
-        invoker: Arc<RecordingInvoker>,
-        allowlist: FunctionAllowlist,
-    ) -> Worker {
+    fn worker(store: &MemoryStore, invoker: Arc<RecordingInvoker>, allowlist: FunctionAllowlist) -> Worker {
         Worker {
             outbox: Arc::new(store.clone()),
             invoker,
@@ -185,14 +150,8 @@ mod tests {
         let task = tokio::spawn(worker.run(stop.clone()));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
-            let log = store
-                .deliveries_of_trigger(&event_id)
-                .await
-                .unwrap()
-                .unwrap();
-            if log.iter().all(|d| d.status != DeliveryStatus::Pending)
-                || tokio::time::Instant::now() > deadline
-            {
+            let log = store.deliveries_of_trigger(&event_id).await.unwrap().unwrap();
+            if log.iter().all(|d| d.status != DeliveryStatus::Pending) || tokio::time::Instant::now() > deadline {
                 stop.cancel();
                 task.await.unwrap();
                 return log;
@@ -205,12 +164,7 @@ mod tests {
     async fn a_throttled_function_is_retried_until_delivered() {
         let (store, event_id) = store_with_trigger(&["fn-a"]).await;
         let invoker = Arc::new(RecordingInvoker::failing(2));
-        let log = run_until_settled(
-            &store,
-            worker(&store, invoker.clone(), FunctionAllowlist::any()),
-            event_id,
-        )
-        .await;
+        let log = run_until_settled(&store, worker(&store, invoker.clone(), FunctionAllowlist::any()), event_id).await;
         assert_eq!(log[0].status, DeliveryStatus::Delivered);
         assert_eq!(log[0].attempts, 3);
         assert_eq!(invoker.calls().len(), 3);
@@ -220,12 +174,7 @@ mod tests {
     async fn a_function_that_keeps_failing_is_marked_failed_with_its_error() {
         let (store, event_id) = store_with_trigger(&["fn-a"]).await;
         let invoker = Arc::new(RecordingInvoker::failing(100));
-        let log = run_until_settled(
-            &store,
-            worker(&store, invoker.clone(), FunctionAllowlist::any()),
-            event_id,
-        )
-        .await;
+        let log = run_until_settled(&store, worker(&store, invoker.clone(), FunctionAllowlist::any()), event_id).await;
         assert_eq!(log[0].status, DeliveryStatus::Failed);
         assert_eq!(log[0].attempts, 3);
         assert!(log[0].last_error.as_deref().unwrap().contains("throttled"));
@@ -235,26 +184,12 @@ mod tests {
     async fn a_function_outside_the_allowlist_is_never_invoked() {
         let (store, event_id) = store_with_trigger(&["admin-drop", "example-ok"]).await;
         let invoker = Arc::new(RecordingInvoker::default());
-        let log = run_until_settled(
-            &store,
-            worker(
-                &store,
-                invoker.clone(),
-                FunctionAllowlist::parse("example-"),
-            ),
-            event_id,
-        )
-        .await;
-        let calls: Vec<String> = invoker
-            .calls()
-            .into_iter()
-            .map(|(f, _)| f.to_string())
-            .collect();
+        let log =
+            run_until_settled(&store, worker(&store, invoker.clone(), FunctionAllowlist::parse("example-")), event_id)
+                .await;
+        let calls: Vec<String> = invoker.calls().into_iter().map(|(f, _)| f.to_string()).collect();
         assert_eq!(calls, vec!["example-ok".to_owned()]);
-        let refused = log
-            .iter()
-            .find(|d| d.function_id.as_str() == "admin-drop")
-            .unwrap();
+        let refused = log.iter().find(|d| d.function_id.as_str() == "admin-drop").unwrap();
         assert_eq!(refused.status, DeliveryStatus::Failed);
         assert!(refused.last_error.as_deref().unwrap().contains("allowlist"));
     }
@@ -263,12 +198,7 @@ mod tests {
     async fn every_subscriber_gets_the_invocation_payload_of_the_spec() {
         let (store, event_id) = store_with_trigger(&["fn-a", "fn-b"]).await;
         let invoker = Arc::new(RecordingInvoker::default());
-        run_until_settled(
-            &store,
-            worker(&store, invoker.clone(), FunctionAllowlist::any()),
-            event_id,
-        )
-        .await;
+        run_until_settled(&store, worker(&store, invoker.clone(), FunctionAllowlist::any()), event_id).await;
         let calls = invoker.calls();
         assert_eq!(calls.len(), 2);
         for (function, body) in calls {
@@ -278,10 +208,7 @@ mod tests {
             assert_eq!(payload["functionId"], function.to_string());
             assert_eq!(payload["data"], serde_json::json!({}));
             assert_eq!(payload["dataType"], "application/json");
-            assert!(payload["subscriptionId"]
-                .as_str()
-                .unwrap()
-                .starts_with("sub_"));
+            assert!(payload["subscriptionId"].as_str().unwrap().starts_with("sub_"));
             assert!(payload["receivedAt"].is_string() && payload["metadata"].is_object());
         }
     }

@@ -20,9 +20,7 @@ use aws_sdk_sns::error::DisplayErrorContext;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use aws_sdk_sns::Client;
 use gateway_core::message::DeliveryMessage;
-use gateway_core::ports::{
-    Acceptance, DeliveryRecorder, IdempotencyKeys, KeyClaim, TriggerAcceptor,
-};
+use gateway_core::ports::{Acceptance, DeliveryRecorder, IdempotencyKeys, KeyClaim, TriggerAcceptor};
 use gateway_core::{Error, IdempotencyKey, Trigger, TriggerReceipt};
 
 pub use plan::EVENT_ATTRIBUTE;
@@ -44,10 +42,7 @@ pub struct PublishRetry {
 
 impl Default for PublishRetry {
     fn default() -> Self {
-        Self {
-            attempts: 4,
-            base_delay: Duration::from_millis(100),
-        }
+        Self { attempts: 4, base_delay: Duration::from_millis(100) }
     }
 }
 
@@ -61,11 +56,7 @@ pub struct SnsPublisher {
 
 impl SnsPublisher {
     pub fn new(client: Client, topic_arn: impl Into<String>) -> Self {
-        Self {
-            client,
-            topic_arn: topic_arn.into(),
-            retry: PublishRetry::default(),
-        }
+        Self { client, topic_arn: topic_arn.into(), retry: PublishRetry::default() }
     }
 
     pub fn with_retry(mut self, retry: PublishRetry) -> Self {
@@ -74,11 +65,7 @@ impl SnsPublisher {
     }
 
     fn event_attribute(event: &str) -> Result<MessageAttributeValue, Error> {
-        MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(event)
-            .build()
-            .map_err(Error::unavailable)
+        MessageAttributeValue::builder().data_type("String").string_value(event).build().map_err(Error::unavailable)
     }
 
     async fn publish_one(&self, body: String, event: &str) -> Result<(), Error> {
@@ -174,9 +161,7 @@ impl SnsPublisher {
     }
 
     fn delay(&self, round: u32) -> Duration {
-        self.retry
-            .base_delay
-            .saturating_mul(1 << round.saturating_sub(1).min(10))
+        self.retry.base_delay.saturating_mul(1 << round.saturating_sub(1).min(10))
     }
 }
 
@@ -218,12 +203,7 @@ impl SnsAcceptor {
         recorder: Arc<dyn DeliveryRecorder>,
         keys: Arc<dyn IdempotencyKeys>,
     ) -> Self {
-        Self {
-            publisher,
-            recorder,
-            keys,
-            claim_lease: Self::DEFAULT_CLAIM_LEASE,
-        }
+        Self { publisher, recorder, keys, claim_lease: Self::DEFAULT_CLAIM_LEASE }
     }
 
     /// The usual wiring: one store that is both the delivery log and the key store.
@@ -231,11 +211,7 @@ impl SnsAcceptor {
     where
         S: DeliveryRecorder + IdempotencyKeys + Clone + 'static,
     {
-        Self::new(
-            Arc::new(publisher),
-            Arc::new(store.clone()),
-            Arc::new(store),
-        )
+        Self::new(Arc::new(publisher), Arc::new(store.clone()), Arc::new(store))
     }
 
     pub fn with_claim_lease(mut self, lease: Duration) -> Self {
@@ -259,22 +235,10 @@ fn under_identity(trigger: &Trigger, first: &TriggerReceipt) -> Trigger {
 
 #[async_trait]
 impl TriggerAcceptor for SnsAcceptor {
-    async fn accept(
-        &self,
-        trigger: &Trigger,
-        idempotency_key: Option<&IdempotencyKey>,
-    ) -> Result<Acceptance, Error> {
+    async fn accept(&self, trigger: &Trigger, idempotency_key: Option<&IdempotencyKey>) -> Result<Acceptance, Error> {
         let mut taken_over = None;
         if let Some(key) = idempotency_key {
-            let claim = self
-                .keys
-                .claim_key(
-                    key,
-                    &trigger.receipt(),
-                    trigger.received_at,
-                    self.claim_lease,
-                )
-                .await?;
+            let claim = self.keys.claim_key(key, &trigger.receipt(), trigger.received_at, self.claim_lease).await?;
             match claim {
                 KeyClaim::Claimed => {}
                 KeyClaim::Published(first) => return Ok(Acceptance::Replayed(first)),
@@ -325,8 +289,7 @@ mod tests {
     use gateway_core::ports::{IdSource, UlidSource};
     use gateway_core::trigger::accepted_trigger;
     use gateway_core::{
-        Delivery, EventDefinition, EventId, EventName, FunctionId, Metadata, Subscription,
-        SubscriptionId,
+        Delivery, EventDefinition, EventId, EventName, FunctionId, Metadata, Subscription, SubscriptionId,
     };
 
     use super::*;
@@ -364,11 +327,7 @@ mod tests {
         async fn record_delivery(&self, _: &Delivery) -> Result<(), Error> {
             Ok(())
         }
-        async fn recorded_deliveries(
-            &self,
-            _: &EventId,
-            _: &[SubscriptionId],
-        ) -> Result<Vec<Delivery>, Error> {
+        async fn recorded_deliveries(&self, _: &EventId, _: &[SubscriptionId]) -> Result<Vec<Delivery>, Error> {
             Ok(Vec::new())
         }
     }
@@ -397,11 +356,7 @@ mod tests {
                 }
             }
         }
-        async fn complete_key(
-            &self,
-            key: &IdempotencyKey,
-            receipt: &TriggerReceipt,
-        ) -> Result<(), Error> {
+        async fn complete_key(&self, key: &IdempotencyKey, receipt: &TriggerReceipt) -> Result<(), Error> {
             let mut keys = self.keys.lock().unwrap();
             let entry = keys.get_mut(key.as_str()).unwrap();
             *entry = (receipt.clone(), true, entry.2);
@@ -441,13 +396,7 @@ mod tests {
             updated_at: now,
             version: Version::FIRST,
         };
-        accepted_trigger(
-            &definition,
-            &[subscription],
-            b"{}".to_vec(),
-            now,
-            &UlidSource,
-        )
+        accepted_trigger(&definition, &[subscription], b"{}".to_vec(), now, &UlidSource)
     }
 
     #[tokio::test]
@@ -458,16 +407,9 @@ mod tests {
         let got = acceptor(&fakes).accept(&t, Some(&key)).await.unwrap();
         assert_eq!(got, Acceptance::Accepted);
         assert_eq!(fakes.recorded.lock().unwrap().as_slice(), &[t.event_id]);
-        let replay = acceptor(&fakes)
-            .accept(&trigger(), Some(&key))
-            .await
-            .unwrap();
+        let replay = acceptor(&fakes).accept(&trigger(), Some(&key)).await.unwrap();
         assert_eq!(replay, Acceptance::Replayed(t.receipt()));
-        assert_eq!(
-            fakes.published.lock().unwrap().len(),
-            1,
-            "a replay publishes nothing"
-        );
+        assert_eq!(fakes.published.lock().unwrap().len(), 1, "a replay publishes nothing");
     }
 
     #[tokio::test]
@@ -476,15 +418,9 @@ mod tests {
         *fakes.fail_publishes.lock().unwrap() = 1;
         let key = IdempotencyKey::parse("k-2").unwrap();
         let first = trigger();
-        let err = acceptor(&fakes)
-            .accept(&first, Some(&key))
-            .await
-            .unwrap_err();
+        let err = acceptor(&fakes).accept(&first, Some(&key)).await.unwrap_err();
         assert!(matches!(err, Error::Unavailable(_)));
-        assert!(
-            fakes.recorded.lock().unwrap().is_empty(),
-            "a trigger that failed is not logged"
-        );
+        assert!(fakes.recorded.lock().unwrap().is_empty(), "a trigger that failed is not logged");
 
         // The client retries: the key was released at once, and the retry publishes under the
         // first attempt's eventId, so a partly published first attempt is not doubled.
@@ -493,10 +429,7 @@ mod tests {
         let published = fakes.published.lock().unwrap().clone();
         assert_eq!(published.len(), 2);
         assert_eq!(published[1].event_id, first.event_id);
-        assert!(published[1]
-            .deliveries
-            .iter()
-            .all(|d| d.event_id == first.event_id));
+        assert!(published[1].deliveries.iter().all(|d| d.event_id == first.event_id));
         match got {
             Acceptance::Replayed(receipt) => assert_eq!(receipt.event_id, first.event_id),
             other => panic!("expected the first eventId back, got {other:?}"),
@@ -508,14 +441,8 @@ mod tests {
         let fakes = Arc::new(Fakes::default());
         let key = IdempotencyKey::parse("k-3").unwrap();
         let t = trigger();
-        fakes
-            .claim_key(&key, &t.receipt(), t.received_at, Duration::from_secs(60))
-            .await
-            .unwrap();
-        let err = acceptor(&fakes)
-            .accept(&trigger(), Some(&key))
-            .await
-            .unwrap_err();
+        fakes.claim_key(&key, &t.receipt(), t.received_at, Duration::from_secs(60)).await.unwrap();
+        let err = acceptor(&fakes).accept(&trigger(), Some(&key)).await.unwrap_err();
         assert!(matches!(err, Error::Unavailable(_)));
         assert!(fakes.published.lock().unwrap().is_empty());
     }

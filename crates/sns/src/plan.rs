@@ -46,10 +46,7 @@ pub fn split(message: &DeliveryMessage) -> Result<Vec<String>, Error> {
         }
         chunks.push(current);
     }
-    chunks
-        .into_iter()
-        .map(|deliveries| json(&message.with_deliveries(deliveries)))
-        .collect()
+    chunks.into_iter().map(|deliveries| json(&message.with_deliveries(deliveries))).collect()
 }
 
 /// Groups message bodies into PublishBatch calls: at most 10 entries and 256 KiB a call.
@@ -128,10 +125,7 @@ mod tests {
             .iter()
             .flat_map(|b| {
                 let m: DeliveryMessage = serde_json::from_str(b).unwrap();
-                m.deliveries
-                    .into_iter()
-                    .map(|d| d.subscription_id.to_string())
-                    .collect::<Vec<_>>()
+                m.deliveries.into_iter().map(|d| d.subscription_id.to_string()).collect::<Vec<_>>()
             })
             .collect()
     }
@@ -154,11 +148,7 @@ mod tests {
         let ids = ids_in(&bodies);
         assert_eq!(ids.len(), 250);
         assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 250);
-        let expected: Vec<String> = m
-            .deliveries
-            .iter()
-            .map(|d| d.subscription_id.to_string())
-            .collect();
+        let expected: Vec<String> = m.deliveries.iter().map(|d| d.subscription_id.to_string()).collect();
         assert_eq!(ids, expected, "in order");
     }
 

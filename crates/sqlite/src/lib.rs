@@ -15,12 +15,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use gateway_core::page::{decode_cursor, encode_cursor};
 use gateway_core::ports::{
-    Acceptance, AttemptOutcome, DeliveryLog, DeliveryOutbox, DueDelivery, EventStore,
-    SubscriptionStore, TriggerAcceptor, TriggerSource,
+    Acceptance, AttemptOutcome, DeliveryLog, DeliveryOutbox, DueDelivery, EventStore, SubscriptionStore,
+    TriggerAcceptor, TriggerSource,
 };
 use gateway_core::{
-    DataType, Delivery, DeliveryStatus, Error, EventDefinition, EventId, EventName, IdempotencyKey,
-    Page, PageRequest, Subscription, SubscriptionId, Trigger, TriggerReceipt, Version,
+    DataType, Delivery, DeliveryStatus, Error, EventDefinition, EventId, EventName, IdempotencyKey, Page, PageRequest,
+    Subscription, SubscriptionId, Trigger, TriggerReceipt, Version,
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
@@ -43,9 +43,7 @@ fn ts(t: DateTime<Utc>) -> String {
 }
 
 fn parse_ts(raw: &str) -> DbResult<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(db_err)
+    DateTime::parse_from_rfc3339(raw).map(|t| t.with_timezone(&Utc)).map_err(db_err)
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> DbResult<String> {
@@ -69,9 +67,7 @@ impl SqliteStore {
 
     fn init(conn: Connection) -> DbResult<Self> {
         conn.execute_batch(schema::SCHEMA).map_err(db_err)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
     /// Runs `work` on the connection off the async runtime's threads.
@@ -91,27 +87,30 @@ impl SqliteStore {
     /// Frees every claimed delivery. Only for start-up, when this process holds the data
     /// folder's lock: a claim left in the file was made by a process that is gone.
     pub async fn release_claims(&self) -> DbResult<usize> {
-        self.run(|conn| conn.execute("UPDATE deliveries SET leased_until = NULL WHERE leased_until IS NOT NULL", []).map_err(db_err))
-            .await
+        self.run(|conn| {
+            conn.execute("UPDATE deliveries SET leased_until = NULL WHERE leased_until IS NOT NULL", []).map_err(db_err)
+        })
+        .await
     }
 
     /// Forgets idempotency keys older than the window, so the index stays small.
     pub async fn expire_idempotency_keys(&self, now: DateTime<Utc>) -> DbResult<usize> {
         let cutoff = ts(now - chrono::Duration::from_std(IDEMPOTENCY_WINDOW).unwrap_or_default());
         self.run(move |conn| {
-            conn.execute("UPDATE triggers SET idempotency_key = NULL WHERE idempotency_key IS NOT NULL AND received_at < ?1", [cutoff])
-                .map_err(db_err)
+            conn.execute(
+                "UPDATE triggers SET idempotency_key = NULL WHERE idempotency_key IS NOT NULL AND received_at < ?1",
+                [cutoff],
+            )
+            .map_err(db_err)
         })
         .await
     }
 }
 
 fn read_event(tx: &Connection, name: &EventName) -> DbResult<Option<EventDefinition>> {
-    tx.query_row(
-        "SELECT body, received_at FROM events WHERE name = ?1",
-        [name.as_str()],
-        |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?)),
-    )
+    tx.query_row("SELECT body, received_at FROM events WHERE name = ?1", [name.as_str()], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+    })
     .optional()
     .map_err(db_err)?
     .map(|(body, received_at)| event_from_row(&body, received_at.as_deref()))
@@ -125,51 +124,33 @@ fn event_from_row(body: &str, received_at: Option<&str>) -> DbResult<EventDefini
 }
 
 fn event_version(tx: &Connection, name: &EventName) -> DbResult<Option<Version>> {
-    tx.query_row(
-        "SELECT version FROM events WHERE name = ?1",
-        [name.as_str()],
-        |row| row.get::<_, u64>(0),
-    )
-    .optional()
-    .map(|v| v.map(Version))
-    .map_err(db_err)
+    tx.query_row("SELECT version FROM events WHERE name = ?1", [name.as_str()], |row| row.get::<_, u64>(0))
+        .optional()
+        .map(|v| v.map(Version))
+        .map_err(db_err)
 }
 
 fn subscription_version(tx: &Connection, id: &SubscriptionId) -> DbResult<Option<Version>> {
-    tx.query_row(
-        "SELECT version FROM subscriptions WHERE id = ?1",
-        [id.to_string()],
-        |row| row.get::<_, u64>(0),
-    )
-    .optional()
-    .map(|v| v.map(Version))
-    .map_err(db_err)
+    tx.query_row("SELECT version FROM subscriptions WHERE id = ?1", [id.to_string()], |row| row.get::<_, u64>(0))
+        .optional()
+        .map(|v| v.map(Version))
+        .map_err(db_err)
 }
 
 /// Reads one page of `limit + 1` rows and turns the extra row into a cursor.
-fn page_from<T, K: serde::Serialize>(
-    mut rows: Vec<T>,
-    limit: u32,
-    key: impl Fn(&T) -> K,
-) -> Page<T> {
+fn page_from<T, K: serde::Serialize>(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> K) -> Page<T> {
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
         rows.last().map(|last| encode_cursor(&key(last)))
     } else {
         None
     };
-    Page {
-        items: rows,
-        next_cursor,
-    }
+    Page { items: rows, next_cursor }
 }
 
 fn definition_json(event: &EventDefinition) -> DbResult<String> {
     // receivedAt has its own column: triggers update it without rewriting the definition.
-    to_json(&EventDefinition {
-        received_at: None,
-        ..event.clone()
-    })
+    to_json(&EventDefinition { received_at: None, ..event.clone() })
 }
 
 #[async_trait]
@@ -178,7 +159,10 @@ impl EventStore for SqliteStore {
         let (name, version, body) = (event.name.clone(), event.version.0, definition_json(event)?);
         self.run(move |conn| {
             let inserted = conn
-                .execute("INSERT INTO events (name, version, body) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING", params![name.as_str(), version, body])
+                .execute(
+                    "INSERT INTO events (name, version, body) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
+                    params![name.as_str(), version, body],
+                )
                 .map_err(db_err)?;
             if inserted == 0 {
                 return Err(Error::EventExists(name));
@@ -194,29 +178,19 @@ impl EventStore for SqliteStore {
     }
 
     async fn list_events(&self, page: &PageRequest) -> DbResult<Page<EventDefinition>> {
-        let after: String = page
-            .cursor
-            .as_deref()
-            .map(decode_cursor::<EventName>)
-            .transpose()?
-            .map(String::from)
-            .unwrap_or_default();
+        let after: String =
+            page.cursor.as_deref().map(decode_cursor::<EventName>).transpose()?.map(String::from).unwrap_or_default();
         let limit = page.limit;
         self.run(move |conn| {
             let mut stmt = conn
-                .prepare_cached(
-                    "SELECT body, received_at FROM events WHERE name > ?1 ORDER BY name LIMIT ?2",
-                )
+                .prepare_cached("SELECT body, received_at FROM events WHERE name > ?1 ORDER BY name LIMIT ?2")
                 .map_err(db_err)?;
             let rows = stmt
                 .query_map(params![after, limit + 1], |row| {
                     Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
                 })
                 .map_err(db_err)?
-                .map(|r| {
-                    r.map_err(db_err)
-                        .and_then(|(body, at)| event_from_row(&body, at.as_deref()))
-                })
+                .map(|r| r.map_err(db_err).and_then(|(body, at)| event_from_row(&body, at.as_deref())))
                 .collect::<DbResult<Vec<_>>>()?;
             Ok(page_from(rows, limit, |e| e.name.clone()))
         })
@@ -236,59 +210,31 @@ impl EventStore for SqliteStore {
                 return Ok(());
             }
             match event_version(conn, &name)? {
-                None => Err(Error::NotFound {
-                    what: "event",
-                    id: name.to_string(),
-                }),
-                Some(current) => Err(Error::VersionMismatch {
-                    what: "event",
-                    id: name.to_string(),
-                    current,
-                }),
+                None => Err(Error::NotFound { what: "event", id: name.to_string() }),
+                Some(current) => Err(Error::VersionMismatch { what: "event", id: name.to_string(), current }),
             }
         })
         .await
     }
 
-    async fn delete_event(
-        &self,
-        name: &EventName,
-        expected: Option<Version>,
-        cascade: bool,
-    ) -> DbResult<()> {
+    async fn delete_event(&self, name: &EventName, expected: Option<Version>, cascade: bool) -> DbResult<()> {
         let name = name.clone();
         self.run(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             let Some(current) = event_version(&tx, &name)? else {
-                return Err(Error::NotFound {
-                    what: "event",
-                    id: name.to_string(),
-                });
+                return Err(Error::NotFound { what: "event", id: name.to_string() });
             };
             if expected.is_some_and(|v| v != current) {
-                return Err(Error::VersionMismatch {
-                    what: "event",
-                    id: name.to_string(),
-                    current,
-                });
+                return Err(Error::VersionMismatch { what: "event", id: name.to_string(), current });
             }
             let count: u64 = tx
-                .query_row(
-                    "SELECT count(*) FROM subscriptions WHERE event = ?1",
-                    [name.as_str()],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT count(*) FROM subscriptions WHERE event = ?1", [name.as_str()], |r| r.get(0))
                 .map_err(db_err)?;
             if count > 0 && !cascade {
                 return Err(Error::EventHasSubscriptions { event: name, count });
             }
-            tx.execute(
-                "DELETE FROM subscriptions WHERE event = ?1",
-                [name.as_str()],
-            )
-            .map_err(db_err)?;
-            tx.execute("DELETE FROM events WHERE name = ?1", [name.as_str()])
-                .map_err(db_err)?;
+            tx.execute("DELETE FROM subscriptions WHERE event = ?1", [name.as_str()]).map_err(db_err)?;
+            tx.execute("DELETE FROM events WHERE name = ?1", [name.as_str()]).map_err(db_err)?;
             tx.commit().map_err(db_err)
         })
         .await
@@ -303,19 +249,11 @@ impl SubscriptionStore for SqliteStore {
         self.run(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             if event_version(&tx, &sub.event)?.is_none() {
-                return Err(Error::NotFound {
-                    what: "event",
-                    id: sub.event.to_string(),
-                });
+                return Err(Error::NotFound { what: "event", id: sub.event.to_string() });
             }
             tx.execute(
                 "INSERT INTO subscriptions (id, event, version, body) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    sub.subscription_id.to_string(),
-                    sub.event.as_str(),
-                    sub.version.0,
-                    body
-                ],
+                params![sub.subscription_id.to_string(), sub.event.as_str(), sub.version.0, body],
             )
             .map_err(db_err)?;
             tx.commit().map_err(db_err)
@@ -326,24 +264,16 @@ impl SubscriptionStore for SqliteStore {
     async fn get_subscription(&self, id: &SubscriptionId) -> DbResult<Option<Subscription>> {
         let id = id.to_string();
         self.run(move |conn| {
-            conn.query_row(
-                "SELECT body FROM subscriptions WHERE id = ?1",
-                [id],
-                |row| row.get::<_, String>(0),
-            )
-            .optional()
-            .map_err(db_err)?
-            .map(|body| from_json(&body))
-            .transpose()
+            conn.query_row("SELECT body FROM subscriptions WHERE id = ?1", [id], |row| row.get::<_, String>(0))
+                .optional()
+                .map_err(db_err)?
+                .map(|body| from_json(&body))
+                .transpose()
         })
         .await
     }
 
-    async fn list_subscriptions(
-        &self,
-        event: Option<&EventName>,
-        page: &PageRequest,
-    ) -> DbResult<Page<Subscription>> {
+    async fn list_subscriptions(&self, event: Option<&EventName>, page: &PageRequest) -> DbResult<Page<Subscription>> {
         let after = page
             .cursor
             .as_deref()
@@ -375,7 +305,10 @@ impl SubscriptionStore for SqliteStore {
         self.run(move |conn| {
             let id = sub.subscription_id.to_string();
             let updated = conn
-                .execute("UPDATE subscriptions SET version = ?2, body = ?3 WHERE id = ?1 AND version = ?4", params![id, sub.version.0, body, sub.version.0 - 1])
+                .execute(
+                    "UPDATE subscriptions SET version = ?2, body = ?3 WHERE id = ?1 AND version = ?4",
+                    params![id, sub.version.0, body, sub.version.0 - 1],
+                )
                 .map_err(db_err)?;
             if updated == 1 {
                 return Ok(());
@@ -388,29 +321,17 @@ impl SubscriptionStore for SqliteStore {
         .await
     }
 
-    async fn delete_subscription(
-        &self,
-        id: &SubscriptionId,
-        expected: Option<Version>,
-    ) -> DbResult<()> {
+    async fn delete_subscription(&self, id: &SubscriptionId, expected: Option<Version>) -> DbResult<()> {
         let id = *id;
         self.run(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             let Some(current) = subscription_version(&tx, &id)? else {
-                return Err(Error::NotFound {
-                    what: "subscription",
-                    id: id.to_string(),
-                });
+                return Err(Error::NotFound { what: "subscription", id: id.to_string() });
             };
             if expected.is_some_and(|v| v != current) {
-                return Err(Error::VersionMismatch {
-                    what: "subscription",
-                    id: id.to_string(),
-                    current,
-                });
+                return Err(Error::VersionMismatch { what: "subscription", id: id.to_string(), current });
             }
-            tx.execute("DELETE FROM subscriptions WHERE id = ?1", [id.to_string()])
-                .map_err(db_err)?;
+            tx.execute("DELETE FROM subscriptions WHERE id = ?1", [id.to_string()]).map_err(db_err)?;
             tx.commit().map_err(db_err)
         })
         .await
@@ -419,26 +340,19 @@ impl SubscriptionStore for SqliteStore {
 
 #[async_trait]
 impl TriggerSource for SqliteStore {
-    async fn trigger_target(
-        &self,
-        name: &EventName,
-    ) -> DbResult<Option<(EventDefinition, Vec<Subscription>)>> {
+    async fn trigger_target(&self, name: &EventName) -> DbResult<Option<(EventDefinition, Vec<Subscription>)>> {
         let name = name.clone();
         self.run(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             let Some(event) = read_event(&tx, &name)? else {
                 return Ok(None);
             };
-            let mut stmt = tx
-                .prepare_cached("SELECT body FROM subscriptions WHERE event = ?1 ORDER BY id")
-                .map_err(db_err)?;
+            let mut stmt =
+                tx.prepare_cached("SELECT body FROM subscriptions WHERE event = ?1 ORDER BY id").map_err(db_err)?;
             let subs = stmt
                 .query_map([name.as_str()], |row| row.get::<_, String>(0))
                 .map_err(db_err)?
-                .map(|r| {
-                    r.map_err(db_err)
-                        .and_then(|body| from_json::<Subscription>(&body))
-                })
+                .map(|r| r.map_err(db_err).and_then(|body| from_json::<Subscription>(&body)))
                 .collect::<DbResult<Vec<_>>>()?;
             Ok(Some((event, subs)))
         })
@@ -448,11 +362,7 @@ impl TriggerSource for SqliteStore {
 
 #[async_trait]
 impl TriggerAcceptor for SqliteStore {
-    async fn accept(
-        &self,
-        trigger: &Trigger,
-        idempotency_key: Option<&IdempotencyKey>,
-    ) -> DbResult<Acceptance> {
+    async fn accept(&self, trigger: &Trigger, idempotency_key: Option<&IdempotencyKey>) -> DbResult<Acceptance> {
         let trigger = trigger.clone();
         let key = idempotency_key.cloned();
         let receipt = to_json(&trigger.receipt())?;
@@ -472,11 +382,7 @@ impl TriggerAcceptor for SqliteStore {
 }
 
 /// The first receipt for `key`, if it is still inside the idempotency window.
-fn replay(
-    tx: &Transaction<'_>,
-    trigger: &Trigger,
-    key: &IdempotencyKey,
-) -> DbResult<Option<TriggerReceipt>> {
+fn replay(tx: &Transaction<'_>, trigger: &Trigger, key: &IdempotencyKey) -> DbResult<Option<TriggerReceipt>> {
     let found = tx
         .query_row(
             "SELECT receipt, received_at FROM triggers WHERE event = ?1 AND idempotency_key = ?2",
@@ -565,17 +471,13 @@ fn delivery_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<[Option<String
 }
 
 fn delivery_from_columns(c: [Option<String>; 10]) -> DbResult<Delivery> {
-    let text = |i: usize| {
-        c[i].as_deref()
-            .ok_or_else(|| Error::unavailable(format!("delivery column {i} is NULL")))
-    };
+    let text = |i: usize| c[i].as_deref().ok_or_else(|| Error::unavailable(format!("delivery column {i} is NULL")));
     let corrupt = |what: &str| Error::unavailable(format!("stored delivery has an invalid {what}"));
     Ok(Delivery {
         event_id: EventId::parse(text(0)?).map_err(|_| corrupt("event id"))?,
         subscription_id: SubscriptionId::parse(text(1)?).map_err(|_| corrupt("subscription id"))?,
         event: EventName::parse(text(2)?).map_err(|_| corrupt("event"))?,
-        function_id: gateway_core::FunctionId::parse(text(3)?)
-            .map_err(|_| corrupt("function id"))?,
+        function_id: gateway_core::FunctionId::parse(text(3)?).map_err(|_| corrupt("function id"))?,
         metadata: from_json(text(4)?)?,
         status: DeliveryStatus::parse(text(5)?).ok_or_else(|| corrupt("status"))?,
         attempts: text(6)?.parse().map_err(|_| corrupt("attempt count"))?,
@@ -591,11 +493,15 @@ impl DeliveryLog for SqliteStore {
         let id = event_id.to_string();
         self.run(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
-            let exists = tx.query_row("SELECT 1 FROM triggers WHERE event_id = ?1", [&id], |_| Ok(())).optional().map_err(db_err)?;
+            let exists = tx
+                .query_row("SELECT 1 FROM triggers WHERE event_id = ?1", [&id], |_| Ok(()))
+                .optional()
+                .map_err(db_err)?;
             if exists.is_none() {
                 return Ok(None);
             }
-            let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.event_id = ?1 ORDER BY d.subscription_id");
+            let sql =
+                format!("SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.event_id = ?1 ORDER BY d.subscription_id");
             let mut stmt = tx.prepare_cached(&sql).map_err(db_err)?;
             let rows = stmt
                 .query_map([&id], delivery_from_row)
@@ -607,20 +513,11 @@ impl DeliveryLog for SqliteStore {
         .await
     }
 
-    async fn deliveries_of_event(
-        &self,
-        event: &EventName,
-        page: &PageRequest,
-    ) -> DbResult<Page<Delivery>> {
-        let after = page
-            .cursor
-            .as_deref()
-            .map(decode_cursor::<(EventId, SubscriptionId)>)
-            .transpose()?;
+    async fn deliveries_of_event(&self, event: &EventName, page: &PageRequest) -> DbResult<Page<Delivery>> {
+        let after = page.cursor.as_deref().map(decode_cursor::<(EventId, SubscriptionId)>).transpose()?;
         // Past every real id in descending order: "evt_" sorts below "evt~".
-        let (after_event, after_sub) = after
-            .map(|(e, s)| (e.to_string(), s.to_string()))
-            .unwrap_or_else(|| ("evt~".to_owned(), String::new()));
+        let (after_event, after_sub) =
+            after.map(|(e, s)| (e.to_string(), s.to_string())).unwrap_or_else(|| ("evt~".to_owned(), String::new()));
         let (event, limit) = (event.to_string(), page.limit);
         self.run(move |conn| {
             let sql = format!(
@@ -630,10 +527,7 @@ impl DeliveryLog for SqliteStore {
             );
             let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
             let rows = stmt
-                .query_map(
-                    params![event, after_event, after_sub, limit + 1],
-                    delivery_from_row,
-                )
+                .query_map(params![event, after_event, after_sub, limit + 1], delivery_from_row)
                 .map_err(db_err)?
                 .map(|r| r.map_err(db_err).and_then(delivery_from_columns))
                 .collect::<DbResult<Vec<_>>>()?;
@@ -645,12 +539,7 @@ impl DeliveryLog for SqliteStore {
 
 #[async_trait]
 impl DeliveryOutbox for SqliteStore {
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-        lease: Duration,
-    ) -> DbResult<Vec<DueDelivery>> {
+    async fn claim_due(&self, now: DateTime<Utc>, limit: u32, lease: Duration) -> DbResult<Vec<DueDelivery>> {
         let now_ms = now.timestamp_millis();
         let until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
         self.run(move |conn| {
@@ -695,11 +584,7 @@ impl DeliveryOutbox for SqliteStore {
         subscription_id: &SubscriptionId,
         outcome: &AttemptOutcome,
     ) -> DbResult<()> {
-        let (event_id, subscription_id, outcome) = (
-            event_id.to_string(),
-            subscription_id.to_string(),
-            outcome.clone(),
-        );
+        let (event_id, subscription_id, outcome) = (event_id.to_string(), subscription_id.to_string(), outcome.clone());
         let now = ts(Utc::now());
         self.run(move |conn| {
             let (status, error, next_at) = match &outcome {
@@ -745,23 +630,10 @@ mod tests {
         let path = dir.join("gateway.db");
         let store = SqliteStore::open(&path).unwrap();
         store_contract::registry_contract(&store).await;
-        let listed = store
-            .list_events(&PageRequest::first(100))
-            .await
-            .unwrap()
-            .items
-            .len();
+        let listed = store.list_events(&PageRequest::first(100)).await.unwrap().items.len();
         drop(store);
         let reopened = SqliteStore::open(&path).unwrap();
-        assert_eq!(
-            reopened
-                .list_events(&PageRequest::first(100))
-                .await
-                .unwrap()
-                .items
-                .len(),
-            listed
-        );
+        assert_eq!(reopened.list_events(&PageRequest::first(100)).await.unwrap().items.len(), listed);
         std::fs::remove_dir_all(dir).ok();
     }
 }

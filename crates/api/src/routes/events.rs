@@ -18,9 +18,11 @@ use crate::problem::{ApiError, Problem, PROBLEM_JSON};
 use crate::SharedGateway;
 
 pub fn routes() -> OpenApiRouter<SharedGateway> {
-    OpenApiRouter::new()
-        .routes(routes!(create_event, list_events))
-        .routes(routes!(get_event, replace_event, delete_event))
+    OpenApiRouter::new().routes(routes!(create_event, list_events)).routes(routes!(
+        get_event,
+        replace_event,
+        delete_event
+    ))
 }
 
 #[derive(utoipa::ToSchema)]
@@ -50,12 +52,7 @@ async fn create_event(
 ) -> Result<Response, ApiError> {
     let draft: EventDraft = json_body(&headers, body, g.max_payload_bytes)?;
     let event = events::define_event(g.events.as_ref(), g.clock.as_ref(), draft).await?;
-    Ok(versioned(
-        StatusCode::CREATED,
-        event.version,
-        Some(location(&event.name)),
-        &event,
-    ))
+    Ok(versioned(StatusCode::CREATED, event.version, Some(location(&event.name)), &event))
 }
 
 /// List event definitions by name.
@@ -106,8 +103,7 @@ async fn replace_event(
     let name = path_param(name, EventName::parse)?;
     let expected = if_match(&headers)?;
     let draft: EventDraft = json_body(&headers, body, g.max_payload_bytes)?;
-    let event =
-        events::replace_event(g.events.as_ref(), g.clock.as_ref(), &name, draft, expected).await?;
+    let event = events::replace_event(g.events.as_ref(), g.clock.as_ref(), &name, draft, expected).await?;
     Ok(versioned(StatusCode::OK, event.version, None, &event))
 }
 

@@ -12,9 +12,7 @@ use utoipa_axum::routes;
 use crate::SharedGateway;
 
 pub fn routes() -> OpenApiRouter<SharedGateway> {
-    OpenApiRouter::new()
-        .routes(routes!(health))
-        .routes(routes!(openapi_document))
+    OpenApiRouter::new().routes(routes!(health)).routes(routes!(openapi_document))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -20,22 +20,14 @@ use crate::SharedGateway;
 pub fn finish(router: Router<SharedGateway>, body_limit: usize) -> Router<SharedGateway> {
     router
         .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
-            ApiError::MethodNotAllowed {
-                method: method.to_string(),
-                path: uri.path().to_owned(),
-            }
+            ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() }
         })
         .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
         .layer(DefaultBodyLimit::max(body_limit))
 }
 
 /// A JSON response carrying a resource's version as its ETag, and its Location when created.
-pub fn versioned<T: Serialize>(
-    status: StatusCode,
-    version: Version,
-    location: Option<String>,
-    body: &T,
-) -> Response {
+pub fn versioned<T: Serialize>(status: StatusCode, version: Version, location: Option<String>, body: &T) -> Response {
     let mut response = (status, Json(body)).into_response();
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&etag(version)) {

@@ -6,9 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use gateway_core::{
-    subscriptions, EventName, Page, PageRequest, Subscription, SubscriptionDraft, SubscriptionId,
-};
+use gateway_core::{subscriptions, EventName, Page, PageRequest, Subscription, SubscriptionDraft, SubscriptionId};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -20,13 +18,11 @@ use crate::problem::{ApiError, Problem, PROBLEM_JSON};
 use crate::SharedGateway;
 
 pub fn routes() -> OpenApiRouter<SharedGateway> {
-    OpenApiRouter::new()
-        .routes(routes!(create_subscription, list_subscriptions))
-        .routes(routes!(
-            get_subscription,
-            replace_subscription,
-            delete_subscription
-        ))
+    OpenApiRouter::new().routes(routes!(create_subscription, list_subscriptions)).routes(routes!(
+        get_subscription,
+        replace_subscription,
+        delete_subscription
+    ))
 }
 
 #[derive(utoipa::ToSchema)]
@@ -51,21 +47,10 @@ async fn create_subscription(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let draft: SubscriptionDraft = json_body(&headers, body, g.max_payload_bytes)?;
-    let sub = subscriptions::subscribe(
-        g.subscriptions.as_ref(),
-        g.clock.as_ref(),
-        g.ids.as_ref(),
-        &g.allowlist,
-        draft,
-    )
-    .await?;
+    let sub = subscriptions::subscribe(g.subscriptions.as_ref(), g.clock.as_ref(), g.ids.as_ref(), &g.allowlist, draft)
+        .await?;
     let location = format!("/subscriptions/{}", sub.subscription_id);
-    Ok(versioned(
-        StatusCode::CREATED,
-        sub.version,
-        Some(location),
-        &sub,
-    ))
+    Ok(versioned(StatusCode::CREATED, sub.version, Some(location), &sub))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -87,15 +72,9 @@ async fn list_subscriptions(
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Page<Subscription>>, ApiError> {
     let q = query(q)?;
-    let event = q
-        .event
-        .as_deref()
-        .map(|e| path_value(EventName::parse, e))
-        .transpose()?;
+    let event = q.event.as_deref().map(|e| path_value(EventName::parse, e)).transpose()?;
     let page = PageRequest::new(q.limit, q.cursor)?;
-    Ok(Json(
-        subscriptions::list_subscriptions(g.subscriptions.as_ref(), event.as_ref(), &page).await?,
-    ))
+    Ok(Json(subscriptions::list_subscriptions(g.subscriptions.as_ref(), event.as_ref(), &page).await?))
 }
 
 /// Read a subscription.

@@ -50,10 +50,7 @@ async fn trigger_event(
 ) -> Result<Response, ApiError> {
     let event = path_param(name, EventName::parse)?;
     let idempotency_key = match headers.get("idempotency-key") {
-        Some(raw) => Some(path_value(
-            IdempotencyKey::parse,
-            raw.to_str().unwrap_or("\u{7f}"),
-        )?),
+        Some(raw) => Some(path_value(IdempotencyKey::parse, raw.to_str().unwrap_or("\u{7f}"))?),
         None => None,
     };
     let payload = body_bytes(body, g.max_payload_bytes)?.to_vec();
@@ -64,12 +61,7 @@ async fn trigger_event(
         clock: g.clock.as_ref(),
         ids: g.ids.as_ref(),
     };
-    let request = TriggerRequest {
-        event,
-        content_type: content_type(&headers),
-        payload,
-        idempotency_key,
-    };
+    let request = TriggerRequest { event, content_type: content_type(&headers), payload, idempotency_key };
     let receipt = trigger::trigger(ports, request).await?;
     let mut response = (StatusCode::ACCEPTED, Json(&receipt)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/deliveries/{}", receipt.event_id)) {
@@ -89,11 +81,7 @@ async fn deliveries_of_event(
     let event = path_param(name, EventName::parse)?;
     let page = query(q)?.page()?;
     if g.events.get_event(&event).await?.is_none() {
-        return Err(Error::NotFound {
-            what: "event",
-            id: event.to_string(),
-        }
-        .into());
+        return Err(Error::NotFound { what: "event", id: event.to_string() }.into());
     }
     Ok(Json(g.deliveries.deliveries_of_event(&event, &page).await?))
 }
@@ -108,10 +96,6 @@ async fn deliveries_of_trigger(
     let event_id = path_param(id, EventId::parse)?;
     match g.deliveries.deliveries_of_trigger(&event_id).await? {
         Some(deliveries) => Ok(Json(deliveries)),
-        None => Err(Error::NotFound {
-            what: "trigger",
-            id: event_id.to_string(),
-        }
-        .into()),
+        None => Err(Error::NotFound { what: "trigger", id: event_id.to_string() }.into()),
     }
 }
