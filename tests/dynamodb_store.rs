@@ -7,14 +7,15 @@ use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use end_to_end::moto::{topic, Moto};
 use gateway_core::error::Result;
+use gateway_core::fixtures;
 use gateway_core::ports::{
     Acceptance, DeliveryLog, DeliveryRecorder, EventStore, IdSource, IdempotencyKeys, KeyClaim, SubscriptionStore,
     TriggerAcceptor, TriggerSource, UlidSource,
 };
 use gateway_core::store_contract::{registry_contract, trigger_contract};
 use gateway_core::{
-    Delivery, DeliveryStatus, Error, EventDefinition, EventId, EventName, FunctionId, IdempotencyKey, Metadata, Page,
-    PageRequest, Subscription, SubscriptionId, Trigger, Version,
+    Delivery, DeliveryStatus, Error, EventDefinition, EventId, EventName, IdempotencyKey, Metadata, Page, PageRequest,
+    Subscription, SubscriptionId, Trigger, Version,
 };
 use gateway_dynamodb::{create_table, DynamoStore};
 use gateway_sns::{SnsAcceptor, SnsPublisher};
@@ -96,31 +97,11 @@ impl DeliveryLog for CloudGateway {
 }
 
 fn definition(name: &str) -> EventDefinition {
-    let now = Utc::now();
-    EventDefinition {
-        name: EventName::parse(name).unwrap(),
-        description: None,
-        schema: None,
-        data_type: Default::default(),
-        metadata: Metadata::new(),
-        received_at: None,
-        created_at: now,
-        updated_at: now,
-        version: Version::FIRST,
-    }
+    fixtures::definition(name)
 }
 
 fn subscription(event: &str, function: &str, metadata: Metadata) -> Subscription {
-    let now = Utc::now();
-    Subscription {
-        subscription_id: UlidSource.subscription_id(),
-        event: EventName::parse(event).unwrap(),
-        function_id: FunctionId::parse(function).unwrap(),
-        metadata,
-        created_at: now,
-        updated_at: now,
-        version: Version::FIRST,
-    }
+    fixtures::subscription(&EventName::parse(event).unwrap(), function, metadata)
 }
 
 #[tokio::test]

@@ -6,41 +6,22 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use end_to_end::moto::{delete, receive, subscribed_queue, topic, Moto};
+use gateway_core::fixtures;
 use gateway_core::message::DeliveryMessage;
-use gateway_core::ports::{IdSource, UlidSource};
+use gateway_core::ports::UlidSource;
 use gateway_core::trigger::accepted_trigger;
-use gateway_core::{EventDefinition, EventName, FunctionId, Metadata, Subscription, SubscriptionId, Trigger, Version};
+use gateway_core::{Metadata, Subscription, SubscriptionId, Trigger};
 use gateway_sns::{SnsPublisher, TriggerPublisher, EVENT_ATTRIBUTE};
 use serde_json::json;
 
 fn trigger(subscriptions: usize, metadata_bytes: usize, payload_bytes: usize) -> Trigger {
-    let now = Utc::now();
-    let name = EventName::parse("orders.created").unwrap();
-    let definition = EventDefinition {
-        name: name.clone(),
-        description: None,
-        schema: None,
-        data_type: Default::default(),
-        metadata: Metadata::new(),
-        received_at: None,
-        created_at: now,
-        updated_at: now,
-        version: Version::FIRST,
-    };
+    let definition = fixtures::definition("orders.created");
     let metadata = Metadata::from_iter([("note".to_owned(), json!("m".repeat(metadata_bytes)))]);
     let subs: Vec<Subscription> = (0..subscriptions)
-        .map(|i| Subscription {
-            subscription_id: UlidSource.subscription_id(),
-            event: name.clone(),
-            function_id: FunctionId::parse(&format!("fn-{i}")).unwrap(),
-            metadata: metadata.clone(),
-            created_at: now,
-            updated_at: now,
-            version: Version::FIRST,
-        })
+        .map(|i| fixtures::subscription(&definition.name, &format!("fn-{i}"), metadata.clone()))
         .collect();
     let payload = json!({"orderId": "o-1", "blob": "p".repeat(payload_bytes)}).to_string();
-    accepted_trigger(&definition, &subs, payload.into_bytes(), now, &UlidSource)
+    accepted_trigger(&definition, &subs, payload.into_bytes(), Utc::now(), &UlidSource)
 }
 
 /// Publishes `trigger` and reads the queue until every delivery arrived; returns how many

@@ -6,6 +6,7 @@
 pub mod dispatch;
 pub mod error;
 pub mod events;
+pub mod fixtures;
 pub mod ids;
 pub mod memory;
 pub mod message;

@@ -116,35 +116,15 @@ impl DeliveryMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::Version;
-    use crate::model::{EventDefinition, Subscription};
-    use crate::ports::{IdSource, UlidSource};
+    use crate::fixtures;
+    use crate::ports::UlidSource;
     use crate::trigger::accepted_trigger;
 
     fn trigger(data_type: &str, payload: &[u8]) -> Trigger {
-        let now = Utc::now();
-        let name = EventName::parse("orders.created").unwrap();
-        let definition = EventDefinition {
-            name: name.clone(),
-            description: None,
-            schema: None,
-            data_type: DataType::parse(data_type).unwrap(),
-            metadata: Metadata::new(),
-            received_at: None,
-            created_at: now,
-            updated_at: now,
-            version: Version::FIRST,
-        };
-        let subscription = Subscription {
-            subscription_id: UlidSource.subscription_id(),
-            event: name,
-            function_id: FunctionId::parse("fn-a").unwrap(),
-            metadata: Metadata::new(),
-            created_at: now,
-            updated_at: now,
-            version: Version::FIRST,
-        };
-        accepted_trigger(&definition, &[subscription], payload.to_vec(), now, &UlidSource)
+        let mut definition = fixtures::definition("orders.created");
+        definition.data_type = DataType::parse(data_type).unwrap();
+        let subscription = fixtures::subscription(&definition.name, "fn-a", Metadata::new());
+        accepted_trigger(&definition, &[subscription], payload.to_vec(), Utc::now(), &UlidSource)
     }
 
     #[test]

@@ -7,10 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::Utc;
-use gateway_core::ids::Version;
-use gateway_core::ports::{IdSource, InvokeError, UlidSource};
+use gateway_core::fixtures;
+use gateway_core::ports::{InvokeError, UlidSource};
 use gateway_core::trigger::accepted_trigger;
-use gateway_core::{EventDefinition, EventId, EventName, FunctionId, Metadata, Subscription, SubscriptionId, Trigger};
+use gateway_core::{EventId, FunctionId, Metadata, Subscription, SubscriptionId, Trigger};
 use serde_json::json;
 
 use super::*;
@@ -126,32 +126,12 @@ fn harness(invoker: ScriptedInvoker, allowlist: &str, max_attempts: u32) -> Harn
 }
 
 fn trigger(functions: &[&str]) -> Trigger {
-    let now = Utc::now();
-    let name = EventName::parse("orders.created").unwrap();
-    let definition = EventDefinition {
-        name: name.clone(),
-        description: None,
-        schema: None,
-        data_type: Default::default(),
-        metadata: Metadata::new(),
-        received_at: None,
-        created_at: now,
-        updated_at: now,
-        version: Version::FIRST,
-    };
+    let definition = fixtures::definition("orders.created");
     let subscriptions: Vec<Subscription> = functions
         .iter()
-        .map(|f| Subscription {
-            subscription_id: UlidSource.subscription_id(),
-            event: name.clone(),
-            function_id: FunctionId::parse(f).unwrap(),
-            metadata: Metadata::from_iter([("f".to_owned(), json!(f))]),
-            created_at: now,
-            updated_at: now,
-            version: Version::FIRST,
-        })
+        .map(|f| fixtures::subscription(&definition.name, f, Metadata::from_iter([("f".to_owned(), json!(f))])))
         .collect();
-    accepted_trigger(&definition, &subscriptions, br#"{"orderId":"o-1"}"#.to_vec(), now, &UlidSource)
+    accepted_trigger(&definition, &subscriptions, br#"{"orderId":"o-1"}"#.to_vec(), Utc::now(), &UlidSource)
 }
 
 fn batch(messages: &[&DeliveryMessage]) -> SqsEvent {

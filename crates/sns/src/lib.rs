@@ -285,12 +285,11 @@ mod tests {
     use std::sync::Mutex;
 
     use chrono::{DateTime, Utc};
-    use gateway_core::ids::Version;
-    use gateway_core::ports::{IdSource, UlidSource};
+
+    use gateway_core::fixtures;
+    use gateway_core::ports::UlidSource;
     use gateway_core::trigger::accepted_trigger;
-    use gateway_core::{
-        Delivery, EventDefinition, EventId, EventName, FunctionId, Metadata, Subscription, SubscriptionId,
-    };
+    use gateway_core::{Delivery, EventId, Metadata, SubscriptionId};
 
     use super::*;
 
@@ -374,29 +373,9 @@ mod tests {
     }
 
     fn trigger() -> Trigger {
-        let now = Utc::now();
-        let name = EventName::parse("orders.created").unwrap();
-        let definition = EventDefinition {
-            name: name.clone(),
-            description: None,
-            schema: None,
-            data_type: Default::default(),
-            metadata: Metadata::new(),
-            received_at: None,
-            created_at: now,
-            updated_at: now,
-            version: Version::FIRST,
-        };
-        let subscription = Subscription {
-            subscription_id: UlidSource.subscription_id(),
-            event: name,
-            function_id: FunctionId::parse("fn-a").unwrap(),
-            metadata: Metadata::new(),
-            created_at: now,
-            updated_at: now,
-            version: Version::FIRST,
-        };
-        accepted_trigger(&definition, &[subscription], b"{}".to_vec(), now, &UlidSource)
+        let definition = fixtures::definition("orders.created");
+        let subscription = fixtures::subscription(&definition.name, "fn-a", Metadata::new());
+        accepted_trigger(&definition, &[subscription], b"{}".to_vec(), Utc::now(), &UlidSource)
     }
 
     #[tokio::test]
