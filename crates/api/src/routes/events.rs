@@ -5,25 +5,26 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use gateway_core::{events, EventDefinition, EventDraft, EventName, Page};
 use serde::Deserialize;
 use utoipa::IntoParams;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use super::versioned;
 use crate::extract::{if_match, json_body, path_param, query, PageQuery};
 use crate::problem::{ApiError, Problem, PROBLEM_JSON};
 use crate::SharedGateway;
 
-pub fn routes() -> OpenApiRouter<SharedGateway> {
-    OpenApiRouter::new().routes(routes!(create_event, list_events)).routes(routes!(
-        get_event,
-        replace_event,
-        delete_event
-    ))
+pub fn routes() -> Router<SharedGateway> {
+    Router::new()
+        .route("/events", post(create_event).get(list_events))
+        .route("/events/{name}", get(get_event).put(replace_event).delete(delete_event))
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create_event, list_events, get_event, replace_event, delete_event))]
+pub struct Doc;
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]

@@ -4,16 +4,19 @@ use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use serde::Serialize;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::SharedGateway;
 
-pub fn routes() -> OpenApiRouter<SharedGateway> {
-    OpenApiRouter::new().routes(routes!(health)).routes(routes!(openapi_document))
+pub fn routes() -> Router<SharedGateway> {
+    Router::new().route("/health", get(health)).route("/openapi.json", get(openapi_document))
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health, openapi_document))]
+pub struct Doc;
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct Health {

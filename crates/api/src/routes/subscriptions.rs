@@ -5,25 +5,26 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use gateway_core::{subscriptions, EventName, Page, PageRequest, Subscription, SubscriptionDraft, SubscriptionId};
 use serde::Deserialize;
 use utoipa::IntoParams;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use super::versioned;
 use crate::extract::{if_match, json_body, path_param, path_value, query};
 use crate::problem::{ApiError, Problem, PROBLEM_JSON};
 use crate::SharedGateway;
 
-pub fn routes() -> OpenApiRouter<SharedGateway> {
-    OpenApiRouter::new().routes(routes!(create_subscription, list_subscriptions)).routes(routes!(
-        get_subscription,
-        replace_subscription,
-        delete_subscription
-    ))
+pub fn routes() -> Router<SharedGateway> {
+    Router::new()
+        .route("/subscriptions", post(create_subscription).get(list_subscriptions))
+        .route("/subscriptions/{id}", get(get_subscription).put(replace_subscription).delete(delete_subscription))
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create_subscription, list_subscriptions, get_subscription, replace_subscription, delete_subscription))]
+pub struct Doc;
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]

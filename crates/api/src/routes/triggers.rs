@@ -5,22 +5,25 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use gateway_core::trigger::{self, TriggerPorts, TriggerRequest};
 use gateway_core::{Delivery, Error, EventId, EventName, IdempotencyKey, Page, TriggerReceipt};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::extract::{body_bytes, content_type, path_param, path_value, query, PageQuery};
 use crate::problem::{ApiError, Problem, PROBLEM_JSON};
 use crate::SharedGateway;
 
-pub fn routes() -> OpenApiRouter<SharedGateway> {
-    OpenApiRouter::new()
-        .routes(routes!(trigger_event))
-        .routes(routes!(deliveries_of_event))
-        .routes(routes!(deliveries_of_trigger))
+pub fn routes() -> Router<SharedGateway> {
+    Router::new()
+        .route("/events/{name}/trigger", post(trigger_event))
+        .route("/events/{name}/deliveries", get(deliveries_of_event))
+        .route("/deliveries/{eventId}", get(deliveries_of_trigger))
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(trigger_event, deliveries_of_event, deliveries_of_trigger))]
+pub struct Doc;
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
