@@ -29,7 +29,9 @@ $(TOOLS): requirements-dev.txt
 
 ## run: the local gateway on http://127.0.0.1:3000, with cargo lambda watch serving the example function
 run: tools
-	cargo build -p gateway-local -p example-subscriber
+	@# --bin, not -p: features are then unified across the workspace, as for the `cargo run --bin`
+	@# that cargo lambda watch starts, so the first invocation does not wait for a rebuild.
+	cargo build --bin event-gateway --bin example-subscriber
 	@set -euo pipefail; \
 	setsid cargo lambda watch --invoke-address 127.0.0.1 --invoke-port $(LAMBDA_PORT) --ignore-changes & watch=$$!; \
 	trap 'kill -TERM -- -$$watch 2>/dev/null || true' EXIT; \
