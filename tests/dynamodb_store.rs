@@ -212,24 +212,39 @@ async fn an_idempotency_key_is_taken_over_with_its_event_id_only_after_its_lease
         deliveries: Vec::new(),
     };
     let lease = Duration::from_secs(60);
+    let digest = "digest-of-the-first-payload";
     let first = receipt(t0);
-    assert_eq!(store.claim_key(&key, &first, t0, lease).await.unwrap(), KeyClaim::Claimed);
+    assert_eq!(store.claim_key(&key, &first, digest, t0, lease).await.unwrap(), KeyClaim::Claimed);
 
     let within_lease = t0 + chrono::Duration::seconds(10);
-    assert_eq!(store.claim_key(&key, &receipt(within_lease), within_lease, lease).await.unwrap(), KeyClaim::InProgress);
+    assert_eq!(
+        store.claim_key(&key, &receipt(within_lease), digest, within_lease, lease).await.unwrap(),
+        KeyClaim::InProgress
+    );
     // The first request crashed before confirming its publish: after the lease, the key is
     // taken over, still tied to the first eventId.
     let after_lease = t0 + chrono::Duration::seconds(61);
     assert_eq!(
-        store.claim_key(&key, &receipt(after_lease), after_lease, lease).await.unwrap(),
+        store.claim_key(&key, &receipt(after_lease), digest, after_lease, lease).await.unwrap(),
         KeyClaim::TakenOver(first.clone())
     );
     store.complete_key(&key, &first).await.unwrap();
+    let reused = t0 + chrono::Duration::hours(1);
+    assert!(
+        matches!(
+            store.claim_key(&key, &receipt(reused), "another-payload", reused, lease).await,
+            Err(gateway_core::Error::IdempotencyKeyReused { .. })
+        ),
+        "a key is bound to its first payload"
+    );
     let later = t0 + chrono::Duration::hours(23);
-    assert_eq!(store.claim_key(&key, &receipt(later), later, lease).await.unwrap(), KeyClaim::Published(first.clone()));
+    assert_eq!(
+        store.claim_key(&key, &receipt(later), digest, later, lease).await.unwrap(),
+        KeyClaim::Published(first.clone())
+    );
     let next_day = t0 + chrono::Duration::hours(25);
     assert_eq!(
-        store.claim_key(&key, &receipt(next_day), next_day, lease).await.unwrap(),
+        store.claim_key(&key, &receipt(next_day), "another-payload", next_day, lease).await.unwrap(),
         KeyClaim::Claimed,
         "after 24 hours the key is new again"
     );

@@ -73,6 +73,11 @@ impl ApiError {
                 Error::VersionMismatch { .. } => {
                     (S::PRECONDITION_FAILED, "version-mismatch", "Version does not match If-Match")
                 }
+                Error::IdempotencyKeyReused { .. } => (
+                    S::UNPROCESSABLE_ENTITY,
+                    "idempotency-key-reused",
+                    "Idempotency-Key was used with a different payload",
+                ),
                 Error::FunctionNotAllowed { .. } => (S::FORBIDDEN, "function-not-allowed", "Function is not allowed"),
                 Error::InvalidCursor => (S::BAD_REQUEST, "invalid-cursor", "Invalid cursor"),
                 Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),

@@ -1301,6 +1301,29 @@ async fn trigger_with_a_repeated_idempotency_key_returns_the_first_receipt_and_n
 }
 
 #[tokio::test]
+async fn trigger_reusing_an_idempotency_key_with_another_payload_is_refused_and_accepts_nothing() {
+    // GIVEN an event triggered once with an Idempotency-Key
+    let api = Api::new();
+    api.define_named("orders.created").await;
+    api.subscribe("orders.created", "orders-mailer").await;
+    let headers = [("content-type", "application/json"), ("idempotency-key", "order-o-1")];
+    let (_, _, first) = api.send(Method::POST, "/events/orders.created/trigger", &headers, "{\"n\":1}").await;
+
+    // WHEN the same key comes with a different payload
+    let reply = api.send(Method::POST, "/events/orders.created/trigger", &headers, "{\"n\":2}").await;
+
+    // THEN it is refused, naming the key, and nothing new is accepted
+    assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused");
+    assert!(reply.2["detail"].as_str().unwrap().contains("order-o-1"), "{}", reply.2);
+    let (_, _, deliveries) = api.get("/events/orders.created/deliveries").await;
+    assert_eq!(deliveries["items"].as_array().unwrap().len(), 1, "{deliveries}");
+
+    // AND the first payload still gets its first receipt
+    let (status, _, again) = api.send(Method::POST, "/events/orders.created/trigger", &headers, "{\"n\":1}").await;
+    assert_eq!((status, again), (StatusCode::ACCEPTED, first));
+}
+
+#[tokio::test]
 async fn trigger_with_an_invalid_idempotency_key_is_a_bad_request() {
     let api = Api::new();
     api.define_named("orders.created").await;

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::ids::{DataType, EventName, Version};
+use crate::ids::{DataType, EventName, IdempotencyKey, Version};
 
 /// One thing wrong with an input, located by a JSON pointer into the document it came from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
@@ -64,6 +64,12 @@ pub enum Error {
 
     #[error("{what} '{id}' is at version {current}, not the version given in If-Match")]
     VersionMismatch { what: &'static str, id: String, current: Version },
+
+    #[error(
+        "Idempotency-Key '{}' was first used with a different payload for event '{event}'; use a new key for a new trigger",
+        key.as_str()
+    )]
+    IdempotencyKeyReused { event: EventName, key: IdempotencyKey },
 
     #[error("function '{function}' is outside the gateway's allowlist ({allowlist})")]
     FunctionNotAllowed { function: String, allowlist: String },

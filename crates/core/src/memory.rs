@@ -25,7 +25,8 @@ struct State {
     subscription_events: HashMap<SubscriptionId, EventName>,
     triggers: HashMap<EventId, (DataType, Arc<Vec<u8>>)>,
     deliveries: BTreeMap<(EventId, SubscriptionId), QueuedDelivery>,
-    receipts: HashMap<(EventName, IdempotencyKey), TriggerReceipt>,
+    /// The first receipt under each key, with the digest of its payload.
+    receipts: HashMap<(EventName, IdempotencyKey), (TriggerReceipt, String)>,
 }
 
 struct QueuedDelivery {
@@ -215,11 +216,16 @@ impl TriggerAcceptor for MemoryStore {
     async fn accept(&self, trigger: &Trigger, idempotency_key: Option<&IdempotencyKey>) -> Result<Acceptance> {
         let mut state = self.state();
         if let Some(key) = idempotency_key {
-            let key = (trigger.event.clone(), key.clone());
-            if let Some(first) = state.receipts.get(&key) {
-                return Ok(Acceptance::Replayed(first.clone()));
+            let digest = trigger.payload_digest();
+            let held = (trigger.event.clone(), key.clone());
+            match state.receipts.get(&held) {
+                Some((first, first_digest)) if *first_digest == digest => {
+                    return Ok(Acceptance::Replayed(first.clone()))
+                }
+                Some(_) => return Err(Error::IdempotencyKeyReused { event: trigger.event.clone(), key: key.clone() }),
+                None => {}
             }
-            state.receipts.insert(key, trigger.receipt());
+            state.receipts.insert(held, (trigger.receipt(), digest));
         }
         if let Some(event) = state.events.get_mut(&trigger.event) {
             event.received_at = event.received_at.max(Some(trigger.received_at));

@@ -142,6 +142,17 @@ pub struct Trigger {
 }
 
 impl Trigger {
+    /// SHA-256 of the payload and its type, hex: what binds an idempotency key to the trigger
+    /// it was first used for, without keeping the payload beside the key.
+    pub fn payload_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(self.data_type.as_str().as_bytes());
+        hash.update([0]);
+        hash.update(&self.payload);
+        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     pub fn receipt(&self) -> TriggerReceipt {
         TriggerReceipt {
             event_id: self.event_id,

@@ -158,14 +158,19 @@ pub enum KeyClaim {
 }
 
 /// Idempotency keys as the cloud acceptor keeps them: claimed before publishing, completed after,
-/// expired after a window (24 hours). A key is scoped to its event (`receipt.event`).
+/// expired after a window (24 hours). A key is scoped to its event (`receipt.event`) and bound to
+/// the payload it was first used with (`Trigger::payload_digest`): a claim with another payload
+/// fails with `Error::IdempotencyKeyReused`, since answering it with the first receipt would
+/// drop the new payload without a word.
 #[async_trait]
 pub trait IdempotencyKeys: Send + Sync {
-    /// Claims `key` for the trigger of `receipt` at `now`, holding it for `lease`.
+    /// Claims `key` for the trigger of `receipt`, whose payload has `payload_digest`, at `now`,
+    /// holding it for `lease`.
     async fn claim_key(
         &self,
         key: &IdempotencyKey,
         receipt: &TriggerReceipt,
+        payload_digest: &str,
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<KeyClaim>;

@@ -227,6 +227,7 @@ async fn trigger_target_reads_the_definition_with_all_its_subscriptions<S: Regis
 pub async fn trigger_contract<S: RegistryStore + TriggerAcceptor + DeliveryLog>(store: &S) {
     accepted_triggers_are_logged_as_pending_deliveries(store).await;
     an_idempotency_key_replays_the_first_receipt(store).await;
+    an_idempotency_key_is_refused_with_another_payload(store).await;
     deliveries_of_an_event_list_newest_trigger_first(store).await;
 }
 
@@ -276,6 +277,30 @@ async fn an_idempotency_key_replays_the_first_receipt<S: RegistryStore + Trigger
     store.create_event(&definition(&other)).await.unwrap();
     let (_, elsewhere) = accept(store, &other, 3, Some(&key)).await;
     assert_eq!(elsewhere, Acceptance::Accepted, "keys are scoped to their event");
+}
+
+async fn an_idempotency_key_is_refused_with_another_payload<S: RegistryStore + TriggerAcceptor + DeliveryLog>(
+    store: &S,
+) {
+    let name = unique_name("idem-reuse");
+    store.create_event(&definition(&name)).await.unwrap();
+    store.create_subscription(&subscription(&name, "fn-a")).await.unwrap();
+    let key = IdempotencyKey::parse("order-43").unwrap();
+    let (first, acceptance) = accept(store, &name, 1, Some(&key)).await;
+    assert_eq!(acceptance, Acceptance::Accepted);
+
+    let (definition, subs) = store.trigger_target(&name).await.unwrap().unwrap();
+    let other = accepted_trigger(&definition, &subs, br#"{"id":"a-2"}"#.to_vec(), at(2), &UlidSource);
+    match store.accept(&other, Some(&key)).await {
+        Err(Error::IdempotencyKeyReused { event, key: reused }) => {
+            assert_eq!((event, reused), (name.clone(), key.clone()))
+        }
+        got => panic!("a key reused with another payload must be refused, got {got:?}"),
+    }
+    assert_eq!(store.deliveries_of_trigger(&other.event_id).await.unwrap(), None, "the refusal accepted nothing");
+
+    let (_, replay) = accept(store, &name, 3, Some(&key)).await;
+    assert_eq!(replay, Acceptance::Replayed(first.receipt()), "the first payload still replays after a refusal");
 }
 
 async fn deliveries_of_an_event_list_newest_trigger_first<S: RegistryStore + TriggerAcceptor + DeliveryLog>(store: &S) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gateway_core::ports::{IdempotencyKeys, KeyClaim};
-use gateway_core::{IdempotencyKey, TriggerReceipt};
+use gateway_core::{Error, IdempotencyKey, TriggerReceipt};
 
 use crate::items::{key_pk, KeyItem, KeyState, KEY_SK, PK};
 use crate::{
@@ -37,6 +37,7 @@ impl IdempotencyKeys for DynamoStore {
         &self,
         idempotency_key: &IdempotencyKey,
         receipt: &TriggerReceipt,
+        payload_digest: &str,
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<KeyClaim> {
@@ -49,6 +50,7 @@ impl IdempotencyKeys for DynamoStore {
             state: KeyState::Pending,
             event_id: receipt.event_id,
             receipt: receipt.clone(),
+            payload_digest: Some(payload_digest.to_owned()),
             claimed_until_ms,
             ttl: now.timestamp() + IDEMPOTENCY_WINDOW.as_secs() as i64,
         };
@@ -75,6 +77,9 @@ impl IdempotencyKeys for DynamoStore {
             };
             if held.ttl <= now.timestamp() {
                 continue;
+            }
+            if held.payload_digest.as_deref().is_some_and(|first| first != payload_digest) {
+                return Err(Error::IdempotencyKeyReused { event: receipt.event.clone(), key: idempotency_key.clone() });
             }
             match held.state {
                 KeyState::Published => return Ok(KeyClaim::Published(held.receipt)),

@@ -286,6 +286,9 @@ pub struct KeyItem {
     pub state: KeyState,
     pub event_id: EventId,
     pub receipt: TriggerReceipt,
+    /// `Trigger::payload_digest` of the first trigger; absent from keys written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_digest: Option<String>,
     pub claimed_until_ms: i64,
     /// Epoch seconds; DynamoDB's TTL deletes the item some time after, reads check it first.
     pub ttl: i64,

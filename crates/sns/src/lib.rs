@@ -238,7 +238,10 @@ impl TriggerAcceptor for SnsAcceptor {
     async fn accept(&self, trigger: &Trigger, idempotency_key: Option<&IdempotencyKey>) -> Result<Acceptance, Error> {
         let mut taken_over = None;
         if let Some(key) = idempotency_key {
-            let claim = self.keys.claim_key(key, &trigger.receipt(), trigger.received_at, self.claim_lease).await?;
+            let claim = self
+                .keys
+                .claim_key(key, &trigger.receipt(), &trigger.payload_digest(), trigger.received_at, self.claim_lease)
+                .await?;
             match claim {
                 KeyClaim::Claimed => {}
                 KeyClaim::Published(first) => return Ok(Acceptance::Replayed(first)),
@@ -337,6 +340,7 @@ mod tests {
             &self,
             key: &IdempotencyKey,
             receipt: &TriggerReceipt,
+            _payload_digest: &str,
             now: DateTime<Utc>,
             lease: Duration,
         ) -> Result<KeyClaim, Error> {
@@ -420,7 +424,7 @@ mod tests {
         let fakes = Arc::new(Fakes::default());
         let key = IdempotencyKey::parse("k-3").unwrap();
         let t = trigger();
-        fakes.claim_key(&key, &t.receipt(), t.received_at, Duration::from_secs(60)).await.unwrap();
+        fakes.claim_key(&key, &t.receipt(), &t.payload_digest(), t.received_at, Duration::from_secs(60)).await.unwrap();
         let err = acceptor(&fakes).accept(&trigger(), Some(&key)).await.unwrap_err();
         assert!(matches!(err, Error::Unavailable(_)));
         assert!(fakes.published.lock().unwrap().is_empty());

@@ -381,21 +381,32 @@ impl TriggerAcceptor for SqliteStore {
     }
 }
 
-/// The first receipt for `key`, if it is still inside the idempotency window.
+/// The first receipt for `key`, if it is still inside the idempotency window; an error if that
+/// first trigger carried another payload.
 fn replay(tx: &Transaction<'_>, trigger: &Trigger, key: &IdempotencyKey) -> DbResult<Option<TriggerReceipt>> {
     let found = tx
         .query_row(
-            "SELECT receipt, received_at FROM triggers WHERE event = ?1 AND idempotency_key = ?2",
+            "SELECT receipt, received_at, data_type, payload FROM triggers WHERE event = ?1 AND idempotency_key = ?2",
             params![trigger.event.as_str(), key.as_str()],
-            |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, Vec<u8>>(3)?,
+                ))
+            },
         )
         .optional()
         .map_err(db_err)?;
-    let Some((receipt, received_at)) = found else {
+    let Some((receipt, received_at, data_type, payload)) = found else {
         return Ok(None);
     };
     let window = chrono::Duration::from_std(IDEMPOTENCY_WINDOW).unwrap_or_default();
     if parse_ts(&received_at)? + window > trigger.received_at {
+        if data_type != trigger.data_type.as_str() || payload != trigger.payload {
+            return Err(Error::IdempotencyKeyReused { event: trigger.event.clone(), key: key.clone() });
+        }
         return Ok(Some(from_json(&receipt)?));
     }
     tx.execute(

@@ -35,7 +35,7 @@ struct DeliveryPage {
 /// Trigger an event: the body is the payload. Answers 202 once every delivery is durably
 /// accepted, before any function runs.
 #[utoipa::path(post, path = "/events/{name}/trigger", tag = "triggers",
-    params(("name" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key returns the first answer")),
+    params(("name" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and payload returns the first answer, for 24 hours; the same key with another payload is refused (422)")),
     request_body(content = Object, description = "The payload, of the event's dataType"),
     responses(
         (status = 202, body = TriggerReceipt),
@@ -43,7 +43,7 @@ struct DeliveryPage {
         (status = 404, description = "No such event", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, description = "Payload over the limit", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "Content-Type is not the event's dataType", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "Payload breaks the schema; every violation listed", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Payload breaks the schema (every violation listed), or the Idempotency-Key was first used with another payload", body = Problem, content_type = PROBLEM_JSON),
     ))]
 async fn trigger_event(
     State(g): State<SharedGateway>,
