@@ -25,8 +25,7 @@ struct State {
     subscription_events: HashMap<SubscriptionId, EventName>,
     triggers: HashMap<EventId, (DataType, Arc<Vec<u8>>)>,
     deliveries: BTreeMap<(EventId, SubscriptionId), QueuedDelivery>,
-    /// The first receipt under each key, with the digest of its payload.
-    receipts: HashMap<(EventName, IdempotencyKey), (TriggerReceipt, String)>,
+    receipts: HashMap<(EventName, IdempotencyKey), TriggerReceipt>,
 }
 
 struct QueuedDelivery {
@@ -216,16 +215,18 @@ impl TriggerAcceptor for MemoryStore {
     async fn accept(&self, trigger: &Trigger, idempotency_key: Option<&IdempotencyKey>) -> Result<Acceptance> {
         let mut state = self.state();
         if let Some(key) = idempotency_key {
-            let digest = trigger.payload_digest();
             let held = (trigger.event.clone(), key.clone());
-            match state.receipts.get(&held) {
-                Some((first, first_digest)) if *first_digest == digest => {
-                    return Ok(Acceptance::Replayed(first.clone()))
+            if let Some(first) = state.receipts.get(&held) {
+                // Like SQLite, compare with the first trigger's stored payload.
+                let same = state.triggers.get(&first.event_id).is_some_and(|(data_type, payload)| {
+                    *data_type == trigger.data_type && **payload == trigger.payload
+                });
+                if !same {
+                    return Err(Error::IdempotencyKeyReused { event: trigger.event.clone(), key: key.clone() });
                 }
-                Some(_) => return Err(Error::IdempotencyKeyReused { event: trigger.event.clone(), key: key.clone() }),
-                None => {}
+                return Ok(Acceptance::Replayed(first.clone()));
             }
-            state.receipts.insert(held, (trigger.receipt(), digest));
+            state.receipts.insert(held, trigger.receipt());
         }
         if let Some(event) = state.events.get_mut(&trigger.event) {
             event.received_at = event.received_at.max(Some(trigger.received_at));
