@@ -293,3 +293,47 @@ async fn a_trigger_without_subscriptions_is_still_in_the_log() {
     store.record_trigger(&trigger).await.unwrap();
     assert_eq!(store.deliveries_of_trigger(&trigger.event_id).await.unwrap(), Some(Vec::new()));
 }
+
+#[tokio::test]
+async fn delivery_records_expire_by_ttl_after_the_retention_whatever_wrote_them() {
+    let moto = Moto::start("retention");
+    let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+    create_table(&client, "gateway").await.expect("create the table");
+    let retention = gateway_core::DeliveryRetention::days(7).unwrap();
+    let store = DynamoStore::new(client.clone(), "gateway").with_delivery_retention(retention);
+    let received = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+    let expected = Utc.with_ymd_and_hms(2026, 3, 8, 12, 0, 0).unwrap().timestamp().to_string();
+    let ttls = |event_id: EventId| {
+        let client = client.clone();
+        async move {
+            let out = client
+                .query()
+                .table_name("gateway")
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(
+                    ":pk",
+                    aws_sdk_dynamodb::types::AttributeValue::S(format!("TRIGGER#{event_id}")),
+                )
+                .send()
+                .await
+                .unwrap();
+            out.items().iter().map(|item| item.get("ttl").and_then(|v| v.as_n().ok()).cloned()).collect::<Vec<_>>()
+        }
+    };
+
+    let def = definition("orders.created");
+    let subs = [
+        subscription("orders.created", "fn-a", Metadata::new()),
+        subscription("orders.created", "fn-b", Metadata::new()),
+    ];
+    let trigger = gateway_core::trigger::accepted_trigger(&def, &subs, b"{}".to_vec(), received, &UlidSource);
+    store.record_trigger(&trigger).await.unwrap();
+    assert_eq!(ttls(trigger.event_id).await, vec![Some(expected.clone()); 2], "pending records");
+    let delivered = Delivery { status: DeliveryStatus::Delivered, attempts: 1, ..trigger.deliveries[0].clone() };
+    store.record_delivery(&delivered).await.unwrap();
+    assert_eq!(ttls(trigger.event_id).await, vec![Some(expected.clone()); 2], "an attempt keeps the expiry");
+
+    let lonely = gateway_core::trigger::accepted_trigger(&def, &[], b"{}".to_vec(), received, &UlidSource);
+    store.record_trigger(&lonely).await.unwrap();
+    assert_eq!(ttls(lonely.event_id).await, vec![Some(expected)], "a trigger without subscriptions");
+}

@@ -13,6 +13,7 @@ pub mod message;
 pub mod model;
 pub mod page;
 pub mod ports;
+pub mod retention;
 pub mod schema;
 pub mod store_contract;
 pub mod subscriptions;
@@ -25,3 +26,4 @@ pub use model::{
     SubscriptionDraft, Trigger, TriggerReceipt,
 };
 pub use page::{Page, PageRequest};
+pub use retention::DeliveryRetention;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use gateway_core::dispatch::RetryPolicy;
-use gateway_core::FunctionAllowlist;
+use gateway_core::{DeliveryRetention, FunctionAllowlist};
 
 use crate::queue::MAX_DELAY;
 use crate::DispatchSettings;
@@ -20,6 +20,8 @@ pub struct Config {
     /// `GATEWAY_RETRY_BASE_MS` (1000), `GATEWAY_RETRY_MAX_MS` (300000, at most 900000),
     /// `GATEWAY_CONCURRENCY` (16).
     pub settings: DispatchSettings,
+    /// `GATEWAY_DELIVERY_RETENTION_DAYS` (30): the TTL of the delivery records it writes.
+    pub delivery_retention: DeliveryRetention,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,8 @@ impl Config {
                 retry,
                 concurrency: number("GATEWAY_CONCURRENCY", 16)?.clamp(1, 1024) as usize,
             },
+            delivery_retention: DeliveryRetention::parse(get("GATEWAY_DELIVERY_RETENTION_DAYS").as_deref())
+                .map_err(|problem| ConfigError { var: "GATEWAY_DELIVERY_RETENTION_DAYS", problem })?,
         })
     }
 }
@@ -84,10 +88,20 @@ mod tests {
             ("GATEWAY_DEAD_LETTER_QUEUE_URL", "https://sqs/1/dlq"),
             ("GATEWAY_RETRY_MAX_MS", "3600000"),
             ("GATEWAY_FUNCTION_ALLOWLIST", "orders-"),
+            ("GATEWAY_DELIVERY_RETENTION_DAYS", "90"),
         ]))
         .unwrap();
         assert_eq!(config.settings.retry.max_delay, MAX_DELAY);
         assert_eq!(config.settings.retry.max_attempts, 8);
         assert_eq!(config.settings.allowlist.describe(), "orders-*");
+        assert_eq!(config.delivery_retention, DeliveryRetention::days(90).unwrap());
+        let err = Config::from_lookup(env(&[
+            ("GATEWAY_TABLE", "gateway"),
+            ("GATEWAY_DELIVERY_QUEUE_URL", "https://sqs/1/deliveries"),
+            ("GATEWAY_DEAD_LETTER_QUEUE_URL", "https://sqs/1/dlq"),
+            ("GATEWAY_DELIVERY_RETENTION_DAYS", "forever"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.var, "GATEWAY_DELIVERY_RETENTION_DAYS");
     }
 }

@@ -23,7 +23,7 @@ impl DynamoStore {
             .client
             .put_item()
             .table_name(self.table.as_ref())
-            .set_item(Some(to_item(&DeliveryItem::new(delivery))?))
+            .set_item(Some(to_item(&DeliveryItem::new(delivery, self.delivery_retention))?))
             .condition_expression("attribute_not_exists(#pk) OR (#status <> :delivered AND #attempts <= :n)")
             .expression_attribute_names("#pk", PK)
             .expression_attribute_names("#status", "status")
@@ -73,6 +73,7 @@ impl DeliveryRecorder for DynamoStore {
                 event_id: trigger.event_id,
                 event: trigger.event.clone(),
                 received_at: trigger.received_at,
+                ttl: Some(self.delivery_retention.expires_at(trigger.received_at).timestamp()),
             };
             self.client
                 .put_item()

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use gateway_core::{
-    DataType, Delivery, DeliveryStatus, EventDefinition, EventId, EventName, FunctionId, IdempotencyKey, Metadata,
-    Subscription, SubscriptionId, TriggerReceipt, Version,
+    DataType, Delivery, DeliveryRetention, DeliveryStatus, EventDefinition, EventId, EventName, FunctionId,
+    IdempotencyKey, Metadata, Subscription, SubscriptionId, TriggerReceipt, Version,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -227,10 +227,14 @@ pub struct DeliveryItem {
     pub received_at: DateTime<Utc>,
     #[serde(with = "time")]
     pub updated_at: DateTime<Utc>,
+    /// Epoch seconds: the trigger's `receivedAt` plus the delivery retention, the same on every
+    /// write of the record. Absent from records written before retention was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
 }
 
 impl DeliveryItem {
-    pub fn new(d: &Delivery) -> Self {
+    pub fn new(d: &Delivery, retention: DeliveryRetention) -> Self {
         Self {
             pk: trigger_pk(&d.event_id),
             sk: delivery_sk(&d.subscription_id),
@@ -246,6 +250,7 @@ impl DeliveryItem {
             last_error: d.last_error.clone(),
             received_at: d.received_at,
             updated_at: d.updated_at,
+            ttl: Some(retention.expires_at(d.received_at).timestamp()),
         }
     }
 
@@ -275,6 +280,9 @@ pub struct TriggerItem {
     pub event: EventName,
     #[serde(with = "time")]
     pub received_at: DateTime<Utc>,
+    /// As on a delivery record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
 }
 
 /// An idempotency key: `IDEMPOTENCY#<event>#<key>` / `#KEY`, deleted by TTL after 24 hours.

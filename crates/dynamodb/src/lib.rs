@@ -26,7 +26,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 use gateway_core::page::{decode_cursor, encode_cursor};
-use gateway_core::{Error, PageRequest};
+use gateway_core::{DeliveryRetention, Error, PageRequest};
 
 pub use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -43,12 +43,21 @@ pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct DynamoStore {
     client: Client,
     table: Arc<str>,
+    delivery_retention: DeliveryRetention,
 }
 
 impl DynamoStore {
-    /// A store on `table`, which must have the schema [`create_table`] creates.
+    /// A store on `table`, which must have the schema [`create_table`] creates, keeping delivery
+    /// records for the default retention.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: Arc::from(table.into()) }
+        Self { client, table: Arc::from(table.into()), delivery_retention: DeliveryRetention::default() }
+    }
+
+    /// Delivery records written from now on expire (DynamoDB TTL) `retention` after their
+    /// trigger was received.
+    pub fn with_delivery_retention(mut self, retention: DeliveryRetention) -> Self {
+        self.delivery_retention = retention;
+        self
     }
 
     pub fn table(&self) -> &str {

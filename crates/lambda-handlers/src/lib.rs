@@ -14,7 +14,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use gateway_api::{Gateway, RouteGroup};
 use gateway_core::ports::{Acceptance, SystemClock, TriggerAcceptor, UlidSource};
 use gateway_core::schema::SchemaCache;
-use gateway_core::{Error, FunctionAllowlist, IdempotencyKey, Trigger};
+use gateway_core::{DeliveryRetention, Error, FunctionAllowlist, IdempotencyKey, Trigger};
 use gateway_dispatcher::{Dispatcher, SqsRetryQueue};
 use gateway_dynamodb::DynamoStore;
 use gateway_lambda_invoker::LambdaInvoker;
@@ -46,6 +46,8 @@ pub struct HttpSettings {
     pub allowlist: FunctionAllowlist,
     /// `GATEWAY_MAX_PAYLOAD_BYTES`, default [`CLOUD_MAX_PAYLOAD_BYTES`].
     pub max_payload_bytes: usize,
+    /// `GATEWAY_DELIVERY_RETENTION_DAYS`, default 30: the TTL of the delivery records a trigger writes.
+    pub delivery_retention: DeliveryRetention,
 }
 
 impl HttpSettings {
@@ -66,6 +68,8 @@ impl HttpSettings {
             topic_arn: if serves_triggers { Some(required("GATEWAY_TOPIC_ARN")?) } else { None },
             allowlist: FunctionAllowlist::parse(&required("GATEWAY_FUNCTION_ALLOWLIST")?),
             max_payload_bytes,
+            delivery_retention: DeliveryRetention::parse(get("GATEWAY_DELIVERY_RETENTION_DAYS").as_deref())
+                .map_err(|problem| ConfigError { var: "GATEWAY_DELIVERY_RETENTION_DAYS", problem })?,
         })
     }
 }
@@ -83,7 +87,8 @@ impl TriggerAcceptor for NoTriggersHere {
 
 /// The gateway a route group needs, over DynamoDB and SNS.
 pub fn cloud_gateway(settings: HttpSettings, aws: &aws_config::SdkConfig) -> Gateway {
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), settings.table);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), settings.table)
+        .with_delivery_retention(settings.delivery_retention);
     let acceptor: Arc<dyn TriggerAcceptor> = match settings.topic_arn {
         Some(topic) => {
             Arc::new(SnsAcceptor::with_store(SnsPublisher::new(aws_sdk_sns::Client::new(aws), topic), store.clone()))
@@ -130,7 +135,8 @@ pub async fn serve_dispatcher() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = gateway_dispatcher::Config::from_env()?;
     let aws = aws_config().await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.table_name.clone());
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.table_name.clone())
+        .with_delivery_retention(config.delivery_retention);
     let queue =
         SqsRetryQueue::new(aws_sdk_sqs::Client::new(&aws), config.delivery_queue_url, config.dead_letter_queue_url);
     // The dispatcher retries a failed delivery with backoff and counts its attempts: SDK retries
@@ -143,4 +149,30 @@ pub async fn serve_dispatcher() -> Result<(), BoxError> {
         Ok::<SqsBatchResponse, BoxError>(dispatcher.handle(event.payload).await)
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn delivery_records_are_kept_thirty_days_unless_configured() {
+        let base = [("GATEWAY_TABLE", "gateway"), ("GATEWAY_FUNCTION_ALLOWLIST", "my-app-")];
+        let settings = HttpSettings::from_lookup(RouteGroup::Events, env(Box::leak(Box::new(base)))).unwrap();
+        assert_eq!(settings.delivery_retention, DeliveryRetention::days(30).unwrap());
+        let err = HttpSettings::from_lookup(
+            RouteGroup::Events,
+            env(&[
+                ("GATEWAY_TABLE", "gateway"),
+                ("GATEWAY_FUNCTION_ALLOWLIST", "my-app-"),
+                ("GATEWAY_DELIVERY_RETENTION_DAYS", "0"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("GATEWAY_DELIVERY_RETENTION_DAYS: 0 is not between 1"), "{err}");
+    }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use gateway_core::dispatch::RetryPolicy;
-use gateway_core::FunctionAllowlist;
+use gateway_core::{DeliveryRetention, FunctionAllowlist};
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -26,6 +26,9 @@ pub struct Config {
     /// `GATEWAY_INVOKE_TIMEOUT_MS`: one Invoke call's limit, default 30000. A delivery's lease
     /// is twice this, so a claimed delivery is never run twice by one healthy process.
     pub invoke_timeout: Duration,
+    /// `GATEWAY_DELIVERY_RETENTION_DAYS`, default 30: how long a settled trigger's payload and
+    /// delivery log are kept.
+    pub delivery_retention: DeliveryRetention,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +75,8 @@ impl Config {
             concurrency: number("GATEWAY_CONCURRENCY", 16)?.clamp(1, 1024) as usize,
             poll_interval: Duration::from_millis(number("GATEWAY_POLL_MS", 250)?.max(10)),
             invoke_timeout: Duration::from_millis(number("GATEWAY_INVOKE_TIMEOUT_MS", 30_000)?.max(100)),
+            delivery_retention: DeliveryRetention::parse(get("GATEWAY_DELIVERY_RETENTION_DAYS").as_deref())
+                .map_err(|problem| ConfigError { var: "GATEWAY_DELIVERY_RETENTION_DAYS", problem })?,
         })
     }
 }
@@ -86,6 +91,14 @@ mod tests {
         assert_eq!(c.addr.to_string(), "127.0.0.1:3000");
         assert!(c.allowlist.allows_any());
         assert_eq!(c.max_payload_bytes, 256 * 1024);
+        assert_eq!(c.delivery_retention, DeliveryRetention::days(30).unwrap());
+    }
+
+    #[test]
+    fn a_retention_of_no_days_is_refused() {
+        let err =
+            Config::from_lookup(|k| (k == "GATEWAY_DELIVERY_RETENTION_DAYS").then(|| "0".to_owned())).unwrap_err();
+        assert!(err.to_string().starts_with("GATEWAY_DELIVERY_RETENTION_DAYS: 0 is not between 1"), "{err}");
     }
 
     #[test]

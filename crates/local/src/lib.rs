@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use gateway_api::{Gateway, RouteGroup};
 use gateway_core::ports::{Acceptance, SystemClock, TriggerAcceptor, UlidSource};
 use gateway_core::schema::SchemaCache;
-use gateway_core::{IdempotencyKey, Trigger};
+use gateway_core::{DeliveryRetention, IdempotencyKey, Trigger};
 use gateway_lambda_invoker::LambdaInvoker;
 use gateway_sqlite::SqliteStore;
 use tokio::sync::Notify;
@@ -98,7 +98,7 @@ pub async fn run(config: Config, lambda: aws_sdk_lambda::Client) -> Result<(), S
 
     let shutdown = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(shutdown.clone()));
-    let housekeeping = tokio::spawn(expire_idempotency_keys(store, shutdown.clone()));
+    let housekeeping = tokio::spawn(housekeeping(store, config.delivery_retention, shutdown.clone()));
     let app = gateway_api::router(gateway, RouteGroup::All);
     let signal = shutdown.clone();
     let served = axum::serve(listener, app)
@@ -129,10 +129,17 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
     }
 }
 
-async fn expire_idempotency_keys(store: SqliteStore, shutdown: CancellationToken) {
+/// Hourly: forgets idempotency keys past their window and settled triggers past their retention.
+async fn housekeeping(store: SqliteStore, retention: DeliveryRetention, shutdown: CancellationToken) {
     loop {
-        if let Err(error) = store.expire_idempotency_keys(chrono::Utc::now()).await {
+        let now = chrono::Utc::now();
+        if let Err(error) = store.expire_idempotency_keys(now).await {
             tracing::warn!(%error, "cannot expire idempotency keys");
+        }
+        match store.purge_settled_triggers(now, retention).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "settled triggers past their retention forgotten"),
+            Err(error) => tracing::warn!(%error, "cannot forget triggers past their retention"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

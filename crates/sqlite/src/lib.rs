@@ -19,8 +19,8 @@ use gateway_core::ports::{
     TriggerAcceptor, TriggerSource,
 };
 use gateway_core::{
-    DataType, Delivery, DeliveryStatus, Error, EventDefinition, EventId, EventName, IdempotencyKey, Page, PageRequest,
-    Subscription, SubscriptionId, Trigger, TriggerReceipt, Version,
+    DataType, Delivery, DeliveryRetention, DeliveryStatus, Error, EventDefinition, EventId, EventName, IdempotencyKey,
+    Page, PageRequest, Subscription, SubscriptionId, Trigger, TriggerReceipt, Version,
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
@@ -105,7 +105,51 @@ impl SqliteStore {
         })
         .await
     }
+
+    /// Forgets triggers received before `retention` ended whose deliveries are all settled
+    /// (delivered or failed): their payload and delivery records go together, so a trigger's
+    /// log is never shown in part. A trigger with a pending delivery stays, however old: its
+    /// rows are the outbox. Works in batches, so requests are not held up for long.
+    pub async fn purge_settled_triggers(&self, now: DateTime<Utc>, retention: DeliveryRetention) -> DbResult<usize> {
+        let cutoff = ts(retention.cutoff(now));
+        let mut purged = 0;
+        loop {
+            let cutoff = cutoff.clone();
+            let batch = self
+                .run(move |conn| {
+                    let tx = conn.transaction().map_err(db_err)?;
+                    let ids = {
+                        let mut select = tx
+                            .prepare(
+                                "SELECT event_id FROM triggers t WHERE received_at < ?1 AND NOT EXISTS \
+                                 (SELECT 1 FROM deliveries d WHERE d.event_id = t.event_id AND d.status = ?2) LIMIT ?3",
+                            )
+                            .map_err(db_err)?;
+                        let rows = select
+                            .query_map(params![cutoff, DeliveryStatus::Pending.as_str(), PURGE_BATCH], |row| {
+                                row.get::<_, String>(0)
+                            })
+                            .map_err(db_err)?;
+                        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+                    };
+                    for id in &ids {
+                        tx.execute("DELETE FROM deliveries WHERE event_id = ?1", [id]).map_err(db_err)?;
+                        tx.execute("DELETE FROM triggers WHERE event_id = ?1", [id]).map_err(db_err)?;
+                    }
+                    tx.commit().map_err(db_err)?;
+                    Ok(ids.len())
+                })
+                .await?;
+            purged += batch;
+            if batch < PURGE_BATCH {
+                return Ok(purged);
+            }
+        }
+    }
 }
+
+/// Triggers forgotten per transaction by [`SqliteStore::purge_settled_triggers`].
+const PURGE_BATCH: usize = 500;
 
 fn read_event(tx: &Connection, name: &EventName) -> DbResult<Option<EventDefinition>> {
     tx.query_row("SELECT body, received_at FROM events WHERE name = ?1", [name.as_str()], |row| {
@@ -622,7 +666,7 @@ impl DeliveryOutbox for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use gateway_core::store_contract;
+    use gateway_core::{fixtures, store_contract};
 
     use super::*;
 
@@ -632,6 +676,55 @@ mod tests {
         store_contract::registry_contract(&store).await;
         store_contract::trigger_contract(&store).await;
         store_contract::outbox_contract(&store).await;
+    }
+
+    /// Accepts a trigger of `event` received at `received_at`, with one delivery per subscription.
+    async fn trigger_at(store: &SqliteStore, event: &EventName, received_at: DateTime<Utc>) -> Trigger {
+        let (definition, subs) = store.trigger_target(event).await.unwrap().unwrap();
+        let trigger = gateway_core::trigger::accepted_trigger(
+            &definition,
+            &subs,
+            br#"{"n":1}"#.to_vec(),
+            received_at,
+            &gateway_core::ports::UlidSource,
+        );
+        assert_eq!(store.accept(&trigger, None).await.unwrap(), Acceptance::Accepted);
+        trigger
+    }
+
+    #[tokio::test]
+    async fn settled_triggers_past_their_retention_are_forgotten_and_pending_ones_kept() {
+        let store = SqliteStore::in_memory().unwrap();
+        let name = EventName::parse("order.created").unwrap();
+        store.create_event(&fixtures::definition("order.created")).await.unwrap();
+        for function in ["fn-a", "fn-b"] {
+            store.create_subscription(&fixtures::subscription(&name, function, Default::default())).await.unwrap();
+        }
+        let now: DateTime<Utc> = "2026-03-01T12:00:00Z".parse().unwrap();
+        let retention = DeliveryRetention::days(7).unwrap();
+        let old = now - chrono::Duration::days(8);
+        let settled = trigger_at(&store, &name, old).await;
+        let half_done = trigger_at(&store, &name, old).await;
+        let recent = trigger_at(&store, &name, now - chrono::Duration::days(6)).await;
+        for d in &settled.deliveries {
+            store.record_attempt(&d.event_id, &d.subscription_id, &AttemptOutcome::Delivered).await.unwrap();
+        }
+        for d in &recent.deliveries {
+            store.record_attempt(&d.event_id, &d.subscription_id, &AttemptOutcome::Delivered).await.unwrap();
+        }
+        let first = &half_done.deliveries[0];
+        let failed = AttemptOutcome::Failed { error: "gone".into() };
+        store.record_attempt(&first.event_id, &first.subscription_id, &failed).await.unwrap();
+
+        assert_eq!(store.purge_settled_triggers(now, retention).await.unwrap(), 1);
+        assert_eq!(store.deliveries_of_trigger(&settled.event_id).await.unwrap(), None, "past retention and settled");
+        let kept = store.deliveries_of_trigger(&half_done.event_id).await.unwrap().expect("a delivery is pending");
+        assert_eq!(kept.len(), 2, "a trigger's log is kept whole");
+        assert_eq!(store.deliveries_of_trigger(&recent.event_id).await.unwrap().map(|d| d.len()), Some(2));
+        let due = store.claim_due(now, 100, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(due.len(), 1, "the pending delivery still runs");
+        assert_eq!(due[0].payload, half_done.payload);
+        assert_eq!(store.purge_settled_triggers(now, retention).await.unwrap(), 0);
     }
 
     #[tokio::test]

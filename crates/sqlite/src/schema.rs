@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS triggers (
     idempotency_key TEXT,
     receipt         TEXT NOT NULL
 );
+-- Housekeeping finds old triggers by age (idempotency window, delivery retention).
+CREATE INDEX IF NOT EXISTS triggers_by_received_at ON triggers (received_at);
 CREATE UNIQUE INDEX IF NOT EXISTS triggers_by_idempotency_key
     ON triggers (event, idempotency_key) WHERE idempotency_key IS NOT NULL;
 
