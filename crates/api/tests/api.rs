@@ -911,6 +911,16 @@ async fn list_subscriptions_rejects_bad_filters_limits_and_cursors() {
 }
 
 #[tokio::test]
+async fn list_subscriptions_of_an_event_that_does_not_exist_is_404() {
+    let api = Api::new();
+    api.define_named("orders.created").await;
+
+    assert_problem(&api.get("/subscriptions?event=orders.shipped").await, StatusCode::NOT_FOUND, "not-found");
+    // An event without subscriptions is another matter: it exists.
+    assert_eq!(api.get("/subscriptions?event=orders.created").await.2["items"], json!([]));
+}
+
+#[tokio::test]
 async fn get_subscription_answers_200_with_its_etag() {
     let api = Api::new();
     api.define_named("orders.created").await;

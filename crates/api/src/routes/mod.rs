@@ -9,7 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use gateway_core::Version;
+use gateway_core::{Error, EventName, Version};
 use serde::Serialize;
 
 use crate::extract::etag;
@@ -24,6 +24,15 @@ pub fn finish(router: Router<SharedGateway>, body_limit: usize) -> Router<Shared
         })
         .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
         .layer(DefaultBodyLimit::max(body_limit))
+}
+
+/// 404 unless `name` is a defined event: for lists filtered by event, where an empty list
+/// would hide a misspelt name.
+pub async fn event_must_exist(g: &SharedGateway, name: &EventName) -> Result<(), ApiError> {
+    match g.events.get_event(name).await? {
+        Some(_) => Ok(()),
+        None => Err(Error::NotFound { what: "event", id: name.to_string() }.into()),
+    }
 }
 
 /// A JSON response carrying a resource's version as its ETag, and its Location when created.

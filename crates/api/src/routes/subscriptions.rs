@@ -66,8 +66,11 @@ struct ListQuery {
 }
 
 /// List subscriptions, oldest first, optionally of one event.
+///
+/// With `event`, an event that does not exist is 404 (as for its deliveries), so that a
+/// misspelt name is not mistaken for an event without subscriptions.
 #[utoipa::path(get, path = "/subscriptions", tag = "subscriptions", params(ListQuery),
-    responses((status = 200, body = SubscriptionPage), (status = 400, body = Problem, content_type = PROBLEM_JSON)))]
+    responses((status = 200, body = SubscriptionPage), (status = 400, body = Problem, content_type = PROBLEM_JSON), (status = 404, body = Problem, content_type = PROBLEM_JSON)))]
 async fn list_subscriptions(
     State(g): State<SharedGateway>,
     q: Result<Query<ListQuery>, QueryRejection>,
@@ -75,6 +78,9 @@ async fn list_subscriptions(
     let q = query(q)?;
     let event = q.event.as_deref().map(|e| path_value(EventName::parse, e)).transpose()?;
     let page = PageRequest::new(q.limit, q.cursor)?;
+    if let Some(event) = &event {
+        super::event_must_exist(&g, event).await?;
+    }
     Ok(Json(subscriptions::list_subscriptions(g.subscriptions.as_ref(), event.as_ref(), &page).await?))
 }
 

@@ -83,9 +83,7 @@ async fn deliveries_of_event(
 ) -> Result<Json<Page<Delivery>>, ApiError> {
     let event = path_param(name, EventName::parse)?;
     let page = query(q)?.page()?;
-    if g.events.get_event(&event).await?.is_none() {
-        return Err(Error::NotFound { what: "event", id: event.to_string() }.into());
-    }
+    super::event_must_exist(&g, &event).await?;
     Ok(Json(g.deliveries.deliveries_of_event(&event, &page).await?))
 }
 
