@@ -1,12 +1,10 @@
 //! How long the delivery log keeps a trigger once it has run its course.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 
 /// How long a trigger's delivery records (and, locally, its payload) are kept after it was
-/// received. Records of deliveries still pending are never removed for age: locally they are
-/// the outbox itself, and in the cloud the queue holds the work, not the record.
+/// received. Locally, a trigger with a pending delivery is kept however old, since its rows
+/// are the outbox; in the cloud the queue holds the work, so records go by age alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeliveryRetention {
     days: u32,
@@ -14,10 +12,9 @@ pub struct DeliveryRetention {
 
 impl DeliveryRetention {
     pub const DEFAULT_DAYS: u32 = 30;
-    /// At least a day, so a record outlives the 24-hour idempotency window of its trigger.
+    /// At least a day, so a record lasts as long as the 24-hour idempotency window of its trigger.
     pub const MIN_DAYS: u32 = 1;
-    /// DynamoDB's TTL ignores expiry times more than five years in the past; ten years in the
-    /// future is far enough for anyone who wants to keep everything.
+    /// Ten years: more is surely a typo, and anyone who wants to keep everything is served.
     pub const MAX_DAYS: u32 = 3650;
 
     pub fn days(days: u32) -> Result<Self, String> {
@@ -37,10 +34,6 @@ impl DeliveryRetention {
                 Self::days(days)
             }
         }
-    }
-
-    pub fn as_duration(self) -> Duration {
-        Duration::from_secs(u64::from(self.days) * 24 * 60 * 60)
     }
 
     /// When the records of a trigger received at `received_at` may go.
@@ -67,7 +60,7 @@ mod tests {
     #[test]
     fn retention_is_read_in_whole_days_within_bounds() {
         assert_eq!(DeliveryRetention::parse(None), Ok(DeliveryRetention::days(30).unwrap()));
-        assert_eq!(DeliveryRetention::parse(Some(" 7 ")).unwrap().as_duration(), Duration::from_secs(7 * 86_400));
+        assert_eq!(DeliveryRetention::parse(Some(" 7 ")), DeliveryRetention::days(7));
         assert!(DeliveryRetention::parse(Some("0")).unwrap_err().contains("between 1 and 3650"));
         assert!(DeliveryRetention::parse(Some("3651")).is_err());
         assert!(DeliveryRetention::parse(Some("1.5")).unwrap_err().contains("whole number"));

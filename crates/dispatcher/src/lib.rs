@@ -100,7 +100,7 @@ impl Dispatcher {
 
     /// Runs one message's deliveries; false if SQS must deliver it again.
     pub async fn handle_message(&self, body: &str) -> bool {
-        let message: DeliveryMessage = match serde_json::from_str(body) {
+        let message = match delivery_message(body) {
             Ok(message) => message,
             Err(error) => {
                 // Left to the queue's redrive policy, which moves it to the dead-letter queue.
@@ -235,6 +235,23 @@ fn truncated(mut error: String) -> String {
         error.push('…');
     }
     error
+}
+
+/// Reads an SQS body as a delivery message. SNS hands the queue raw messages, but one it could
+/// not deliver waits in the fan-out dead-letter queue and, redriven from there, may come back
+/// in SNS's JSON envelope, the delivery message being its `Message`: both are run.
+fn delivery_message(body: &str) -> Result<DeliveryMessage, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct SnsNotification {
+        #[serde(rename = "Type")]
+        kind: String,
+        #[serde(rename = "Message")]
+        message: String,
+    }
+    serde_json::from_str(body).or_else(|error| match serde_json::from_str::<SnsNotification>(body) {
+        Ok(envelope) if envelope.kind == "Notification" => serde_json::from_str(&envelope.message),
+        _ => Err(error),
+    })
 }
 
 #[cfg(test)]

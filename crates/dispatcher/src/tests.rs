@@ -255,6 +255,30 @@ async fn a_retry_that_cannot_be_enqueued_fails_the_message_so_sqs_redelivers_it(
 }
 
 #[tokio::test]
+async fn a_message_in_the_sns_envelope_is_run_like_a_raw_one() {
+    // GIVEN a delivery message as SNS wraps it when raw delivery does not apply (a redrive from
+    // the fan-out dead-letter queue)
+    let h = harness(ScriptedInvoker::default(), "*", 3);
+    let t = trigger(&["fn-a"]);
+    h.log.record_trigger(&t).await.unwrap();
+    let raw = serde_json::to_string(&DeliveryMessage::for_trigger(&t).unwrap()).unwrap();
+    let envelope =
+        json!({"Type": "Notification", "MessageId": "m-1", "TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": raw});
+    let event: SqsEvent = serde_json::from_value(json!({"Records": [
+        {"messageId": "wrapped", "body": envelope.to_string()}
+    ]}))
+    .unwrap();
+
+    // WHEN the dispatcher gets it
+    let response = h.dispatcher.handle(event).await;
+
+    // THEN its delivery runs and is logged delivered
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(h.invoker.called(), ["fn-a"]);
+    assert_eq!(h.log.get(&t.deliveries[0]).status, DeliveryStatus::Delivered);
+}
+
+#[tokio::test]
 async fn a_message_that_is_not_a_delivery_message_is_left_to_the_redrive_policy() {
     let h = harness(ScriptedInvoker::default(), "*", 3);
     let event: SqsEvent = serde_json::from_value(json!({"Records": [

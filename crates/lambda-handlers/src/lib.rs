@@ -161,8 +161,11 @@ mod tests {
 
     #[test]
     fn delivery_records_are_kept_thirty_days_unless_configured() {
-        let base = [("GATEWAY_TABLE", "gateway"), ("GATEWAY_FUNCTION_ALLOWLIST", "my-app-")];
-        let settings = HttpSettings::from_lookup(RouteGroup::Events, env(Box::leak(Box::new(base)))).unwrap();
+        let settings = HttpSettings::from_lookup(
+            RouteGroup::Events,
+            env(&[("GATEWAY_TABLE", "gateway"), ("GATEWAY_FUNCTION_ALLOWLIST", "my-app-")]),
+        )
+        .unwrap();
         assert_eq!(settings.delivery_retention, DeliveryRetention::days(30).unwrap());
         let err = HttpSettings::from_lookup(
             RouteGroup::Events,

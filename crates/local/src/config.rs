@@ -26,8 +26,8 @@ pub struct Config {
     /// `GATEWAY_INVOKE_TIMEOUT_MS`: one Invoke call's limit, default 30000. A delivery's lease
     /// is twice this, so a claimed delivery is never run twice by one healthy process.
     pub invoke_timeout: Duration,
-    /// `GATEWAY_DELIVERY_RETENTION_DAYS`, default 30: how long a settled trigger's payload and
-    /// delivery log are kept.
+    /// `GATEWAY_DELIVERY_RETENTION_DAYS`, default 30: days from its receipt that a trigger's
+    /// payload and delivery log are kept (longer while a delivery is pending).
     pub delivery_retention: DeliveryRetention,
 }
 

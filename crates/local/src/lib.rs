@@ -129,6 +129,9 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
     }
 }
 
+/// Triggers forgotten per SQLite transaction.
+const FORGET_BATCH: usize = 500;
+
 /// Hourly: forgets idempotency keys past their window and settled triggers past their retention.
 async fn housekeeping(store: SqliteStore, retention: DeliveryRetention, shutdown: CancellationToken) {
     loop {
@@ -136,10 +139,23 @@ async fn housekeeping(store: SqliteStore, retention: DeliveryRetention, shutdown
         if let Err(error) = store.expire_idempotency_keys(now).await {
             tracing::warn!(%error, "cannot expire idempotency keys");
         }
-        match store.purge_settled_triggers(now, retention).await {
-            Ok(0) => {}
-            Ok(purged) => tracing::info!(purged, "settled triggers past their retention forgotten"),
-            Err(error) => tracing::warn!(%error, "cannot forget triggers past their retention"),
+        let mut forgotten = 0;
+        loop {
+            match store.forget_settled_triggers(now, retention, FORGET_BATCH).await {
+                Ok(batch) => {
+                    forgotten += batch;
+                    if batch < FORGET_BATCH || shutdown.is_cancelled() {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot forget triggers past their retention");
+                    break;
+                }
+            }
+        }
+        if forgotten > 0 {
+            tracing::info!(forgotten, "settled triggers past their retention forgotten");
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -106,50 +106,42 @@ impl SqliteStore {
         .await
     }
 
-    /// Forgets triggers received before `retention` ended whose deliveries are all settled
-    /// (delivered or failed): their payload and delivery records go together, so a trigger's
+    /// Forgets up to `limit` triggers received before `retention` ended whose deliveries are
+    /// all settled (delivered or failed), payload and delivery records together, so a trigger's
     /// log is never shown in part. A trigger with a pending delivery stays, however old: its
-    /// rows are the outbox. Works in batches, so requests are not held up for long.
-    pub async fn purge_settled_triggers(&self, now: DateTime<Utc>, retention: DeliveryRetention) -> DbResult<usize> {
+    /// rows are the outbox. Returns how many went; call again while that is `limit`, in batches
+    /// so that requests are not held up and a shutdown can come in between.
+    pub async fn forget_settled_triggers(
+        &self,
+        now: DateTime<Utc>,
+        retention: DeliveryRetention,
+        limit: usize,
+    ) -> DbResult<usize> {
         let cutoff = ts(retention.cutoff(now));
-        let mut purged = 0;
-        loop {
-            let cutoff = cutoff.clone();
-            let batch = self
-                .run(move |conn| {
-                    let tx = conn.transaction().map_err(db_err)?;
-                    let ids = {
-                        let mut select = tx
-                            .prepare(
-                                "SELECT event_id FROM triggers t WHERE received_at < ?1 AND NOT EXISTS \
-                                 (SELECT 1 FROM deliveries d WHERE d.event_id = t.event_id AND d.status = ?2) LIMIT ?3",
-                            )
-                            .map_err(db_err)?;
-                        let rows = select
-                            .query_map(params![cutoff, DeliveryStatus::Pending.as_str(), PURGE_BATCH], |row| {
-                                row.get::<_, String>(0)
-                            })
-                            .map_err(db_err)?;
-                        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
-                    };
-                    for id in &ids {
-                        tx.execute("DELETE FROM deliveries WHERE event_id = ?1", [id]).map_err(db_err)?;
-                        tx.execute("DELETE FROM triggers WHERE event_id = ?1", [id]).map_err(db_err)?;
-                    }
-                    tx.commit().map_err(db_err)?;
-                    Ok(ids.len())
-                })
-                .await?;
-            purged += batch;
-            if batch < PURGE_BATCH {
-                return Ok(purged);
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            let ids = {
+                let mut select = tx
+                    .prepare(
+                        "SELECT event_id FROM triggers t WHERE received_at < ?1 AND NOT EXISTS \
+                         (SELECT 1 FROM deliveries d WHERE d.event_id = t.event_id AND d.status = ?2) LIMIT ?3",
+                    )
+                    .map_err(db_err)?;
+                let rows = select
+                    .query_map(params![cutoff, DeliveryStatus::Pending.as_str(), limit], |row| row.get::<_, String>(0))
+                    .map_err(db_err)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+            };
+            for id in &ids {
+                tx.execute("DELETE FROM deliveries WHERE event_id = ?1", [id]).map_err(db_err)?;
+                tx.execute("DELETE FROM triggers WHERE event_id = ?1", [id]).map_err(db_err)?;
             }
-        }
+            tx.commit().map_err(db_err)?;
+            Ok(ids.len())
+        })
+        .await
     }
 }
-
-/// Triggers forgotten per transaction by [`SqliteStore::purge_settled_triggers`].
-const PURGE_BATCH: usize = 500;
 
 fn read_event(tx: &Connection, name: &EventName) -> DbResult<Option<EventDefinition>> {
     tx.query_row("SELECT body, received_at FROM events WHERE name = ?1", [name.as_str()], |row| {
@@ -716,7 +708,7 @@ mod tests {
         let failed = AttemptOutcome::Failed { error: "gone".into() };
         store.record_attempt(&first.event_id, &first.subscription_id, &failed).await.unwrap();
 
-        assert_eq!(store.purge_settled_triggers(now, retention).await.unwrap(), 1);
+        assert_eq!(store.forget_settled_triggers(now, retention, 10).await.unwrap(), 1);
         assert_eq!(store.deliveries_of_trigger(&settled.event_id).await.unwrap(), None, "past retention and settled");
         let kept = store.deliveries_of_trigger(&half_done.event_id).await.unwrap().expect("a delivery is pending");
         assert_eq!(kept.len(), 2, "a trigger's log is kept whole");
@@ -724,7 +716,7 @@ mod tests {
         let due = store.claim_due(now, 100, Duration::from_secs(30)).await.unwrap();
         assert_eq!(due.len(), 1, "the pending delivery still runs");
         assert_eq!(due[0].payload, half_done.payload);
-        assert_eq!(store.purge_settled_triggers(now, retention).await.unwrap(), 0);
+        assert_eq!(store.forget_settled_triggers(now, retention, 10).await.unwrap(), 0);
     }
 
     #[tokio::test]

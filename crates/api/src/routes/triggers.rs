@@ -89,8 +89,8 @@ async fn deliveries_of_event(
 
 /// The deliveries of one trigger: status, attempts and last error per subscription.
 ///
-/// A trigger's log is kept for the delivery retention (30 days by default) after it was
-/// received; after that this is 404, as for an id never seen.
+/// A trigger's log is kept for at least the delivery retention (30 days by default) after it
+/// was received; after that it may be gone, and this is 404 as for an id never seen.
 #[utoipa::path(get, path = "/deliveries/{eventId}", tag = "triggers", params(("eventId" = String, Path)),
     responses((status = 200, body = Vec<Delivery>), (status = 400, body = Problem, content_type = PROBLEM_JSON), (status = 404, body = Problem, content_type = PROBLEM_JSON)))]
 async fn deliveries_of_trigger(
