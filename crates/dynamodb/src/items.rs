@@ -227,8 +227,9 @@ pub struct DeliveryItem {
     pub received_at: DateTime<Utc>,
     #[serde(with = "time")]
     pub updated_at: DateTime<Utc>,
-    /// Epoch seconds: the trigger's `receivedAt` plus the delivery retention, the same on every
-    /// write of the record. Absent from records written before retention was kept.
+    /// Epoch seconds: the trigger's `receivedAt` plus the delivery retention, so every write of
+    /// the record gives the same value (until the retention setting changes, when later writes
+    /// move it). Absent from records written before retention was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<i64>,
 }
