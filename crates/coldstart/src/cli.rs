@@ -10,6 +10,9 @@ Usage: coldstart [OPTIONS] --baseline BOOTSTRAP BOOTSTRAP...
 
 Measures the cold start of Lambda bootstrap binaries against a loopback Lambda Runtime API,
 beside a baseline binary measured in the same run, and prints a Markdown table on stdout.
+Each binary is first copied into a temporary folder as `bootstrap` and measured from there:
+how a file was written changes its page faults, and a linker's output starts slower than a
+copy of itself.
 
 BOOTSTRAP is [NAME=]PATH[:EVENT_FILE]
   NAME        its function name and row in the table (default: the file's name, or its

@@ -12,10 +12,35 @@ pub mod report;
 mod runtime_api;
 
 use std::fs;
+use std::io;
+use std::path::Path;
 
 pub use measure::{run_once, Bootstrap, RunError, Sample, Settings};
 pub use network::NetworkUse;
 pub use report::{Measured, Provenance};
+
+/// Copies each bootstrap into `dir` as `<dir>/<n>-<label>/bootstrap`, the way Lambda lays out a
+/// custom runtime, and returns them pointing at the copies.
+///
+/// Why: how a file was written shapes its page cache, and so the page faults of a cold start.
+/// A binary straight from the linker measured 0.2 of the ratio slower than a `cp` of itself
+/// (`docs/PERFORMANCE.md`). Copied alike, the baseline and the handlers are measured from files
+/// written the same way, whatever wrote them first. `fs::copy` copies in the kernel, so the
+/// harness's own memory, which a child's peak RSS inherits at fork, does not grow.
+pub fn stage_like_lambda(bootstraps: &[Bootstrap], dir: &Path) -> io::Result<Vec<Bootstrap>> {
+    bootstraps
+        .iter()
+        .enumerate()
+        .map(|(n, bootstrap)| {
+            let folder = dir.join(format!("{n}-{}", bootstrap.label));
+            fs::create_dir_all(&folder)?;
+            let path = folder.join("bootstrap");
+            fs::copy(&bootstrap.path, &path)?;
+            fs::File::open(&path)?.sync_all()?;
+            Ok(Bootstrap { path, ..bootstrap.clone() })
+        })
+        .collect()
+}
 
 /// Measures each binary `runs` times after `warmup` runs that are not counted. The binaries
 /// take turns, so a slow moment of a shared machine falls on all of them alike. A binary that

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use gateway_coldstart::{run_once, Bootstrap, NetworkUse, RunError, Settings};
+use gateway_coldstart::{run_once, stage_like_lambda, Bootstrap, NetworkUse, RunError, Settings};
 
 fn settings() -> Settings {
     Settings { timeout: Duration::from_secs(20), env: vec![("GATEWAY_TABLE".into(), "t".into())] }
@@ -16,6 +16,20 @@ fn bootstrap(label: &str, path: PathBuf, event: &str) -> Bootstrap {
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+#[test]
+fn binaries_are_measured_from_copies_laid_out_as_lambda_unpacks_them() {
+    let hello = bootstrap("hello-lambda", env!("CARGO_BIN_EXE_hello-lambda").into(), r#"{"n":1}"#);
+    let dir = std::env::temp_dir().join(format!("coldstart-stage-test-{}", std::process::id()));
+
+    let staged = stage_like_lambda(std::slice::from_ref(&hello), &dir).unwrap();
+
+    assert_eq!(staged[0].path, dir.join("0-hello-lambda").join("bootstrap"));
+    assert_eq!(std::fs::read(&staged[0].path).unwrap(), std::fs::read(&hello.path).unwrap());
+    assert_eq!(staged[0].label, "hello-lambda");
+    assert_eq!(run_once(&staged[0], &settings()).unwrap().answer, br#"{"n":1}"#, "the copy runs");
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

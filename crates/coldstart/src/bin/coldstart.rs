@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use gateway_coldstart::cli::{self, CliError};
-use gateway_coldstart::{measure_all, report, this_machine, Provenance};
+use gateway_coldstart::{measure_all, report, stage_like_lambda, this_machine, Provenance};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -21,8 +21,17 @@ fn main() -> ExitCode {
     };
 
     let bootstraps: Vec<_> = std::iter::once(options.baseline.clone()).chain(options.others.iter().cloned()).collect();
-    let measured =
-        measure_all(&bootstraps, &options.settings, options.runs, options.warmup, |line| eprintln!("{line}"));
+    let stage = std::env::temp_dir().join(format!("coldstart-{}", std::process::id()));
+    let staged = match stage_like_lambda(&bootstraps, &stage) {
+        Ok(staged) => staged,
+        Err(error) => {
+            eprintln!("coldstart: cannot copy the binaries into {}: {error}", stage.display());
+            let _ = std::fs::remove_dir_all(&stage);
+            return ExitCode::from(2);
+        }
+    };
+    let measured = measure_all(&staged, &options.settings, options.runs, options.warmup, |line| eprintln!("{line}"));
+    let _ = std::fs::remove_dir_all(&stage);
 
     let provenance = Provenance {
         runs: options.runs,
