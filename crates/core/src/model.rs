@@ -150,7 +150,11 @@ impl Trigger {
         hash.update(self.data_type.as_str().as_bytes());
         hash.update([0]);
         hash.update(&self.payload);
-        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        hash.finalize().iter().fold(String::with_capacity(64), |mut hex, b| {
+            use std::fmt::Write;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
     }
 
     pub fn receipt(&self) -> TriggerReceipt {

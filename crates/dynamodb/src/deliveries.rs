@@ -8,7 +8,7 @@ use gateway_core::{Delivery, DeliveryStatus, EventId, EventName, Page, PageReque
 
 use crate::items::{
     deliveries_index_pk, delivery_sk, event_pk, time, trigger_pk, DeliveryItem, TriggerItem, DELIVERY_PREFIX, GSI1,
-    GSI1PK, GSI1SK, PK, RECEIVED_SK, SK, TRIGGER_SK,
+    GSI1PK, GSI1SK, PK, RECEIVED_SK, SK,
 };
 use crate::{condition_failed, from_item, key, n, s, string_attr, to_item, unavailable, DynamoStore, Result};
 
@@ -67,14 +67,7 @@ impl DeliveryRecorder for DynamoStore {
         let writes: Vec<_> = trigger.deliveries.iter().map(|d| self.put_delivery(d)).collect();
         stream::iter(writes).buffer_unordered(WRITE_CONCURRENCY).try_collect::<Vec<()>>().await?;
         if trigger.deliveries.is_empty() {
-            let header = TriggerItem {
-                pk: trigger_pk(&trigger.event_id),
-                sk: TRIGGER_SK.to_owned(),
-                event_id: trigger.event_id,
-                event: trigger.event.clone(),
-                received_at: trigger.received_at,
-                ttl: Some(self.delivery_retention.expires_at(trigger.received_at).timestamp()),
-            };
+            let header = TriggerItem::new(trigger, self.delivery_retention);
             self.client
                 .put_item()
                 .table_name(self.table.as_ref())

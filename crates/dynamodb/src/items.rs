@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use gateway_core::{
     DataType, Delivery, DeliveryRetention, DeliveryStatus, EventDefinition, EventId, EventName, FunctionId,
-    IdempotencyKey, Metadata, Subscription, SubscriptionId, TriggerReceipt, Version,
+    IdempotencyKey, Metadata, Subscription, SubscriptionId, Trigger, TriggerReceipt, Version,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -251,7 +251,7 @@ impl DeliveryItem {
             last_error: d.last_error.clone(),
             received_at: d.received_at,
             updated_at: d.updated_at,
-            ttl: Some(retention.expires_at(d.received_at).timestamp()),
+            ttl: expiry(retention, d.received_at),
         }
     }
 
@@ -284,6 +284,24 @@ pub struct TriggerItem {
     /// As on a delivery record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<i64>,
+}
+
+impl TriggerItem {
+    pub fn new(trigger: &Trigger, retention: DeliveryRetention) -> Self {
+        Self {
+            pk: trigger_pk(&trigger.event_id),
+            sk: TRIGGER_SK.to_owned(),
+            event_id: trigger.event_id,
+            event: trigger.event.clone(),
+            received_at: trigger.received_at,
+            ttl: expiry(retention, trigger.received_at),
+        }
+    }
+}
+
+/// The `ttl` of a trigger's log items: when its retention ends, in epoch seconds.
+fn expiry(retention: DeliveryRetention, received_at: DateTime<Utc>) -> Option<i64> {
+    Some(retention.expires_at(received_at).timestamp())
 }
 
 /// An idempotency key: `IDEMPOTENCY#<event>#<key>` / `#KEY`, deleted by TTL after 24 hours.

@@ -139,27 +139,31 @@ async fn housekeeping(store: SqliteStore, retention: DeliveryRetention, shutdown
         if let Err(error) = store.expire_idempotency_keys(now).await {
             tracing::warn!(%error, "cannot expire idempotency keys");
         }
-        let mut forgotten = 0;
-        loop {
-            match store.forget_settled_triggers(now, retention, FORGET_BATCH).await {
-                Ok(batch) => {
-                    forgotten += batch;
-                    if batch < FORGET_BATCH || shutdown.is_cancelled() {
-                        break;
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot forget triggers past their retention");
-                    break;
-                }
-            }
-        }
-        if forgotten > 0 {
-            tracing::info!(forgotten, "settled triggers past their retention forgotten");
+        match forget_settled_triggers(&store, now, retention, &shutdown).await {
+            Ok(0) => {}
+            Ok(forgotten) => tracing::info!(forgotten, "settled triggers past their retention forgotten"),
+            Err(error) => tracing::warn!(%error, "cannot forget triggers past their retention"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+        }
+    }
+}
+
+/// Batch after batch until none is full, or until shutdown.
+async fn forget_settled_triggers(
+    store: &SqliteStore,
+    now: chrono::DateTime<chrono::Utc>,
+    retention: DeliveryRetention,
+    shutdown: &CancellationToken,
+) -> gateway_core::error::Result<usize> {
+    let mut forgotten = 0;
+    loop {
+        let batch = store.forget_settled_triggers(now, retention, FORGET_BATCH).await?;
+        forgotten += batch;
+        if batch < FORGET_BATCH || shutdown.is_cancelled() {
+            return Ok(forgotten);
         }
     }
 }
