@@ -227,8 +227,7 @@ fn benches(c: &mut Criterion) {
         let receipt = rt.block_on(trigger::trigger(ports(), request())).expect("the trigger is accepted");
         assert_eq!(receipt.deliveries.len(), n);
         assert_eq!(acceptor.deliveries.load(Ordering::Relaxed), n as u64);
-        let cached = schemas.validator(&name, Version::FIRST, &json!(false)).expect("cached");
-        assert!(cached.is_valid(&parsed), "the trigger cached the event's validator");
+        assert_eq!(schemas.len(), 1, "the trigger cached the event's validator, once for every event");
 
         group.bench_with_input(BenchmarkId::new("subscriptions", n), &n, |b, _| {
             b.iter(|| {

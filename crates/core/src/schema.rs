@@ -6,7 +6,6 @@ use std::sync::{Arc, RwLock};
 use serde_json::Value;
 
 use crate::error::Violation;
-use crate::ids::{EventName, Version};
 
 pub type Validator = jsonschema::Validator;
 
@@ -40,10 +39,43 @@ pub fn violations(validator: &Validator, payload: &Value) -> Vec<Violation> {
     found
 }
 
-/// Compiled validators by event name and definition version: a trigger compiles nothing.
+/// SHA-256 of a schema's JSON text: what identifies a compiled validator.
+///
+/// Not the event's name and version: an event deleted and defined again starts at version 1
+/// with another schema, and a cache keyed by name and version would validate its payloads
+/// against the deleted one, in every process that had compiled it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SchemaDigest([u8; 32]);
+
+impl SchemaDigest {
+    pub fn of(schema: &Value) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        // Serializing a `Value` cannot fail (its map keys are strings); the writer never errors.
+        let _ = serde_json::to_writer(HashWriter(&mut hash), schema);
+        Self(hash.finalize().into())
+    }
+}
+
+/// Feeds serialized JSON straight into the hash, without building the text first.
+struct HashWriter<'a>(&'a mut sha2::Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        sha2::Digest::update(self.0, bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Compiled validators by the digest of their schema: a trigger compiles nothing it has
+/// compiled before, and always validates against the schema it was given.
 #[derive(Default)]
 pub struct SchemaCache {
-    validators: RwLock<HashMap<(EventName, Version), Arc<Validator>>>,
+    validators: RwLock<HashMap<SchemaDigest, Arc<Validator>>>,
 }
 
 impl SchemaCache {
@@ -51,12 +83,12 @@ impl SchemaCache {
         Self::default()
     }
 
-    /// The validator for `name` at `version`, compiling `schema` on first use.
+    /// The validator for `schema`, compiling it on first use.
     ///
     /// Stored schemas compiled when they were written, so a failure here means the store holds
     /// something the API never accepted; it is reported, not hidden.
-    pub fn validator(&self, name: &EventName, version: Version, schema: &Value) -> Result<Arc<Validator>, String> {
-        let key = (name.clone(), version);
+    pub fn validator(&self, schema: &Value) -> Result<Arc<Validator>, String> {
+        let key = SchemaDigest::of(schema);
         if let Some(found) = self.validators.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(found.clone());
         }
@@ -67,6 +99,15 @@ impl SchemaCache {
         }
         validators.insert(key, compiled.clone());
         Ok(compiled)
+    }
+
+    /// How many validators are compiled and kept.
+    pub fn len(&self) -> usize {
+        self.validators.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -113,13 +154,26 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_compiles_once_per_version() {
+    fn the_cache_compiles_each_schema_once() {
         let cache = SchemaCache::new();
-        let name = EventName::parse("a").unwrap();
-        let first = cache.validator(&name, Version(1), &json!({"type": "string"})).unwrap();
-        let again = cache.validator(&name, Version(1), &json!({"type": "integer"})).unwrap();
+        let first = cache.validator(&json!({"type": "string"})).unwrap();
+        let again = cache.validator(&json!({"type": "string"})).unwrap();
         assert!(Arc::ptr_eq(&first, &again));
-        let next = cache.validator(&name, Version(2), &json!({"type": "integer"})).unwrap();
-        assert!(next.is_valid(&json!(3)));
+    }
+
+    #[test]
+    fn a_different_schema_gets_its_own_validator_whatever_it_belongs_to() {
+        let cache = SchemaCache::new();
+        let requires_a = cache.validator(&json!({"required": ["a"]})).unwrap();
+        let requires_b = cache.validator(&json!({"required": ["b"]})).unwrap();
+        assert!(requires_a.is_valid(&json!({"a": 1})) && !requires_a.is_valid(&json!({"b": 1})));
+        assert!(requires_b.is_valid(&json!({"b": 1})) && !requires_b.is_valid(&json!({"a": 1})));
+    }
+
+    #[test]
+    fn digests_differ_with_content_and_agree_with_equal_content() {
+        assert_eq!(SchemaDigest::of(&json!({"a": [1, 2]})), SchemaDigest::of(&json!({"a": [1, 2]})));
+        assert_ne!(SchemaDigest::of(&json!({"a": [1, 2]})), SchemaDigest::of(&json!({"a": [2, 1]})));
+        assert_ne!(SchemaDigest::of(&json!({"type": "string"})), SchemaDigest::of(&json!({"type": "integer"})));
     }
 }

@@ -65,7 +65,7 @@ pub fn check_payload(
     };
     let value: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| Error::MalformedPayload(e.to_string()))?;
-    let validator = schemas.validator(&definition.name, definition.version, schema).map_err(|message| {
+    let validator = schemas.validator(schema).map_err(|message| {
         Error::unavailable(format!("stored schema of '{}' does not compile: {message}", definition.name))
     })?;
     let violations = schema::violations(&validator, &value);
@@ -106,5 +106,55 @@ pub fn accepted_trigger(
         data_type: definition.data_type.clone(),
         payload,
         deliveries,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::memory::MemoryStore;
+    use crate::ports::{SystemClock, UlidSource};
+    use crate::{events, EventDraft};
+
+    async fn define(store: &MemoryStore, name: &EventName, schema: serde_json::Value) {
+        let draft = EventDraft { name: Some(name.clone()), schema: Some(schema), ..Default::default() };
+        events::define_event(store, &SystemClock, draft).await.expect("the definition is valid");
+    }
+
+    async fn trigger_with(store: &MemoryStore, schemas: &SchemaCache, name: &EventName, payload: &str) -> Result<()> {
+        let ports = TriggerPorts { source: store, acceptor: store, schemas, clock: &SystemClock, ids: &UlidSource };
+        let request = TriggerRequest {
+            event: name.clone(),
+            content_type: Some("application/json"),
+            payload: payload.as_bytes().to_vec(),
+            idempotency_key: None,
+        };
+        trigger(ports, request).await.map(drop)
+    }
+
+    #[tokio::test]
+    async fn a_re_created_event_is_validated_against_its_own_schema_not_the_deleted_one() {
+        // GIVEN an event whose schema requires `a`, triggered once (its validator is cached),
+        // then deleted and defined again, at version 1 again, with a schema requiring `b`
+        let (store, schemas) = (MemoryStore::new(), SchemaCache::new());
+        let name = EventName::parse("stale.test").unwrap();
+        define(&store, &name, json!({"type": "object", "required": ["a"]})).await;
+        trigger_with(&store, &schemas, &name, r#"{"a": 1}"#).await.expect("valid under the first schema");
+        events::delete_event(&store, &name, None, false).await.unwrap();
+        define(&store, &name, json!({"type": "object", "required": ["b"]})).await;
+
+        // WHEN payloads are triggered against the new definition
+        // THEN the new schema decides, with the same cache
+        trigger_with(&store, &schemas, &name, r#"{"b": 1}"#).await.expect("valid under the new schema");
+        let refused = trigger_with(&store, &schemas, &name, r#"{"a": 1}"#).await.unwrap_err();
+        match refused {
+            Error::PayloadRejected { violations, .. } => {
+                assert_eq!(violations.len(), 1, "{violations:?}");
+                assert!(violations[0].message.contains("\"b\""), "{violations:?}");
+            }
+            other => panic!("expected the payload to be rejected, got {other:?}"),
+        }
     }
 }
