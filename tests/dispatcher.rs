@@ -142,7 +142,7 @@ async fn deliveries_run_once_each_and_a_failing_one_is_retried_alone_then_dead_l
     let name = cloud.define(&["orders-ship", "orders-bill", "orders-flaky"]).await;
     let invoker = Arc::new(RecordingInvoker { failing: HashSet::from(["orders-flaky"]), calls: Mutex::default() });
     let settings = DispatchSettings {
-        allowlist: FunctionAllowlist::parse("orders-"),
+        allowlist: FunctionAllowlist::parse("orders-").unwrap(),
         retry: RetryPolicy { max_attempts: 3, base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(2) },
         concurrency: 8,
     };
@@ -221,7 +221,7 @@ async fn a_function_outside_the_allowlist_is_dead_lettered_without_being_invoked
     let cloud = cloud().await;
     let name = cloud.define(&["orders-ship", "admin-drop-tables"]).await;
     let invoker = Arc::new(RecordingInvoker { failing: HashSet::new(), calls: Mutex::default() });
-    let settings = DispatchSettings { allowlist: FunctionAllowlist::parse("orders-"), ..Default::default() };
+    let settings = DispatchSettings { allowlist: FunctionAllowlist::parse("orders-").unwrap(), ..Default::default() };
     let queue = SqsRetryQueue::new(cloud.sqs.clone(), &cloud.queue, &cloud.dead_letters);
     let dispatcher = Dispatcher::new(Arc::new(cloud.store.clone()), invoker.clone(), Arc::new(queue), settings);
 

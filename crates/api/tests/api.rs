@@ -13,7 +13,7 @@ use gateway_api::{Gateway, RouteGroup, DEFAULT_MAX_PAYLOAD_BYTES};
 use gateway_core::memory::{FixedClock, MemoryStore};
 use gateway_core::ports::UlidSource;
 use gateway_core::schema::SchemaCache;
-use gateway_core::FunctionAllowlist;
+use gateway_core::{AccountId, FunctionAllowlist, Home};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -30,6 +30,9 @@ const START: Duration = Duration::from_secs(1_735_689_600);
 const START_TEXT: &str = "2025-01-01T00:00:00Z";
 
 const SMALL_LIMIT: usize = 1024;
+
+/// The account the router's gateway runs in (its region is eu-west-1).
+const HOME_ACCOUNT: &str = "123456789012";
 
 struct Api {
     router: Router,
@@ -54,7 +57,9 @@ impl Api {
             schemas: SchemaCache::new(),
             clock: clock.clone(),
             ids: Arc::new(UlidSource),
-            allowlist: FunctionAllowlist::parse("example-,orders-"),
+            allowlist: FunctionAllowlist::parse("example-,orders-")
+                .unwrap()
+                .at_home(Home::new("eu-west-1", Some(AccountId::parse(HOME_ACCOUNT).unwrap()))),
             max_payload_bytes,
         };
         Self { router: gateway_api::router(gateway, RouteGroup::All), clock }
@@ -786,6 +791,28 @@ async fn subscribe_accepts_a_function_arn_whose_name_is_allowed() {
         api.post_json("/subscriptions", &json!({ "event": "orders.created", "functionId": arn })).await;
 
     assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn subscribe_to_an_allowed_name_in_another_account_or_region_is_forbidden() {
+    let api = Api::new();
+    api.define_named("orders.created").await;
+
+    // WHEN the name is allowed but the ARN puts it outside the gateway's own account or region
+    for function in [
+        "arn:aws:lambda:eu-west-1:999999999999:function:example-evil",
+        "arn:aws:lambda:us-east-1:123456789012:function:example-subscriber",
+        "999999999999:function:example-evil",
+    ] {
+        let reply =
+            api.post_json("/subscriptions", &json!({ "event": "orders.created", "functionId": function })).await;
+
+        // THEN 403, naming the gateway's home, and nothing is subscribed
+        assert_problem(&reply, StatusCode::FORBIDDEN, "function-not-allowed");
+        let detail = reply.2["detail"].as_str().unwrap();
+        assert!(detail.contains("home region eu-west-1, account 123456789012"), "{function}: {detail}");
+    }
+    assert_eq!(api.get("/subscriptions").await.2["items"], json!([]));
 }
 
 #[tokio::test]

@@ -7,7 +7,8 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
-use crate::ids::{DataType, FunctionAllowlist};
+use crate::allowlist::FunctionAllowlist;
+use crate::ids::DataType;
 use crate::model::{Delivery, InvocationData, InvocationPayload};
 use crate::ports::{AttemptOutcome, FunctionInvoker};
 

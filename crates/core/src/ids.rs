@@ -119,21 +119,33 @@ macro_rules! prefixed_id {
 prefixed_id!(SubscriptionId, "sub_", "subscription id", "sub_01JDQ3V6J9K2M4N5P6Q7R8S9T0");
 prefixed_id!(EventId, "evt_", "event id", "evt_01JDQ3V6J9K2M4N5P6Q7R8S9T0");
 
-/// The Lambda function a subscription runs: a function name, `name:qualifier`, or a function ARN.
+/// The Lambda function a subscription runs: a function name, `name:qualifier`, a function ARN,
+/// or a partial ARN (`ACCOUNT:function:NAME`), the forms Lambda's Invoke accepts.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]
 #[schema(value_type = String, example = "example-subscriber")]
 pub struct FunctionId(String);
 
+/// Where a function is, as far as its id says; what it leaves out is resolved by Lambda in the
+/// caller's own partition, region and account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FunctionLocation<'a> {
+    pub partition: Option<&'a str>,
+    pub region: Option<&'a str>,
+    pub account: Option<&'a str>,
+    /// The bare function name, without qualifier.
+    pub name: &'a str,
+}
+
 impl FunctionId {
     pub fn parse(raw: &str) -> Result<Self, Violation> {
-        if function_name_of(raw).is_some() {
+        if locate(raw).is_some() {
             Ok(Self(raw.to_owned()))
         } else {
             Err(Violation::new(
                 "",
                 format!(
-                    "'{}' is not a Lambda function: use a function name (1 to 64 of [A-Za-z0-9_-]), name:alias, name:version, or a function ARN",
+                    "'{}' is not a Lambda function: use a function name (1 to 64 of [A-Za-z0-9_-]), name:alias, name:version, a function ARN or a partial ARN (ACCOUNT:function:NAME)",
                     truncate_for_message(raw)
                 ),
             ))
@@ -144,9 +156,14 @@ impl FunctionId {
         &self.0
     }
 
-    /// The bare function name, without ARN parts or qualifier: what an allowlist is matched against.
+    /// The bare function name, without ARN parts or qualifier.
     pub fn function_name(&self) -> &str {
-        function_name_of(&self.0).expect("a FunctionId is validated on construction")
+        self.location().name
+    }
+
+    /// Partition, region and account as the id names them, and the bare name.
+    pub fn location(&self) -> FunctionLocation<'_> {
+        locate(&self.0).expect("a FunctionId is validated on construction")
     }
 }
 
@@ -159,35 +176,40 @@ fn is_qualifier(s: &str) -> bool {
         || ((1..=128).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
 }
 
-/// Returns the function name if `raw` is one of the forms Lambda's Invoke accepts.
-fn function_name_of(raw: &str) -> Option<&str> {
-    let (name, qualifier) = if let Some(arn) = raw.strip_prefix("arn:") {
+fn is_account(s: &str) -> bool {
+    s.len() == 12 && s.chars().all(|c| c.is_ascii_digit())
+}
+
+/// The location of `raw` if it is one of the forms Lambda's Invoke accepts.
+fn locate(raw: &str) -> Option<FunctionLocation<'_>> {
+    let parts: Vec<&str> = raw.split(':').collect();
+    let (location, qualifier) = match parts[..] {
         // arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
-        let parts: Vec<&str> = arn.split(':').collect();
-        let partition_ok = parts.first().is_some_and(|p| p.starts_with("aws"));
-        let region_ok =
-            parts.get(2).is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-        let account_ok = parts.get(3).is_some_and(|a| a.len() == 12 && a.chars().all(|c| c.is_ascii_digit()));
-        if !(partition_ok
-            && parts.get(1) == Some(&"lambda")
-            && region_ok
-            && account_ok
-            && parts.get(4) == Some(&"function"))
-        {
-            return None;
+        ["arn", partition, "lambda", region, account, "function", name, ref qualifier @ ..] => {
+            let partition_ok = partition.starts_with("aws");
+            let region_ok = !region.is_empty() && region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if !(partition_ok && region_ok && is_account(account)) {
+                return None;
+            }
+            let at =
+                FunctionLocation { partition: Some(partition), region: Some(region), account: Some(account), name };
+            (at, qualifier)
         }
-        match parts.len() {
-            6 => (parts[5], None),
-            7 => (parts[5], Some(parts[6])),
-            _ => return None,
+        // ACCOUNT:function:NAME[:QUALIFIER]
+        [account, "function", name, ref qualifier @ ..] if is_account(account) => {
+            (FunctionLocation { partition: None, region: None, account: Some(account), name }, qualifier)
         }
-    } else {
-        match raw.split_once(':') {
-            Some((name, qualifier)) => (name, Some(qualifier)),
-            None => (raw, None),
+        [name, ref qualifier @ ..] => {
+            (FunctionLocation { partition: None, region: None, account: None, name }, qualifier)
         }
+        [] => return None,
     };
-    (is_function_name(name) && qualifier.is_none_or(is_qualifier)).then_some(name)
+    let qualifier_ok = match qualifier {
+        [] => true,
+        [q] => is_qualifier(q),
+        _ => false,
+    };
+    (is_function_name(location.name) && qualifier_ok).then_some(location)
 }
 
 impl TryFrom<String> for FunctionId {
@@ -206,50 +228,6 @@ impl From<FunctionId> for String {
 impl fmt::Display for FunctionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// Which functions the gateway may invoke: function-name prefixes, or `*` for any.
-///
-/// It is checked twice: when a subscription is written (so the client hears about it) and
-/// again before every invocation (so a subscription written under an older, wider allowlist
-/// still cannot reach a function outside the current one).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FunctionAllowlist {
-    prefixes: Vec<String>,
-}
-
-impl FunctionAllowlist {
-    pub fn any() -> Self {
-        Self { prefixes: vec![String::new()] }
-    }
-
-    /// Parses a comma-separated list of name prefixes; `*` alone allows every function.
-    pub fn parse(spec: &str) -> Self {
-        let prefixes = spec
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(|p| if p == "*" { String::new() } else { p.trim_end_matches('*').to_owned() })
-            .collect();
-        Self { prefixes }
-    }
-
-    pub fn allows(&self, function: &FunctionId) -> bool {
-        let name = function.function_name();
-        self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
-    }
-
-    pub fn allows_any(&self) -> bool {
-        self.prefixes.iter().any(String::is_empty)
-    }
-
-    pub fn describe(&self) -> String {
-        if self.allows_any() {
-            "*".to_owned()
-        } else {
-            self.prefixes.iter().map(|p| format!("{p}*")).collect::<Vec<_>>().join(", ")
-        }
     }
 }
 
@@ -385,6 +363,8 @@ mod tests {
             "my_fn:42",
             "arn:aws:lambda:eu-west-1:123456789012:function:my-fn",
             "arn:aws-cn:lambda:cn-north-1:123456789012:function:my-fn:live",
+            "123456789012:function:my-fn",
+            "123456789012:function:my-fn:prod",
         ] {
             assert!(FunctionId::parse(ok).is_ok(), "{ok} should be valid");
         }
@@ -395,6 +375,9 @@ mod tests {
             "arn:aws:s3:::bucket",
             "arn:aws:lambda:eu-west-1:123:function:my-fn",
             "arn:aws:lambda:eu-west-1:123456789012:function:",
+            "arn:aws:lambda:eu-west-1:123456789012:function:a:b:c",
+            "123:function:my-fn",
+            "123456789012:function:",
             &"f".repeat(65),
             "http://evil",
         ] {
@@ -403,14 +386,25 @@ mod tests {
     }
 
     #[test]
-    fn allowlist_matches_the_bare_function_name_of_every_form() {
-        let allow = FunctionAllowlist::parse("orders-, billing-*");
+    fn function_ids_say_where_the_function_is() {
         let arn = FunctionId::parse("arn:aws:lambda:eu-west-1:123456789012:function:orders-ship:live").unwrap();
-        assert!(allow.allows(&arn));
-        assert!(allow.allows(&FunctionId::parse("billing-run:3").unwrap()));
-        assert!(!allow.allows(&FunctionId::parse("admin-drop-tables").unwrap()));
-        assert!(FunctionAllowlist::parse("*").allows(&FunctionId::parse("anything").unwrap()));
-        assert!(!FunctionAllowlist::parse("").allows(&FunctionId::parse("anything").unwrap()));
+        assert_eq!(
+            arn.location(),
+            FunctionLocation {
+                partition: Some("aws"),
+                region: Some("eu-west-1"),
+                account: Some("123456789012"),
+                name: "orders-ship"
+            }
+        );
+        let partial = FunctionId::parse("123456789012:function:orders-ship").unwrap();
+        assert_eq!(partial.location().account, Some("123456789012"));
+        assert_eq!(partial.location().region, None);
+        let bare = FunctionId::parse("orders-ship:3").unwrap();
+        assert_eq!(
+            bare.location(),
+            FunctionLocation { partition: None, region: None, account: None, name: "orders-ship" }
+        );
     }
 
     #[test]

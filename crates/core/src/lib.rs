@@ -3,6 +3,7 @@
 //!
 //! Nothing in this crate speaks HTTP, AWS or SQL; adapters in other crates implement the ports.
 
+pub mod allowlist;
 pub mod dispatch;
 pub mod error;
 pub mod events;
@@ -19,8 +20,9 @@ pub mod store_contract;
 pub mod subscriptions;
 pub mod trigger;
 
+pub use allowlist::{AccountId, FunctionAllowlist, Home};
 pub use error::{Error, Violation};
-pub use ids::{DataType, EventId, EventName, FunctionAllowlist, FunctionId, IdempotencyKey, SubscriptionId, Version};
+pub use ids::{DataType, EventId, EventName, FunctionId, IdempotencyKey, SubscriptionId, Version};
 pub use model::{
     Delivery, DeliveryStatus, EventDefinition, EventDraft, InvocationPayload, Metadata, Subscription,
     SubscriptionDraft, Trigger, TriggerReceipt,

@@ -1,8 +1,9 @@
 //! Use cases on subscriptions: subscribe a function to an event, read, list, replace, unsubscribe.
 
+use crate::allowlist::FunctionAllowlist;
 use crate::error::{Error, Result, Violation};
 use crate::events::check_version;
-use crate::ids::{EventName, FunctionAllowlist, SubscriptionId, Version};
+use crate::ids::{EventName, SubscriptionId, Version};
 use crate::model::{Subscription, SubscriptionDraft};
 use crate::page::{Page, PageRequest};
 use crate::ports::{Clock, IdSource, SubscriptionStore};

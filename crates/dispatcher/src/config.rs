@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use gateway_core::dispatch::RetryPolicy;
-use gateway_core::{DeliveryRetention, FunctionAllowlist};
+use gateway_core::DeliveryRetention;
 
 use crate::queue::MAX_DELAY;
 use crate::DispatchSettings;
@@ -16,7 +16,8 @@ pub struct Config {
     pub delivery_queue_url: String,
     /// `GATEWAY_DEAD_LETTER_QUEUE_URL`: where it goes after its last attempt.
     pub dead_letter_queue_url: String,
-    /// `GATEWAY_FUNCTION_ALLOWLIST` (default `*`), `GATEWAY_MAX_ATTEMPTS` (8),
+    /// `GATEWAY_FUNCTION_ALLOWLIST` (required, with `AWS_REGION` and `GATEWAY_ACCOUNT_ID`: see
+    /// `gateway_core::allowlist::cloud_allowlist`), `GATEWAY_MAX_ATTEMPTS` (8),
     /// `GATEWAY_RETRY_BASE_MS` (1000), `GATEWAY_RETRY_MAX_MS` (300000, at most 900000),
     /// `GATEWAY_CONCURRENCY` (16).
     pub settings: DispatchSettings,
@@ -59,9 +60,8 @@ impl Config {
             delivery_queue_url: required("GATEWAY_DELIVERY_QUEUE_URL")?,
             dead_letter_queue_url: required("GATEWAY_DEAD_LETTER_QUEUE_URL")?,
             settings: DispatchSettings {
-                allowlist: FunctionAllowlist::parse(
-                    &get("GATEWAY_FUNCTION_ALLOWLIST").unwrap_or_else(|| "*".to_owned()),
-                ),
+                allowlist: gateway_core::allowlist::cloud_allowlist(&get)
+                    .map_err(|(var, problem)| ConfigError { var, problem })?,
                 retry,
                 concurrency: number("GATEWAY_CONCURRENCY", 16)?.clamp(1, 1024) as usize,
             },
@@ -88,20 +88,38 @@ mod tests {
             ("GATEWAY_DEAD_LETTER_QUEUE_URL", "https://sqs/1/dlq"),
             ("GATEWAY_RETRY_MAX_MS", "3600000"),
             ("GATEWAY_FUNCTION_ALLOWLIST", "orders-"),
+            ("AWS_REGION", "eu-west-1"),
+            ("GATEWAY_ACCOUNT_ID", "123456789012"),
             ("GATEWAY_DELIVERY_RETENTION_DAYS", "90"),
         ]))
         .unwrap();
         assert_eq!(config.settings.retry.max_delay, MAX_DELAY);
         assert_eq!(config.settings.retry.max_attempts, 8);
-        assert_eq!(config.settings.allowlist.describe(), "orders-*");
+        assert_eq!(config.settings.allowlist.describe(), "orders-*; home region eu-west-1, account 123456789012");
         assert_eq!(config.delivery_retention, DeliveryRetention::days(90).unwrap());
         let err = Config::from_lookup(env(&[
             ("GATEWAY_TABLE", "gateway"),
             ("GATEWAY_DELIVERY_QUEUE_URL", "https://sqs/1/deliveries"),
             ("GATEWAY_DEAD_LETTER_QUEUE_URL", "https://sqs/1/dlq"),
+            ("GATEWAY_FUNCTION_ALLOWLIST", "orders-"),
+            ("AWS_REGION", "eu-west-1"),
             ("GATEWAY_DELIVERY_RETENTION_DAYS", "forever"),
         ]))
         .unwrap_err();
         assert_eq!(err.var, "GATEWAY_DELIVERY_RETENTION_DAYS");
+    }
+
+    #[test]
+    fn the_dispatcher_refuses_to_start_without_an_allowlist_instead_of_allowing_every_function() {
+        let err = Config::from_lookup(|k| match k {
+            "GATEWAY_TABLE" => Some("gateway".into()),
+            "GATEWAY_DELIVERY_QUEUE_URL" => Some("https://sqs/1/deliveries".into()),
+            "GATEWAY_DEAD_LETTER_QUEUE_URL" => Some("https://sqs/1/dlq".into()),
+            "AWS_REGION" => Some("eu-west-1".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        assert_eq!(err.var, "GATEWAY_FUNCTION_ALLOWLIST");
+        assert!(err.problem.starts_with("is required"), "{}", err.problem);
     }
 }

@@ -47,7 +47,8 @@ pub struct DispatchSettings {
 
 impl Default for DispatchSettings {
     fn default() -> Self {
-        Self { allowlist: FunctionAllowlist::any(), retry: RetryPolicy::default(), concurrency: 16 }
+        // Fails closed: settings that name no allowlist invoke nothing.
+        Self { allowlist: FunctionAllowlist::none(), retry: RetryPolicy::default(), concurrency: 16 }
     }
 }
 

@@ -117,7 +117,7 @@ fn harness(invoker: ScriptedInvoker, allowlist: &str, max_attempts: u32) -> Harn
     let queue = Arc::new(MemoryQueue::default());
     let invoker = Arc::new(invoker);
     let settings = DispatchSettings {
-        allowlist: FunctionAllowlist::parse(allowlist),
+        allowlist: FunctionAllowlist::parse(allowlist).unwrap(),
         retry: RetryPolicy { max_attempts, base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(300) },
         concurrency: 4,
     };

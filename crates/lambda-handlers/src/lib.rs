@@ -42,7 +42,8 @@ pub struct HttpSettings {
     pub table: String,
     /// `GATEWAY_TOPIC_ARN`: required by the function serving triggers only.
     pub topic_arn: Option<String>,
-    /// `GATEWAY_FUNCTION_ALLOWLIST`: required; in the cloud there is no "any function" default.
+    /// `GATEWAY_FUNCTION_ALLOWLIST` (required; in the cloud there is no "any function" default),
+    /// at home in `AWS_REGION` and `GATEWAY_ACCOUNT_ID`.
     pub allowlist: FunctionAllowlist,
     /// `GATEWAY_MAX_PAYLOAD_BYTES`, default [`CLOUD_MAX_PAYLOAD_BYTES`].
     pub max_payload_bytes: usize,
@@ -66,7 +67,8 @@ impl HttpSettings {
         Ok(Self {
             table: required("GATEWAY_TABLE")?,
             topic_arn: if serves_triggers { Some(required("GATEWAY_TOPIC_ARN")?) } else { None },
-            allowlist: FunctionAllowlist::parse(&required("GATEWAY_FUNCTION_ALLOWLIST")?),
+            allowlist: gateway_core::allowlist::cloud_allowlist(&get)
+                .map_err(|(var, problem)| ConfigError { var, problem })?,
             max_payload_bytes,
             delivery_retention: DeliveryRetention::parse(get("GATEWAY_DELIVERY_RETENTION_DAYS").as_deref())
                 .map_err(|problem| ConfigError { var: "GATEWAY_DELIVERY_RETENTION_DAYS", problem })?,
@@ -155,6 +157,22 @@ pub async fn serve_dispatcher() -> Result<(), BoxError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_http_handler_refuses_to_start_without_an_allowlist() {
+        for group in [RouteGroup::Events, RouteGroup::Subscriptions, RouteGroup::Triggers] {
+            let err = HttpSettings::from_lookup(
+                group,
+                env(&[
+                    ("GATEWAY_TABLE", "gateway"),
+                    ("GATEWAY_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:t"),
+                    ("AWS_REGION", "us-east-1"),
+                ]),
+            )
+            .unwrap_err();
+            assert!(err.to_string().starts_with("GATEWAY_FUNCTION_ALLOWLIST: is required"), "{group:?}: {err}");
+        }
+    }
+
     fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
     }
@@ -163,7 +181,11 @@ mod tests {
     fn delivery_records_are_kept_thirty_days_unless_configured() {
         let settings = HttpSettings::from_lookup(
             RouteGroup::Events,
-            env(&[("GATEWAY_TABLE", "gateway"), ("GATEWAY_FUNCTION_ALLOWLIST", "my-app-")]),
+            env(&[
+                ("GATEWAY_TABLE", "gateway"),
+                ("GATEWAY_FUNCTION_ALLOWLIST", "my-app-"),
+                ("AWS_REGION", "us-east-1"),
+            ]),
         )
         .unwrap();
         assert_eq!(settings.delivery_retention, DeliveryRetention::days(30).unwrap());
@@ -172,6 +194,7 @@ mod tests {
             env(&[
                 ("GATEWAY_TABLE", "gateway"),
                 ("GATEWAY_FUNCTION_ALLOWLIST", "my-app-"),
+                ("AWS_REGION", "us-east-1"),
                 ("GATEWAY_DELIVERY_RETENTION_DAYS", "0"),
             ]),
         )

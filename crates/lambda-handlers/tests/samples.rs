@@ -81,7 +81,7 @@ fn gateway(store: MemoryStore) -> Gateway {
         schemas: SchemaCache::new(),
         clock: Arc::new(SystemClock),
         ids: Arc::new(UlidSource),
-        allowlist: FunctionAllowlist::parse("my-app-"),
+        allowlist: FunctionAllowlist::parse("my-app-").unwrap(),
         max_payload_bytes: gateway_api::DEFAULT_MAX_PAYLOAD_BYTES,
     }
 }
@@ -206,7 +206,7 @@ async fn the_dispatcher_sample_invokes_its_function_and_reports_no_failure() {
     let invoker = Arc::new(RecordingInvoker::default());
     let log = Arc::new(Log::default());
     let queue = Arc::new(Queue::default());
-    let settings = DispatchSettings { allowlist: FunctionAllowlist::parse("my-app-"), ..Default::default() };
+    let settings = DispatchSettings { allowlist: FunctionAllowlist::parse("my-app-").unwrap(), ..Default::default() };
     let dispatcher = Dispatcher::new(log.clone(), invoker.clone(), queue.clone(), settings);
 
     let expected: Vec<(String, String)> = batch

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use gateway_core::dispatch::RetryPolicy;
-use gateway_core::{DeliveryRetention, FunctionAllowlist};
+use gateway_core::{AccountId, DeliveryRetention, FunctionAllowlist};
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -13,8 +13,15 @@ pub struct Config {
     pub addr: SocketAddr,
     /// `GATEWAY_DATA_DIR`, default `.data`: the SQLite file lives here.
     pub data_dir: PathBuf,
-    /// `GATEWAY_FUNCTION_ALLOWLIST`: comma-separated function-name prefixes, `*` for any (default).
+    /// `GATEWAY_FUNCTION_ALLOWLIST`: which functions subscriptions may target, `*` (any name in
+    /// the gateway's own account and region) by default; see `gateway_core::allowlist`. Its home
+    /// is set once the region and account are known (`crate::resolve_home`).
     pub allowlist: FunctionAllowlist,
+    /// `GATEWAY_ACCOUNT_ID`: the gateway's own AWS account, where bare function names run.
+    pub account_id: Option<AccountId>,
+    /// Whether to ask STS for the account when `GATEWAY_ACCOUNT_ID` is not set: yes, unless
+    /// the Lambda calls go to an emulator (`AWS_ENDPOINT_URL_LAMBDA`) and STS would not.
+    pub ask_sts_for_account: bool,
     /// `GATEWAY_MAX_PAYLOAD_BYTES`, default 262144 (the SNS message limit).
     pub max_payload_bytes: usize,
     /// `GATEWAY_MAX_ATTEMPTS`, `GATEWAY_RETRY_BASE_MS`, `GATEWAY_RETRY_MAX_MS`.
@@ -64,11 +71,22 @@ impl Config {
             base_delay: Duration::from_millis(number("GATEWAY_RETRY_BASE_MS", 1000)?),
             max_delay: Duration::from_millis(number("GATEWAY_RETRY_MAX_MS", 300_000)?),
         };
-        let allowlist = FunctionAllowlist::parse(&get("GATEWAY_FUNCTION_ALLOWLIST").unwrap_or_else(|| "*".to_owned()));
+        let allowlist = FunctionAllowlist::parse(&get("GATEWAY_FUNCTION_ALLOWLIST").unwrap_or_else(|| "*".to_owned()))
+            .map_err(|problem| ConfigError { var: "GATEWAY_FUNCTION_ALLOWLIST", problem })?;
+        let account_id = get("GATEWAY_ACCOUNT_ID")
+            .filter(|raw| !raw.trim().is_empty())
+            .map(|raw| AccountId::parse(&raw))
+            .transpose()
+            .map_err(|problem| ConfigError { var: "GATEWAY_ACCOUNT_ID", problem })?;
+        let emulated_lambda = get("AWS_ENDPOINT_URL_LAMBDA").is_some_and(|v| !v.is_empty());
+        let sts_elsewhere =
+            ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"].iter().any(|v| get(v).is_some_and(|v| !v.is_empty()));
         Ok(Self {
             addr,
             data_dir: PathBuf::from(get("GATEWAY_DATA_DIR").unwrap_or_else(|| ".data".to_owned())),
             allowlist,
+            ask_sts_for_account: account_id.is_none() && (!emulated_lambda || sts_elsewhere),
+            account_id,
             max_payload_bytes: number("GATEWAY_MAX_PAYLOAD_BYTES", gateway_api::DEFAULT_MAX_PAYLOAD_BYTES as u64)?
                 as usize,
             retry,
@@ -89,9 +107,33 @@ mod tests {
     fn defaults_serve_on_loopback_port_3000_and_allow_any_function() {
         let c = Config::from_lookup(|_| None).unwrap();
         assert_eq!(c.addr.to_string(), "127.0.0.1:3000");
-        assert!(c.allowlist.allows_any());
+        assert!(c.allowlist.allows_any_name());
+        assert_eq!(c.account_id, None);
+        assert!(c.ask_sts_for_account, "with real Lambda, STS tells the account");
         assert_eq!(c.max_payload_bytes, 256 * 1024);
         assert_eq!(c.delivery_retention, DeliveryRetention::days(30).unwrap());
+    }
+
+    #[test]
+    fn the_account_comes_from_the_setting_or_sts_but_never_sts_beside_an_emulator() {
+        let with = |pairs: &'static [(&'static str, &'static str)]| {
+            Config::from_lookup(|k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap()
+        };
+        let set = with(&[("GATEWAY_ACCOUNT_ID", "123456789012"), ("AWS_ENDPOINT_URL_LAMBDA", "http://127.0.0.1:9000")]);
+        assert_eq!(set.account_id, Some(AccountId::parse("123456789012").unwrap()));
+        assert!(!set.ask_sts_for_account);
+        assert!(!with(&[("AWS_ENDPOINT_URL_LAMBDA", "http://127.0.0.1:9000")]).ask_sts_for_account);
+        let sts = with(&[("AWS_ENDPOINT_URL_LAMBDA", "http://a"), ("AWS_ENDPOINT_URL_STS", "http://b")]);
+        assert!(sts.ask_sts_for_account);
+        let err = Config::from_lookup(|k| (k == "GATEWAY_ACCOUNT_ID").then(|| "12345".to_owned())).unwrap_err();
+        assert!(err.to_string().starts_with("GATEWAY_ACCOUNT_ID"), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_allowlist_is_refused_at_start_up() {
+        let err =
+            Config::from_lookup(|k| (k == "GATEWAY_FUNCTION_ALLOWLIST").then(|| "orders/,x".to_owned())).unwrap_err();
+        assert!(err.to_string().starts_with("GATEWAY_FUNCTION_ALLOWLIST: 'orders/'"), "{err}");
     }
 
     #[test]

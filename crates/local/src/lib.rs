@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use gateway_api::{Gateway, RouteGroup};
 use gateway_core::ports::{Acceptance, SystemClock, TriggerAcceptor, UlidSource};
 use gateway_core::schema::SchemaCache;
-use gateway_core::{DeliveryRetention, IdempotencyKey, Trigger};
+use gateway_core::{AccountId, DeliveryRetention, Home, IdempotencyKey, Trigger};
 use gateway_lambda_invoker::LambdaInvoker;
 use gateway_sqlite::SqliteStore;
 use tokio::sync::Notify;
@@ -50,8 +50,48 @@ impl TriggerAcceptor for WakingAcceptor {
     }
 }
 
-/// Serves until SIGINT or SIGTERM, then drains requests and invocations in flight.
-pub async fn run(config: Config, lambda: aws_sdk_lambda::Client) -> Result<(), StartError> {
+/// Where the gateway runs: the region its Lambda client uses and its account, from
+/// `GATEWAY_ACCOUNT_ID` or else, with real credentials, STS `GetCallerIdentity`. Without an
+/// account, the allowlist refuses every ARN that names one (unless it names that account).
+pub async fn resolve_home(config: &Config, aws: &aws_config::SdkConfig) -> Home {
+    let region = aws.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".to_owned());
+    let account = match (&config.account_id, config.ask_sts_for_account) {
+        (Some(account), _) => Some(account.clone()),
+        (None, false) => None,
+        (None, true) => caller_account(aws).await,
+    };
+    if account.is_none() {
+        tracing::warn!("the gateway's AWS account is unknown (set GATEWAY_ACCOUNT_ID): subscriptions to function ARNs that name an account are refused unless the allowlist names it");
+    }
+    Home::new(region, account)
+}
+
+async fn caller_account(aws: &aws_config::SdkConfig) -> Option<AccountId> {
+    let sts = aws_sdk_sts::Client::new(aws);
+    let asked = tokio::time::timeout(std::time::Duration::from_secs(5), sts.get_caller_identity().send()).await;
+    match asked {
+        Ok(Ok(identity)) => match identity.account().map(AccountId::parse) {
+            Some(Ok(account)) => Some(account),
+            _ => {
+                tracing::warn!("STS GetCallerIdentity answered without a valid account");
+                None
+            }
+        },
+        Ok(Err(error)) => {
+            tracing::warn!(error = %aws_sdk_sts::error::DisplayErrorContext(&error), "cannot ask STS for the gateway's account");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("STS GetCallerIdentity did not answer within 5 s");
+            None
+        }
+    }
+}
+
+/// Serves until SIGINT or SIGTERM, then drains requests and invocations in flight. The
+/// allowlist is taken to be at `home` (see [`resolve_home`]).
+pub async fn run(mut config: Config, home: Home, lambda: aws_sdk_lambda::Client) -> Result<(), StartError> {
+    config.allowlist = config.allowlist.at_home(home);
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| StartError::DataDir { path: config.data_dir.display().to_string(), source })?;
     let _lock = lock_data_dir(&config.data_dir)?;
@@ -91,8 +131,8 @@ pub async fn run(config: Config, lambda: aws_sdk_lambda::Client) -> Result<(), S
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|source| StartError::Listen { addr: config.addr, source })?;
-    if config.allowlist.allows_any() {
-        tracing::warn!("GATEWAY_FUNCTION_ALLOWLIST is '*': subscriptions may target any function");
+    if config.allowlist.allows_any_name() {
+        tracing::warn!("GATEWAY_FUNCTION_ALLOWLIST is '*': subscriptions may target any function of the gateway's account and region");
     }
     tracing::info!(addr = %config.addr, db = %db.display(), allowlist = %config.allowlist.describe(), "event gateway listening");
 

@@ -28,7 +28,8 @@ async fn main() -> ExitCode {
         .retry_config(RetryConfig::standard().with_max_attempts(1))
         .load()
         .await;
-    match gateway_local::run(config, aws_sdk_lambda::Client::new(&aws)).await {
+    let home = gateway_local::resolve_home(&config, &aws).await;
+    match gateway_local::run(config, home, aws_sdk_lambda::Client::new(&aws)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("event-gateway: {error}");

@@ -97,7 +97,7 @@ mod tests {
     use gateway_core::memory::{MemoryStore, RecordingInvoker};
     use gateway_core::ports::TriggerSource;
     use gateway_core::ports::{DeliveryLog, SystemClock, TriggerAcceptor, UlidSource};
-    use gateway_core::{DeliveryStatus, EventDraft, EventName, FunctionId, SubscriptionDraft};
+    use gateway_core::{AccountId, DeliveryStatus, EventDraft, EventName, FunctionId, Home, SubscriptionDraft};
 
     use super::*;
 
@@ -112,9 +112,9 @@ mod tests {
                 function_id: FunctionId::parse(f).unwrap(),
                 metadata: None,
             };
-            gateway_core::subscriptions::subscribe(&store, &SystemClock, &UlidSource, &FunctionAllowlist::any(), draft)
-                .await
-                .unwrap();
+            // Written under an allowlist that admits anything, as an older configuration might have.
+            let anything = FunctionAllowlist::parse("*, arn:aws:lambda:*:*:function:*").unwrap();
+            gateway_core::subscriptions::subscribe(&store, &SystemClock, &UlidSource, &anything, draft).await.unwrap();
         }
         let (def, subs) = store.trigger_target(&name).await.unwrap().unwrap();
         let trigger =
@@ -182,16 +182,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_function_outside_the_allowlist_is_never_invoked() {
-        let (store, event_id) = store_with_trigger(&["admin-drop", "example-ok"]).await;
+        let evil = "arn:aws:lambda:eu-west-1:999999999999:function:example-evil";
+        let (store, event_id) = store_with_trigger(&["admin-drop", "example-ok", evil]).await;
         let invoker = Arc::new(RecordingInvoker::default());
-        let log =
-            run_until_settled(&store, worker(&store, invoker.clone(), FunctionAllowlist::parse("example-")), event_id)
-                .await;
+        let home = Home::new("us-east-1", Some(AccountId::parse("123456789012").unwrap()));
+        let allowlist = FunctionAllowlist::parse("example-").unwrap().at_home(home);
+        let log = run_until_settled(&store, worker(&store, invoker.clone(), allowlist), event_id).await;
         let calls: Vec<String> = invoker.calls().into_iter().map(|(f, _)| f.to_string()).collect();
         assert_eq!(calls, vec!["example-ok".to_owned()]);
-        let refused = log.iter().find(|d| d.function_id.as_str() == "admin-drop").unwrap();
-        assert_eq!(refused.status, DeliveryStatus::Failed);
-        assert!(refused.last_error.as_deref().unwrap().contains("allowlist"));
+        for function in ["admin-drop", evil] {
+            let refused = log.iter().find(|d| d.function_id.as_str() == function).unwrap();
+            assert_eq!(refused.status, DeliveryStatus::Failed, "{function}");
+            assert!(refused.last_error.as_deref().unwrap().contains("allowlist"), "{function}");
+        }
     }
 
     #[tokio::test]
