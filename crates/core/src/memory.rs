@@ -13,8 +13,8 @@ use crate::ids::{DataType, EventId, EventName, FunctionId, IdempotencyKey, Subsc
 use crate::model::{Delivery, DeliveryStatus, EventDefinition, Subscription, Trigger, TriggerReceipt};
 use crate::page::{decode_cursor, encode_cursor, Page, PageRequest};
 use crate::ports::{
-    Acceptance, AttemptOutcome, Clock, DeliveryLog, DeliveryOutbox, DueDelivery, EventStore, FunctionInvoker,
-    InvokeError, SubscriptionStore, TriggerAcceptor, TriggerSource,
+    Acceptance, AttemptOutcome, ClaimToken, Clock, DeliveryLog, DeliveryOutbox, DueDelivery, EventStore,
+    FunctionInvoker, InvokeError, Recorded, SubscriptionStore, TriggerAcceptor, TriggerSource,
 };
 
 #[derive(Default)]
@@ -32,6 +32,7 @@ struct QueuedDelivery {
     delivery: Delivery,
     next_attempt_at: DateTime<Utc>,
     leased_until: Option<DateTime<Utc>>,
+    claim: Option<ClaimToken>,
 }
 
 #[derive(Default, Clone)]
@@ -235,7 +236,12 @@ impl TriggerAcceptor for MemoryStore {
         for delivery in &trigger.deliveries {
             state.deliveries.insert(
                 (delivery.event_id, delivery.subscription_id),
-                QueuedDelivery { delivery: delivery.clone(), next_attempt_at: trigger.received_at, leased_until: None },
+                QueuedDelivery {
+                    delivery: delivery.clone(),
+                    next_attempt_at: trigger.received_at,
+                    leased_until: None,
+                    claim: None,
+                },
             );
         }
         Ok(Acceptance::Accepted)
@@ -287,30 +293,33 @@ impl DeliveryOutbox for MemoryStore {
             }
             let free = queued.leased_until.is_none_or(|until| until <= now);
             if queued.delivery.status == DeliveryStatus::Pending && queued.next_attempt_at <= now && free {
+                let claim = ClaimToken::new();
                 queued.leased_until = Some(now + lease);
+                queued.claim = Some(claim.clone());
                 let (data_type, payload) = &triggers[&queued.delivery.event_id];
                 due.push(DueDelivery {
                     delivery: queued.delivery.clone(),
                     data_type: data_type.clone(),
                     payload: payload.as_ref().clone(),
+                    claim,
                 });
             }
         }
         Ok(due)
     }
 
-    async fn record_attempt(
-        &self,
-        event_id: &EventId,
-        subscription_id: &SubscriptionId,
-        outcome: &AttemptOutcome,
-    ) -> Result<()> {
+    async fn record_attempt(&self, due: &DueDelivery, outcome: &AttemptOutcome) -> Result<Recorded> {
         let mut state = self.state();
-        let Some(queued) = state.deliveries.get_mut(&(*event_id, *subscription_id)) else {
+        let (event_id, subscription_id) = (due.delivery.event_id, due.delivery.subscription_id);
+        let Some(queued) = state.deliveries.get_mut(&(event_id, subscription_id)) else {
             return Err(Error::NotFound { what: "delivery", id: format!("{event_id}/{subscription_id}") });
         };
+        if queued.claim.as_ref() != Some(&due.claim) || queued.delivery.status != DeliveryStatus::Pending {
+            return Ok(Recorded::ClaimLost);
+        }
         let now = Utc::now();
         queued.leased_until = None;
+        queued.claim = None;
         queued.delivery.attempts += 1;
         queued.delivery.updated_at = now;
         match outcome {
@@ -324,7 +333,7 @@ impl DeliveryOutbox for MemoryStore {
                 queued.delivery.last_error = Some(error.clone());
             }
         }
-        Ok(())
+        Ok(Recorded::Recorded)
     }
 }
 

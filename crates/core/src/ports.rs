@@ -73,6 +73,44 @@ pub struct DueDelivery {
     pub delivery: Delivery,
     pub data_type: crate::ids::DataType,
     pub payload: Vec<u8>,
+    /// The claim this attempt runs under: only it may record the attempt.
+    pub claim: ClaimToken,
+}
+
+/// Names one claim of a delivery. An attempt that outlives its lease (a long invoke, a clock
+/// step) finds the delivery claimed again, or settled, by the time it ends; its outcome must then
+/// not be recorded, or it could move a delivered delivery back to pending or count an attempt
+/// twice. So the outbox records an attempt only for the claim that is current.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClaimToken(String);
+
+impl ClaimToken {
+    /// A new, unique token (a ULID).
+    pub fn new() -> Self {
+        Self(ulid::Ulid::new().to_string())
+    }
+
+    pub fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for ClaimToken {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Whether an attempt's outcome was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    Recorded,
+    /// The attempt's claim is no longer the delivery's: nothing was written.
+    ClaimLost,
 }
 
 /// How one attempt ended, as the delivery log records it.
@@ -89,12 +127,9 @@ pub trait DeliveryOutbox: Send + Sync {
     /// Claims up to `limit` pending deliveries that are due at `now`; a claim expires after
     /// `lease`, so a delivery claimed by a process that died is claimed again.
     async fn claim_due(&self, now: DateTime<Utc>, limit: u32, lease: Duration) -> Result<Vec<DueDelivery>>;
-    async fn record_attempt(
-        &self,
-        event_id: &EventId,
-        subscription_id: &SubscriptionId,
-        outcome: &AttemptOutcome,
-    ) -> Result<()>;
+    /// Records the outcome of the attempt made under `due.claim`, if that claim is still the
+    /// delivery's (then the claim ends); otherwise writes nothing and answers `ClaimLost`.
+    async fn record_attempt(&self, due: &DueDelivery, outcome: &AttemptOutcome) -> Result<Recorded>;
 }
 
 /// Why an invocation did not happen.

@@ -15,8 +15,8 @@ use crate::ids::{EventName, FunctionId, IdempotencyKey, Version};
 use crate::model::{DeliveryStatus, EventDefinition, Subscription};
 use crate::page::PageRequest;
 use crate::ports::{
-    Acceptance, AttemptOutcome, DeliveryLog, DeliveryOutbox, EventStore, IdSource, SubscriptionStore, TriggerAcceptor,
-    TriggerSource, UlidSource,
+    Acceptance, AttemptOutcome, DeliveryLog, DeliveryOutbox, EventStore, IdSource, Recorded, SubscriptionStore,
+    TriggerAcceptor, TriggerSource, UlidSource,
 };
 use crate::trigger::accepted_trigger;
 
@@ -349,22 +349,30 @@ pub async fn outbox_contract<S: RegistryStore + TriggerAcceptor + DeliveryLog + 
     assert_eq!(ours(&store.claim_due(at(2), 100, lease).await.unwrap()), 0, "claimed deliveries are leased");
 
     let (a, b) = (&trigger.deliveries[0], &trigger.deliveries[1]);
-    store.record_attempt(&a.event_id, &a.subscription_id, &AttemptOutcome::Delivered).await.unwrap();
+    let claim_of =
+        |due: &[crate::ports::DueDelivery], id| due.iter().find(|d| d.delivery.subscription_id == id).cloned().unwrap();
+    let (claim_a, claim_b) = (claim_of(&claimed, a.subscription_id), claim_of(&claimed, b.subscription_id));
+    assert_eq!(store.record_attempt(&claim_a, &AttemptOutcome::Delivered).await.unwrap(), Recorded::Recorded);
     let retry = AttemptOutcome::RetryAt { at: at(100), error: "throttled".into() };
-    store.record_attempt(&b.event_id, &b.subscription_id, &retry).await.unwrap();
+    assert_eq!(store.record_attempt(&claim_b, &retry).await.unwrap(), Recorded::Recorded);
+    assert_eq!(
+        store.record_attempt(&claim_a, &AttemptOutcome::Failed { error: "late".into() }).await.unwrap(),
+        Recorded::ClaimLost,
+        "a claim records one attempt, and a delivered delivery stays delivered"
+    );
     assert_eq!(ours(&store.claim_due(at(50), 100, lease).await.unwrap()), 0, "not due before its retry time");
     let again = store.claim_due(at(100), 100, lease).await.unwrap();
     assert_eq!(ours(&again), 1);
-    assert_eq!(
-        again.iter().find(|d| d.delivery.event_id == trigger.event_id).unwrap().delivery.subscription_id,
-        b.subscription_id
-    );
-    // The worker holding it dies: once the lease runs out, it is claimed again.
-    assert_eq!(ours(&store.claim_due(at(131), 100, lease).await.unwrap()), 1, "an expired lease frees the delivery");
-    store
-        .record_attempt(&b.event_id, &b.subscription_id, &AttemptOutcome::Failed { error: "gone".into() })
-        .await
-        .unwrap();
+    let slow = claim_of(&again, b.subscription_id);
+    // The attempt outlives its lease: once the lease runs out, the delivery is claimed again.
+    let reclaimed = store.claim_due(at(131), 100, lease).await.unwrap();
+    assert_eq!(ours(&reclaimed), 1, "an expired lease frees the delivery");
+    let current = claim_of(&reclaimed, b.subscription_id);
+    assert_ne!(current.claim, slow.claim);
+    // The slow attempt ends now: its outcome is not recorded, the current claim's is.
+    assert_eq!(store.record_attempt(&slow, &AttemptOutcome::Delivered).await.unwrap(), Recorded::ClaimLost);
+    let failed = AttemptOutcome::Failed { error: "gone".into() };
+    assert_eq!(store.record_attempt(&current, &failed).await.unwrap(), Recorded::Recorded);
 
     let log = store.deliveries_of_trigger(&trigger.event_id).await.unwrap().unwrap();
     let of = |id| log.iter().find(|d| d.subscription_id == id).unwrap();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_core::dispatch::{self, RetryPolicy};
-use gateway_core::ports::{Clock, DeliveryOutbox, DueDelivery, FunctionInvoker};
+use gateway_core::ports::{Clock, DeliveryOutbox, DueDelivery, FunctionInvoker, Recorded};
 use gateway_core::FunctionAllowlist;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -84,8 +84,15 @@ impl Worker {
             attempt = d.attempts + 1, outcome = ?outcome, "delivery attempt"
         );
         // If this write fails the lease runs out and the delivery is tried again: at least once.
-        if let Err(error) = self.outbox.record_attempt(&d.event_id, &d.subscription_id, &outcome).await {
-            tracing::error!(%error, event_id = %d.event_id, subscription_id = %d.subscription_id, "cannot record a delivery attempt");
+        match self.outbox.record_attempt(&due, &outcome).await {
+            Ok(Recorded::Recorded) => {}
+            Ok(Recorded::ClaimLost) => tracing::warn!(
+                event_id = %d.event_id, subscription_id = %d.subscription_id,
+                "the attempt outlived its lease and the delivery was claimed again; its outcome is not recorded"
+            ),
+            Err(error) => {
+                tracing::error!(%error, event_id = %d.event_id, subscription_id = %d.subscription_id, "cannot record a delivery attempt")
+            }
         }
     }
 }

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use gateway_core::page::{decode_cursor, encode_cursor};
 use gateway_core::ports::{
-    Acceptance, AttemptOutcome, DeliveryLog, DeliveryOutbox, DueDelivery, EventStore, SubscriptionStore,
-    TriggerAcceptor, TriggerSource,
+    Acceptance, AttemptOutcome, ClaimToken, DeliveryLog, DeliveryOutbox, DueDelivery, EventStore, Recorded,
+    SubscriptionStore, TriggerAcceptor, TriggerSource,
 };
 use gateway_core::{
     DataType, Delivery, DeliveryRetention, DeliveryStatus, Error, EventDefinition, EventId, EventName, IdempotencyKey,
@@ -67,6 +67,18 @@ impl SqliteStore {
 
     fn init(conn: Connection) -> DbResult<Self> {
         conn.execute_batch(schema::SCHEMA).map_err(db_err)?;
+        for (table, column, add) in schema::ADDED_COLUMNS {
+            let present: bool = conn
+                .query_row(
+                    "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+                    params![table, column],
+                    |row| row.get(0),
+                )
+                .map_err(db_err)?;
+            if !present {
+                conn.execute_batch(add).map_err(db_err)?;
+            }
+        }
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -88,7 +100,11 @@ impl SqliteStore {
     /// folder's lock: a claim left in the file was made by a process that is gone.
     pub async fn release_claims(&self) -> DbResult<usize> {
         self.run(|conn| {
-            conn.execute("UPDATE deliveries SET leased_until = NULL WHERE leased_until IS NOT NULL", []).map_err(db_err)
+            conn.execute(
+                "UPDATE deliveries SET leased_until = NULL, claim_token = NULL WHERE leased_until IS NOT NULL",
+                [],
+            )
+            .map_err(db_err)
         })
         .await
     }
@@ -606,16 +622,16 @@ impl DeliveryOutbox for SqliteStore {
                 rows.into_iter()
                     .map(|(columns, data_type, payload)| {
                         let data_type = DataType::parse(&data_type).map_err(|_| Error::unavailable("stored trigger has an invalid data type"))?;
-                        Ok(DueDelivery { delivery: delivery_from_columns(columns)?, data_type, payload })
+                        Ok(DueDelivery { delivery: delivery_from_columns(columns)?, data_type, payload, claim: ClaimToken::new() })
                     })
                     .collect::<DbResult<Vec<_>>>()?
             };
             let mut lease = tx
-                .prepare_cached("UPDATE deliveries SET leased_until = ?3 WHERE event_id = ?1 AND subscription_id = ?2")
+                .prepare_cached("UPDATE deliveries SET leased_until = ?3, claim_token = ?4 WHERE event_id = ?1 AND subscription_id = ?2")
                 .map_err(db_err)?;
             for d in &due {
                 lease
-                    .execute(params![d.delivery.event_id.to_string(), d.delivery.subscription_id.to_string(), until])
+                    .execute(params![d.delivery.event_id.to_string(), d.delivery.subscription_id.to_string(), until, d.claim.as_str()])
                     .map_err(db_err)?;
             }
             drop(lease);
@@ -625,13 +641,10 @@ impl DeliveryOutbox for SqliteStore {
         .await
     }
 
-    async fn record_attempt(
-        &self,
-        event_id: &EventId,
-        subscription_id: &SubscriptionId,
-        outcome: &AttemptOutcome,
-    ) -> DbResult<()> {
-        let (event_id, subscription_id, outcome) = (event_id.to_string(), subscription_id.to_string(), outcome.clone());
+    async fn record_attempt(&self, due: &DueDelivery, outcome: &AttemptOutcome) -> DbResult<Recorded> {
+        let event_id = due.delivery.event_id.to_string();
+        let subscription_id = due.delivery.subscription_id.to_string();
+        let (claim, outcome) = (due.claim.as_str().to_owned(), outcome.clone());
         let now = ts(Utc::now());
         self.run(move |conn| {
             let (status, error, next_at) = match &outcome {
@@ -639,18 +652,31 @@ impl DeliveryOutbox for SqliteStore {
                 AttemptOutcome::RetryAt { at, error } => ("pending", Some(error.as_str()), Some(at.timestamp_millis())),
                 AttemptOutcome::Failed { error } => ("failed", Some(error.as_str()), None),
             };
+            // Only the current claim of a pending delivery records: a slower attempt whose lease
+            // ran out finds the token changed (or the row settled) and writes nothing.
             let updated = conn
                 .execute(
                     "UPDATE deliveries SET status = ?3, attempts = attempts + 1, last_error = coalesce(?4, last_error), updated_at = ?5,
-                     next_attempt_at = coalesce(?6, next_attempt_at), leased_until = NULL
-                     WHERE event_id = ?1 AND subscription_id = ?2",
-                    params![event_id, subscription_id, status, error, now, next_at],
+                     next_attempt_at = coalesce(?6, next_attempt_at), leased_until = NULL, claim_token = NULL
+                     WHERE event_id = ?1 AND subscription_id = ?2 AND claim_token = ?7 AND status = 'pending'",
+                    params![event_id, subscription_id, status, error, now, next_at, claim],
                 )
                 .map_err(db_err)?;
-            if updated == 0 {
-                return Err(Error::NotFound { what: "delivery", id: format!("{event_id}/{subscription_id}") });
+            if updated == 1 {
+                return Ok(Recorded::Recorded);
             }
-            Ok(())
+            let exists = conn
+                .query_row(
+                    "SELECT 1 FROM deliveries WHERE event_id = ?1 AND subscription_id = ?2",
+                    params![event_id, subscription_id],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(db_err)?;
+            match exists {
+                Some(()) => Ok(Recorded::ClaimLost),
+                None => Err(Error::NotFound { what: "delivery", id: format!("{event_id}/{subscription_id}") }),
+            }
         })
         .await
     }
@@ -698,15 +724,20 @@ mod tests {
         let settled = trigger_at(&store, &name, old).await;
         let half_done = trigger_at(&store, &name, old).await;
         let recent = trigger_at(&store, &name, now - chrono::Duration::days(6)).await;
-        for d in &settled.deliveries {
-            store.record_attempt(&d.event_id, &d.subscription_id, &AttemptOutcome::Delivered).await.unwrap();
+        // Settle the old trigger and the recent one; of the half-done one, fail one delivery.
+        let due = store.claim_due(now, 100, Duration::from_secs(30)).await.unwrap();
+        for d in &due {
+            let outcome = if d.delivery.event_id == half_done.event_id {
+                if d.delivery.subscription_id != half_done.deliveries[0].subscription_id {
+                    continue;
+                }
+                AttemptOutcome::Failed { error: "gone".into() }
+            } else {
+                AttemptOutcome::Delivered
+            };
+            assert_eq!(store.record_attempt(d, &outcome).await.unwrap(), Recorded::Recorded);
         }
-        for d in &recent.deliveries {
-            store.record_attempt(&d.event_id, &d.subscription_id, &AttemptOutcome::Delivered).await.unwrap();
-        }
-        let first = &half_done.deliveries[0];
-        let failed = AttemptOutcome::Failed { error: "gone".into() };
-        store.record_attempt(&first.event_id, &first.subscription_id, &failed).await.unwrap();
+        store.release_claims().await.unwrap();
 
         assert_eq!(store.forget_settled_triggers(now, retention, 10).await.unwrap(), 1);
         assert_eq!(store.deliveries_of_trigger(&settled.event_id).await.unwrap(), None, "past retention and settled");
@@ -717,6 +748,23 @@ mod tests {
         assert_eq!(due.len(), 1, "the pending delivery still runs");
         assert_eq!(due[0].payload, half_done.payload);
         assert_eq!(store.forget_settled_triggers(now, retention, 10).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_database_made_before_claim_tokens_gets_the_column_on_open() {
+        let dir = std::env::temp_dir().join(format!("gateway-sqlite-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gateway.db");
+        let old = Connection::open(&path).unwrap();
+        let before = schema::SCHEMA.replace("    claim_token     TEXT,\n", "");
+        assert_ne!(before, schema::SCHEMA, "the old schema is the current one without the column");
+        old.execute_batch(&before).unwrap();
+        drop(old);
+        let store = SqliteStore::open(&path).unwrap();
+        store_contract::outbox_contract(&store).await;
+        drop(store);
+        SqliteStore::open(&path).expect("opening again adds nothing twice");
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[tokio::test]

@@ -49,8 +49,15 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at      TEXT NOT NULL,
     next_attempt_at INTEGER NOT NULL,
     leased_until    INTEGER,
+    -- The current claim: only the attempt made under it may record its outcome.
+    claim_token     TEXT,
     PRIMARY KEY (event_id, subscription_id)
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event, event_id, subscription_id);
 "#;
+
+/// Columns added after a database may have been created, each with the statement that adds it:
+/// `CREATE TABLE IF NOT EXISTS` leaves an existing table as it is.
+pub const ADDED_COLUMNS: &[(&str, &str, &str)] =
+    &[("deliveries", "claim_token", "ALTER TABLE deliveries ADD COLUMN claim_token TEXT")];
