@@ -7,6 +7,7 @@
 use async_trait::async_trait;
 use aws_sdk_lambda::config::http::HttpResponse;
 use aws_sdk_lambda::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_lambda::operation::invoke::InvokeError as SdkInvokeError;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use aws_sdk_lambda::Client;
@@ -22,16 +23,6 @@ impl LambdaInvoker {
         Self { client }
     }
 }
-
-/// Errors that no retry can mend: the function, its permissions or the request are wrong.
-const PERMANENT: &[&str] = &[
-    "ResourceNotFoundException",
-    "AccessDeniedException",
-    "InvalidParameterValueException",
-    "InvalidRequestContentException",
-    "RequestTooLargeException",
-    "UnrecognizedClientException",
-];
 
 #[async_trait]
 impl FunctionInvoker for LambdaInvoker {
@@ -57,13 +48,86 @@ impl FunctionInvoker for LambdaInvoker {
     }
 }
 
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    function: &FunctionId,
-    err: SdkError<E, HttpResponse>,
-) -> InvokeError {
-    let code = err.code().map(str::to_owned);
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    let message = match (&code, err.message(), err.raw_response()) {
+/// Whether a later attempt of the same Invoke can succeed with nobody changing anything.
+///
+/// Retried: throttling and Lambda's own faults, and every state Lambda says will pass on its
+/// own (a deployment in progress, a function or its network interface not ready yet, EC2, ENI
+/// and subnet capacity, file-system and SnapStart hiccups, a code artifact user being made).
+/// Not retried: what only a change by someone can mend (no such function or version, a request
+/// Lambda refuses, a function whose package, runtime, VPC, KMS key or file system is set up
+/// wrongly, a recursive loop Lambda stopped, access denied). Such a delivery fails at once with
+/// the error; fix the cause and redrive it. docs/ARCHITECTURE.md lists both sets.
+fn retryable(err: &SdkError<SdkInvokeError, HttpResponse>) -> bool {
+    use SdkInvokeError as E;
+    let service = match err {
+        // Our own request could not be built: sending it again builds it the same way.
+        SdkError::ConstructionFailure(_) => return false,
+        // No answer, or one that could not be read: the call may pass next time.
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => return true,
+        SdkError::ServiceError(service) => service.err(),
+        _ => return true,
+    };
+    match service {
+        E::TooManyRequestsException(_)
+        | E::ServiceException(_)
+        | E::ServiceQuotaExceededException(_)
+        | E::ResourceConflictException(_)
+        | E::ResourceNotReadyException(_)
+        | E::Ec2ThrottledException(_)
+        | E::Ec2UnexpectedException(_)
+        | E::EniLimitReachedException(_)
+        | E::EniNotReadyException(_)
+        | E::SubnetIpAddressLimitReachedException(_)
+        | E::EfsioException(_)
+        | E::EfsMountConnectivityException(_)
+        | E::EfsMountTimeoutException(_)
+        | E::S3FilesMountConnectivityException(_)
+        | E::S3FilesMountTimeoutException(_)
+        | E::SnapStartException(_)
+        | E::SnapStartNotReadyException(_)
+        | E::SnapStartTimeoutException(_)
+        | E::SnapStartRegenerationFailureException(_)
+        | E::CodeArtifactUserPendingException(_)
+        | E::CodeArtifactUserDeletedException(_) => true,
+        E::ResourceNotFoundException(_)
+        | E::InvalidParameterValueException(_)
+        | E::InvalidRequestContentException(_)
+        | E::RequestTooLargeException(_)
+        | E::SerializedRequestEntityTooLargeException(_)
+        | E::UnsupportedMediaTypeException(_)
+        | E::ModeNotSupportedException(_)
+        | E::NoPublishedVersionException(_)
+        | E::RecursiveInvocationException(_)
+        | E::DurableExecutionAlreadyStartedException(_)
+        | E::InvalidRuntimeException(_)
+        | E::InvalidZipFileException(_)
+        | E::InvalidSecurityGroupIdException(_)
+        | E::InvalidSubnetIdException(_)
+        | E::Ec2AccessDeniedException(_)
+        | E::EfsMountFailureException(_)
+        | E::S3FilesMountFailureException(_)
+        | E::KmsAccessDeniedException(_)
+        | E::KmsDisabledException(_)
+        | E::KmsInvalidStateException(_)
+        | E::KmsNotFoundException(_)
+        | E::CodeArtifactUserFailedException(_) => false,
+        // Errors the SDK does not model (the service's common errors, or ones added after this
+        // SDK): refused credentials and signatures are permanent; anything else may pass.
+        other => !matches!(
+            other.code(),
+            Some(
+                "AccessDeniedException"
+                    | "UnrecognizedClientException"
+                    | "InvalidSignatureException"
+                    | "MissingAuthenticationTokenException"
+            )
+        ),
+    }
+}
+
+fn classify(function: &FunctionId, err: SdkError<SdkInvokeError, HttpResponse>) -> InvokeError {
+    let retryable = retryable(&err);
+    let message = match (err.code(), err.message(), err.raw_response()) {
         (Some(code), Some(message), _) => format!("invoking '{function}': {code}: {message}"),
         (Some(code), None, _) => format!("invoking '{function}': {code}"),
         (None, _, Some(raw)) => {
@@ -76,8 +140,8 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
         }
         _ => format!("invoking '{function}': {}", DisplayErrorContext(&err)),
     };
-    // A 4xx other than throttling means the request itself is wrong; 5xx and no answer may pass.
-    let permanent_status = status.is_some_and(|s| (400..500).contains(&s) && s != 429 && s != 408);
-    let retryable = !(code.as_deref().is_some_and(|c| PERMANENT.contains(&c)) || permanent_status);
     InvokeError { message, retryable }
 }
+
+#[cfg(test)]
+mod tests;
