@@ -78,6 +78,8 @@ async fn pipeline() -> Pipeline {
         ("GATEWAY_TABLE", TABLE.to_owned()),
         ("GATEWAY_TOPIC_ARN", topic_arn),
         ("GATEWAY_FUNCTION_ALLOWLIST", "example-".to_owned()),
+        // As the template passes AWS::AccountId; moto answers for this account.
+        ("GATEWAY_ACCOUNT_ID", "123456789012".to_owned()),
         ("GATEWAY_DELIVERY_QUEUE_URL", queue.clone()),
         ("GATEWAY_DEAD_LETTER_QUEUE_URL", dead_letters.clone()),
         ("GATEWAY_MAX_ATTEMPTS", MAX_ATTEMPTS.to_string()),

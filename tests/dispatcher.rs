@@ -12,13 +12,15 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use end_to_end::moto::{delete, messages_in, queue_arn, receive, sqs_event, subscribed_queue, topic, Moto};
 use gateway_core::dispatch::RetryPolicy;
 use gateway_core::message::DeliveryMessage;
-use gateway_core::ports::{DeliveryLog, FunctionInvoker, InvokeError, SystemClock, UlidSource};
+use gateway_core::ports::{
+    DeliveryLog, DeliveryRecorder, FunctionInvoker, InvokeError, SystemClock, TriggerAcceptor, TriggerState, UlidSource,
+};
 use gateway_core::schema::SchemaCache;
 use gateway_core::trigger::{trigger, TriggerPorts, TriggerRequest};
 use gateway_core::{DeliveryStatus, EventDraft, EventName, FunctionAllowlist, FunctionId, SubscriptionDraft};
 use gateway_dispatcher::{DispatchSettings, Dispatcher, SqsRetryQueue};
 use gateway_dynamodb::{create_table, DynamoStore};
-use gateway_sns::{SnsAcceptor, SnsPublisher};
+use gateway_sns::{SnsAcceptor, SnsPublisher, TriggerPublisher};
 use serde_json::{json, Value};
 
 /// Records every invocation; the functions named in `failing` fail every time.
@@ -50,6 +52,7 @@ struct Cloud {
     _moto: Moto,
     store: DynamoStore,
     acceptor: SnsAcceptor,
+    publisher: SnsPublisher,
     sqs: aws_sdk_sqs::Client,
     queue: String,
     queue_arn: String,
@@ -66,8 +69,18 @@ async fn cloud() -> Cloud {
     let topic_arn = topic(&sns, "gateway-deliveries").await;
     let queue = subscribed_queue(&sns, &sqs, &topic_arn, "deliveries").await;
     let dead_letters = sqs.create_queue().queue_name("deliveries-dlq").send().await.unwrap().queue_url.unwrap();
-    let acceptor = SnsAcceptor::with_store(SnsPublisher::new(sns, topic_arn), store.clone());
-    Cloud { queue_arn: queue_arn(&sqs, &queue).await, _moto: moto, store, acceptor, sqs, queue, dead_letters }
+    let publisher = SnsPublisher::new(sns, topic_arn);
+    let acceptor = SnsAcceptor::with_store(publisher.clone(), store.clone());
+    Cloud {
+        queue_arn: queue_arn(&sqs, &queue).await,
+        _moto: moto,
+        store,
+        acceptor,
+        publisher,
+        sqs,
+        queue,
+        dead_letters,
+    }
 }
 
 impl Cloud {
@@ -99,21 +112,25 @@ impl Cloud {
     }
 
     async fn trigger(&self, name: &EventName, payload: &Value) -> gateway_core::TriggerReceipt {
+        self.trigger_through(&self.acceptor, name, payload).await.expect("the trigger is accepted")
+    }
+
+    async fn trigger_through(
+        &self,
+        acceptor: &dyn TriggerAcceptor,
+        name: &EventName,
+        payload: &Value,
+    ) -> gateway_core::error::Result<gateway_core::TriggerReceipt> {
         let schemas = SchemaCache::default();
-        let ports = TriggerPorts {
-            source: &self.store,
-            acceptor: &self.acceptor,
-            schemas: &schemas,
-            clock: &SystemClock,
-            ids: &UlidSource,
-        };
+        let ports =
+            TriggerPorts { source: &self.store, acceptor, schemas: &schemas, clock: &SystemClock, ids: &UlidSource };
         let request = TriggerRequest {
             event: name.clone(),
             content_type: Some("application/json"),
             payload: serde_json::to_vec(payload).unwrap(),
             idempotency_key: None,
         };
-        trigger(ports, request).await.expect("the trigger is accepted")
+        trigger(ports, request).await
     }
 
     /// One poll of Lambda's SQS event source: a batch to the dispatcher, then the successes
@@ -145,6 +162,7 @@ async fn deliveries_run_once_each_and_a_failing_one_is_retried_alone_then_dead_l
         allowlist: FunctionAllowlist::parse("orders-").unwrap(),
         retry: RetryPolicy { max_attempts: 3, base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(2) },
         concurrency: 8,
+        ..Default::default()
     };
     let queue = SqsRetryQueue::new(cloud.sqs.clone(), &cloud.queue, &cloud.dead_letters);
     let dispatcher = Dispatcher::new(Arc::new(cloud.store.clone()), invoker.clone(), Arc::new(queue), settings);
@@ -237,4 +255,131 @@ async fn a_function_outside_the_allowlist_is_dead_lettered_without_being_invoked
     let log = cloud.store.deliveries_of_trigger(&receipt.event_id).await.unwrap().unwrap();
     let admin = log.iter().find(|d| d.function_id.as_str() == "admin-drop-tables").unwrap();
     assert_eq!(admin.status, DeliveryStatus::Failed);
+}
+
+/// SNS failing in the middle of a fan-out: the first message (carrying the first `out`
+/// deliveries) reaches the real topic, then publishing fails.
+struct FailsMidFanOut {
+    sns: SnsPublisher,
+    out: usize,
+}
+
+#[async_trait]
+impl TriggerPublisher for FailsMidFanOut {
+    async fn publish(&self, trigger: &gateway_core::Trigger) -> gateway_core::error::Result<()> {
+        let mut first = trigger.clone();
+        first.deliveries.truncate(self.out);
+        self.sns.publish(&first).await?;
+        Err(gateway_core::Error::unavailable("SNS PublishBatch failed after the first message"))
+    }
+}
+
+/// The delivery log, except that the acceptor cannot settle a trigger (DynamoDB failing for it).
+struct CannotSettle(DynamoStore);
+
+#[async_trait]
+impl DeliveryRecorder for CannotSettle {
+    async fn settle_trigger(
+        &self,
+        _: &gateway_core::EventId,
+        _: &EventName,
+        _: chrono::DateTime<chrono::Utc>,
+        _: TriggerState,
+    ) -> gateway_core::error::Result<TriggerState> {
+        Err(gateway_core::Error::unavailable("DynamoDB is unreachable"))
+    }
+    async fn record_trigger(&self, t: &gateway_core::Trigger) -> gateway_core::error::Result<()> {
+        self.0.record_trigger(t).await
+    }
+    async fn record_delivery(&self, d: &gateway_core::Delivery) -> gateway_core::error::Result<()> {
+        self.0.record_delivery(d).await
+    }
+    async fn recorded_trigger(
+        &self,
+        id: &gateway_core::EventId,
+        subs: &[gateway_core::SubscriptionId],
+    ) -> gateway_core::error::Result<gateway_core::ports::RecordedTrigger> {
+        self.0.recorded_trigger(id, subs).await
+    }
+}
+
+fn dispatcher_at(cloud: &Cloud, invoker: Arc<RecordingInvoker>, now: chrono::DateTime<chrono::Utc>) -> Dispatcher {
+    let settings = DispatchSettings { allowlist: FunctionAllowlist::parse("orders-").unwrap(), ..Default::default() };
+    let queue = SqsRetryQueue::new(cloud.sqs.clone(), &cloud.queue, &cloud.dead_letters);
+    Dispatcher::new(Arc::new(cloud.store.clone()), invoker, Arc::new(queue), settings)
+        .with_clock(Arc::new(gateway_core::memory::FixedClock::at(now)))
+}
+
+#[tokio::test]
+async fn a_fan_out_that_fails_midway_answers_an_error_and_none_of_its_deliveries_run() {
+    // GIVEN an event with three subscribers, and SNS failing after the first of its messages
+    let cloud = cloud().await;
+    let name = cloud.define(&["orders-ship", "orders-bill", "orders-mail"]).await;
+    let faulty = FailsMidFanOut { sns: cloud.publisher.clone(), out: 2 };
+    let acceptor = SnsAcceptor::new(Arc::new(faulty), Arc::new(cloud.store.clone()), Arc::new(cloud.store.clone()));
+
+    // WHEN it is triggered
+    let answer = cloud.trigger_through(&acceptor, &name, &json!({"orderId": "o-9"})).await;
+
+    // THEN the client hears an error (503), though a message with two deliveries is in the queue
+    assert!(matches!(answer, Err(gateway_core::Error::Unavailable(_))), "{answer:?}");
+    let out = receive(&cloud.sqs, &cloud.queue, 1).await;
+    assert_eq!(out.len(), 1);
+    let message: DeliveryMessage = serde_json::from_str(out[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(message.deliveries.len(), 2);
+    assert!(message.unconfirmed);
+
+    // AND when the dispatcher gets that message, even at once, no function runs and it is gone
+    let invoker = Arc::new(RecordingInvoker { failing: HashSet::new(), calls: Mutex::default() });
+    let dispatcher = dispatcher_at(&cloud, invoker.clone(), message.received_at);
+    let response = dispatcher.handle(serde_json::from_value(sqs_event(&cloud.queue_arn, &out)).unwrap()).await;
+    assert!(response.batch_item_failures.is_empty());
+    delete(&cloud.sqs, &cloud.queue, &out[0]).await;
+    assert!(invoker.calls.lock().unwrap().is_empty(), "nothing of an error answer runs");
+    assert_eq!(messages_in(&cloud.sqs, &cloud.queue).await, 0, "dropped, not held back: it was settled abandoned");
+    assert_eq!(cloud.store.deliveries_of_trigger(&message.event_id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_published_trigger_nobody_settled_is_held_back_then_dropped_after_the_acceptance_window() {
+    // GIVEN a trigger whose handler published it but could neither accept nor abandon it
+    let cloud = cloud().await;
+    let name = cloud.define(&["orders-ship"]).await;
+    let acceptor = SnsAcceptor::new(
+        Arc::new(cloud.publisher.clone()),
+        Arc::new(CannotSettle(cloud.store.clone())),
+        Arc::new(cloud.store.clone()),
+    );
+    let answer = cloud.trigger_through(&acceptor, &name, &json!({"orderId": "o-10"})).await;
+    assert!(matches!(answer, Err(gateway_core::Error::Unavailable(_))), "{answer:?}");
+    let invoker = Arc::new(RecordingInvoker { failing: HashSet::new(), calls: Mutex::default() });
+
+    // WHEN the dispatcher gets its message within the acceptance window
+    let first = receive(&cloud.sqs, &cloud.queue, 1).await;
+    let message: DeliveryMessage = serde_json::from_str(first[0].body.as_deref().unwrap()).unwrap();
+    let early = dispatcher_at(&cloud, invoker.clone(), message.received_at + chrono::Duration::seconds(5));
+    early.handle(serde_json::from_value(sqs_event(&cloud.queue_arn, &first)).unwrap()).await;
+    delete(&cloud.sqs, &cloud.queue, &first[0]).await;
+
+    // THEN nothing runs and the message is back in the queue, held
+    assert!(invoker.calls.lock().unwrap().is_empty());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let held = loop {
+        let got = receive(&cloud.sqs, &cloud.queue, 1).await;
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "the held message did not come back");
+    };
+
+    // WHEN it comes again after the window
+    let late = dispatcher_at(&cloud, invoker.clone(), message.received_at + chrono::Duration::seconds(61));
+    late.handle(serde_json::from_value(sqs_event(&cloud.queue_arn, &held)).unwrap()).await;
+    delete(&cloud.sqs, &cloud.queue, &held[0]).await;
+
+    // THEN it is settled abandoned and dropped: its client got an error, so it never runs
+    assert!(invoker.calls.lock().unwrap().is_empty());
+    assert_eq!(messages_in(&cloud.sqs, &cloud.queue).await, 0);
+    let state = cloud.store.recorded_trigger(&message.event_id, &[]).await.unwrap().state;
+    assert_eq!(state, Some(TriggerState::Abandoned));
 }

@@ -10,7 +10,7 @@ use gateway_core::error::Result;
 use gateway_core::fixtures;
 use gateway_core::ports::{
     Acceptance, DeliveryLog, DeliveryRecorder, EventStore, IdSource, IdempotencyKeys, KeyClaim, SubscriptionStore,
-    TriggerAcceptor, TriggerSource, UlidSource,
+    TriggerAcceptor, TriggerSource, TriggerState, UlidSource,
 };
 use gateway_core::store_contract::{registry_contract, trigger_contract};
 use gateway_core::{
@@ -200,7 +200,7 @@ async fn a_cursor_only_works_for_the_list_that_made_it() {
 }
 
 #[tokio::test]
-async fn an_idempotency_key_is_taken_over_with_its_event_id_only_after_its_lease_and_expires_after_a_day() {
+async fn an_idempotency_key_is_taken_over_only_after_its_lease_fences_its_earlier_holder_and_expires_after_a_day() {
     let moto = Moto::start("keys");
     let store = store(&moto).await;
     let key = IdempotencyKey::parse("order-7").unwrap();
@@ -221,14 +221,23 @@ async fn an_idempotency_key_is_taken_over_with_its_event_id_only_after_its_lease
         store.claim_key(&key, &receipt(within_lease), digest, within_lease, lease).await.unwrap(),
         KeyClaim::InProgress
     );
-    // The first request crashed before confirming its publish: after the lease, the key is
-    // taken over, still tied to the first eventId.
+    // The first request crashed before completing the key: after the lease, the key is taken
+    // over for the second trigger, and the answer names the first, for the caller to settle.
     let after_lease = t0 + chrono::Duration::seconds(61);
+    let second = receipt(after_lease);
     assert_eq!(
-        store.claim_key(&key, &receipt(after_lease), digest, after_lease, lease).await.unwrap(),
+        store.claim_key(&key, &second, digest, after_lease, lease).await.unwrap(),
         KeyClaim::TakenOver(first.clone())
     );
-    store.complete_key(&key, &first).await.unwrap();
+    // The first request, had it only been slow, can no longer complete or release the key.
+    store.complete_key(&key, &first.event_id, &first).await.unwrap();
+    store.abandon_key(&key, &first).await.unwrap();
+    let still_held = t0 + chrono::Duration::seconds(70);
+    assert_eq!(
+        store.claim_key(&key, &receipt(still_held), digest, still_held, lease).await.unwrap(),
+        KeyClaim::InProgress
+    );
+    store.complete_key(&key, &second.event_id, &second).await.unwrap();
     let reused = t0 + chrono::Duration::hours(1);
     assert!(
         matches!(
@@ -240,7 +249,7 @@ async fn an_idempotency_key_is_taken_over_with_its_event_id_only_after_its_lease
     let later = t0 + chrono::Duration::hours(23);
     assert_eq!(
         store.claim_key(&key, &receipt(later), digest, later, lease).await.unwrap(),
-        KeyClaim::Published(first.clone())
+        KeyClaim::Published(second.clone())
     );
     let next_day = t0 + chrono::Duration::hours(25);
     assert_eq!(
@@ -264,7 +273,7 @@ async fn delivery_records_never_move_backwards() {
     store.record_delivery(&delivered).await.unwrap();
     store.record_trigger(&trigger).await.unwrap();
     let ids = [pending.subscription_id];
-    let logged = store.recorded_deliveries(&pending.event_id, &ids).await.unwrap();
+    let logged = store.recorded_trigger(&pending.event_id, &ids).await.unwrap().deliveries;
     assert_eq!(logged, vec![delivered.clone()]);
 
     // A late write of an earlier attempt does not undo a later one.
@@ -277,7 +286,7 @@ async fn delivery_records_never_move_backwards() {
     let other = Delivery { subscription_id: UlidSource.subscription_id(), ..second.clone() };
     store.record_delivery(&other).await.unwrap();
     store.record_delivery(&Delivery { attempts: 2, ..other.clone() }).await.unwrap();
-    let logged = store.recorded_deliveries(&other.event_id, &[other.subscription_id]).await.unwrap();
+    let logged = store.recorded_trigger(&other.event_id, &[other.subscription_id]).await.unwrap().deliveries;
     assert_eq!(logged[0].attempts, 3);
     let log = store.deliveries_of_trigger(&pending.event_id).await.unwrap().unwrap();
     assert_eq!(log.len(), 2);
@@ -290,8 +299,48 @@ async fn a_trigger_without_subscriptions_is_still_in_the_log() {
     let def = definition("lonely.event");
     store.create_event(&def).await.unwrap();
     let trigger = gateway_core::trigger::accepted_trigger(&def, &[], b"{}".to_vec(), Utc::now(), &UlidSource);
+    settle(&store, &trigger, TriggerState::Accepted).await;
     store.record_trigger(&trigger).await.unwrap();
     assert_eq!(store.deliveries_of_trigger(&trigger.event_id).await.unwrap(), Some(Vec::new()));
+}
+
+async fn settle(store: &DynamoStore, t: &Trigger, want: TriggerState) -> TriggerState {
+    store.settle_trigger(&t.event_id, &t.event, t.received_at, want).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_trigger_is_settled_once_by_whoever_comes_first() {
+    let moto = Moto::start("settle");
+    let store = store(&moto).await;
+    let def = definition("orders.created");
+    let sub = subscription("orders.created", "fn-a", Metadata::new());
+    let ids = [sub.subscription_id];
+    let accepted = gateway_core::trigger::accepted_trigger(
+        &def,
+        std::slice::from_ref(&sub),
+        b"{}".to_vec(),
+        Utc::now(),
+        &UlidSource,
+    );
+    let dropped = gateway_core::trigger::accepted_trigger(&def, &[sub], b"{}".to_vec(), Utc::now(), &UlidSource);
+    assert_eq!(store.recorded_trigger(&accepted.event_id, &ids).await.unwrap().state, None);
+
+    // The acceptor settles first: the dispatcher's later abandon is answered "accepted".
+    assert_eq!(settle(&store, &accepted, TriggerState::Accepted).await, TriggerState::Accepted);
+    assert_eq!(settle(&store, &accepted, TriggerState::Abandoned).await, TriggerState::Accepted);
+    assert_eq!(
+        settle(&store, &accepted, TriggerState::Accepted).await,
+        TriggerState::Accepted,
+        "a retried write agrees"
+    );
+    // The dispatcher settles first: the acceptor's late accept is answered "abandoned".
+    assert_eq!(settle(&store, &dropped, TriggerState::Abandoned).await, TriggerState::Abandoned);
+    assert_eq!(settle(&store, &dropped, TriggerState::Accepted).await, TriggerState::Abandoned);
+
+    assert_eq!(store.recorded_trigger(&accepted.event_id, &ids).await.unwrap().state, Some(TriggerState::Accepted));
+    assert_eq!(store.recorded_trigger(&dropped.event_id, &ids).await.unwrap().state, Some(TriggerState::Abandoned));
+    // A trigger that was never accepted is not in the log: its client got an error.
+    assert_eq!(store.deliveries_of_trigger(&dropped.event_id).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -331,9 +380,13 @@ async fn delivery_records_expire_by_ttl_after_the_retention_whatever_wrote_them(
     assert_eq!(ttls(trigger.event_id).await, vec![Some(expected.clone()); 2], "pending records");
     let delivered = Delivery { status: DeliveryStatus::Delivered, attempts: 1, ..trigger.deliveries[0].clone() };
     store.record_delivery(&delivered).await.unwrap();
-    assert_eq!(ttls(trigger.event_id).await, vec![Some(expected.clone()); 2], "an attempt keeps the expiry");
+    assert_eq!(ttls(trigger.event_id).await, vec![Some(expected); 2], "an attempt keeps the expiry");
 
+    // A trigger's state outlives a short retention: as long as any of its messages can still
+    // reach the dispatcher (35 days).
     let lonely = gateway_core::trigger::accepted_trigger(&def, &[], b"{}".to_vec(), received, &UlidSource);
+    settle(&store, &lonely, TriggerState::Accepted).await;
     store.record_trigger(&lonely).await.unwrap();
-    assert_eq!(ttls(lonely.event_id).await, vec![Some(expected)], "a trigger without subscriptions");
+    let state_expires = Utc.with_ymd_and_hms(2026, 4, 5, 12, 0, 0).unwrap().timestamp().to_string();
+    assert_eq!(ttls(lonely.event_id).await, vec![Some(state_expires)], "a trigger without subscriptions");
 }

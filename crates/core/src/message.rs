@@ -27,6 +27,12 @@ pub struct DeliveryMessage {
     pub data: Box<RawValue>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_encoding: Option<String>,
+    /// True on the messages the trigger handler publishes: they may run only once their trigger
+    /// is settled as accepted (`ports::TriggerState`), since the handler may still fail and answer
+    /// an error. The dispatcher's own re-enqueues and dead letters, and messages from before
+    /// triggers were settled, leave it out: their trigger was accepted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unconfirmed: bool,
     pub deliveries: Vec<DeliveryEntry>,
 }
 
@@ -64,6 +70,7 @@ impl DeliveryMessage {
             data_type: trigger.data_type.clone(),
             data,
             data_encoding,
+            unconfirmed: true,
             deliveries: trigger
                 .deliveries
                 .iter()
@@ -81,6 +88,12 @@ impl DeliveryMessage {
     /// The same trigger carrying only `deliveries`.
     pub fn with_deliveries(&self, deliveries: Vec<DeliveryEntry>) -> Self {
         Self { deliveries, ..self.clone() }
+    }
+
+    /// The same trigger carrying only `deliveries`, known to be accepted: what the dispatcher
+    /// re-enqueues or dead-letters once it has run the message.
+    pub fn accepted_with(&self, deliveries: Vec<DeliveryEntry>) -> Self {
+        Self { deliveries, unconfirmed: false, ..self.clone() }
     }
 
     /// The payload as the client sent it.
@@ -134,9 +147,24 @@ mod tests {
         let text = serde_json::to_string(&message).unwrap();
         assert!(text.contains(r#""data":{"id": "a-1", "n": [1, 2.5]}"#), "{text}");
         assert!(!text.contains("dataEncoding"));
+        assert!(text.contains(r#""unconfirmed":true"#), "a published message waits for its trigger's acceptance");
         let back: DeliveryMessage = serde_json::from_str(&text).unwrap();
         assert_eq!(back.payload().unwrap(), t.payload);
         assert_eq!(back.record_of(&back.deliveries[0]), t.deliveries[0]);
+    }
+
+    #[test]
+    fn a_message_from_before_triggers_were_settled_reads_as_accepted_and_a_re_enqueue_is_accepted() {
+        let old = r#"{"eventId":"evt_01JDQ3V6J9K2M4N5P6Q7R8S9T0","event":"orders.created","receivedAt":"2026-11-23T12:00:00Z",
+            "dataType":"application/json","data":{"orderId":"o-1"},
+            "deliveries":[{"subscriptionId":"sub_01JDQ3V6J9K2M4N5P6Q7R8S9T0","functionId":"my-app-orders","metadata":{},"attempts":0}]}"#;
+        let message: DeliveryMessage = serde_json::from_str(old).unwrap();
+        assert!(!message.unconfirmed);
+        let t = trigger("application/json", b"{}");
+        let published = DeliveryMessage::for_trigger(&t).unwrap();
+        let again = published.accepted_with(published.deliveries.clone());
+        assert!(published.unconfirmed && !again.unconfirmed);
+        assert!(!serde_json::to_string(&again).unwrap().contains("unconfirmed"));
     }
 
     #[test]

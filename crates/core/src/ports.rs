@@ -186,9 +186,11 @@ pub enum KeyClaim {
     Published(TriggerReceipt),
     /// Another request holds the key and may still be publishing.
     InProgress,
-    /// A request claimed the key but never confirmed its publish (it failed or crashed) and its
-    /// lease ran out. The key is now this caller's, still tied to the first trigger's receipt:
-    /// the caller publishes under that `eventId`, so a publish that did happen is not doubled.
+    /// A request claimed the key but never completed it (it failed or crashed) and its lease
+    /// ran out. The key now holds this caller's trigger; here is the earlier attempt's receipt.
+    /// That attempt may have been accepted after all: the caller settles it first
+    /// ([`DeliveryRecorder::settle_trigger`] with `Abandoned`) and, if it was accepted, answers
+    /// with its receipt instead of publishing anything.
     TakenOver(TriggerReceipt),
 }
 
@@ -209,21 +211,54 @@ pub trait IdempotencyKeys: Send + Sync {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<KeyClaim>;
-    /// Marks the key's trigger as published, storing the receipt a retry will get.
-    async fn complete_key(&self, key: &IdempotencyKey, receipt: &TriggerReceipt) -> Result<()>;
+    /// Marks the key as published with `receipt`, the one a retry will get, if the key is still
+    /// held for the trigger `holder` (this caller's: after a take-over, `receipt` may be the
+    /// earlier attempt's, found accepted).
+    async fn complete_key(&self, key: &IdempotencyKey, holder: &EventId, receipt: &TriggerReceipt) -> Result<()>;
     /// Gives the key up after a failed publish, keeping its `eventId` for the next claimant.
     async fn abandon_key(&self, key: &IdempotencyKey, receipt: &TriggerReceipt) -> Result<()>;
 }
 
-/// The delivery log as the cloud acceptor and dispatcher write it. Writes are upserts that never
-/// move a record backwards (a delivered record stays delivered; attempts never decrease), so
-/// they may arrive late, twice, or out of order.
+/// Whether a published trigger's deliveries run, settled once for each `eventId`.
+///
+/// The cloud acceptor publishes a trigger's deliveries (one SNS message or several) and then
+/// settles it `Accepted`, answering 202 only once that is written. The dispatcher runs a
+/// freshly published message only if its trigger is `Accepted`; one whose trigger never was (the
+/// acceptor failed between its publishes, or crashed) it settles `Abandoned` after a while and
+/// drops. Whoever settles first wins, so an error answer and a running delivery never meet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TriggerState {
+    Accepted,
+    Abandoned,
+}
+
+/// What the delivery log holds of one trigger, for the dispatcher: its settled state (none yet,
+/// or a trigger logged before triggers were settled) and the recorded deliveries asked for.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecordedTrigger {
+    pub state: Option<TriggerState>,
+    pub deliveries: Vec<Delivery>,
+}
+
+/// The delivery log as the cloud acceptor and dispatcher write it. Delivery writes are upserts
+/// that never move a record backwards (a delivered record stays delivered; attempts never
+/// decrease), so they may arrive late, twice, or out of order.
 #[async_trait]
 pub trait DeliveryRecorder: Send + Sync {
-    /// Logs a published trigger: its deliveries as pending and the event's `receivedAt`.
+    /// Settles whether the trigger `event_id` (of `event`, received at `received_at`) runs:
+    /// writes `want` unless it is settled already, and answers the state it is settled in.
+    async fn settle_trigger(
+        &self,
+        event_id: &EventId,
+        event: &EventName,
+        received_at: DateTime<Utc>,
+        want: TriggerState,
+    ) -> Result<TriggerState>;
+    /// Logs an accepted trigger: its deliveries as pending and the event's `receivedAt`.
     async fn record_trigger(&self, trigger: &Trigger) -> Result<()>;
     /// Writes one delivery's state after an attempt (`attempts` counts it).
     async fn record_delivery(&self, delivery: &Delivery) -> Result<()>;
-    /// The recorded state of these deliveries of one trigger; unrecorded ones are left out.
-    async fn recorded_deliveries(&self, event_id: &EventId, subscriptions: &[SubscriptionId]) -> Result<Vec<Delivery>>;
+    /// The trigger's settled state and the recorded state of these of its deliveries
+    /// (unrecorded ones are left out), in one read.
+    async fn recorded_trigger(&self, event_id: &EventId, subscriptions: &[SubscriptionId]) -> Result<RecordedTrigger>;
 }

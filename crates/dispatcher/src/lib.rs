@@ -1,7 +1,12 @@
 //! The cloud dispatcher: runs the deliveries of an SQS batch (the delivery queue, fed by the
 //! SNS topic with raw message delivery) and says which messages SQS should deliver again.
 //!
-//! Each delivery of each message runs concurrently, under a bound:
+//! A message fresh from the trigger handler (`unconfirmed`) runs only once its trigger is
+//! settled accepted: the handler settles it after its last publish and answers 202 only then.
+//! One whose trigger is not settled yet is held back (put back with a short delay) for the
+//! acceptance window; after that it is settled abandoned (unless the handler got there first)
+//! and dropped, because its client was answered with an error. Then each delivery of each
+//! message runs concurrently, under a bound:
 //! - one already recorded as delivered, or whose attempt was already made (a redelivered
 //!   message), is skipped, so functions that succeeded are not invoked again;
 //! - a function outside the allowlist is failed, never invoked;
@@ -19,12 +24,13 @@ pub mod queue;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use futures_util::future::join_all;
 use gateway_core::dispatch::{self, RetryPolicy};
 use gateway_core::message::{DeliveryEntry, DeliveryMessage};
-use gateway_core::ports::{AttemptOutcome, Clock, DeliveryRecorder, FunctionInvoker, SystemClock};
+use gateway_core::ports::{AttemptOutcome, Clock, DeliveryRecorder, FunctionInvoker, SystemClock, TriggerState};
 use gateway_core::{Delivery, DeliveryStatus, FunctionAllowlist};
 use tokio::sync::Semaphore;
 
@@ -43,13 +49,40 @@ pub struct DispatchSettings {
     pub retry: RetryPolicy,
     /// Deliveries in flight at once, across the whole batch.
     pub concurrency: usize,
+    /// How long after its `receivedAt` a published trigger may still be settled accepted by the
+    /// trigger handler; past it, an unsettled trigger is settled abandoned and dropped. Longer
+    /// than the handler's timeout (10 s in the template), so that a handler that is merely slow
+    /// is rarely overtaken (which would only turn its 202 into an error, never the reverse).
+    pub acceptance_window: Duration,
 }
+
+/// The default [`DispatchSettings::acceptance_window`]: the idempotency key's claim lease too.
+pub const ACCEPTANCE_WINDOW: Duration = Duration::from_secs(60);
 
 impl Default for DispatchSettings {
     fn default() -> Self {
         // Fails closed: settings that name no allowlist invoke nothing.
-        Self { allowlist: FunctionAllowlist::none(), retry: RetryPolicy::default(), concurrency: 16 }
+        Self {
+            allowlist: FunctionAllowlist::none(),
+            retry: RetryPolicy::default(),
+            concurrency: 16,
+            acceptance_window: ACCEPTANCE_WINDOW,
+        }
     }
+}
+
+/// How long a held-back message waits before it is looked at again.
+const HOLD_BACK_MIN: Duration = Duration::from_secs(1);
+const HOLD_BACK_MAX: Duration = Duration::from_secs(5);
+
+/// What to do with an unconfirmed message.
+enum Acceptance {
+    /// Its trigger is accepted: run its deliveries.
+    Run,
+    /// Nothing more to do with this copy (dropped, or held back in a new copy).
+    Done,
+    /// Have SQS deliver it again.
+    Again,
 }
 
 pub struct Dispatcher {
@@ -113,13 +146,21 @@ impl Dispatcher {
             return true;
         }
         let ids: Vec<_> = message.deliveries.iter().map(|d| d.subscription_id).collect();
-        let recorded = match self.recorder.recorded_deliveries(&message.event_id, &ids).await {
-            Ok(found) => found.into_iter().map(|d| (d.subscription_id, d)).collect::<HashMap<_, _>>(),
+        let recorded = match self.recorder.recorded_trigger(&message.event_id, &ids).await {
+            Ok(found) => found,
             Err(error) => {
                 tracing::error!(%error, event_id = %message.event_id, "cannot read the delivery log; the message will come again");
                 return false;
             }
         };
+        if message.unconfirmed {
+            match self.acceptance(&message, recorded.state).await {
+                Acceptance::Run => {}
+                Acceptance::Done => return true,
+                Acceptance::Again => return false,
+            }
+        }
+        let recorded = recorded.deliveries.into_iter().map(|d| (d.subscription_id, d)).collect::<HashMap<_, _>>();
         let payload = message.payload();
         let results = join_all(message.deliveries.iter().map(|entry| {
             self.run_delivery(
@@ -131,6 +172,53 @@ impl Dispatcher {
         }))
         .await;
         results.into_iter().all(|ok| ok)
+    }
+
+    /// Whether an unconfirmed message may run, given its trigger's settled state.
+    async fn acceptance(&self, message: &DeliveryMessage, state: Option<TriggerState>) -> Acceptance {
+        let state = match state {
+            Some(state) => state,
+            None => {
+                let now = self.clock.now();
+                let window_ends = message.received_at
+                    + chrono::Duration::from_std(self.settings.acceptance_window).unwrap_or(chrono::Duration::MAX);
+                if now < window_ends {
+                    // The handler may still be settling it: have the message back shortly.
+                    let wait = (window_ends - now).to_std().unwrap_or_default().clamp(HOLD_BACK_MIN, HOLD_BACK_MAX);
+                    return match self.queue.retry_later(message, wait).await {
+                        Ok(()) => {
+                            tracing::info!(event_id = %message.event_id, "trigger not settled yet; message held back");
+                            Acceptance::Done
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, event_id = %message.event_id, "cannot hold a message back; it will come again");
+                            Acceptance::Again
+                        }
+                    };
+                }
+                let settled = self
+                    .recorder
+                    .settle_trigger(&message.event_id, &message.event, message.received_at, TriggerState::Abandoned)
+                    .await;
+                match settled {
+                    Ok(state) => state,
+                    Err(error) => {
+                        tracing::error!(%error, event_id = %message.event_id, "cannot settle an unaccepted trigger; the message will come again");
+                        return Acceptance::Again;
+                    }
+                }
+            }
+        };
+        match state {
+            TriggerState::Accepted => Acceptance::Run,
+            TriggerState::Abandoned => {
+                tracing::warn!(
+                    event_id = %message.event_id, deliveries = message.deliveries.len(),
+                    "the trigger was never accepted (its client got an error): its deliveries are dropped"
+                );
+                Acceptance::Done
+            }
+        }
     }
 
     async fn run_delivery(
@@ -180,11 +268,7 @@ impl Dispatcher {
             ..delivery.clone()
         };
         let alone = |error: &str| {
-            message.with_deliveries(vec![DeliveryEntry {
-                attempts,
-                last_error: Some(error.to_owned()),
-                ..entry.clone()
-            }])
+            message.accepted_with(vec![DeliveryEntry { attempts, last_error: Some(error.to_owned()), ..entry.clone() }])
         };
         match outcome {
             AttemptOutcome::Delivered => {

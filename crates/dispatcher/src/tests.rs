@@ -6,20 +6,33 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsEvent;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use gateway_core::fixtures;
-use gateway_core::ports::{InvokeError, UlidSource};
+use gateway_core::ports::{InvokeError, RecordedTrigger, UlidSource};
 use gateway_core::trigger::accepted_trigger;
-use gateway_core::{EventId, FunctionId, Metadata, Subscription, SubscriptionId, Trigger};
+use gateway_core::{EventId, EventName, FunctionId, Metadata, Subscription, SubscriptionId, Trigger};
 use serde_json::json;
 
 use super::*;
 
 #[derive(Default)]
-struct MemoryLog(Mutex<HashMap<(EventId, SubscriptionId), Delivery>>);
+struct MemoryLog {
+    deliveries: Mutex<HashMap<(EventId, SubscriptionId), Delivery>>,
+    states: Mutex<HashMap<EventId, TriggerState>>,
+}
 
 #[async_trait]
 impl DeliveryRecorder for MemoryLog {
+    async fn settle_trigger(
+        &self,
+        event_id: &EventId,
+        _: &EventName,
+        _: DateTime<Utc>,
+        want: TriggerState,
+    ) -> gateway_core::error::Result<TriggerState> {
+        Ok(*self.states.lock().unwrap().entry(*event_id).or_insert(want))
+    }
+
     async fn record_trigger(&self, trigger: &Trigger) -> gateway_core::error::Result<()> {
         for d in &trigger.deliveries {
             self.record_delivery(d).await?;
@@ -28,7 +41,7 @@ impl DeliveryRecorder for MemoryLog {
     }
 
     async fn record_delivery(&self, d: &Delivery) -> gateway_core::error::Result<()> {
-        let mut log = self.0.lock().unwrap();
+        let mut log = self.deliveries.lock().unwrap();
         let key = (d.event_id, d.subscription_id);
         let further = log.get(&key).is_some_and(|r| r.status == DeliveryStatus::Delivered || r.attempts > d.attempts);
         if !further {
@@ -37,19 +50,26 @@ impl DeliveryRecorder for MemoryLog {
         Ok(())
     }
 
-    async fn recorded_deliveries(
+    async fn recorded_trigger(
         &self,
         event_id: &EventId,
         subscriptions: &[SubscriptionId],
-    ) -> gateway_core::error::Result<Vec<Delivery>> {
-        let log = self.0.lock().unwrap();
-        Ok(subscriptions.iter().filter_map(|s| log.get(&(*event_id, *s)).cloned()).collect())
+    ) -> gateway_core::error::Result<RecordedTrigger> {
+        let log = self.deliveries.lock().unwrap();
+        Ok(RecordedTrigger {
+            state: self.states.lock().unwrap().get(event_id).copied(),
+            deliveries: subscriptions.iter().filter_map(|s| log.get(&(*event_id, *s)).cloned()).collect(),
+        })
     }
 }
 
 impl MemoryLog {
     fn get(&self, d: &Delivery) -> Delivery {
-        self.0.lock().unwrap()[&(d.event_id, d.subscription_id)].clone()
+        self.deliveries.lock().unwrap()[&(d.event_id, d.subscription_id)].clone()
+    }
+
+    fn state(&self, t: &Trigger) -> Option<TriggerState> {
+        self.states.lock().unwrap().get(&t.event_id).copied()
     }
 }
 
@@ -120,9 +140,24 @@ fn harness(invoker: ScriptedInvoker, allowlist: &str, max_attempts: u32) -> Harn
         allowlist: FunctionAllowlist::parse(allowlist).unwrap(),
         retry: RetryPolicy { max_attempts, base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(300) },
         concurrency: 4,
+        acceptance_window: ACCEPTANCE_WINDOW,
     };
     let dispatcher = Dispatcher::new(log.clone(), invoker.clone(), queue.clone(), settings);
     Harness { log, queue, invoker, dispatcher }
+}
+
+impl Harness {
+    /// The message the trigger handler publishes for `t`, with `t` settled accepted as the
+    /// handler settles it before answering 202.
+    async fn published(&self, t: &Trigger) -> DeliveryMessage {
+        self.log.settle_trigger(&t.event_id, &t.event, t.received_at, TriggerState::Accepted).await.unwrap();
+        DeliveryMessage::for_trigger(t).unwrap()
+    }
+
+    fn at(self, now: DateTime<Utc>) -> Self {
+        let clock = Arc::new(gateway_core::memory::FixedClock::at(now));
+        Self { dispatcher: self.dispatcher.with_clock(clock), ..self }
+    }
 }
 
 fn trigger(functions: &[&str]) -> Trigger {
@@ -149,7 +184,7 @@ async fn every_delivery_is_invoked_with_its_payload_and_recorded_delivered() {
     let h = harness(ScriptedInvoker::default(), "*", 3);
     let t = trigger(&["fn-a", "fn-b"]);
     h.log.record_trigger(&t).await.unwrap();
-    let message = DeliveryMessage::for_trigger(&t).unwrap();
+    let message = h.published(&t).await;
 
     // WHEN the dispatcher gets its message
     let response = h.dispatcher.handle(batch(&[&message])).await;
@@ -173,7 +208,7 @@ async fn every_delivery_is_invoked_with_its_payload_and_recorded_delivered() {
 async fn a_redelivered_message_does_not_invoke_again_what_already_ran() {
     let h = harness(ScriptedInvoker::failing(&["fn-flaky"]), "*", 3);
     let t = trigger(&["fn-a", "fn-flaky"]);
-    let message = DeliveryMessage::for_trigger(&t).unwrap();
+    let message = h.published(&t).await;
     h.dispatcher.handle(batch(&[&message])).await;
     assert_eq!(h.invoker.called().len(), 2);
 
@@ -194,7 +229,7 @@ async fn a_failing_delivery_is_retried_alone_with_backoff_then_dead_lettered_wit
     let h = harness(ScriptedInvoker::failing(&["fn-flaky"]), "*", 3);
     let t = trigger(&["fn-a", "fn-flaky"]);
     let flaky = t.deliveries.iter().find(|d| d.function_id.as_str() == "fn-flaky").unwrap();
-    let mut message = DeliveryMessage::for_trigger(&t).unwrap();
+    let mut message = h.published(&t).await;
 
     for attempt in 1..=3u32 {
         let response = h.dispatcher.handle(batch(&[&message])).await;
@@ -227,7 +262,7 @@ async fn a_failing_delivery_is_retried_alone_with_backoff_then_dead_lettered_wit
 async fn a_function_outside_the_allowlist_is_failed_and_never_invoked() {
     let h = harness(ScriptedInvoker::default(), "orders-", 3);
     let t = trigger(&["orders-ship", "admin-drop"]);
-    let message = DeliveryMessage::for_trigger(&t).unwrap();
+    let message = h.published(&t).await;
     let response = h.dispatcher.handle(batch(&[&message])).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(h.invoker.called(), vec!["orders-ship".to_owned()]);
@@ -241,7 +276,7 @@ async fn a_retry_that_cannot_be_enqueued_fails_the_message_so_sqs_redelivers_it(
     let h = harness(ScriptedInvoker::failing(&["fn-flaky"]), "*", 3);
     *h.queue.broken.lock().unwrap() = true;
     let t = trigger(&["fn-a", "fn-flaky"]);
-    let message = DeliveryMessage::for_trigger(&t).unwrap();
+    let message = h.published(&t).await;
     let response = h.dispatcher.handle(batch(&[&message])).await;
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(response.batch_item_failures[0].item_identifier, "msg-0");
@@ -261,7 +296,7 @@ async fn a_message_in_the_sns_envelope_is_run_like_a_raw_one() {
     let h = harness(ScriptedInvoker::default(), "*", 3);
     let t = trigger(&["fn-a"]);
     h.log.record_trigger(&t).await.unwrap();
-    let raw = serde_json::to_string(&DeliveryMessage::for_trigger(&t).unwrap()).unwrap();
+    let raw = serde_json::to_string(&h.published(&t).await).unwrap();
     let envelope =
         json!({"Type": "Notification", "MessageId": "m-1", "TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": raw});
     let event: SqsEvent = serde_json::from_value(json!({"Records": [
@@ -288,6 +323,88 @@ async fn a_message_that_is_not_a_delivery_message_is_left_to_the_redrive_policy(
     let response = h.dispatcher.handle(event).await;
     assert_eq!(response.batch_item_failures.len(), 1);
     assert!(h.invoker.called().is_empty());
+}
+
+#[tokio::test]
+async fn a_message_of_a_trigger_not_settled_yet_is_held_back_and_runs_once_it_is_accepted() {
+    // GIVEN a freshly published message whose trigger handler has not settled it yet
+    let h = harness(ScriptedInvoker::default(), "*", 3);
+    let t = trigger(&["fn-a"]);
+    let message = DeliveryMessage::for_trigger(&t).unwrap();
+
+    // WHEN the dispatcher gets it within the acceptance window
+    let response = h.dispatcher.handle(batch(&[&message])).await;
+
+    // THEN nothing runs, and the same message is put back for a few seconds
+    assert!(response.batch_item_failures.is_empty());
+    assert!(h.invoker.called().is_empty());
+    let (held, wait) = h.queue.retries.lock().unwrap().pop().unwrap();
+    assert!(held.unconfirmed && held.deliveries == message.deliveries);
+    assert!((HOLD_BACK_MIN..=HOLD_BACK_MAX).contains(&wait), "{wait:?}");
+    assert_eq!(h.log.state(&t), None, "the window is not over: the handler may still accept it");
+
+    // AND once the handler has settled it accepted, the held message runs
+    h.log.settle_trigger(&t.event_id, &t.event, t.received_at, TriggerState::Accepted).await.unwrap();
+    h.dispatcher.handle(batch(&[&held])).await;
+    assert_eq!(h.invoker.called(), ["fn-a"]);
+}
+
+#[tokio::test]
+async fn a_message_of_a_trigger_never_accepted_is_settled_abandoned_after_the_window_and_dropped() {
+    // GIVEN a message of a trigger whose handler failed after publishing it (the client got an error)
+    let t = trigger(&["fn-a", "fn-b"]);
+    let h = harness(ScriptedInvoker::default(), "*", 3).at(t.received_at + chrono::Duration::seconds(61));
+    let message = DeliveryMessage::for_trigger(&t).unwrap();
+
+    // WHEN the dispatcher gets it after the acceptance window
+    let response = h.dispatcher.handle(batch(&[&message])).await;
+
+    // THEN the trigger is settled abandoned, so its handler can no longer accept it, and nothing runs
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(h.log.state(&t), Some(TriggerState::Abandoned));
+    assert!(h.invoker.called().is_empty());
+    assert!(h.queue.retries.lock().unwrap().is_empty() && h.queue.dead.lock().unwrap().is_empty());
+    assert!(h.log.deliveries.lock().unwrap().is_empty(), "nothing is logged of it");
+}
+
+#[tokio::test]
+async fn a_message_of_a_trigger_settled_abandoned_is_dropped_at_once() {
+    let h = harness(ScriptedInvoker::default(), "*", 3);
+    let t = trigger(&["fn-a"]);
+    h.log.settle_trigger(&t.event_id, &t.event, t.received_at, TriggerState::Abandoned).await.unwrap();
+    let response = h.dispatcher.handle(batch(&[&DeliveryMessage::for_trigger(&t).unwrap()])).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert!(h.invoker.called().is_empty());
+    assert!(h.queue.retries.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_message_from_before_triggers_were_settled_runs_as_it_did() {
+    // GIVEN a message in the queue from before the upgrade: no `unconfirmed`, no settled state
+    let h = harness(ScriptedInvoker::default(), "*", 3);
+    let t = trigger(&["fn-a"]);
+    let mut old = serde_json::to_value(DeliveryMessage::for_trigger(&t).unwrap()).unwrap();
+    old.as_object_mut().unwrap().remove("unconfirmed");
+    let event: SqsEvent =
+        serde_json::from_value(json!({"Records": [{"messageId": "old", "body": old.to_string()}]})).unwrap();
+
+    let response = h.dispatcher.handle(event).await;
+
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(h.invoker.called(), ["fn-a"]);
+    assert_eq!(h.log.state(&t), None, "an old message settles nothing");
+}
+
+#[tokio::test]
+async fn re_enqueued_and_dead_lettered_messages_carry_their_acceptance() {
+    let h = harness(ScriptedInvoker::failing(&["fn-flaky"]), "*", 2);
+    let t = trigger(&["fn-flaky"]);
+    let message = h.published(&t).await;
+    h.dispatcher.handle(batch(&[&message])).await;
+    let (retry, _) = h.queue.retries.lock().unwrap().last().cloned().unwrap();
+    assert!(!retry.unconfirmed, "a retry's trigger is known to be accepted");
+    h.dispatcher.handle(batch(&[&retry])).await;
+    assert!(!h.queue.dead.lock().unwrap()[0].unconfirmed);
 }
 
 #[test]

@@ -2,13 +2,15 @@
 //! read by `GET /deliveries/{eventId}` and `GET /events/{name}/deliveries`.
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::ReturnValue;
+use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use gateway_core::ports::{DeliveryLog, DeliveryRecorder};
+use gateway_core::ports::{DeliveryLog, DeliveryRecorder, RecordedTrigger, TriggerState};
 use gateway_core::{Delivery, DeliveryStatus, EventId, EventName, Page, PageRequest, SubscriptionId, Trigger};
 
 use crate::items::{
-    deliveries_index_pk, delivery_sk, event_pk, time, trigger_pk, DeliveryItem, TriggerItem, DELIVERY_PREFIX, GSI1,
-    GSI1PK, GSI1SK, PK, RECEIVED_SK, SK,
+    deliveries_index_pk, delivery_sk, event_pk, time, trigger_pk, DeliveryItem, TriggerItem, TriggerStateAttr,
+    DELIVERY_PREFIX, GSI1, GSI1PK, GSI1SK, PK, RECEIVED_SK, SK, TRIGGER_SK,
 };
 use crate::{condition_failed, from_item, key, n, s, string_attr, to_item, unavailable, DynamoStore, Result};
 
@@ -63,19 +65,45 @@ impl DynamoStore {
 
 #[async_trait]
 impl DeliveryRecorder for DynamoStore {
+    async fn settle_trigger(
+        &self,
+        event_id: &EventId,
+        event: &EventName,
+        received_at: DateTime<Utc>,
+        want: TriggerState,
+    ) -> Result<TriggerState> {
+        // One UpdateItem: `if_not_exists` keeps the first state written, and the item as it is
+        // afterwards says which that was. Retrying it (the SDK does) answers the same.
+        let out = self
+            .client
+            .update_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key(trigger_pk(event_id), TRIGGER_SK)))
+            .update_expression(
+                "SET #state = if_not_exists(#state, :want), #event_id = :event_id, #event = :event, \
+                 #received_at = :received_at, #ttl = if_not_exists(#ttl, :ttl)",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#event_id", "eventId")
+            .expression_attribute_names("#event", "event")
+            .expression_attribute_names("#received_at", "receivedAt")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":want", s(TriggerStateAttr::from(want).as_str()))
+            .expression_attribute_values(":event_id", s(event_id.to_string()))
+            .expression_attribute_values(":event", s(event.as_str()))
+            .expression_attribute_values(":received_at", s(time::text(&received_at)))
+            .expression_attribute_values(":ttl", n(TriggerItem::expiry(self.delivery_retention, received_at)))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| unavailable("UpdateItem", e))?;
+        let item = out.attributes.ok_or_else(|| gateway_core::Error::unavailable("UpdateItem returned no item"))?;
+        Ok(TriggerStateAttr::from(from_item::<TriggerItem>(item)?.state).into())
+    }
+
     async fn record_trigger(&self, trigger: &Trigger) -> Result<()> {
         let writes: Vec<_> = trigger.deliveries.iter().map(|d| self.put_delivery(d)).collect();
         stream::iter(writes).buffer_unordered(WRITE_CONCURRENCY).try_collect::<Vec<()>>().await?;
-        if trigger.deliveries.is_empty() {
-            let header = TriggerItem::new(trigger, self.delivery_retention);
-            self.client
-                .put_item()
-                .table_name(self.table.as_ref())
-                .set_item(Some(to_item(&header)?))
-                .send()
-                .await
-                .map_err(|e| unavailable("PutItem", e))?;
-        }
         self.touch_received_at(trigger).await
     }
 
@@ -83,14 +111,21 @@ impl DeliveryRecorder for DynamoStore {
         self.put_delivery(delivery).await
     }
 
-    async fn recorded_deliveries(&self, event_id: &EventId, subscriptions: &[SubscriptionId]) -> Result<Vec<Delivery>> {
+    async fn recorded_trigger(&self, event_id: &EventId, subscriptions: &[SubscriptionId]) -> Result<RecordedTrigger> {
         let pk = trigger_pk(event_id);
-        let keys = subscriptions.iter().map(|id| key(&pk, delivery_sk(id))).collect();
-        self.batch_get(keys)
-            .await?
+        let mut keys: Vec<_> = subscriptions.iter().map(|id| key(&pk, delivery_sk(id))).collect();
+        keys.push(key(&pk, TRIGGER_SK));
+        let mut found = self.batch_get(keys).await?;
+        let state = found
+            .remove(&(pk, TRIGGER_SK.to_owned()))
+            .map(from_item::<TriggerItem>)
+            .transpose()?
+            .map(|item| TriggerStateAttr::from(item.state).into());
+        let deliveries = found
             .into_values()
             .map(|item| from_item::<DeliveryItem>(item).map(DeliveryItem::into_delivery))
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok(RecordedTrigger { state, deliveries })
     }
 }
 
@@ -106,16 +141,28 @@ impl DeliveryLog for DynamoStore {
             .expression_attribute_names("#pk", PK)
             .expression_attribute_values(":pk", s(trigger_pk(event_id)));
         let items = self.query_items(query, None, None).await?;
-        if items.is_empty() {
-            return Ok(None);
-        }
+        let mut state = None;
         let mut deliveries = Vec::with_capacity(items.len());
         for item in items {
-            if string_attr(&item, SK)?.starts_with(DELIVERY_PREFIX) {
+            let sk = string_attr(&item, SK)?;
+            if sk.starts_with(DELIVERY_PREFIX) {
                 deliveries.push(from_item::<DeliveryItem>(item)?.into_delivery());
+            } else if sk == TRIGGER_SK {
+                state = Some(from_item::<TriggerItem>(item)?);
             }
         }
-        Ok(Some(deliveries))
+        match state {
+            // Never accepted: the client was answered with an error, nothing of it ran.
+            Some(trigger) if trigger.is_abandoned() => Ok(None),
+            // The state outlives the records; past the retention the trigger is gone for clients.
+            Some(trigger)
+                if deliveries.is_empty() && self.delivery_retention.expires_at(trigger.received_at) <= Utc::now() =>
+            {
+                Ok(None)
+            }
+            None if deliveries.is_empty() => Ok(None),
+            _ => Ok(Some(deliveries)),
+        }
     }
 
     async fn deliveries_of_event(&self, event: &EventName, page: &PageRequest) -> Result<Page<Delivery>> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gateway_core::ports::{IdempotencyKeys, KeyClaim};
-use gateway_core::{Error, IdempotencyKey, TriggerReceipt};
+use gateway_core::{Error, EventId, IdempotencyKey, TriggerReceipt};
 
 use crate::items::{key_pk, KeyItem, KeyState, KEY_SK, PK};
 use crate::{
@@ -86,20 +86,26 @@ impl IdempotencyKeys for DynamoStore {
                 KeyState::Pending if held.claimed_until_ms > now_ms => return Ok(KeyClaim::InProgress),
                 KeyState::Pending => {}
             }
-            // The holder's lease ran out without a publish confirmed: take the key over, only if
-            // nobody else did first.
+            // The holder's lease ran out without a publish confirmed: take the key over for this
+            // trigger, only if nobody else did first. From here the earlier holder can neither
+            // complete nor release the key: both are conditional on its eventId.
             let take = self
                 .client
                 .update_item()
                 .table_name(self.table.as_ref())
                 .set_key(Some(key(&pk, KEY_SK)))
-                .update_expression("SET #until = :until")
-                .condition_expression("#state = :pending AND #until = :old")
+                .update_expression("SET #until = :until, #event_id = :event_id, #receipt = :receipt")
+                .condition_expression("#state = :pending AND #until = :old AND #event_id = :held")
                 .expression_attribute_names("#state", "state")
                 .expression_attribute_names("#until", "claimedUntilMs")
+                .expression_attribute_names("#event_id", "eventId")
+                .expression_attribute_names("#receipt", "receipt")
                 .expression_attribute_values(":pending", s("pending"))
                 .expression_attribute_values(":old", n(held.claimed_until_ms))
+                .expression_attribute_values(":held", s(held.event_id.to_string()))
                 .expression_attribute_values(":until", n(claimed_until_ms))
+                .expression_attribute_values(":event_id", s(receipt.event_id.to_string()))
+                .expression_attribute_values(":receipt", to_value(receipt)?)
                 .send()
                 .await;
             return match take {
@@ -111,26 +117,33 @@ impl IdempotencyKeys for DynamoStore {
         Ok(KeyClaim::InProgress)
     }
 
-    async fn complete_key(&self, idempotency_key: &IdempotencyKey, receipt: &TriggerReceipt) -> Result<()> {
+    async fn complete_key(
+        &self,
+        idempotency_key: &IdempotencyKey,
+        holder: &EventId,
+        receipt: &TriggerReceipt,
+    ) -> Result<()> {
         let result = self
             .client
             .update_item()
             .table_name(self.table.as_ref())
             .set_key(Some(key(key_pk(&receipt.event, idempotency_key), KEY_SK)))
-            .update_expression("SET #state = :published, #receipt = :receipt")
-            .condition_expression("#event_id = :event_id")
+            .update_expression("SET #state = :published, #receipt = :receipt, #event_id = :event_id")
+            .condition_expression("#event_id = :holder")
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#receipt", "receipt")
             .expression_attribute_names("#event_id", "eventId")
             .expression_attribute_values(":published", s("published"))
             .expression_attribute_values(":receipt", to_value(receipt)?)
             .expression_attribute_values(":event_id", s(receipt.event_id.to_string()))
+            .expression_attribute_values(":holder", s(holder.to_string()))
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
             Err(e) if condition_failed(&e) => {
-                // The key expired and another trigger took it: nothing of ours is left to mark.
+                // Another request took the key over (or it expired and was claimed again): the key
+                // is no longer ours to mark.
                 tracing::warn!(event_id = %receipt.event_id, "idempotency key was reclaimed before completion");
                 Ok(())
             }

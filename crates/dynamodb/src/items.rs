@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use gateway_core::ports::TriggerState;
 use gateway_core::{
     DataType, Delivery, DeliveryRetention, DeliveryStatus, EventDefinition, EventId, EventName, FunctionId,
-    IdempotencyKey, Metadata, Subscription, SubscriptionId, Trigger, TriggerReceipt, Version,
+    IdempotencyKey, Metadata, Subscription, SubscriptionId, TriggerReceipt, Version,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -271,7 +272,10 @@ impl DeliveryItem {
     }
 }
 
-/// Marks a trigger that had no subscriptions, so the log still knows its `eventId`.
+/// A trigger's settled state (`TRIGGER#<eventId>` / `#TRIGGER`): written once, by the acceptor
+/// (`accepted`) or the dispatcher (`abandoned`), whichever comes first. It also tells the log
+/// about a trigger that had no subscriptions. Items written before triggers were settled have
+/// no `state`; they were only ever written for accepted triggers.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TriggerItem {
@@ -281,20 +285,68 @@ pub struct TriggerItem {
     pub event: EventName,
     #[serde(with = "time")]
     pub received_at: DateTime<Utc>,
-    /// As on a delivery record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<TriggerStateAttr>,
+    /// At least [`STATE_LIFETIME`] after `receivedAt`, however short the retention.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<i64>,
 }
 
+/// How long a trigger's state outlives its receipt at least: as long as one of its messages can
+/// still reach the dispatcher (14 days in the fan-out dead-letter queue, 7 in the delivery
+/// queue, 14 in its dead-letter queue), so that no message ever finds its trigger's state gone
+/// and has to guess whether it may run.
+pub const STATE_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::days(35);
+
 impl TriggerItem {
-    pub fn new(trigger: &Trigger, retention: DeliveryRetention) -> Self {
-        Self {
-            pk: trigger_pk(&trigger.event_id),
-            sk: TRIGGER_SK.to_owned(),
-            event_id: trigger.event_id,
-            event: trigger.event.clone(),
-            received_at: trigger.received_at,
-            ttl: expiry(retention, trigger.received_at),
+    /// The `ttl` of a trigger's state item.
+    pub fn expiry(retention: DeliveryRetention, received_at: DateTime<Utc>) -> i64 {
+        let records = retention.expires_at(received_at);
+        records.max(received_at + STATE_LIFETIME).timestamp()
+    }
+
+    pub fn is_abandoned(&self) -> bool {
+        self.state == Some(TriggerStateAttr::Abandoned)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerStateAttr {
+    Accepted,
+    Abandoned,
+}
+
+impl TriggerStateAttr {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Abandoned => "abandoned",
+        }
+    }
+}
+
+impl From<TriggerState> for TriggerStateAttr {
+    fn from(state: TriggerState) -> Self {
+        match state {
+            TriggerState::Accepted => Self::Accepted,
+            TriggerState::Abandoned => Self::Abandoned,
+        }
+    }
+}
+
+impl From<Option<TriggerStateAttr>> for TriggerStateAttr {
+    /// An item without a state is from before triggers were settled: an accepted trigger.
+    fn from(state: Option<TriggerStateAttr>) -> Self {
+        state.unwrap_or(Self::Accepted)
+    }
+}
+
+impl From<TriggerStateAttr> for TriggerState {
+    fn from(state: TriggerStateAttr) -> Self {
+        match state {
+            TriggerStateAttr::Accepted => Self::Accepted,
+            TriggerStateAttr::Abandoned => Self::Abandoned,
         }
     }
 }

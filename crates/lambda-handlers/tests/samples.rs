@@ -13,7 +13,8 @@ use gateway_api::{Gateway, RouteGroup};
 use gateway_core::memory::{MemoryStore, RecordingInvoker};
 use gateway_core::message::DeliveryMessage;
 use gateway_core::ports::{
-    Clock, DeliveryRecorder, EventStore, SubscriptionStore, SystemClock, TriggerAcceptor, UlidSource,
+    Clock, DeliveryRecorder, EventStore, RecordedTrigger, SubscriptionStore, SystemClock, TriggerAcceptor,
+    TriggerState, UlidSource,
 };
 use gateway_core::schema::SchemaCache;
 use gateway_core::{
@@ -162,12 +163,22 @@ async fn a_route_outside_a_functions_group_is_not_served_by_it() {
     assert_eq!(body["type"], "/problems/no-route");
 }
 
-/// The delivery log as far as the dispatcher sees it: nothing delivered yet; writes kept.
+/// The delivery log as far as the dispatcher sees it: every trigger accepted, nothing delivered
+/// yet; writes kept.
 #[derive(Default)]
 struct Log(Mutex<Vec<Delivery>>);
 
 #[async_trait]
 impl DeliveryRecorder for Log {
+    async fn settle_trigger(
+        &self,
+        _: &EventId,
+        _: &EventName,
+        _: chrono::DateTime<chrono::Utc>,
+        _: TriggerState,
+    ) -> gateway_core::error::Result<TriggerState> {
+        Ok(TriggerState::Accepted)
+    }
     async fn record_trigger(&self, trigger: &Trigger) -> gateway_core::error::Result<()> {
         self.0.lock().unwrap().extend(trigger.deliveries.iter().cloned());
         Ok(())
@@ -176,12 +187,12 @@ impl DeliveryRecorder for Log {
         self.0.lock().unwrap().push(delivery.clone());
         Ok(())
     }
-    async fn recorded_deliveries(
+    async fn recorded_trigger(
         &self,
         _: &EventId,
         _: &[SubscriptionId],
-    ) -> gateway_core::error::Result<Vec<Delivery>> {
-        Ok(Vec::new())
+    ) -> gateway_core::error::Result<RecordedTrigger> {
+        Ok(RecordedTrigger { state: Some(TriggerState::Accepted), deliveries: Vec::new() })
     }
 }
 

@@ -113,15 +113,21 @@ fn retryable(err: &SdkError<SdkInvokeError, HttpResponse>) -> bool {
         | E::CodeArtifactUserFailedException(_) => false,
         // Errors the SDK does not model (the service's common errors, or ones added after this
         // SDK): refused credentials and signatures are permanent; anything else may pass.
-        other => !matches!(
-            other.code(),
-            Some(
+        other => match other.code() {
+            Some(code) => !matches!(
+                code,
                 "AccessDeniedException"
                     | "UnrecognizedClientException"
                     | "InvalidSignatureException"
                     | "MissingAuthenticationTokenException"
-            )
-        ),
+            ),
+            // No error code at all: not Lambda's answer but an emulator's or a proxy's. Only
+            // its status can tell; a refusal (4xx but timeout and throttling) is permanent.
+            None => !err
+                .raw_response()
+                .map(|r| r.status().as_u16())
+                .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429),
+        },
     }
 }
 

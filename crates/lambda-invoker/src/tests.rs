@@ -101,6 +101,17 @@ async fn errors_only_a_change_can_mend_fail_the_delivery_at_once() {
 }
 
 #[tokio::test]
+async fn an_answer_without_an_error_code_is_judged_by_its_status() {
+    // As `cargo lambda watch` answers for a function it does not serve, or a proxy in the way.
+    let function = FunctionId::parse("orders-ship").unwrap();
+    for (status, retryable) in [(404, false), (400, false), (429, true), (408, true), (502, true), (503, true)] {
+        let replay = Replay { status, headers: vec![], body: "no such function".into() };
+        let err = invoker_answered_with(replay).invoke(&function, b"{}").await.unwrap_err();
+        assert_eq!(err.retryable, retryable, "HTTP {status}: {}", err.message);
+    }
+}
+
+#[tokio::test]
 async fn an_accepted_async_invoke_succeeds_and_a_reported_function_error_is_retried() {
     let accepted = Replay { status: 202, headers: vec![], body: String::new() };
     let function = FunctionId::parse("orders-ship").unwrap();

@@ -7,8 +7,10 @@
 //! batch fails are retried alone. Nothing is dropped silently: if a message cannot be
 //! published, the trigger fails (503).
 //!
-//! The order of the steps, and why a 202 never lies, is in docs/DYNAMODB.md:
-//! claim the idempotency key, publish, log the deliveries as pending, complete the key.
+//! The order of the steps, and why a 202 never lies and an error never runs, is in
+//! docs/DYNAMODB.md: claim the idempotency key, publish, settle the trigger accepted, log the
+//! deliveries as pending, complete the key. The dispatcher runs a published message only once
+//! its trigger is settled accepted.
 
 pub mod plan;
 
@@ -20,7 +22,7 @@ use aws_sdk_sns::error::DisplayErrorContext;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use aws_sdk_sns::Client;
 use gateway_core::message::DeliveryMessage;
-use gateway_core::ports::{Acceptance, DeliveryRecorder, IdempotencyKeys, KeyClaim, TriggerAcceptor};
+use gateway_core::ports::{Acceptance, DeliveryRecorder, IdempotencyKeys, KeyClaim, TriggerAcceptor, TriggerState};
 use gateway_core::{Error, IdempotencyKey, Trigger, TriggerReceipt};
 
 pub use plan::EVENT_ATTRIBUTE;
@@ -220,23 +222,9 @@ impl SnsAcceptor {
     }
 }
 
-/// The same trigger under the identity of an earlier attempt with the same key.
-fn under_identity(trigger: &Trigger, first: &TriggerReceipt) -> Trigger {
-    let mut trigger = trigger.clone();
-    trigger.event_id = first.event_id;
-    trigger.received_at = first.received_at;
-    for d in &mut trigger.deliveries {
-        d.event_id = first.event_id;
-        d.received_at = first.received_at;
-        d.updated_at = first.received_at;
-    }
-    trigger
-}
-
 #[async_trait]
 impl TriggerAcceptor for SnsAcceptor {
     async fn accept(&self, trigger: &Trigger, idempotency_key: Option<&IdempotencyKey>) -> Result<Acceptance, Error> {
-        let mut taken_over = None;
         if let Some(key) = idempotency_key {
             let claim = self
                 .keys
@@ -250,35 +238,100 @@ impl TriggerAcceptor for SnsAcceptor {
                         "a trigger with this Idempotency-Key is still being accepted; retry in a few seconds",
                     ))
                 }
-                KeyClaim::TakenOver(first) => taken_over = Some(under_identity(trigger, &first)),
-            }
-        }
-        let trigger = taken_over.as_ref().unwrap_or(trigger);
-
-        if let Err(error) = self.publisher.publish(trigger).await {
-            if let Some(key) = idempotency_key {
-                // Free the key at once, keeping its eventId: part of the trigger may be out.
-                if let Err(e) = self.keys.abandon_key(key, &trigger.receipt()).await {
-                    tracing::warn!(error = %e, event_id = %trigger.event_id, "cannot release an idempotency key; it frees itself when its lease ends");
+                KeyClaim::TakenOver(first) => {
+                    // The earlier attempt stopped before completing the key. Settle it, so that it
+                    // can never be accepted later: if it was accepted already, that is the answer.
+                    let settled = self
+                        .recorder
+                        .settle_trigger(&first.event_id, &first.event, first.received_at, TriggerState::Abandoned)
+                        .await;
+                    match settled {
+                        Ok(TriggerState::Accepted) => {
+                            self.complete(key, trigger, &first).await;
+                            return Ok(Acceptance::Replayed(first));
+                        }
+                        // Its messages, if any went out, are dropped; this trigger goes out afresh.
+                        Ok(TriggerState::Abandoned) => {}
+                        Err(error) => {
+                            self.release(key, trigger).await;
+                            return Err(error);
+                        }
+                    }
                 }
             }
+        }
+
+        if let Err(error) = self.publisher.publish(trigger).await {
+            // Some messages may be out: settle the trigger abandoned now, so they are dropped at
+            // once (if this write fails too, the dispatcher settles it after a while).
+            if let Err(e) = self.settle(trigger, TriggerState::Abandoned).await {
+                tracing::warn!(error = %e, event_id = %trigger.event_id, "cannot settle a failed trigger as abandoned; the dispatcher will");
+            }
+            self.release_if(idempotency_key, trigger).await;
             return Err(error);
         }
 
-        // Published: the deliveries will run whatever happens next, so the answer is 202. The
-        // log is completed by the dispatcher if this write is lost.
-        if let Err(e) = self.recorder.record_trigger(trigger).await {
-            tracing::error!(error = %e, event_id = %trigger.event_id, "published a trigger but could not log it as pending");
-        }
-        if let Some(key) = idempotency_key {
-            if let Err(e) = self.keys.complete_key(key, &trigger.receipt()).await {
-                tracing::error!(error = %e, event_id = %trigger.event_id, "published a trigger but could not complete its idempotency key");
+        // Every message is out. The trigger runs once it is settled accepted, and only then is
+        // the answer 202; if the dispatcher settled it abandoned first (this took too long), or
+        // the state cannot be written, the answer is an error and nothing of it runs.
+        let accepted = match self.settle(trigger, TriggerState::Accepted).await {
+            Ok(state) => Ok(state),
+            // The write may have landed all the same: settling the other way tells which.
+            Err(error) => match self.settle(trigger, TriggerState::Abandoned).await {
+                Ok(state) => Ok(state),
+                Err(_) => Err(error),
+            },
+        };
+        match accepted {
+            Ok(TriggerState::Accepted) => {}
+            Ok(TriggerState::Abandoned) => {
+                self.release_if(idempotency_key, trigger).await;
+                return Err(Error::unavailable(format!(
+                    "trigger {} was not accepted in time and its deliveries were dropped; retry",
+                    trigger.event_id
+                )));
+            }
+            Err(error) => {
+                self.release_if(idempotency_key, trigger).await;
+                return Err(error);
             }
         }
-        Ok(match taken_over {
-            Some(trigger) => Acceptance::Replayed(trigger.receipt()),
-            None => Acceptance::Accepted,
-        })
+
+        // Accepted: the deliveries will run whatever happens next, so the answer is 202. The
+        // log is completed by the dispatcher if this write is lost.
+        if let Err(e) = self.recorder.record_trigger(trigger).await {
+            tracing::error!(error = %e, event_id = %trigger.event_id, "accepted a trigger but could not log it as pending");
+        }
+        if let Some(key) = idempotency_key {
+            self.complete(key, trigger, &trigger.receipt()).await;
+        }
+        Ok(Acceptance::Accepted)
+    }
+}
+
+impl SnsAcceptor {
+    async fn settle(&self, trigger: &Trigger, want: TriggerState) -> Result<TriggerState, Error> {
+        self.recorder.settle_trigger(&trigger.event_id, &trigger.event, trigger.received_at, want).await
+    }
+
+    /// Marks the key published with `receipt`, which retries will be answered with.
+    async fn complete(&self, key: &IdempotencyKey, trigger: &Trigger, receipt: &TriggerReceipt) {
+        if let Err(e) = self.keys.complete_key(key, &trigger.event_id, receipt).await {
+            tracing::error!(error = %e, event_id = %receipt.event_id, "accepted a trigger but could not complete its idempotency key");
+        }
+    }
+
+    /// Frees the key at once for a retry, which settles this attempt before going on.
+    async fn release(&self, key: &IdempotencyKey, trigger: &Trigger) {
+        if let Err(e) = self.keys.abandon_key(key, &trigger.receipt()).await {
+            tracing::warn!(error = %e, event_id = %trigger.event_id, "cannot release an idempotency key; it frees itself when its lease ends");
+        }
+    }
+
+    async fn release_if(&self, key: Option<&IdempotencyKey>, trigger: &Trigger) {
+        if let Some(key) = key {
+            self.release(key, trigger).await;
+        }
     }
 }
 
@@ -290,9 +343,9 @@ mod tests {
     use chrono::{DateTime, Utc};
 
     use gateway_core::fixtures;
-    use gateway_core::ports::UlidSource;
+    use gateway_core::ports::{RecordedTrigger, UlidSource};
     use gateway_core::trigger::accepted_trigger;
-    use gateway_core::{Delivery, EventId, Metadata, SubscriptionId};
+    use gateway_core::{Delivery, EventId, EventName, Metadata, SubscriptionId};
 
     use super::*;
 
@@ -301,8 +354,15 @@ mod tests {
 
     #[derive(Default)]
     struct Fakes {
+        /// What reached the topic: with `publish_only`, only the first deliveries of a trigger.
         published: Mutex<Vec<Trigger>>,
         fail_publishes: Mutex<u32>,
+        /// Publishes this many deliveries of the next failing publish before failing, as a fan-out
+        /// of several messages fails after its first ones went out.
+        publish_only: Mutex<Option<usize>>,
+        settled: Mutex<HashMap<EventId, TriggerState>>,
+        /// The next settle writes, then fails as if its answer was lost.
+        lose_settle_answers: Mutex<u32>,
         recorded: Mutex<Vec<EventId>>,
         keys: Mutex<HashMap<String, HeldKey>>,
     }
@@ -310,18 +370,39 @@ mod tests {
     #[async_trait]
     impl TriggerPublisher for Fakes {
         async fn publish(&self, trigger: &Trigger) -> Result<(), Error> {
-            self.published.lock().unwrap().push(trigger.clone());
             let mut failures = self.fail_publishes.lock().unwrap();
+            let mut out = trigger.clone();
             if *failures > 0 {
                 *failures -= 1;
-                return Err(Error::unavailable("SNS is down"));
+                match *self.publish_only.lock().unwrap() {
+                    Some(n) => out.deliveries.truncate(n),
+                    None => return Err(Error::unavailable("SNS is down")),
+                }
+                self.published.lock().unwrap().push(out);
+                return Err(Error::unavailable("SNS failed after the first message"));
             }
+            self.published.lock().unwrap().push(out);
             Ok(())
         }
     }
 
     #[async_trait]
     impl DeliveryRecorder for Fakes {
+        async fn settle_trigger(
+            &self,
+            event_id: &EventId,
+            _: &EventName,
+            _: DateTime<Utc>,
+            want: TriggerState,
+        ) -> Result<TriggerState, Error> {
+            let state = *self.settled.lock().unwrap().entry(*event_id).or_insert(want);
+            let mut lose = self.lose_settle_answers.lock().unwrap();
+            if *lose > 0 {
+                *lose -= 1;
+                return Err(Error::unavailable("the answer was lost"));
+            }
+            Ok(state)
+        }
         async fn record_trigger(&self, trigger: &Trigger) -> Result<(), Error> {
             self.recorded.lock().unwrap().push(trigger.event_id);
             Ok(())
@@ -329,8 +410,8 @@ mod tests {
         async fn record_delivery(&self, _: &Delivery) -> Result<(), Error> {
             Ok(())
         }
-        async fn recorded_deliveries(&self, _: &EventId, _: &[SubscriptionId]) -> Result<Vec<Delivery>, Error> {
-            Ok(Vec::new())
+        async fn recorded_trigger(&self, _: &EventId, _: &[SubscriptionId]) -> Result<RecordedTrigger, Error> {
+            Ok(RecordedTrigger::default())
         }
     }
 
@@ -353,22 +434,38 @@ mod tests {
                 }
                 Some((first, true, _)) => Ok(KeyClaim::Published(first.clone())),
                 Some((_, false, held)) if *held > now => Ok(KeyClaim::InProgress),
-                Some((first, false, held)) => {
-                    *held = until;
-                    Ok(KeyClaim::TakenOver(first.clone()))
+                Some(entry) => {
+                    let earlier = std::mem::replace(entry, (receipt.clone(), false, until)).0;
+                    Ok(KeyClaim::TakenOver(earlier))
                 }
             }
         }
-        async fn complete_key(&self, key: &IdempotencyKey, receipt: &TriggerReceipt) -> Result<(), Error> {
+        async fn complete_key(
+            &self,
+            key: &IdempotencyKey,
+            holder: &EventId,
+            receipt: &TriggerReceipt,
+        ) -> Result<(), Error> {
             let mut keys = self.keys.lock().unwrap();
             let entry = keys.get_mut(key.as_str()).unwrap();
-            *entry = (receipt.clone(), true, entry.2);
+            if entry.0.event_id == *holder {
+                *entry = (receipt.clone(), true, entry.2);
+            }
             Ok(())
         }
-        async fn abandon_key(&self, key: &IdempotencyKey, _: &TriggerReceipt) -> Result<(), Error> {
+        async fn abandon_key(&self, key: &IdempotencyKey, receipt: &TriggerReceipt) -> Result<(), Error> {
             let mut keys = self.keys.lock().unwrap();
-            keys.get_mut(key.as_str()).unwrap().2 = DateTime::<Utc>::MIN_UTC;
+            let entry = keys.get_mut(key.as_str()).unwrap();
+            if entry.0.event_id == receipt.event_id && !entry.1 {
+                entry.2 = DateTime::<Utc>::MIN_UTC;
+            }
             Ok(())
+        }
+    }
+
+    impl Fakes {
+        fn state_of(&self, id: &EventId) -> Option<TriggerState> {
+            self.settled.lock().unwrap().get(id).copied()
         }
     }
 
@@ -382,13 +479,21 @@ mod tests {
         accepted_trigger(&definition, &[subscription], b"{}".to_vec(), Utc::now(), &UlidSource)
     }
 
+    fn fan_out(n: usize) -> Trigger {
+        let definition = fixtures::definition("orders.created");
+        let subscriptions: Vec<_> =
+            (0..n).map(|i| fixtures::subscription(&definition.name, &format!("fn-{i}"), Metadata::new())).collect();
+        accepted_trigger(&definition, &subscriptions, b"{}".to_vec(), Utc::now(), &UlidSource)
+    }
+
     #[tokio::test]
-    async fn a_trigger_is_logged_and_its_key_completed_only_after_it_is_published() {
+    async fn a_trigger_is_settled_accepted_logged_and_its_key_completed_only_after_it_is_published() {
         let fakes = Arc::new(Fakes::default());
         let key = IdempotencyKey::parse("k-1").unwrap();
         let t = trigger();
         let got = acceptor(&fakes).accept(&t, Some(&key)).await.unwrap();
         assert_eq!(got, Acceptance::Accepted);
+        assert_eq!(fakes.state_of(&t.event_id), Some(TriggerState::Accepted));
         assert_eq!(fakes.recorded.lock().unwrap().as_slice(), &[t.event_id]);
         let replay = acceptor(&fakes).accept(&trigger(), Some(&key)).await.unwrap();
         assert_eq!(replay, Acceptance::Replayed(t.receipt()));
@@ -396,27 +501,90 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_publish_fails_the_trigger_logs_nothing_and_its_retry_keeps_the_event_id() {
+    async fn a_fan_out_that_fails_after_its_first_message_is_an_error_and_settled_abandoned() {
+        // GIVEN a publisher that gets the first of several messages out, then fails
         let fakes = Arc::new(Fakes::default());
         *fakes.fail_publishes.lock().unwrap() = 1;
-        let key = IdempotencyKey::parse("k-2").unwrap();
-        let first = trigger();
-        let err = acceptor(&fakes).accept(&first, Some(&key)).await.unwrap_err();
-        assert!(matches!(err, Error::Unavailable(_)));
-        assert!(fakes.recorded.lock().unwrap().is_empty(), "a trigger that failed is not logged");
+        *fakes.publish_only.lock().unwrap() = Some(2);
+        let t = fan_out(5);
 
-        // The client retries: the key was released at once, and the retry publishes under the
-        // first attempt's eventId, so a partly published first attempt is not doubled.
-        let retry = trigger();
+        // WHEN the trigger is accepted
+        let err = acceptor(&fakes).accept(&t, None).await.unwrap_err();
+
+        // THEN the client hears an error, and what went out can never run: the trigger is settled
+        // abandoned (the dispatcher drops its messages), and it is not in the delivery log
+        assert!(matches!(err, Error::Unavailable(_)));
+        assert_eq!(fakes.published.lock().unwrap()[0].deliveries.len(), 2, "part of the fan-out is out");
+        assert_eq!(fakes.state_of(&t.event_id), Some(TriggerState::Abandoned));
+        assert!(fakes.recorded.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_a_failed_publish_goes_out_under_a_new_event_id_and_the_first_never_runs() {
+        let fakes = Arc::new(Fakes::default());
+        *fakes.fail_publishes.lock().unwrap() = 1;
+        *fakes.publish_only.lock().unwrap() = Some(1);
+        let key = IdempotencyKey::parse("k-2").unwrap();
+        let first = fan_out(3);
+        acceptor(&fakes).accept(&first, Some(&key)).await.unwrap_err();
+
+        // The client retries: the key was released at once, so the retry takes it over.
+        let retry = fan_out(3);
         let got = acceptor(&fakes).accept(&retry, Some(&key)).await.unwrap();
+        assert_eq!(got, Acceptance::Accepted);
         let published = fakes.published.lock().unwrap().clone();
         assert_eq!(published.len(), 2);
-        assert_eq!(published[1].event_id, first.event_id);
-        assert!(published[1].deliveries.iter().all(|d| d.event_id == first.event_id));
-        match got {
-            Acceptance::Replayed(receipt) => assert_eq!(receipt.event_id, first.event_id),
-            other => panic!("expected the first eventId back, got {other:?}"),
-        }
+        assert_eq!(published[1].event_id, retry.event_id);
+        assert_eq!(published[1].deliveries.len(), 3, "the retry publishes every delivery");
+        assert_eq!(fakes.state_of(&first.event_id), Some(TriggerState::Abandoned));
+        assert_eq!(fakes.state_of(&retry.event_id), Some(TriggerState::Accepted));
+        // And a third request with the key replays the retry's receipt.
+        assert_eq!(
+            acceptor(&fakes).accept(&fan_out(3), Some(&key)).await.unwrap(),
+            Acceptance::Replayed(retry.receipt())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_take_over_finds_an_earlier_attempt_that_was_accepted_and_answers_with_it() {
+        // GIVEN an attempt that settled its trigger accepted, then died before completing its key
+        let fakes = Arc::new(Fakes::default());
+        let key = IdempotencyKey::parse("k-4").unwrap();
+        let first = trigger();
+        let lease = Duration::from_secs(60);
+        fakes.claim_key(&key, &first.receipt(), &first.payload_digest(), first.received_at, lease).await.unwrap();
+        fakes.settled.lock().unwrap().insert(first.event_id, TriggerState::Accepted);
+        fakes.keys.lock().unwrap().get_mut("k-4").unwrap().2 = DateTime::<Utc>::MIN_UTC;
+
+        // WHEN the client retries
+        let got = acceptor(&fakes).accept(&trigger(), Some(&key)).await.unwrap();
+
+        // THEN it gets the first trigger's receipt, nothing is published again, the key replays it
+        assert_eq!(got, Acceptance::Replayed(first.receipt()));
+        assert!(fakes.published.lock().unwrap().is_empty());
+        assert_eq!(
+            acceptor(&fakes).accept(&trigger(), Some(&key)).await.unwrap(),
+            Acceptance::Replayed(first.receipt())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_trigger_the_dispatcher_settled_abandoned_first_is_an_error() {
+        let fakes = Arc::new(Fakes::default());
+        let t = trigger();
+        fakes.settled.lock().unwrap().insert(t.event_id, TriggerState::Abandoned);
+        let err = acceptor(&fakes).accept(&t, None).await.unwrap_err();
+        assert!(err.to_string().contains("was not accepted in time"), "{err}");
+        assert!(fakes.recorded.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_acceptance_whose_answer_was_lost_is_found_and_answered_202() {
+        let fakes = Arc::new(Fakes::default());
+        *fakes.lose_settle_answers.lock().unwrap() = 1;
+        let t = trigger();
+        assert_eq!(acceptor(&fakes).accept(&t, None).await.unwrap(), Acceptance::Accepted);
+        assert_eq!(fakes.state_of(&t.event_id), Some(TriggerState::Accepted));
     }
 
     #[tokio::test]
