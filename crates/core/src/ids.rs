@@ -59,11 +59,11 @@ impl fmt::Display for EventName {
 
 /// Ids are a kind prefix plus a ULID, so they sort by creation time and say what they name.
 macro_rules! prefixed_id {
-    ($name:ident, $prefix:literal, $what:literal, $example:literal) => {
-        #[doc = concat!("The id of ", $what, ": `", $prefix, "` followed by a ULID.")]
+    ($name:ident, $prefix:literal, $what:literal, $example:literal, $pattern:literal) => {
+        #[doc = concat!("The id of ", $what, ": `", $prefix, "` followed by a ULID (26 Crockford base32 characters; issued in upper case, read in either).")]
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
         #[serde(try_from = "String", into = "String")]
-        #[schema(value_type = String, example = $example)]
+        #[schema(value_type = String, example = $example, pattern = $pattern)]
         pub struct $name(Ulid);
 
         impl $name {
@@ -116,13 +116,34 @@ macro_rules! prefixed_id {
     };
 }
 
-prefixed_id!(SubscriptionId, "sub_", "subscription id", "sub_01JDQ3V6J9K2M4N5P6Q7R8S9T0");
-prefixed_id!(EventId, "evt_", "event id", "evt_01JDQ3V6J9K2M4N5P6Q7R8S9T0");
+// The patterns are what `Ulid::from_string` reads: 26 of Crockford's alphabet, in either case.
+prefixed_id!(
+    SubscriptionId,
+    "sub_",
+    "subscription id",
+    "sub_01JDQ3V6J9K2M4N5P6Q7R8S9T0",
+    "^sub_[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"
+);
+prefixed_id!(
+    EventId,
+    "evt_",
+    "event id",
+    "evt_01JDQ3V6J9K2M4N5P6Q7R8S9T0",
+    "^evt_[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"
+);
 
-/// The Lambda function a subscription runs: a function name, `name:qualifier`, or a function ARN.
+/// The Lambda function a subscription runs: a function name (1 to 64 of `[A-Za-z0-9_-]`),
+/// `name:qualifier` (an alias or version: `$LATEST` or 1 to 128 of `[A-Za-z0-9_-]`), or a function
+/// ARN `arn:aws…:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, example = "example-subscriber")]
+// The pattern is `function_name_of`: a bare `arn:` prefix always means an ARN, never a
+// function called "arn" with a qualifier.
+#[schema(
+    value_type = String,
+    example = "example-subscriber",
+    pattern = r"^(?:(?!arn:)[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?|arn:aws[^:]*:lambda:[A-Za-z0-9-]+:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?)$"
+)]
 pub struct FunctionId(String);
 
 impl FunctionId {
@@ -253,10 +274,17 @@ impl FunctionAllowlist {
     }
 }
 
-/// A payload mime type such as `application/json` or `text/csv`.
+/// A payload mime type such as `application/json` or `text/csv`, at most 255 characters. It is
+/// read in any case and kept in lower case; parameters (`; charset=utf-8`) are accepted and dropped.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, example = "application/json")]
+// The pattern is the grammar the `mime` crate parses (tokens of RFC 9110 §5.6.2, parameters
+// with token or quoted values); quoted values are stated in ASCII, which is what clients send.
+#[schema(
+    value_type = String,
+    example = "application/json",
+    pattern = r##"^[-!#$%&'*+.^_`|~0-9A-Za-z]+/(?:[-!#$%&'*+.^_`|~0-9A-Za-z]+(?:;(?: *[-!#$%&'*+.^_`|~0-9A-Za-z]+=(?:[-!#$%&'*+.^_`|~0-9A-Za-z]+;|"[ -~][ !#-~]*" *;))* *(?:[-!#$%&'*+.^_`|~0-9A-Za-z]+=(?:[-!#$%&'*+.^_`|~0-9A-Za-z]*|"[ -~][ !#-~]*" *))?)?)?$"##
+)]
 pub struct DataType(String);
 
 impl DataType {
