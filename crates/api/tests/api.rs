@@ -315,9 +315,12 @@ async fn define_event_with_an_unknown_field_is_unprocessable() {
 
 #[tokio::test]
 async fn a_body_that_is_json_but_not_an_object_is_unprocessable_and_changes_nothing() {
+    // GIVEN an event
     let api = Api::new();
     api.define_named("orders.created").await;
 
+    // WHEN bodies that are JSON but not objects are sent (serde would read `[null, null]` as a
+    // draft of two absent fields), THEN each is 422 at the whole body
     for body in ["[null, null]", "[\"orders.created\"]", "\"orders.created\"", "5", "null"] {
         for (method, uri) in [(Method::POST, "/events"), (Method::PUT, "/events/orders.created")] {
             let reply = api.send(method.clone(), uri, &[("content-type", "application/json")], body).await;
@@ -325,6 +328,7 @@ async fn a_body_that_is_json_but_not_an_object_is_unprocessable_and_changes_noth
             assert_eq!(pointers(&reply.2), [""], "{method} {uri} {body}: {}", reply.2);
         }
     }
+    // AND the event was not replaced
     let (_, _, event) = api.get("/events/orders.created").await;
     assert_eq!(event["version"], 1, "no replace went through: {event}");
 }
@@ -1537,10 +1541,13 @@ fn assert_unauthorized(reply: &Reply, error: Option<&str>) {
 
 #[tokio::test]
 async fn with_a_token_a_request_without_one_is_401_and_changes_nothing() {
+    // GIVEN a gateway with a token
     let api = Api::with_token(TOKEN);
 
+    // WHEN an event is defined without it
     let reply = api.post_json("/events", &json!({ "name": "orders.created" })).await;
 
+    // THEN 401 with the bearer challenge, and nothing was defined
     assert_unauthorized(&reply, None);
     let bearer = format!("Bearer {TOKEN}");
     let (status, _, _) = api.send(Method::GET, "/events/orders.created", &[("authorization", &bearer)], "").await;
@@ -1551,6 +1558,7 @@ async fn with_a_token_a_request_without_one_is_401_and_changes_nothing() {
 async fn with_a_token_a_wrong_one_or_another_scheme_is_401() {
     let api = Api::with_token(TOKEN);
 
+    // A wrong bearer token is `invalid_token`; credentials of another scheme are no token at all.
     for (authorization, error) in [
         (format!("Bearer {TOKEN}x"), Some("invalid_token")),
         ("Bearer test-token".to_owned(), Some("invalid_token")),
