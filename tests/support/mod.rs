@@ -69,13 +69,23 @@ pub fn binary(name: &str) -> PathBuf {
 
 /// `cargo-lambda` from PATH, or from the project's virtualenv that `make test` creates.
 pub fn cargo_lambda() -> PathBuf {
-    let in_venv = workspace_root().join(".venv/bin/cargo-lambda");
+    tool("cargo-lambda")
+}
+
+/// `schemathesis` from the project's virtualenv (or PATH), where `make test` installs it.
+pub fn schemathesis() -> PathBuf {
+    tool("schemathesis")
+}
+
+/// A tool from requirements-dev.txt: the project's virtualenv first, then PATH.
+fn tool(name: &str) -> PathBuf {
+    let in_venv = workspace_root().join(".venv/bin").join(name);
     if in_venv.exists() {
         return in_venv;
     }
     std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("cargo-lambda")).find(|p| p.exists()))
-        .expect("cargo-lambda is not installed: run `make test`, which installs it into .venv")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.exists()))
+        .unwrap_or_else(|| panic!("{name} is not installed: run `make test`, which installs it into .venv"))
 }
 
 pub fn free_port() -> u16 {
@@ -191,6 +201,11 @@ pub struct GatewaySettings<'a> {
 
 /// The local gateway binary, invoking functions through the Lambda API on `lambda_port`.
 pub fn start_gateway(s: GatewaySettings<'_>) -> Process {
+    start_gateway_with_env(s, &[])
+}
+
+/// The local gateway with `env` set on top of the settings (a later value wins).
+pub fn start_gateway_with_env(s: GatewaySettings<'_>, env: &[(&str, &str)]) -> Process {
     let mut command = Command::new(binary("event-gateway"));
     command
         .env("GATEWAY_ADDR", format!("127.0.0.1:{}", s.port))
@@ -204,6 +219,7 @@ pub fn start_gateway(s: GatewaySettings<'_>) -> Process {
         .env("AWS_ACCESS_KEY_ID", "e2e")
         .env("AWS_SECRET_ACCESS_KEY", "e2e")
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .current_dir(workspace_root());
     let process = Process::start(command, s.log);
     let port = s.port;
@@ -225,7 +241,18 @@ impl Response {
 
 /// One HTTP/1.1 request with `Connection: close`; the body is read as JSON (Null when empty).
 pub fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Response {
-    http_within(Duration::from_secs(30), port, method, path, body)
+    http_within(Duration::from_secs(30), port, method, path, &[], body)
+}
+
+/// [`http`] with extra request headers, such as `Authorization`.
+pub fn http_with_headers(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Response {
+    http_within(Duration::from_secs(30), port, method, path, headers, body)
 }
 
 /// A synchronous invocation of `function` through the Lambda Invoke API that `cargo lambda
@@ -235,15 +262,23 @@ pub fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Respon
 pub fn invoke(port: u16, function: &str, event: &Value) -> Response {
     let path = format!("/2015-03-31/functions/{function}/invocations");
     // Generous: on a busy machine watch may still have to start the function.
-    http_within(Duration::from_secs(300), port, "POST", &path, Some(event))
+    http_within(Duration::from_secs(300), port, "POST", &path, &[], Some(event))
 }
 
-fn http_within(timeout: Duration, port: u16, method: &str, path: &str, body: Option<&Value>) -> Response {
+fn http_within(
+    timeout: Duration,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Response {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("the server accepts connections");
     stream.set_read_timeout(Some(timeout)).unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let extra: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).unwrap();

@@ -39,6 +39,14 @@ pub fn json_body<T: DeserializeOwned>(
         }
     }
     let bytes = body_bytes(body, limit)?;
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        // serde reads a struct from a JSON array too (`[null, null]` as a draft of two absent
+        // fields); every body this API takes is an object.
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+            Ok(_) => Error::invalid_body(vec![Violation::new("", "the body must be a JSON object")]).into(),
+            Err(e) => ApiError::MalformedBody(e.to_string()),
+        });
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let pointer = json_pointer(e.path());
@@ -78,7 +86,10 @@ fn strip_position(error: &serde_json::Error) -> String {
     }
 }
 
-/// `If-Match: "3"` (or `3`, or `W/"3"`) → version 3; `*` or no header → no condition.
+/// `If-Match: "3"` (or `W/"3"`, or a bare `3`) → version 3; `*` or no header → no condition.
+///
+/// Exactly the grammar [`IfMatchHeader`] documents. Versions count replaces from 1, so 19 digits
+/// hold any version there will ever be, and always fit a `u64`.
 pub fn if_match(headers: &HeaderMap) -> Result<Option<Version>, ApiError> {
     let Some(raw) = headers.get(header::IF_MATCH) else {
         return Ok(None);
@@ -90,8 +101,44 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<Version>, ApiError> {
     if value == "*" {
         return Ok(None);
     }
-    let unquoted = value.trim_start_matches("W/").trim_matches('"');
-    unquoted.parse::<u64>().map(|v| Some(Version(v))).map_err(|_| invalid().into())
+    let digits = match value.strip_prefix("W/").unwrap_or(value).strip_prefix('"') {
+        Some(quoted) => quoted.strip_suffix('"').ok_or_else(invalid)?,
+        // A bare number is accepted as the version; a weak tag must be quoted (RFC 9110 §8.8.3).
+        None if !value.starts_with("W/") => value,
+        None => return Err(invalid().into()),
+    };
+    if !(1..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid().into());
+    }
+    digits.parse::<u64>().map(|v| Some(Version(v))).map_err(|_| invalid().into())
+}
+
+/// `If-Match`, as [`if_match`] reads it, for the document.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IfMatchHeader {
+    /// The `ETag` of the version this change is meant for, as the API returned it (`"3"`; `W/"3"`
+    /// and a bare `3` are read the same), or `*` for any version. Another version's is 412.
+    #[param(rename = "If-Match", nullable = false, pattern = r#"^(?:\*|(?:W/)?"[0-9]{1,19}"|[0-9]{1,19})$"#)]
+    if_match: Option<String>,
+}
+
+/// `Idempotency-Key`, as `IdempotencyKey::parse` reads it, for the document.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IdempotencyKeyHeader {
+    /// 1 to 255 visible ASCII characters. A retry with the same key and payload returns the
+    /// first answer, for 24 hours; the same key with another payload is refused (422).
+    #[param(
+        rename = "Idempotency-Key",
+        nullable = false,
+        pattern = "^[!-~]{1,255}$",
+        min_length = 1,
+        max_length = 255
+    )]
+    idempotency_key: Option<String>,
 }
 
 pub fn etag(version: Version) -> String {
@@ -102,8 +149,11 @@ pub fn etag(version: Version) -> String {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Items per page, 1 to 100 (default 50).
+    #[param(nullable = false, minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    /// The `nextCursor` of the previous page.
+    /// The `nextCursor` of the previous page. Only a cursor this API issued for the same list
+    /// is valid (400 `invalid-cursor` otherwise): it is opaque, and no pattern can tell which.
+    #[param(nullable = false, pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 
@@ -154,5 +204,27 @@ mod tests {
         }
         h.insert(header::IF_MATCH, "\"abc\"".parse().unwrap());
         assert!(if_match(&h).is_err());
+    }
+
+    #[test]
+    fn if_match_refuses_what_is_not_an_etag_of_this_api() {
+        let mut h = HeaderMap::new();
+        for raw in [
+            "",
+            "\"\"",
+            "\"3",
+            "3\"",
+            "W/3",
+            "W/W/\"3\"",
+            "\"\"3\"\"",
+            "+3",
+            "\"+3\"",
+            "\"1\", \"2\"",
+            "\"*\"",
+            "99999999999999999999",
+        ] {
+            h.insert(header::IF_MATCH, raw.parse().unwrap());
+            assert!(if_match(&h).is_err(), "{raw:?} should be refused");
+        }
     }
 }

@@ -42,6 +42,10 @@ pub enum ApiError {
     NoRoute(String),
     #[error("{method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
+    #[error("this gateway requires a token: send `Authorization: Bearer <token>`")]
+    MissingToken,
+    #[error("the bearer token is not this gateway's")]
+    WrongToken,
 }
 
 impl ApiError {
@@ -87,6 +91,17 @@ impl ApiError {
             ApiError::BodyNotJson(_) => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Body must be JSON"),
             ApiError::NoRoute(_) => (S::NOT_FOUND, "no-route", "No such route"),
             ApiError::MethodNotAllowed { .. } => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
+            ApiError::MissingToken | ApiError::WrongToken => (S::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+        }
+    }
+
+    /// The challenge a 401 must carry (RFC 9110 §11.6.1), in RFC 6750's words: a wrong token
+    /// is `invalid_token`; a request without one gets no error code.
+    fn challenge(&self) -> Option<&'static str> {
+        match self {
+            ApiError::MissingToken => Some("Bearer realm=\"event-gateway\""),
+            ApiError::WrongToken => Some("Bearer realm=\"event-gateway\", error=\"invalid_token\""),
+            _ => None,
         }
     }
 
@@ -133,6 +148,9 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(challenge) = self.challenge() {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
         response
     }
 }

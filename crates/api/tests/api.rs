@@ -44,6 +44,13 @@ impl Api {
         Self::with_limit(DEFAULT_MAX_PAYLOAD_BYTES)
     }
 
+    /// The router as the local gateway serves it with `GATEWAY_API_TOKEN` set.
+    fn with_token(token: &str) -> Self {
+        let api = Self::new();
+        let token = gateway_api::auth::ApiToken::new(token).expect("a valid token");
+        Self { router: gateway_api::auth::require_token(api.router, token), clock: api.clock }
+    }
+
     fn with_limit(max_payload_bytes: usize) -> Self {
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(FixedClock::at(Default::default()));
@@ -309,6 +316,26 @@ async fn define_event_with_an_unknown_field_is_unprocessable() {
     assert_eq!(pointers(&reply.2).len(), 1, "{}", reply.2);
     assert!(reply.2["detail"].as_str().unwrap().contains("datatype"), "{}", reply.2);
     assert_problem(&api.get("/events/orders.created").await, StatusCode::NOT_FOUND, "not-found");
+}
+
+#[tokio::test]
+async fn a_body_that_is_json_but_not_an_object_is_unprocessable_and_changes_nothing() {
+    // GIVEN an event
+    let api = Api::new();
+    api.define_named("orders.created").await;
+
+    // WHEN bodies that are JSON but not objects are sent (serde would read `[null, null]` as a
+    // draft of two absent fields), THEN each is 422 at the whole body
+    for body in ["[null, null]", "[\"orders.created\"]", "\"orders.created\"", "5", "null"] {
+        for (method, uri) in [(Method::POST, "/events"), (Method::PUT, "/events/orders.created")] {
+            let reply = api.send(method.clone(), uri, &[("content-type", "application/json")], body).await;
+            assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+            assert_eq!(pointers(&reply.2), [""], "{method} {uri} {body}: {}", reply.2);
+        }
+    }
+    // AND the event was not replaced
+    let (_, _, event) = api.get("/events/orders.created").await;
+    assert_eq!(event["version"], 1, "no replace went through: {event}");
 }
 
 #[tokio::test]
@@ -1521,6 +1548,98 @@ async fn deliveries_of_an_event_reject_bad_limits_and_cursors() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Bearer token (the local gateway with GATEWAY_API_TOKEN)
+// ---------------------------------------------------------------------------------------------
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// THEN helper: a 401 problem carrying the bearer challenge, `error` as RFC 6750 names it.
+#[track_caller]
+fn assert_unauthorized(reply: &Reply, error: Option<&str>) {
+    assert_problem(reply, StatusCode::UNAUTHORIZED, "unauthorized");
+    let challenge = reply.1.get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).expect("WWW-Authenticate");
+    assert!(challenge.starts_with("Bearer realm=\"event-gateway\""), "{challenge}");
+    match error {
+        Some(code) => assert!(challenge.contains(&format!("error=\"{code}\"")), "{challenge}"),
+        None => assert!(!challenge.contains("error="), "{challenge}"),
+    }
+    assert!(!reply.2.to_string().contains(TOKEN), "a refusal never echoes the token: {}", reply.2);
+}
+
+#[tokio::test]
+async fn with_a_token_a_request_without_one_is_401_and_changes_nothing() {
+    // GIVEN a gateway with a token
+    let api = Api::with_token(TOKEN);
+
+    // WHEN an event is defined without it
+    let reply = api.post_json("/events", &json!({ "name": "orders.created" })).await;
+
+    // THEN 401 with the bearer challenge, and nothing was defined
+    assert_unauthorized(&reply, None);
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, _, _) = api.send(Method::GET, "/events/orders.created", &[("authorization", &bearer)], "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the refused request defined nothing");
+}
+
+#[tokio::test]
+async fn with_a_token_a_wrong_one_or_another_scheme_is_401() {
+    let api = Api::with_token(TOKEN);
+
+    // A wrong bearer token is `invalid_token`; credentials of another scheme are no token at all.
+    for (authorization, error) in [
+        (format!("Bearer {TOKEN}x"), Some("invalid_token")),
+        ("Bearer test-token".to_owned(), Some("invalid_token")),
+        (format!("Basic {TOKEN}"), None),
+        (TOKEN.to_owned(), None),
+        ("Bearer ".to_owned(), None),
+    ] {
+        let reply = api.send(Method::GET, "/events", &[("authorization", &authorization)], "").await;
+        assert_unauthorized(&reply, error);
+    }
+}
+
+#[tokio::test]
+async fn with_a_token_the_right_one_is_served_in_any_case_of_the_scheme() {
+    let api = Api::with_token(TOKEN);
+
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let authorization = format!("{scheme} {TOKEN}");
+        let (status, _, body) = api.send(Method::GET, "/events", &[("authorization", &authorization)], "").await;
+        assert_eq!(status, StatusCode::OK, "{scheme}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn with_a_token_health_stays_open() {
+    let api = Api::with_token(TOKEN);
+
+    let (status, _, body) = api.get("/health").await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({ "status": "ok" }));
+}
+
+#[tokio::test]
+async fn with_a_token_unknown_routes_and_the_document_need_it_too() {
+    let api = Api::with_token(TOKEN);
+
+    for uri in ["/nope", "/openapi.json", "/health/"] {
+        assert_unauthorized(&api.get(uri).await, None);
+    }
+    assert_unauthorized(&api.send(Method::PATCH, "/events", &[], "").await, None);
+}
+
+#[tokio::test]
+async fn without_a_token_configured_no_authorization_is_asked_for() {
+    let api = Api::new();
+
+    let (status, headers, _) = api.get("/events").await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.get(header::WWW_AUTHENTICATE).is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
 // Meta, fallbacks
 // ---------------------------------------------------------------------------------------------
 
@@ -1547,6 +1666,63 @@ async fn openapi_document_is_3_1_and_describes_every_resource() {
     }
     assert!(doc["paths"]["/events/{name}/trigger"].get("post").is_some());
     assert!(doc["components"]["schemas"].get("Problem").is_some());
+}
+
+#[tokio::test]
+async fn openapi_document_declares_the_bearer_token_optional_and_401_and_503_where_they_can_occur() {
+    let doc = gateway_api::openapi();
+
+    assert_eq!(doc["components"]["securitySchemes"]["bearerToken"]["scheme"], "bearer");
+    assert_eq!(doc["security"], json!([{}, { "bearerToken": [] }]), "optional: {}", doc["security"]);
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = &operation["responses"];
+            if path == "/health" {
+                assert_eq!(operation["security"], json!([]), "/health needs no token");
+                assert!(responses.get("401").is_none() && responses.get("503").is_none());
+                continue;
+            }
+            assert!(responses.get("401").is_some(), "{method} {path} lists 401");
+            assert_eq!(
+                responses.get("503").is_some(),
+                path != "/openapi.json",
+                "{method} {path}: 503 iff it reads the store"
+            );
+        }
+    }
+}
+
+/// Each event body is checked as the document states it, here against the router itself.
+#[tokio::test]
+async fn documented_event_bodies_are_accepted_and_others_refused() {
+    let doc = gateway_api::openapi();
+    let schema =
+        |name: &str| json!({ "$ref": format!("#/components/schemas/{name}"), "components": doc["components"].clone() });
+    let new_event = jsonschema::validator_for(&schema("NewEvent")).expect("NewEvent compiles");
+    let bodies = [
+        json!({ "name": "a" }),
+        json!({ "name": null }),
+        json!({}),
+        json!({ "name": "a", "schema": { "type": "object" } }),
+        json!({ "name": "a", "schema": true }),
+        json!({ "name": "a", "schema": 5 }),
+        json!({ "name": "a", "schema": { "type": "object" }, "dataType": "text/csv" }),
+        json!({ "name": "a", "schema": { "type": "object" }, "dataType": "Application/JSON; charset=utf-8" }),
+        json!({ "name": "a", "schema": {}, "dataType": "application/cloudevents+json" }),
+        json!({ "name": "a", "schema": null, "dataType": "text/csv" }),
+        json!({ "name": "a", "dataType": null, "schema": {} }),
+        json!({ "name": "a", "dataType": "not a type" }),
+        json!({ "name": "a", "description": "d".repeat(1024) }),
+        json!({ "name": "a", "description": "d".repeat(1025) }),
+        json!({ "name": "a", "metadata": { "team": "checkout" } }),
+        json!({ "name": "a", "metadata": [] }),
+        json!({ "name": "a", "extra": 1 }),
+    ];
+    for body in bodies {
+        let api = Api::new();
+        let (status, _, answer) = api.post_json("/events", &body).await;
+        assert_eq!(new_event.is_valid(&body), status == StatusCode::CREATED, "{body}: {status} {answer}");
+    }
 }
 
 /// The router and the document are declared apart (so that serving never builds the document);

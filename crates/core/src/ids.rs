@@ -59,11 +59,11 @@ impl fmt::Display for EventName {
 
 /// Ids are a kind prefix plus a ULID, so they sort by creation time and say what they name.
 macro_rules! prefixed_id {
-    ($name:ident, $prefix:literal, $what:literal, $example:literal) => {
-        #[doc = concat!("The id of ", $what, ": `", $prefix, "` followed by a ULID.")]
+    ($name:ident, $prefix:literal, $what:literal, $example:literal, $pattern:literal) => {
+        #[doc = concat!("The id of ", $what, ": `", $prefix, "` followed by a ULID (26 Crockford base32 characters; issued in upper case, read in either).")]
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
         #[serde(try_from = "String", into = "String")]
-        #[schema(value_type = String, example = $example)]
+        #[schema(value_type = String, example = $example, pattern = $pattern)]
         pub struct $name(Ulid);
 
         impl $name {
@@ -116,14 +116,35 @@ macro_rules! prefixed_id {
     };
 }
 
-prefixed_id!(SubscriptionId, "sub_", "subscription id", "sub_01JDQ3V6J9K2M4N5P6Q7R8S9T0");
-prefixed_id!(EventId, "evt_", "event id", "evt_01JDQ3V6J9K2M4N5P6Q7R8S9T0");
+// The patterns are what `Ulid::from_string` reads: 26 of Crockford's alphabet, in either case.
+prefixed_id!(
+    SubscriptionId,
+    "sub_",
+    "subscription id",
+    "sub_01JDQ3V6J9K2M4N5P6Q7R8S9T0",
+    "^sub_[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"
+);
+prefixed_id!(
+    EventId,
+    "evt_",
+    "event id",
+    "evt_01JDQ3V6J9K2M4N5P6Q7R8S9T0",
+    "^evt_[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"
+);
 
-/// The Lambda function a subscription runs: a function name, `name:qualifier`, a function ARN,
-/// or a partial ARN (`ACCOUNT:function:NAME`), the forms Lambda's Invoke accepts.
+/// The Lambda function a subscription runs: a function name (1 to 64 of `[A-Za-z0-9_-]`),
+/// `name:qualifier` (an alias or version: `$LATEST` or 1 to 128 of `[A-Za-z0-9_-]`), a function
+/// ARN `arn:aws…:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`, or a partial ARN
+/// `ACCOUNT:function:NAME[:QUALIFIER]`: the forms Lambda's Invoke accepts.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, example = "example-subscriber")]
+// The pattern is `locate`: a bare `arn:` prefix always means an ARN, never a function called
+// "arn" with a qualifier.
+#[schema(
+    value_type = String,
+    example = "example-subscriber",
+    pattern = r"^(?:(?!arn:)[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?|arn:aws[^:]*:lambda:[A-Za-z0-9-]+:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?|[0-9]{12}:function:[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?)$"
+)]
 pub struct FunctionId(String);
 
 /// Where a function is, as far as its id says; what it leaves out is resolved by Lambda in the
@@ -195,6 +216,8 @@ fn locate(raw: &str) -> Option<FunctionLocation<'_>> {
                 FunctionLocation { partition: Some(partition), region: Some(region), account: Some(account), name };
             (at, qualifier)
         }
+        // `arn:` always starts an ARN, never a function called "arn" with a qualifier.
+        ["arn", _, ..] => return None,
         // ACCOUNT:function:NAME[:QUALIFIER]
         [account, "function", name, ref qualifier @ ..] if is_account(account) => {
             (FunctionLocation { partition: None, region: None, account: Some(account), name }, qualifier)
@@ -231,10 +254,17 @@ impl fmt::Display for FunctionId {
     }
 }
 
-/// A payload mime type such as `application/json` or `text/csv`.
+/// A payload mime type such as `application/json` or `text/csv`, at most 255 characters. It is
+/// read in any case and kept in lower case; parameters (`; charset=utf-8`) are accepted and dropped.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, example = "application/json")]
+// The pattern is the grammar the `mime` crate parses (tokens of RFC 9110 §5.6.2, parameters
+// with token or quoted values); quoted values are stated in ASCII, which is what clients send.
+#[schema(
+    value_type = String,
+    example = "application/json",
+    pattern = r##"^[-!#$%&'*+.^_`|~0-9A-Za-z]+/(?:[-!#$%&'*+.^_`|~0-9A-Za-z]+(?:;(?: *[-!#$%&'*+.^_`|~0-9A-Za-z]+=(?:[-!#$%&'*+.^_`|~0-9A-Za-z]+;|"[ -~][ !#-~]*" *;))* *(?:[-!#$%&'*+.^_`|~0-9A-Za-z]+=(?:[-!#$%&'*+.^_`|~0-9A-Za-z]*|"[ -~][ !#-~]*" *))?)?)?$"##
+)]
 pub struct DataType(String);
 
 impl DataType {
@@ -377,6 +407,8 @@ mod tests {
             "arn:aws:lambda:eu-west-1:123456789012:function:",
             "arn:aws:lambda:eu-west-1:123456789012:function:a:b:c",
             "123:function:my-fn",
+            "arn:prod",
+            "arn:aws:s3:us-east-1:123456789012:function:x",
             "123456789012:function:",
             &"f".repeat(65),
             "http://evil",

@@ -20,9 +20,10 @@ pub struct EventDefinition {
     pub name: EventName,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// JSON Schema every payload must satisfy (draft 2020-12 unless `$schema` names another).
+    /// JSON Schema every payload must satisfy (draft 2020-12 unless `$schema` names another):
+    /// an object or a boolean.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub schema: Option<Arc<Value>>,
     pub data_type: DataType,
     #[serde(default)]

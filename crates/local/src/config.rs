@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gateway_api::auth::ApiToken;
 use gateway_core::dispatch::RetryPolicy;
 use gateway_core::{AccountId, DeliveryRetention, FunctionAllowlist};
 
@@ -36,6 +37,9 @@ pub struct Config {
     /// `GATEWAY_DELIVERY_RETENTION_DAYS`, default 30: days from its receipt that a trigger's
     /// payload and delivery log are kept (longer while a delivery is pending).
     pub delivery_retention: DeliveryRetention,
+    /// `GATEWAY_API_TOKEN`: when set, every request but `/health` must carry it as a bearer
+    /// token. Required to listen on anything but loopback. `Debug` does not show it.
+    pub api_token: Option<ApiToken>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +85,22 @@ impl Config {
         let emulated_lambda = get("AWS_ENDPOINT_URL_LAMBDA").is_some_and(|v| !v.is_empty());
         let sts_elsewhere =
             ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"].iter().any(|v| get(v).is_some_and(|v| !v.is_empty()));
+        let api_token = get("GATEWAY_API_TOKEN")
+            .map(|raw| ApiToken::new(&raw))
+            .transpose()
+            .map_err(|problem| ConfigError { var: "GATEWAY_API_TOKEN", problem })?;
+        // Anyone who reaches the gateway can have it invoke functions with the operator's AWS
+        // credentials: beyond loopback, only with a token.
+        if api_token.is_none() && !addr.ip().to_canonical().is_loopback() {
+            return Err(ConfigError {
+                var: "GATEWAY_API_TOKEN",
+                problem: format!(
+                    "GATEWAY_ADDR {addr} is not a loopback address, and without a token anyone who can reach it could \
+                     invoke functions with this gateway's AWS credentials; set GATEWAY_API_TOKEN (e.g. to the output \
+                     of `openssl rand -hex 32`) or listen on 127.0.0.1"
+                ),
+            });
+        }
         Ok(Self {
             addr,
             data_dir: PathBuf::from(get("GATEWAY_DATA_DIR").unwrap_or_else(|| ".data".to_owned())),
@@ -95,6 +115,7 @@ impl Config {
             invoke_timeout: Duration::from_millis(number("GATEWAY_INVOKE_TIMEOUT_MS", 30_000)?.max(100)),
             delivery_retention: DeliveryRetention::parse(get("GATEWAY_DELIVERY_RETENTION_DAYS").as_deref())
                 .map_err(|problem| ConfigError { var: "GATEWAY_DELIVERY_RETENTION_DAYS", problem })?,
+            api_token,
         })
     }
 }
@@ -141,6 +162,51 @@ mod tests {
         let err =
             Config::from_lookup(|k| (k == "GATEWAY_DELIVERY_RETENTION_DAYS").then(|| "0".to_owned())).unwrap_err();
         assert!(err.to_string().starts_with("GATEWAY_DELIVERY_RETENTION_DAYS: 0 is not between 1"), "{err}");
+    }
+
+    #[test]
+    fn a_non_loopback_address_without_a_token_is_refused() {
+        for addr in ["0.0.0.0:3000", "192.0.2.10:3000", "[::]:3000"] {
+            let err = Config::from_lookup(|k| (k == "GATEWAY_ADDR").then(|| addr.to_owned())).unwrap_err();
+            let message = err.to_string();
+            assert!(message.starts_with("GATEWAY_API_TOKEN: GATEWAY_ADDR"), "{message}");
+            assert!(message.contains("not a loopback address"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_non_loopback_address_with_a_token_is_served() {
+        let env = |k: &str| match k {
+            "GATEWAY_ADDR" => Some("0.0.0.0:3000".to_owned()),
+            "GATEWAY_API_TOKEN" => Some("0123456789abcdef0123".to_owned()),
+            _ => None,
+        };
+        let c = Config::from_lookup(env).unwrap();
+        assert_eq!(c.addr.to_string(), "0.0.0.0:3000");
+        assert!(c.api_token.is_some());
+    }
+
+    #[test]
+    fn loopback_addresses_need_no_token() {
+        for addr in ["127.0.0.1:3000", "127.0.0.2:3000", "[::1]:3000", "[::ffff:127.0.0.1]:3000"] {
+            let c = Config::from_lookup(|k| (k == "GATEWAY_ADDR").then(|| addr.to_owned())).unwrap();
+            assert!(c.api_token.is_none(), "{addr}");
+        }
+    }
+
+    #[test]
+    fn a_token_too_short_to_guard_anything_is_refused_and_never_shown() {
+        let err = Config::from_lookup(|k| (k == "GATEWAY_API_TOKEN").then(|| "hunter2".to_owned())).unwrap_err();
+        let message = err.to_string();
+        assert!(message.starts_with("GATEWAY_API_TOKEN: the token must be 16 to"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn the_token_never_appears_in_the_configuration_debug_output() {
+        let c =
+            Config::from_lookup(|k| (k == "GATEWAY_API_TOKEN").then(|| "a-very-secret-value-1234".to_owned())).unwrap();
+        assert!(!format!("{c:?}").contains("a-very-secret-value-1234"));
     }
 
     #[test]

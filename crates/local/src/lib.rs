@@ -134,12 +134,18 @@ pub async fn run(mut config: Config, home: Home, lambda: aws_sdk_lambda::Client)
     if config.allowlist.allows_any_name() {
         tracing::warn!("GATEWAY_FUNCTION_ALLOWLIST is '*': subscriptions may target any function of the gateway's account and region");
     }
-    tracing::info!(addr = %config.addr, db = %db.display(), allowlist = %config.allowlist.describe(), "event gateway listening");
+    // Says whether a token is required, never what it is.
+    let auth = if config.api_token.is_some() { "bearer token" } else { "none (loopback only)" };
+    tracing::info!(addr = %config.addr, db = %db.display(), allowlist = %config.allowlist.describe(), auth, "event gateway listening");
 
     let shutdown = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(shutdown.clone()));
     let housekeeping = tokio::spawn(housekeeping(store, config.delivery_retention, shutdown.clone()));
     let app = gateway_api::router(gateway, RouteGroup::All);
+    let app = match config.api_token.clone() {
+        Some(token) => gateway_api::auth::require_token(app, token),
+        None => app,
+    };
     let signal = shutdown.clone();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {

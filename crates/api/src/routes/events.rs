@@ -12,7 +12,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::versioned;
-use crate::extract::{if_match, json_body, path_param, query, PageQuery};
+use crate::doc::{EventReplacement, NewEvent};
+use crate::extract::{if_match, json_body, path_param, query, IfMatchHeader, PageQuery};
 use crate::problem::{ApiError, Problem, PROBLEM_JSON};
 use crate::SharedGateway;
 
@@ -27,9 +28,12 @@ pub fn routes() -> Router<SharedGateway> {
 pub struct Doc;
 
 #[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase")]
 #[allow(dead_code)]
 struct EventPage {
     items: Vec<EventDefinition>,
+    /// The `cursor` of the next page; null on the last.
+    #[schema(required = true)]
     next_cursor: Option<String>,
 }
 
@@ -38,12 +42,23 @@ fn location(name: &EventName) -> String {
 }
 
 /// Define an event.
-#[utoipa::path(post, path = "/events", tag = "events", request_body = EventDraft,
+#[utoipa::path(post, path = "/events", tag = "events", request_body = NewEvent,
     responses(
-        (status = 201, description = "Defined; `ETag` carries its version", body = EventDefinition),
+        (status = 201, description = "Defined", body = EventDefinition,
+            headers(("ETag" = String, description = "Its version, for If-Match"), ("Location" = String, description = "`/events/{name}`")),
+            links(
+                ("get" = (operation_id = "get_event", parameters(("name" = "$response.body#/name")))),
+                ("replace" = (operation_id = "replace_event", parameters(("name" = "$response.body#/name"), ("If-Match" = "$response.header.ETag")))),
+                ("delete" = (operation_id = "delete_event", parameters(("name" = "$response.body#/name"), ("If-Match" = "$response.header.ETag")))),
+                ("subscribe" = (operation_id = "create_subscription", request_body = json!({"event": "$response.body#/name"}))),
+                ("subscriptions" = (operation_id = "list_subscriptions", parameters(("event" = "$response.body#/name")))),
+                ("trigger" = (operation_id = "trigger_event", parameters(("name" = "$response.body#/name")))),
+                ("deliveries" = (operation_id = "deliveries_of_event", parameters(("name" = "$response.body#/name")))),
+            )),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "The name is taken", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, description = "Body too large", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Invalid fields, or a schema that does not compile", body = Problem, content_type = PROBLEM_JSON),
     ))]
 async fn create_event(
@@ -59,7 +74,8 @@ async fn create_event(
 /// List event definitions by name.
 #[utoipa::path(get, path = "/events", tag = "events", params(PageQuery),
     responses(
-        (status = 200, body = EventPage),
+        (status = 200, body = EventPage,
+            links(("next" = (operation_id = "list_events", parameters(("cursor" = "$response.body#/nextCursor")))))),
         (status = 400, description = "Bad limit or cursor", body = Problem, content_type = PROBLEM_JSON),
     ))]
 async fn list_events(
@@ -71,11 +87,15 @@ async fn list_events(
 }
 
 /// Read an event definition.
-#[utoipa::path(get, path = "/events/{name}", tag = "events", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/events/{name}", tag = "events", params(("name" = EventName, Path)),
     responses(
-        (status = 200, body = EventDefinition),
+        (status = 200, body = EventDefinition, headers(("ETag" = String, description = "Its version, for If-Match")),
+            links(
+                ("replace" = (operation_id = "replace_event", parameters(("name" = "$response.body#/name"), ("If-Match" = "$response.header.ETag")))),
+                ("delete" = (operation_id = "delete_event", parameters(("name" = "$response.body#/name"), ("If-Match" = "$response.header.ETag")))),
+            )),
         (status = 400, description = "Invalid name", body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such event", body = Problem, content_type = PROBLEM_JSON),
     ))]
 async fn get_event(
     State(g): State<SharedGateway>,
@@ -87,13 +107,21 @@ async fn get_event(
 }
 
 /// Replace an event definition; send `If-Match` with the `ETag` you read to avoid lost updates.
-#[utoipa::path(put, path = "/events/{name}", tag = "events", request_body = EventDraft,
-    params(("name" = String, Path), ("If-Match" = Option<String>, Header, description = "ETag of the version being replaced")),
+#[utoipa::path(put, path = "/events/{name}", tag = "events", request_body = EventReplacement,
+    params(("name" = EventName, Path), IfMatchHeader),
     responses(
-        (status = 200, body = EventDefinition),
-        (status = 404, body = Problem, content_type = PROBLEM_JSON),
-        (status = 412, description = "Stale If-Match", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, body = Problem, content_type = PROBLEM_JSON),
+        (status = 200, body = EventDefinition, headers(("ETag" = String, description = "Its new version")),
+            links(
+                ("get" = (operation_id = "get_event", parameters(("name" = "$response.body#/name")))),
+                ("replace" = (operation_id = "replace_event", parameters(("name" = "$response.body#/name"), ("If-Match" = "$response.header.ETag")))),
+                ("delete" = (operation_id = "delete_event", parameters(("name" = "$response.body#/name"), ("If-Match" = "$response.header.ETag")))),
+            )),
+        (status = 400, description = "Invalid name or If-Match, or malformed JSON", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such event", body = Problem, content_type = PROBLEM_JSON),
+        (status = 412, description = "If-Match names another version; `currentVersion` says which is current", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "Body too large", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid fields, another name than the path's, or a schema that does not compile", body = Problem, content_type = PROBLEM_JSON),
     ))]
 async fn replace_event(
     State(g): State<SharedGateway>,
@@ -111,18 +139,19 @@ async fn replace_event(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct DeleteQuery {
-    /// Delete the event's subscriptions too.
+    /// Delete the event's subscriptions too (`true` or `false`, default false).
     cascade: Option<bool>,
 }
 
 /// Delete an event definition (409 while it has subscriptions, unless `cascade=true`).
 #[utoipa::path(delete, path = "/events/{name}", tag = "events",
-    params(("name" = String, Path), DeleteQuery, ("If-Match" = Option<String>, Header)),
+    params(("name" = EventName, Path), DeleteQuery, IfMatchHeader),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+        (status = 400, description = "Invalid name, cascade or If-Match", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such event", body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "Has subscriptions", body = Problem, content_type = PROBLEM_JSON),
-        (status = 412, body = Problem, content_type = PROBLEM_JSON),
+        (status = 412, description = "If-Match names another version", body = Problem, content_type = PROBLEM_JSON),
     ))]
 async fn delete_event(
     State(g): State<SharedGateway>,

@@ -30,7 +30,7 @@ async fn health() -> Json<Health> {
 }
 
 /// This API's OpenAPI 3.1 document, generated from the handlers.
-#[utoipa::path(get, path = "/openapi.json", tag = "meta", responses((status = 200, description = "OpenAPI 3.1 document")))]
+#[utoipa::path(get, path = "/openapi.json", tag = "meta", responses((status = 200, description = "OpenAPI 3.1 document", body = Object, content_type = "application/json")))]
 async fn openapi_document() -> Response {
     // Built on first request, not at start-up: a Lambda cold start should not pay for it.
     static DOCUMENT: OnceLock<Vec<u8>> = OnceLock::new();

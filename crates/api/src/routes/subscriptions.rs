@@ -12,7 +12,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::versioned;
-use crate::extract::{if_match, json_body, path_param, path_value, query};
+use crate::doc::{NewSubscription, SubscriptionReplacement};
+use crate::extract::{if_match, json_body, path_param, path_value, query, IfMatchHeader};
 use crate::problem::{ApiError, Problem, PROBLEM_JSON};
 use crate::SharedGateway;
 
@@ -27,20 +28,33 @@ pub fn routes() -> Router<SharedGateway> {
 pub struct Doc;
 
 #[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase")]
 #[allow(dead_code)]
 struct SubscriptionPage {
     items: Vec<Subscription>,
+    /// The `cursor` of the next page; null on the last.
+    #[schema(required = true)]
     next_cursor: Option<String>,
 }
 
 /// Subscribe a function to an event.
-#[utoipa::path(post, path = "/subscriptions", tag = "subscriptions", request_body = SubscriptionDraft,
+#[utoipa::path(post, path = "/subscriptions", tag = "subscriptions", request_body = NewSubscription,
     responses(
-        (status = 201, body = Subscription),
-        (status = 400, body = Problem, content_type = PROBLEM_JSON),
+        (status = 201, description = "Subscribed", body = Subscription,
+            headers(("ETag" = String, description = "Its version, for If-Match"), ("Location" = String, description = "`/subscriptions/{subscriptionId}`")),
+            links(
+                ("get" = (operation_id = "get_subscription", parameters(("id" = "$response.body#/subscriptionId")))),
+                ("replace" = (operation_id = "replace_subscription", parameters(("id" = "$response.body#/subscriptionId"), ("If-Match" = "$response.header.ETag")))),
+                ("delete" = (operation_id = "delete_subscription", parameters(("id" = "$response.body#/subscriptionId"), ("If-Match" = "$response.header.ETag")))),
+                ("trigger" = (operation_id = "trigger_event", parameters(("name" = "$response.body#/event")))),
+                ("subscriptions" = (operation_id = "list_subscriptions", parameters(("event" = "$response.body#/event")))),
+            )),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = PROBLEM_JSON),
         (status = 403, description = "Function outside the allowlist", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such event", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "Body too large", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = PROBLEM_JSON),
     ))]
 async fn create_subscription(
     State(g): State<SharedGateway>,
@@ -57,11 +71,15 @@ async fn create_subscription(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
-    /// Only this event's subscriptions.
+    /// Only this event's subscriptions (404 if there is no such event).
+    #[param(value_type = Option<EventName>, nullable = false)]
     event: Option<String>,
     /// Items per page, 1 to 100 (default 50).
+    #[param(nullable = false, minimum = 1, maximum = 100)]
     limit: Option<u32>,
-    /// The `nextCursor` of the previous page.
+    /// The `nextCursor` of the previous page. Only a cursor this API issued for the same list
+    /// is valid (400 `invalid-cursor` otherwise): it is opaque, and no pattern can tell which.
+    #[param(nullable = false, pattern = "^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
 }
 
@@ -70,7 +88,11 @@ struct ListQuery {
 /// With `event`, an event that does not exist is 404 (as for its deliveries), so that a
 /// misspelt name is not mistaken for an event without subscriptions.
 #[utoipa::path(get, path = "/subscriptions", tag = "subscriptions", params(ListQuery),
-    responses((status = 200, body = SubscriptionPage), (status = 400, body = Problem, content_type = PROBLEM_JSON), (status = 404, body = Problem, content_type = PROBLEM_JSON)))]
+    responses(
+        (status = 200, body = SubscriptionPage),
+        (status = 400, description = "Invalid event name, limit or cursor", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such event", body = Problem, content_type = PROBLEM_JSON),
+    ))]
 async fn list_subscriptions(
     State(g): State<SharedGateway>,
     q: Result<Query<ListQuery>, QueryRejection>,
@@ -85,8 +107,16 @@ async fn list_subscriptions(
 }
 
 /// Read a subscription.
-#[utoipa::path(get, path = "/subscriptions/{id}", tag = "subscriptions", params(("id" = String, Path)),
-    responses((status = 200, body = Subscription), (status = 400, body = Problem, content_type = PROBLEM_JSON), (status = 404, body = Problem, content_type = PROBLEM_JSON)))]
+#[utoipa::path(get, path = "/subscriptions/{id}", tag = "subscriptions", params(("id" = SubscriptionId, Path)),
+    responses(
+        (status = 200, body = Subscription, headers(("ETag" = String, description = "Its version, for If-Match")),
+            links(
+                ("replace" = (operation_id = "replace_subscription", parameters(("id" = "$response.body#/subscriptionId"), ("If-Match" = "$response.header.ETag")))),
+                ("delete" = (operation_id = "delete_subscription", parameters(("id" = "$response.body#/subscriptionId"), ("If-Match" = "$response.header.ETag")))),
+            )),
+        (status = 400, description = "Invalid id", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such subscription", body = Problem, content_type = PROBLEM_JSON),
+    ))]
 async fn get_subscription(
     State(g): State<SharedGateway>,
     id: Result<Path<String>, PathRejection>,
@@ -97,14 +127,22 @@ async fn get_subscription(
 }
 
 /// Replace a subscription's function and metadata; send `If-Match` to avoid lost updates.
-#[utoipa::path(put, path = "/subscriptions/{id}", tag = "subscriptions", request_body = SubscriptionDraft,
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+#[utoipa::path(put, path = "/subscriptions/{id}", tag = "subscriptions", request_body = SubscriptionReplacement,
+    params(("id" = SubscriptionId, Path), IfMatchHeader),
     responses(
-        (status = 200, body = Subscription),
-        (status = 403, body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, body = Problem, content_type = PROBLEM_JSON),
-        (status = 412, body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, body = Problem, content_type = PROBLEM_JSON),
+        (status = 200, body = Subscription, headers(("ETag" = String, description = "Its new version")),
+            links(
+                ("get" = (operation_id = "get_subscription", parameters(("id" = "$response.body#/subscriptionId")))),
+                ("replace" = (operation_id = "replace_subscription", parameters(("id" = "$response.body#/subscriptionId"), ("If-Match" = "$response.header.ETag")))),
+                ("delete" = (operation_id = "delete_subscription", parameters(("id" = "$response.body#/subscriptionId"), ("If-Match" = "$response.header.ETag")))),
+            )),
+        (status = 400, description = "Invalid id or If-Match, or malformed JSON", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "Function outside the allowlist", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such subscription", body = Problem, content_type = PROBLEM_JSON),
+        (status = 412, description = "If-Match names another version; `currentVersion` says which is current", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "Body too large", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid fields, or another event than the subscription's", body = Problem, content_type = PROBLEM_JSON),
     ))]
 async fn replace_subscription(
     State(g): State<SharedGateway>,
@@ -129,8 +167,13 @@ async fn replace_subscription(
 
 /// Delete a subscription. Deliveries already accepted for it still run.
 #[utoipa::path(delete, path = "/subscriptions/{id}", tag = "subscriptions",
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 204), (status = 404, body = Problem, content_type = PROBLEM_JSON), (status = 412, body = Problem, content_type = PROBLEM_JSON)))]
+    params(("id" = SubscriptionId, Path), IfMatchHeader),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Invalid id or If-Match", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such subscription", body = Problem, content_type = PROBLEM_JSON),
+        (status = 412, description = "If-Match names another version", body = Problem, content_type = PROBLEM_JSON),
+    ))]
 async fn delete_subscription(
     State(g): State<SharedGateway>,
     id: Result<Path<String>, PathRejection>,

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use gateway_core::trigger::{self, TriggerPorts, TriggerRequest};
 use gateway_core::{Delivery, Error, EventId, EventName, IdempotencyKey, Page, TriggerReceipt};
 
-use crate::extract::{body_bytes, content_type, path_param, path_value, query, PageQuery};
+use crate::extract::{body_bytes, content_type, path_param, path_value, query, IdempotencyKeyHeader, PageQuery};
 use crate::problem::{ApiError, Problem, PROBLEM_JSON};
 use crate::SharedGateway;
 
@@ -26,20 +26,32 @@ pub fn routes() -> Router<SharedGateway> {
 pub struct Doc;
 
 #[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase")]
 #[allow(dead_code)]
 struct DeliveryPage {
     items: Vec<Delivery>,
+    /// The `cursor` of the next page; null on the last.
+    #[schema(required = true)]
     next_cursor: Option<String>,
 }
 
 /// Trigger an event: the body is the payload. Answers 202 once every delivery is durably
 /// accepted, before any function runs.
+///
+/// What the payload must be is the event's: its `Content-Type` must be the event's `dataType`
+/// (415), and a JSON payload must satisfy the event's `schema` (422, every violation listed).
+/// An event whose `dataType` is not JSON takes any bytes of that type.
 #[utoipa::path(post, path = "/events/{name}/trigger", tag = "triggers",
-    params(("name" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and payload returns the first answer, for 24 hours; the same key with another payload is refused (422)")),
-    request_body(content = Object, description = "The payload, of the event's dataType"),
+    params(("name" = EventName, Path), IdempotencyKeyHeader),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "The payload: any JSON for an event of JSON dataType (then checked against its schema), or raw bytes of the event's dataType"),
     responses(
-        (status = 202, body = TriggerReceipt),
-        (status = 400, description = "Malformed JSON payload", body = Problem, content_type = PROBLEM_JSON),
+        (status = 202, description = "Accepted: every delivery is recorded, none has run yet", body = TriggerReceipt,
+            headers(("Location" = String, description = "`/deliveries/{eventId}`")),
+            links(
+                ("deliveries" = (operation_id = "deliveries_of_trigger", parameters(("eventId" = "$response.body#/eventId")))),
+                ("event_deliveries" = (operation_id = "deliveries_of_event", parameters(("name" = "$response.body#/event")))),
+            )),
+        (status = 400, description = "Invalid name or Idempotency-Key, or a malformed JSON payload", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such event", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, description = "Payload over the limit", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "Content-Type is not the event's dataType", body = Problem, content_type = PROBLEM_JSON),
@@ -74,8 +86,12 @@ async fn trigger_event(
 }
 
 /// The deliveries of an event's triggers, newest trigger first.
-#[utoipa::path(get, path = "/events/{name}/deliveries", tag = "triggers", params(("name" = String, Path), PageQuery),
-    responses((status = 200, body = DeliveryPage), (status = 400, body = Problem, content_type = PROBLEM_JSON), (status = 404, body = Problem, content_type = PROBLEM_JSON)))]
+#[utoipa::path(get, path = "/events/{name}/deliveries", tag = "triggers", params(("name" = EventName, Path), PageQuery),
+    responses(
+        (status = 200, body = DeliveryPage),
+        (status = 400, description = "Invalid name, limit or cursor", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such event", body = Problem, content_type = PROBLEM_JSON),
+    ))]
 async fn deliveries_of_event(
     State(g): State<SharedGateway>,
     name: Result<Path<String>, PathRejection>,
@@ -91,8 +107,12 @@ async fn deliveries_of_event(
 ///
 /// A trigger's log is kept for at least the delivery retention (30 days by default) after it
 /// was received; after that it may be gone, and this is 404 as for an id never seen.
-#[utoipa::path(get, path = "/deliveries/{eventId}", tag = "triggers", params(("eventId" = String, Path)),
-    responses((status = 200, body = Vec<Delivery>), (status = 400, body = Problem, content_type = PROBLEM_JSON), (status = 404, body = Problem, content_type = PROBLEM_JSON)))]
+#[utoipa::path(get, path = "/deliveries/{eventId}", tag = "triggers", params(("eventId" = EventId, Path)),
+    responses(
+        (status = 200, body = Vec<Delivery>),
+        (status = 400, description = "Invalid id", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such trigger, or forgotten after the retention", body = Problem, content_type = PROBLEM_JSON),
+    ))]
 async fn deliveries_of_trigger(
     State(g): State<SharedGateway>,
     id: Result<Path<String>, PathRejection>,

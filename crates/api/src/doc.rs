@@ -1,0 +1,410 @@
+//! What the OpenAPI document says beyond the handlers' annotations: request bodies whose rules
+//! span fields, the optional bearer scheme, and the answers every operation can give.
+//!
+//! The core's drafts are lenient types shared by create and replace (a missing `name` is the use
+//! case's 422, not serde's); the document states each operation's body exactly instead.
+
+use std::borrow::Cow;
+
+use serde_json::{json, Value};
+use utoipa::openapi::{ObjectBuilder, RefOr, Schema};
+
+/// The bearer scheme's name in `components.securitySchemes`.
+pub const BEARER: &str = "bearerToken";
+
+/// What `DataType::is_json` says yes to, over the values the `DataType` pattern admits: an
+/// essence (the part before `;`) of `application/json` or ending in `+json`, in any case.
+const JSON_DATA_TYPE: &str =
+    "^(?:[Aa][Pp][Pp][Ll][Ii][Cc][Aa][Tt][Ii][Oo][Nn]/[Jj][Ss][Oo][Nn]|[^;]*\\+[Jj][Ss][Oo][Nn])(?:;.*)?$";
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+/// The properties both event bodies share, and the rule that spans two of them.
+fn event_body(name: Value, required: &[&str], description: &str) -> Value {
+    let mut body = json!({
+        "type": "object",
+        "description": description,
+        "properties": {
+            "name": name,
+            "description": { "type": ["string", "null"], "maxLength": 1024 },
+            "schema": {
+                "type": ["object", "boolean", "null"],
+                "description": "A JSON Schema (draft 2020-12 unless `$schema` names another) that every payload must satisfy. It must compile (else 422); remote `$ref`s are not fetched. Only for a JSON `dataType`.",
+            },
+            "dataType": {
+                "anyOf": [schema_ref("DataType"), { "type": "null" }],
+                "maxLength": 255,
+                "description": "The payloads' media type; `application/json` when absent.",
+            },
+            "metadata": {
+                "type": ["object", "null"],
+                "description": "Custom JSON, kept and handed to no one; `{}` when absent.",
+            },
+        },
+        "additionalProperties": false,
+        // A schema validates JSON: it needs a JSON dataType (absent means application/json).
+        "anyOf": [
+            { "properties": { "schema": { "type": "null" } } },
+            { "properties": { "dataType": { "anyOf": [{ "type": "null" }, { "type": "string", "pattern": JSON_DATA_TYPE }] } } },
+        ],
+    });
+    if !required.is_empty() {
+        body["required"] = json!(required);
+    }
+    body
+}
+
+fn subscription_body(event: Value, required: &[&str], description: &str) -> Value {
+    json!({
+        "type": "object",
+        "description": description,
+        "required": required,
+        "properties": {
+            "event": event,
+            "functionId": schema_ref("FunctionId"),
+            "metadata": {
+                "type": ["object", "null"],
+                "description": "Custom JSON, handed to the function with every invocation; `{}` when absent.",
+            },
+        },
+        "additionalProperties": false,
+    })
+}
+
+/// A request body whose schema is written out as JSON (utoipa's builders cannot say `anyOf`
+/// beside `properties`, or `readOnly` beside a `$ref`): the handlers name it, [`complete`] writes it.
+macro_rules! written_schema {
+    ($name:ident) => {
+        pub struct $name;
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                RefOr::T(ObjectBuilder::new().into())
+            }
+        }
+
+        impl utoipa::ToSchema for $name {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed(stringify!($name))
+            }
+        }
+    };
+}
+
+written_schema!(NewEvent);
+written_schema!(EventReplacement);
+written_schema!(NewSubscription);
+written_schema!(SubscriptionReplacement);
+
+fn written_schemas() -> [(&'static str, Value); 4] {
+    [
+        ("NewEvent", event_body(schema_ref("EventName"), &["name"], "A new event definition.")),
+        (
+            "EventReplacement",
+            // `readOnly`: the name is the path's; it may be repeated, but another is refused (422).
+            event_body(
+                json!({
+                    "$ref": "#/components/schemas/EventName",
+                    "readOnly": true,
+                    "description": "The path's name: it may be repeated, not changed (422).",
+                }),
+                &[],
+                "An event definition replacing the current one.",
+            ),
+        ),
+        (
+            "NewSubscription",
+            subscription_body(
+                schema_ref("EventName"),
+                &["event", "functionId"],
+                "A function to subscribe to an event.",
+            ),
+        ),
+        (
+            "SubscriptionReplacement",
+            // `readOnly`: a subscription cannot move to another event; repeating its own is fine.
+            subscription_body(
+                json!({
+                    "$ref": "#/components/schemas/EventName",
+                    "readOnly": true,
+                    "description": "The subscription's event: it may be repeated, not changed (422).",
+                }),
+                &["functionId"],
+                "The function and metadata replacing a subscription's.",
+            ),
+        ),
+    ]
+}
+
+/// Adds what no single handler states: the bodies above, the optional bearer scheme, and the
+/// 401 and 503 that every operation but `/health` (and, for 503, `/openapi.json`) can answer.
+pub fn complete(doc: &mut Value) {
+    let components = &mut doc["components"];
+    for (name, schema) in written_schemas() {
+        components["schemas"][name] = schema;
+    }
+    components["securitySchemes"][BEARER] = json!({
+        "type": "http",
+        "scheme": "bearer",
+        "description": "Only on the local gateway, and only when it runs with GATEWAY_API_TOKEN: then every request but GET /health must carry `Authorization: Bearer <token>` (else 401), and the gateway may listen beyond loopback. On AWS, API Gateway authorizes requests with IAM (SigV4) before they reach the gateway, and this scheme does not apply.",
+    });
+    // Optional: `{}` (no credentials) is one of the alternatives, as on AWS and by default.
+    doc["security"] = json!([{}, { BEARER: [] }]);
+
+    let Some(paths) = doc["paths"].as_object_mut() else { return };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else { continue };
+        for (method, operation) in item.iter_mut() {
+            if !is_method(method) {
+                continue;
+            }
+            spell_links_in_camel_case(operation);
+            if path == "/health" {
+                // A liveness probe answers without credentials, whatever the configuration.
+                operation["security"] = json!([]);
+                continue;
+            }
+            add_response(operation, "401", unauthorized());
+            if path != "/openapi.json" {
+                add_response(operation, "503", unavailable());
+            }
+        }
+    }
+}
+
+/// utoipa 5 writes a link's `operationId` and `requestBody` in snake case, which no client reads.
+fn spell_links_in_camel_case(operation: &mut Value) {
+    let Some(responses) = operation["responses"].as_object_mut() else { return };
+    for response in responses.values_mut() {
+        let Some(links) = response.get_mut("links").and_then(Value::as_object_mut) else { continue };
+        for link in links.values_mut().filter_map(Value::as_object_mut) {
+            for (snake, camel) in
+                [("operation_id", "operationId"), ("operation_ref", "operationRef"), ("request_body", "requestBody")]
+            {
+                if let Some(value) = link.remove(snake) {
+                    link.insert(camel.to_owned(), value);
+                }
+            }
+        }
+    }
+}
+
+fn is_method(key: &str) -> bool {
+    matches!(key, "get" | "put" | "post" | "delete" | "options" | "head" | "patch" | "trace")
+}
+
+fn add_response(operation: &mut Value, status: &str, response: Value) {
+    if let Some(responses) = operation["responses"].as_object_mut() {
+        responses.entry(status).or_insert(response);
+    }
+}
+
+fn problem_content() -> Value {
+    json!({ "application/problem+json": { "schema": schema_ref("Problem") } })
+}
+
+fn unauthorized() -> Value {
+    json!({
+        "description": "No bearer token, or not this gateway's (only when the local gateway runs with GATEWAY_API_TOKEN)",
+        "headers": {
+            "WWW-Authenticate": {
+                "description": "The bearer challenge (RFC 6750): `Bearer realm=\"event-gateway\"`, with `error=\"invalid_token\"` for a wrong token",
+                "required": true,
+                "schema": { "type": "string", "pattern": "^Bearer realm=\"event-gateway\"" },
+            },
+        },
+        "content": problem_content(),
+    })
+}
+
+fn unavailable() -> Value {
+    json!({
+        "description": "The gateway cannot reach its store right now; try again",
+        "content": problem_content(),
+    })
+}
+
+/// The document against the parsers it describes: every value either both accept or both refuse.
+#[cfg(test)]
+mod tests {
+    use axum::http::{header, HeaderMap, HeaderValue};
+    use gateway_core::{DataType, EventId, EventName, FunctionId, IdempotencyKey, PageRequest, SubscriptionId};
+    use serde_json::{json, Value};
+
+    fn document() -> Value {
+        crate::openapi()
+    }
+
+    fn component(name: &str) -> Value {
+        document()["components"]["schemas"][name].clone()
+    }
+
+    fn parameter(path: &str, method: &str, name: &str) -> Value {
+        let doc = document();
+        let parameters = doc["paths"][path][method]["parameters"].as_array().expect("parameters").clone();
+        let found = parameters.into_iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{name} in {path}"));
+        found["schema"].clone()
+    }
+
+    #[track_caller]
+    fn agree(schema: &Value, samples: impl IntoIterator<Item = String>, parses: impl Fn(&str) -> bool) {
+        let validator = jsonschema::validator_for(schema).expect("the documented schema compiles");
+        let mut checked = 0;
+        for sample in samples {
+            let documented = validator.is_valid(&json!(sample));
+            assert_eq!(documented, parses(&sample), "{sample:?}: the document says {documented}, the parser disagrees");
+            checked += 1;
+        }
+        assert!(checked > 0);
+    }
+
+    /// Every string of up to `max_len` characters drawn from `alphabet`.
+    fn strings(alphabet: &[char], max_len: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..max_len {
+            last = last.iter().flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}"))).collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    fn with(samples: Vec<String>, more: &[&str]) -> Vec<String> {
+        samples.into_iter().chain(more.iter().map(|s| s.to_string())).collect()
+    }
+
+    #[test]
+    fn the_event_name_pattern_is_event_name_parse() {
+        let samples = with(
+            strings(&['a', 'Z', '0', '.', '_', '-', '/', ' ', 'é'], 3),
+            &["orders.created", &"x".repeat(128), &"x".repeat(129), "a\n"],
+        );
+        agree(&component("EventName"), samples, |s| EventName::parse(s).is_ok());
+    }
+
+    #[test]
+    fn the_id_patterns_are_the_id_parsers() {
+        let ulid = "01JDQ3V6J9K2M4N5P6Q7R8S9T0";
+        let samples = |prefix: &str| -> Vec<String> {
+            let mut all: Vec<String> = [
+                ulid.to_owned(),
+                ulid.to_lowercase(),
+                ulid[..25].to_owned(),
+                format!("{ulid}0"),
+                ulid.replace('J', "I"),
+                ulid.replace('J', "L"),
+                ulid.replace('J', "O"),
+                ulid.replace('J', "U"),
+                "7ZZZZZZZZZZZZZZZZZZZZZZZZZ".to_owned(),
+                "8ZZZZZZZZZZZZZZZZZZZZZZZZZ".to_owned(),
+            ]
+            .iter()
+            .flat_map(|rest| {
+                [format!("{prefix}{rest}"), format!("xyz_{rest}"), rest.clone(), format!("{prefix}{rest}\n")]
+            })
+            .collect();
+            all.extend(["".to_owned(), prefix.to_owned(), "0".to_owned()]);
+            all
+        };
+        agree(&component("SubscriptionId"), samples("sub_"), |s| SubscriptionId::parse(s).is_ok());
+        agree(&component("EventId"), samples("evt_"), |s| EventId::parse(s).is_ok());
+    }
+
+    #[test]
+    fn the_function_id_pattern_is_function_id_parse() {
+        let arn = "arn:aws:lambda:eu-west-1:123456789012:function:my-fn";
+        let samples = with(
+            strings(&['a', 'r', 'n', ':', '$', '_', '-', '.'], 4),
+            &[
+                "example-subscriber",
+                "my_fn:$LATEST",
+                "my_fn:$LATESTX",
+                "my_fn:42",
+                "arn:prod",
+                "ARN:prod",
+                "arn",
+                arn,
+                &format!("{arn}:live"),
+                &format!("{arn}:$LATEST"),
+                &format!("{arn}:live:extra"),
+                "arn:aws-cn:lambda:cn-north-1:123456789012:function:f",
+                "arn:awsé:lambda:r:123456789012:function:f",
+                "arn:aw:lambda:r:123456789012:function:f",
+                "arn:aws:lambda::123456789012:function:f",
+                "arn:aws:lambda:r_1:123456789012:function:f",
+                "arn:aws:lambda:r:12345678901:function:f",
+                "arn:aws:lambda:r:123456789012:layer:f",
+                "arn:aws:lambda:r:123456789012:function:",
+                &"f".repeat(64),
+                &"f".repeat(65),
+                &format!("f:{}", "q".repeat(128)),
+                &format!("f:{}", "q".repeat(129)),
+                "f\n",
+            ],
+        );
+        agree(&component("FunctionId"), samples, |s| FunctionId::parse(s).is_ok());
+    }
+
+    #[test]
+    fn the_data_type_pattern_is_data_type_parse_for_ascii() {
+        // Over ASCII: the parser also takes other bytes inside a quoted parameter value, which
+        // the document leaves out (the parameter is dropped anyway).
+        let samples = with(
+            strings(&['a', '/', ';', '=', '"', ' ', '+'], 6),
+            &[
+                "application/json",
+                "APPLICATION/JSON",
+                "application/json; charset=utf-8",
+                "application/cloudevents+json",
+                "text/csv;header=present",
+                "a/b; c=\"d e\"",
+                "a/b;c=\"\"\"",
+                "a/b;c=\"x\" ;d=e",
+                "a/b;c=d;",
+                "a/b;c=",
+                "a/b;c=;d=e",
+                "*/*",
+                "a/b\n",
+                "a/b,c/d",
+            ],
+        );
+        agree(&component("DataType"), samples, |s| DataType::parse(s).is_ok());
+        let long = format!("a/{}", "b".repeat(253));
+        assert!(DataType::parse(&long).is_ok() && DataType::parse(&format!("{long}b")).is_err(), "255 at most");
+    }
+
+    #[test]
+    fn the_if_match_pattern_is_if_match() {
+        // Over HTTP a header value has no leading or trailing whitespace, so none is sampled.
+        let samples = with(
+            strings(&['W', '/', '"', '1', '*', '+', ','], 5).into_iter().filter(|s| s.trim() == s).collect(),
+            &["\"1234567890123456789\"", "\"12345678901234567890\"", "W/\"3\"", "\"1\", \"2\""],
+        );
+        agree(&parameter("/events/{name}", "put", "If-Match"), samples, |s| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::IF_MATCH, HeaderValue::from_str(s).unwrap());
+            crate::extract::if_match(&headers).is_ok()
+        });
+    }
+
+    #[test]
+    fn the_idempotency_key_pattern_is_idempotency_key_parse() {
+        let samples = with(
+            strings(&['a', ' ', '~', '\u{7f}', 'é'], 2),
+            &[&"k".repeat(255), &"k".repeat(256), "order-42/retry:1"],
+        );
+        agree(&parameter("/events/{name}/trigger", "post", "Idempotency-Key"), samples, |s| {
+            IdempotencyKey::parse(s).is_ok()
+        });
+    }
+
+    #[test]
+    fn the_limit_range_is_page_request() {
+        let validator = jsonschema::validator_for(&parameter("/events", "get", "limit")).unwrap();
+        for limit in [0u32, 1, 50, 100, 101, u32::MAX] {
+            assert_eq!(validator.is_valid(&json!(limit)), PageRequest::new(Some(limit), None).is_ok(), "{limit}");
+        }
+    }
+}
