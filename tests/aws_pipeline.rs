@@ -5,6 +5,13 @@
 //! events through the Lambda Invoke API) and Lambda's SQS event source (it hands the delivery
 //! queue's batches to the dispatcher, then deletes only the messages that did not fail). The
 //! dispatcher invokes the subscribed functions through the same `cargo lambda watch`.
+//!
+//! What this proves of a failing function is the emulator's behaviour, not Lambda's: `cargo
+//! lambda watch` runs a function during the Invoke call even for `InvocationType=Event`, and
+//! answers with the function's error when it throws, so the dispatcher sees the failure and
+//! retries it. Real Lambda answers 202 to every async invoke it accepts and retries the function
+//! itself: there the same delivery is recorded `delivered` ("Lambda accepted it") after one
+//! attempt. The README's "What each delivery status means" says both.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -333,6 +340,7 @@ async fn a_trigger_reaches_the_subscriber_once_and_failed_deliveries_are_dead_le
     assert_eq!(got["metadata"], json!({"purpose": "e2e"}));
 
     // AND the failing function ran once per attempt: the dispatcher's retries, not the SDK's
+    // (under the emulator, which reports the function's error to an async invoke; see above)
     let attempts = cloud.invocations_of("example-failing-subscriber", &event_id);
     assert_eq!(attempts.len() as u64, MAX_ATTEMPTS);
     assert!(attempts.iter().all(|a| a["data"] == payload));

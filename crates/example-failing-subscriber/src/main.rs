@@ -3,6 +3,10 @@
 //! with backoff, up to `GATEWAY_MAX_ATTEMPTS` attempts in all; then it lands in the dead-letter
 //! queue with its last error, and `GET /deliveries/{eventId}` shows it as `failed`. The other
 //! functions subscribed to the same event are not invoked again.
+//!
+//! That is what happens under `cargo lambda watch`, which reports a function's error even to an
+//! asynchronous invoke. On AWS, Lambda accepts the asynchronous invoke (the delivery is recorded
+//! `delivered`: Lambda has it) and retries the function under its own policy.
 
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
