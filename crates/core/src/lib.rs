@@ -13,6 +13,7 @@ pub mod memory;
 pub mod message;
 pub mod model;
 pub mod page;
+pub mod pattern;
 pub mod ports;
 pub mod retention;
 pub mod schema;
@@ -28,4 +29,5 @@ pub use model::{
     SubscriptionDraft, Trigger, TriggerReceipt,
 };
 pub use page::{Page, PageRequest};
+pub use pattern::EventPattern;
 pub use retention::DeliveryRetention;
