@@ -2,34 +2,20 @@
 //! from `GATEWAY_ACCOUNT_ID` or from STS (moto_server's, standing in for real credentials).
 
 use std::process::Command;
-use std::time::Duration;
 
 use end_to_end::moto::Moto;
 use end_to_end::*;
 use serde_json::json;
 
-/// Starts the gateway with the allowlist `example-` and `env` on top; answers its port.
-fn gateway(label: &str, env: &[(&str, String)]) -> (Process, u16) {
+/// Starts the gateway (allowlist `example-`, Lambda on an unused port) with `env` on top, and
+/// defines `orders.created`; answers its port.
+fn gateway(label: &str, env: &[(&str, &str)]) -> (Process, u16) {
     build_binaries();
     let dir = temp_dir(label);
     let port = free_port();
-    let mut command = Command::new(binary("event-gateway"));
-    command
-        .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
-        .env("GATEWAY_DATA_DIR", dir.join("data"))
-        .env("GATEWAY_FUNCTION_ALLOWLIST", "example-")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "e2e")
-        .env("AWS_SECRET_ACCESS_KEY", "e2e")
-        .env("RUST_LOG", "info")
-        .current_dir(workspace_root());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let process = Process::start(command, dir.join("gateway.log"));
-    wait_until("the gateway to listen", Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let settings =
+        GatewaySettings { port, data_dir: &dir.join("data"), lambda_port: free_port(), log: dir.join("gateway.log") };
+    let process = start_gateway_with_env(settings, env);
     let created = http(port, "POST", "/events", Some(&json!({"name": "orders.created"})));
     assert_eq!(created.status, 201, "{}", created.body);
     (process, port)
@@ -42,9 +28,7 @@ fn subscribe(port: u16, function: &str) -> Response {
 #[test]
 fn a_function_in_another_account_is_refused_though_its_name_is_allowed() {
     // GIVEN a gateway beside an emulator (no STS to ask) and no GATEWAY_ACCOUNT_ID
-    let unused = free_port();
-    let (gateway, port) =
-        gateway("allow-unknown", &[("AWS_ENDPOINT_URL_LAMBDA", format!("http://127.0.0.1:{unused}"))]);
+    let (gateway, port) = gateway("allow-unknown", &[]);
 
     // WHEN functions are subscribed by name and by ARN
     // THEN a bare name of the allowlist is allowed; any ARN naming an account is refused with 403,
@@ -59,6 +43,12 @@ fn a_function_in_another_account_is_refused_though_its_name_is_allowed() {
         assert_eq!(refused.status, 403, "{function}: {}", refused.body);
         assert_eq!(refused.body["type"], "/problems/function-not-allowed");
     }
+    // AND forms that Lambda would read as an account or a region where a name seems to be are
+    // not functions at all (422), rather than a bare name with a qualifier
+    for ambiguous in ["999999999999:example-evil", "us-west-2:example-fn", "function:example-fn"] {
+        let refused = subscribe(port, ambiguous);
+        assert_eq!(refused.status, 422, "{ambiguous}: {}", refused.body);
+    }
     let listed = http(port, "GET", "/subscriptions", None).body;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "nothing refused was subscribed");
     assert!(gateway.log_text().contains("account is unknown"), "{}", gateway.log_text());
@@ -68,14 +58,7 @@ fn a_function_in_another_account_is_refused_though_its_name_is_allowed() {
 fn with_real_credentials_the_gateway_learns_its_account_from_sts() {
     // GIVEN a gateway whose STS is moto's (which answers for account 123456789012)
     let moto = Moto::start("allow-sts");
-    let unused = free_port();
-    let (gateway, port) = gateway(
-        "allow-sts",
-        &[
-            ("AWS_ENDPOINT_URL_STS", moto.endpoint.clone()),
-            ("AWS_ENDPOINT_URL_LAMBDA", format!("http://127.0.0.1:{unused}")),
-        ],
-    );
+    let (gateway, port) = gateway("allow-sts", &[("AWS_ENDPOINT_URL_STS", moto.endpoint.as_str())]);
 
     // THEN ARNs in its own account and region are allowed, others refused
     assert_eq!(subscribe(port, "arn:aws:lambda:us-east-1:123456789012:function:example-subscriber").status, 201);
@@ -91,14 +74,7 @@ fn with_real_credentials_the_gateway_learns_its_account_from_sts() {
 
 #[test]
 fn a_named_account_needs_no_sts_and_a_malformed_allowlist_stops_the_gateway() {
-    let unused = free_port();
-    let (_gateway, port) = gateway(
-        "allow-named",
-        &[
-            ("AWS_ENDPOINT_URL_LAMBDA", format!("http://127.0.0.1:{unused}")),
-            ("GATEWAY_ACCOUNT_ID", "210987654321".to_owned()),
-        ],
-    );
+    let (_gateway, port) = gateway("allow-named", &[("GATEWAY_ACCOUNT_ID", "210987654321")]);
     assert_eq!(subscribe(port, "arn:aws:lambda:us-east-1:210987654321:function:example-a").status, 201);
     assert_eq!(subscribe(port, "arn:aws:lambda:us-east-1:123456789012:function:example-a").status, 403);
 

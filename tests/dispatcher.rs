@@ -322,7 +322,7 @@ async fn a_fan_out_that_fails_midway_answers_an_error_and_none_of_its_deliveries
     let answer = cloud.trigger_through(&acceptor, &name, &json!({"orderId": "o-9"})).await;
 
     // THEN the client hears an error (503), though a message with two deliveries is in the queue
-    assert!(matches!(answer, Err(gateway_core::Error::Unavailable(_))), "{answer:?}");
+    assert!(matches!(answer, Err(gateway_core::Error::NotAccepted(_))), "{answer:?}");
     let out = receive(&cloud.sqs, &cloud.queue, 1).await;
     assert_eq!(out.len(), 1);
     let message: DeliveryMessage = serde_json::from_str(out[0].body.as_deref().unwrap()).unwrap();
@@ -351,7 +351,7 @@ async fn a_published_trigger_nobody_settled_is_held_back_then_dropped_after_the_
         Arc::new(cloud.store.clone()),
     );
     let answer = cloud.trigger_through(&acceptor, &name, &json!({"orderId": "o-10"})).await;
-    assert!(matches!(answer, Err(gateway_core::Error::Unavailable(_))), "{answer:?}");
+    assert!(matches!(answer, Err(gateway_core::Error::NotAccepted(_))), "{answer:?}");
     let invoker = Arc::new(RecordingInvoker { failing: HashSet::new(), calls: Mutex::default() });
 
     // WHEN the dispatcher gets its message within the acceptance window

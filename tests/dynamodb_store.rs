@@ -12,7 +12,7 @@ use gateway_core::ports::{
     Acceptance, DeliveryLog, DeliveryRecorder, EventStore, IdSource, IdempotencyKeys, KeyClaim, SubscriptionStore,
     TriggerAcceptor, TriggerSource, TriggerState, UlidSource,
 };
-use gateway_core::store_contract::{registry_contract, trigger_contract};
+use gateway_core::store_contract::{recorder_contract, registry_contract, trigger_contract};
 use gateway_core::{
     Delivery, DeliveryStatus, Error, EventDefinition, EventId, EventName, IdempotencyKey, Metadata, Page, PageRequest,
     Subscription, SubscriptionId, Trigger, Version,
@@ -221,14 +221,24 @@ async fn an_idempotency_key_is_taken_over_only_after_its_lease_fences_its_earlie
         store.claim_key(&key, &receipt(within_lease), digest, within_lease, lease).await.unwrap(),
         KeyClaim::InProgress
     );
-    // The first request crashed before completing the key: after the lease, the key is taken
-    // over for the second trigger, and the answer names the first, for the caller to settle.
+    // The first request crashed before completing the key: after the lease, the key lapses,
+    // and is left as it is until the caller has settled the first trigger.
     let after_lease = t0 + chrono::Duration::seconds(61);
     let second = receipt(after_lease);
     assert_eq!(
         store.claim_key(&key, &second, digest, after_lease, lease).await.unwrap(),
-        KeyClaim::TakenOver(first.clone())
+        KeyClaim::Lapsed(first.clone())
     );
+    assert_eq!(
+        store.claim_key(&key, &second, digest, after_lease, lease).await.unwrap(),
+        KeyClaim::Lapsed(first.clone()),
+        "nothing changed: a caller that failed here leaves the key to the next one"
+    );
+    // Taking it over names the holder; a stale holder or a lease not run out does not take it.
+    assert!(!store.take_over_key(&key, &second.event_id, &second, after_lease, lease).await.unwrap());
+    assert!(!store.take_over_key(&key, &first.event_id, &second, within_lease, lease).await.unwrap());
+    assert!(store.take_over_key(&key, &first.event_id, &second, after_lease, lease).await.unwrap());
+    assert!(!store.take_over_key(&key, &first.event_id, &receipt(after_lease), after_lease, lease).await.unwrap());
     // The first request, had it only been slow, can no longer complete or release the key.
     store.complete_key(&key, &first.event_id, &first).await.unwrap();
     store.abandon_key(&key, &first).await.unwrap();
@@ -260,36 +270,9 @@ async fn an_idempotency_key_is_taken_over_only_after_its_lease_fences_its_earlie
 }
 
 #[tokio::test]
-async fn delivery_records_never_move_backwards() {
-    let moto = Moto::start("records");
-    let store = store(&moto).await;
-    let sub = subscription("orders.created", "fn-a", Metadata::new());
-    let def = definition("orders.created");
-    let trigger = gateway_core::trigger::accepted_trigger(&def, &[sub], b"{}".to_vec(), Utc::now(), &UlidSource);
-    let pending = trigger.deliveries[0].clone();
-    let delivered = Delivery { status: DeliveryStatus::Delivered, attempts: 1, ..pending.clone() };
-
-    // The dispatcher got there first (the acceptor's write was slow or lost and replayed).
-    store.record_delivery(&delivered).await.unwrap();
-    store.record_trigger(&trigger).await.unwrap();
-    let ids = [pending.subscription_id];
-    let logged = store.recorded_trigger(&pending.event_id, &ids).await.unwrap().deliveries;
-    assert_eq!(logged, vec![delivered.clone()]);
-
-    // A late write of an earlier attempt does not undo a later one.
-    let second = Delivery {
-        status: DeliveryStatus::Pending,
-        attempts: 3,
-        last_error: Some("throttled".into()),
-        ..pending.clone()
-    };
-    let other = Delivery { subscription_id: UlidSource.subscription_id(), ..second.clone() };
-    store.record_delivery(&other).await.unwrap();
-    store.record_delivery(&Delivery { attempts: 2, ..other.clone() }).await.unwrap();
-    let logged = store.recorded_trigger(&other.event_id, &[other.subscription_id]).await.unwrap().deliveries;
-    assert_eq!(logged[0].attempts, 3);
-    let log = store.deliveries_of_trigger(&pending.event_id).await.unwrap().unwrap();
-    assert_eq!(log.len(), 2);
+async fn the_dynamodb_store_keeps_the_recorder_contract() {
+    let moto = Moto::start("recorder");
+    recorder_contract(&store(&moto).await).await;
 }
 
 #[tokio::test]
@@ -309,37 +292,14 @@ async fn settle(store: &DynamoStore, t: &Trigger, want: TriggerState) -> Trigger
 }
 
 #[tokio::test]
-async fn a_trigger_is_settled_once_by_whoever_comes_first() {
-    let moto = Moto::start("settle");
+async fn a_trigger_that_was_never_accepted_is_not_in_the_log() {
+    let moto = Moto::start("abandoned");
     let store = store(&moto).await;
     let def = definition("orders.created");
     let sub = subscription("orders.created", "fn-a", Metadata::new());
-    let ids = [sub.subscription_id];
-    let accepted = gateway_core::trigger::accepted_trigger(
-        &def,
-        std::slice::from_ref(&sub),
-        b"{}".to_vec(),
-        Utc::now(),
-        &UlidSource,
-    );
     let dropped = gateway_core::trigger::accepted_trigger(&def, &[sub], b"{}".to_vec(), Utc::now(), &UlidSource);
-    assert_eq!(store.recorded_trigger(&accepted.event_id, &ids).await.unwrap().state, None);
-
-    // The acceptor settles first: the dispatcher's later abandon is answered "accepted".
-    assert_eq!(settle(&store, &accepted, TriggerState::Accepted).await, TriggerState::Accepted);
-    assert_eq!(settle(&store, &accepted, TriggerState::Abandoned).await, TriggerState::Accepted);
-    assert_eq!(
-        settle(&store, &accepted, TriggerState::Accepted).await,
-        TriggerState::Accepted,
-        "a retried write agrees"
-    );
-    // The dispatcher settles first: the acceptor's late accept is answered "abandoned".
     assert_eq!(settle(&store, &dropped, TriggerState::Abandoned).await, TriggerState::Abandoned);
-    assert_eq!(settle(&store, &dropped, TriggerState::Accepted).await, TriggerState::Abandoned);
-
-    assert_eq!(store.recorded_trigger(&accepted.event_id, &ids).await.unwrap().state, Some(TriggerState::Accepted));
-    assert_eq!(store.recorded_trigger(&dropped.event_id, &ids).await.unwrap().state, Some(TriggerState::Abandoned));
-    // A trigger that was never accepted is not in the log: its client got an error.
+    // Its client got an error: asking for it is a 404, as for an id never seen.
     assert_eq!(store.deliveries_of_trigger(&dropped.event_id).await.unwrap(), None);
 }
 

@@ -221,7 +221,7 @@ fn unauthorized() -> Value {
 
 fn unavailable() -> Value {
     json!({
-        "description": "The gateway cannot reach its store right now; try again",
+        "description": "The gateway cannot reach its store right now, or (`/problems/trigger-not-accepted`, triggers only) did not accept the trigger: nothing of it runs unless the detail says the outcome is unknown; try again, with the same `Idempotency-Key`",
         "content": problem_content(),
     })
 }
@@ -337,6 +337,20 @@ mod tests {
                 "arn:aws:lambda:r:12345678901:function:f",
                 "arn:aws:lambda:r:123456789012:layer:f",
                 "arn:aws:lambda:r:123456789012:function:",
+                "123456789012:function:f",
+                "123456789012:function:f:live",
+                "123456789012:function",
+                "123456789012",
+                "999999999999:example-evil",
+                "12345678901:f",
+                "us-west-2:example-fn",
+                "us-west-2",
+                "us-gov-west-1:f",
+                "eu-west:f",
+                "u-west-2:f",
+                "function:f",
+                "function",
+                "functions:f",
                 &"f".repeat(64),
                 &"f".repeat(65),
                 &format!("f:{}", "q".repeat(128)),

@@ -84,6 +84,7 @@ impl ApiError {
                 ),
                 Error::FunctionNotAllowed { .. } => (S::FORBIDDEN, "function-not-allowed", "Function is not allowed"),
                 Error::InvalidCursor => (S::BAD_REQUEST, "invalid-cursor", "Invalid cursor"),
+                Error::NotAccepted(_) => (S::SERVICE_UNAVAILABLE, "trigger-not-accepted", "Trigger not accepted"),
                 Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             },
             ApiError::MalformedBody(_) => (S::BAD_REQUEST, "malformed-body", "Body is not valid JSON"),

@@ -191,10 +191,16 @@ pub struct FunctionAllowlist {
 
 impl FunctionAllowlist {
     /// Parses a comma-separated list of entries, for a gateway whose home is not known yet
-    /// (see [`Self::at_home`]). An empty list allows nothing.
+    /// (see [`Self::at_home`]). A list that names nothing is refused: a gateway that may invoke
+    /// no function is a configuration mistake, better stopped at start-up.
     pub fn parse(spec: &str) -> Result<Self, String> {
-        let entries =
+        let entries: Vec<Entry> =
             spec.split(',').map(str::trim).filter(|e| !e.is_empty()).map(Entry::parse).collect::<Result<_, _>>()?;
+        if entries.is_empty() {
+            return Err(format!(
+                "'{spec}' names no function: use name prefixes such as 'orders-', '*', or Lambda ARN patterns"
+            ));
+        }
         Ok(Self { entries, home: Home::default() })
     }
 
@@ -342,8 +348,14 @@ mod tests {
         let allow = FunctionAllowlist::parse("orders-, billing-*").unwrap().at_home(home());
         assert!(allows(&allow, "orders-ship") && allows(&allow, "billing-run:3"));
         assert!(!allows(&allow, "admin-drop-tables") && !allows(&allow, "my-orders-ship"));
-        assert!(!allows(&FunctionAllowlist::parse("").unwrap(), "anything"));
         assert!(!allows(&FunctionAllowlist::none(), "anything"));
+    }
+
+    #[test]
+    fn a_list_that_names_nothing_is_refused() {
+        for empty in ["", " ", ",", " , ,"] {
+            assert!(FunctionAllowlist::parse(empty).unwrap_err().contains("names no function"), "{empty:?}");
+        }
     }
 
     #[test]

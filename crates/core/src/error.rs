@@ -77,6 +77,11 @@ pub enum Error {
     #[error("the cursor is not one this API returned")]
     InvalidCursor,
 
+    /// A trigger the gateway did not accept: nothing of it runs, or (said in the message) the
+    /// gateway cannot tell. The message is for the client: it names no host, table or credential.
+    #[error("{0}")]
+    NotAccepted(String),
+
     #[error("the store is unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

@@ -139,11 +139,12 @@ prefixed_id!(
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]
 // The pattern is `locate`: a bare `arn:` prefix always means an ARN, never a function called
-// "arn" with a qualifier.
+// "arn" with a qualifier, and a name may not be followed by a qualifier where Lambda would read
+// the name as an account or a region (or take `function:` for a prefix).
 #[schema(
     value_type = String,
     example = "example-subscriber",
-    pattern = r"^(?:(?!arn:)[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?|arn:aws[^:]*:lambda:[A-Za-z0-9-]+:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?|[0-9]{12}:function:[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?)$"
+    pattern = r"^(?:(?!arn:|[0-9]{12}:|function:|[a-z]{2}(?:-[a-z]+)+-[0-9]+:)[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?|arn:aws[a-z-]*:lambda:[A-Za-z0-9-]+:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?|[0-9]{12}:function:[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?)$"
 )]
 pub struct FunctionId(String);
 
@@ -201,13 +202,29 @@ fn is_account(s: &str) -> bool {
     s.len() == 12 && s.chars().all(|c| c.is_ascii_digit())
 }
 
-/// The location of `raw` if it is one of the forms Lambda's Invoke accepts.
+/// Whether `s` is shaped like a region (`us-east-1`, `us-gov-west-1`, `cn-north-1`).
+fn is_region_shaped(s: &str) -> bool {
+    let mut parts = s.split('-');
+    let area_ok = parts.next().is_some_and(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_lowercase()));
+    let rest: Vec<&str> = parts.collect();
+    let digit_ok = rest.last().is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    let words_ok = rest.len() >= 2
+        && rest[..rest.len() - 1].iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()));
+    area_ok && digit_ok && words_ok
+}
+
+/// The location of `raw` if it is one of the forms Lambda's Invoke accepts, read the way Lambda
+/// reads it. Forms Lambda would read differently from how they look are refused rather than
+/// guessed at: Lambda takes a leading `123456789012:` for an account, a leading region for a
+/// region and a leading `function:` for nothing, so `999999999999:fn` runs `fn` in account
+/// 999999999999, not a function "999999999999" with the alias "fn".
 fn locate(raw: &str) -> Option<FunctionLocation<'_>> {
     let parts: Vec<&str> = raw.split(':').collect();
     let (location, qualifier) = match parts[..] {
         // arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
         ["arn", partition, "lambda", region, account, "function", name, ref qualifier @ ..] => {
-            let partition_ok = partition.starts_with("aws");
+            let partition_ok =
+                partition.starts_with("aws") && partition.chars().all(|c| c.is_ascii_lowercase() || c == '-');
             let region_ok = !region.is_empty() && region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
             if !(partition_ok && region_ok && is_account(account)) {
                 return None;
@@ -222,6 +239,9 @@ fn locate(raw: &str) -> Option<FunctionLocation<'_>> {
         [account, "function", name, ref qualifier @ ..] if is_account(account) => {
             (FunctionLocation { partition: None, region: None, account: Some(account), name }, qualifier)
         }
+        // ACCOUNT:..., REGION:... or function:... in any other arrangement: Lambda would find
+        // an account, a region or nothing where a name seems to be.
+        [first, _, ..] if is_account(first) || is_region_shaped(first) || first == "function" => return None,
         [name, ref qualifier @ ..] => {
             (FunctionLocation { partition: None, region: None, account: None, name }, qualifier)
         }
@@ -409,6 +429,12 @@ mod tests {
             "123:function:my-fn",
             "arn:prod",
             "arn:aws:s3:us-east-1:123456789012:function:x",
+            // Lambda reads these as an account, a region or a bare `function:` prefix:
+            "999999999999:example-evil",
+            "123456789012:function",
+            "us-west-2:example-fn",
+            "us-gov-west-1:example-fn",
+            "function:example-fn",
             "123456789012:function:",
             &"f".repeat(65),
             "http://evil",

@@ -13,8 +13,9 @@ use crate::ids::{DataType, EventId, EventName, FunctionId, IdempotencyKey, Subsc
 use crate::model::{Delivery, DeliveryStatus, EventDefinition, Subscription, Trigger, TriggerReceipt};
 use crate::page::{decode_cursor, encode_cursor, Page, PageRequest};
 use crate::ports::{
-    Acceptance, AttemptOutcome, ClaimToken, Clock, DeliveryLog, DeliveryOutbox, DueDelivery, EventStore,
-    FunctionInvoker, InvokeError, Recorded, SubscriptionStore, TriggerAcceptor, TriggerSource,
+    Acceptance, AttemptOutcome, ClaimToken, Clock, DeliveryLog, DeliveryOutbox, DeliveryRecorder, DueDelivery,
+    EventStore, FunctionInvoker, InvokeError, Recorded, RecordedTrigger, SubscriptionStore, TriggerAcceptor,
+    TriggerSource, TriggerState,
 };
 
 #[derive(Default)]
@@ -334,6 +335,68 @@ impl DeliveryOutbox for MemoryStore {
             }
         }
         Ok(Recorded::Recorded)
+    }
+}
+
+/// The cloud delivery log in memory: settled trigger states and delivery records that never
+/// move backwards, as the DynamoDB store keeps them (`store_contract::recorder_contract`).
+#[derive(Default)]
+pub struct MemoryRecorder {
+    states: Mutex<HashMap<EventId, TriggerState>>,
+    deliveries: Mutex<BTreeMap<(EventId, SubscriptionId), Delivery>>,
+}
+
+impl MemoryRecorder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The recorded delivery, if any.
+    pub fn delivery(&self, event_id: &EventId, subscription_id: &SubscriptionId) -> Option<Delivery> {
+        self.deliveries.lock().unwrap_or_else(|p| p.into_inner()).get(&(*event_id, *subscription_id)).cloned()
+    }
+
+    /// How many delivery records there are, of every trigger.
+    pub fn delivery_count(&self) -> usize {
+        self.deliveries.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+#[async_trait]
+impl DeliveryRecorder for MemoryRecorder {
+    async fn settle_trigger(
+        &self,
+        event_id: &EventId,
+        _event: &EventName,
+        _received_at: DateTime<Utc>,
+        want: TriggerState,
+    ) -> Result<TriggerState> {
+        Ok(*self.states.lock().unwrap_or_else(|p| p.into_inner()).entry(*event_id).or_insert(want))
+    }
+
+    async fn record_trigger(&self, trigger: &Trigger) -> Result<()> {
+        for d in &trigger.deliveries {
+            self.record_delivery(d).await?;
+        }
+        Ok(())
+    }
+
+    async fn record_delivery(&self, d: &Delivery) -> Result<()> {
+        let mut log = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (d.event_id, d.subscription_id);
+        let further = log.get(&key).is_some_and(|r| r.status == DeliveryStatus::Delivered || r.attempts > d.attempts);
+        if !further {
+            log.insert(key, d.clone());
+        }
+        Ok(())
+    }
+
+    async fn recorded_trigger(&self, event_id: &EventId, subscriptions: &[SubscriptionId]) -> Result<RecordedTrigger> {
+        let log = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(RecordedTrigger {
+            state: self.states.lock().unwrap_or_else(|p| p.into_inner()).get(event_id).copied(),
+            deliveries: subscriptions.iter().filter_map(|s| log.get(&(*event_id, *s)).cloned()).collect(),
+        })
     }
 }
 

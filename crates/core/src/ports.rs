@@ -86,22 +86,13 @@ pub struct ClaimToken(String);
 
 impl ClaimToken {
     /// A new, unique token (a ULID).
+    #[allow(clippy::new_without_default)] // a default that is random would surprise
     pub fn new() -> Self {
         Self(ulid::Ulid::new().to_string())
     }
 
-    pub fn from_stored(raw: String) -> Self {
-        Self(raw)
-    }
-
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl Default for ClaimToken {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -186,12 +177,14 @@ pub enum KeyClaim {
     Published(TriggerReceipt),
     /// Another request holds the key and may still be publishing.
     InProgress,
-    /// A request claimed the key but never completed it (it failed or crashed) and its lease
-    /// ran out. The key now holds this caller's trigger; here is the earlier attempt's receipt.
-    /// That attempt may have been accepted after all: the caller settles it first
-    /// ([`DeliveryRecorder::settle_trigger`] with `Abandoned`) and, if it was accepted, answers
-    /// with its receipt instead of publishing anything.
-    TakenOver(TriggerReceipt),
+    /// A request claimed the key for the trigger of this receipt but never completed it (it
+    /// failed or crashed) and its lease ran out. Nothing is changed yet. That trigger may have
+    /// been accepted after all: the caller settles it first ([`DeliveryRecorder::settle_trigger`]
+    /// with `Abandoned`) and, if it was accepted, completes the key with its receipt and answers
+    /// that; if not, it takes the key over ([`IdempotencyKeys::take_over_key`]) for its own
+    /// trigger. Settling before touching the key means that whatever fails in between, the key
+    /// still names the earlier trigger, and the next retry finds it again.
+    Lapsed(TriggerReceipt),
 }
 
 /// Idempotency keys as the cloud acceptor keeps them: claimed before publishing, completed after,
@@ -215,9 +208,33 @@ pub trait IdempotencyKeys: Send + Sync {
     /// held for the trigger `holder` (this caller's: after a take-over, `receipt` may be the
     /// earlier attempt's, found accepted).
     async fn complete_key(&self, key: &IdempotencyKey, holder: &EventId, receipt: &TriggerReceipt) -> Result<()>;
-    /// Gives the key up after a failed publish, keeping its `eventId` for the next claimant.
+    /// Takes over a key that `Lapsed` for the trigger `held`, which is settled abandoned: the key
+    /// now holds `receipt` (this caller's trigger) for `lease`. False if someone else took it first.
+    async fn take_over_key(
+        &self,
+        key: &IdempotencyKey,
+        held: &EventId,
+        receipt: &TriggerReceipt,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<bool>;
+    /// Gives the key up after a failed publish (ends its lease at once, if it still holds the
+    /// trigger of `receipt`), so a retry can go ahead.
     async fn abandon_key(&self, key: &IdempotencyKey, receipt: &TriggerReceipt) -> Result<()>;
 }
+
+/// How long after its `receivedAt` a published trigger may still be settled accepted by its
+/// trigger handler: past it, the dispatcher settles an unsettled one abandoned. It is also how
+/// long a claimed idempotency key waits for its trigger before a retry may take over. Longer
+/// than the trigger handler's timeout (10 s in the template), so that a handler that is merely
+/// slow is rarely overtaken (which only ever turns its 202 into an error, never the reverse).
+pub const ACCEPTANCE_WINDOW: Duration = Duration::from_secs(60);
+
+/// How long a trigger's settled state is kept at least: as long as one of its messages can
+/// still reach the dispatcher (14 days in the fan-out dead-letter queue, 7 in the delivery
+/// queue, 14 in its dead-letter queue: `template.yaml`'s retention periods). A message older
+/// than this whose trigger's state is gone cannot be judged, and is dead-lettered.
+pub const TRIGGER_STATE_LIFETIME: Duration = Duration::from_secs(35 * 24 * 60 * 60);
 
 /// Whether a published trigger's deliveries run, settled once for each `eventId`.
 ///
@@ -226,10 +243,20 @@ pub trait IdempotencyKeys: Send + Sync {
 /// freshly published message only if its trigger is `Accepted`; one whose trigger never was (the
 /// acceptor failed between its publishes, or crashed) it settles `Abandoned` after a while and
 /// drops. Whoever settles first wins, so an error answer and a running delivery never meet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TriggerState {
     Accepted,
     Abandoned,
+}
+
+impl TriggerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Abandoned => "abandoned",
+        }
+    }
 }
 
 /// What the delivery log holds of one trigger, for the dispatcher: its settled state (none yet,

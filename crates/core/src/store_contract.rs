@@ -12,11 +12,11 @@ use serde_json::json;
 
 use crate::error::Error;
 use crate::ids::{EventName, FunctionId, IdempotencyKey, Version};
-use crate::model::{DeliveryStatus, EventDefinition, Subscription};
+use crate::model::{Delivery, DeliveryStatus, EventDefinition, Subscription};
 use crate::page::PageRequest;
 use crate::ports::{
-    Acceptance, AttemptOutcome, DeliveryLog, DeliveryOutbox, EventStore, IdSource, Recorded, SubscriptionStore,
-    TriggerAcceptor, TriggerSource, UlidSource,
+    Acceptance, AttemptOutcome, DeliveryLog, DeliveryOutbox, DeliveryRecorder, EventStore, IdSource, Recorded,
+    RecordedTrigger, SubscriptionStore, TriggerAcceptor, TriggerSource, TriggerState, UlidSource,
 };
 use crate::trigger::accepted_trigger;
 
@@ -383,9 +383,70 @@ pub async fn outbox_contract<S: RegistryStore + TriggerAcceptor + DeliveryLog + 
     assert_eq!(ours(&store.claim_due(at(10_000), 100, lease).await.unwrap()), 0, "finished deliveries are never due");
 }
 
+/// Runs every check of the cloud delivery log: settled trigger states and delivery records.
+pub async fn recorder_contract<S: DeliveryRecorder>(store: &S) {
+    let name = unique_name("recorder");
+    let (a, b) = (subscription(&name, "fn-a"), subscription(&name, "fn-b"));
+    let ids = [a.subscription_id, b.subscription_id];
+    let trigger = accepted_trigger(&definition(&name), &[a, b], b"{}".to_vec(), at(5), &UlidSource);
+    let other = accepted_trigger(&definition(&name), &[], b"{}".to_vec(), at(6), &UlidSource);
+
+    // Nothing is known of a trigger until it is settled or logged.
+    assert_eq!(store.recorded_trigger(&trigger.event_id, &ids).await.unwrap(), RecordedTrigger::default());
+
+    // The first settle wins, whichever way; the later ones answer it.
+    assert_eq!(
+        store
+            .settle_trigger(&trigger.event_id, &trigger.event, trigger.received_at, TriggerState::Accepted)
+            .await
+            .unwrap(),
+        TriggerState::Accepted
+    );
+    assert_eq!(
+        store
+            .settle_trigger(&trigger.event_id, &trigger.event, trigger.received_at, TriggerState::Abandoned)
+            .await
+            .unwrap(),
+        TriggerState::Accepted
+    );
+    assert_eq!(
+        store
+            .settle_trigger(&trigger.event_id, &trigger.event, trigger.received_at, TriggerState::Accepted)
+            .await
+            .unwrap(),
+        TriggerState::Accepted,
+        "a retried write agrees"
+    );
+    assert_eq!(
+        store.settle_trigger(&other.event_id, &other.event, other.received_at, TriggerState::Abandoned).await.unwrap(),
+        TriggerState::Abandoned
+    );
+    assert_eq!(
+        store.settle_trigger(&other.event_id, &other.event, other.received_at, TriggerState::Accepted).await.unwrap(),
+        TriggerState::Abandoned
+    );
+    assert_eq!(store.recorded_trigger(&other.event_id, &[]).await.unwrap().state, Some(TriggerState::Abandoned));
+
+    // Delivery records never move backwards: a late pending write after a delivered one, or an
+    // earlier attempt after a later one, changes nothing.
+    let delivered = Delivery { status: DeliveryStatus::Delivered, attempts: 1, ..trigger.deliveries[0].clone() };
+    store.record_delivery(&delivered).await.unwrap();
+    store.record_trigger(&trigger).await.unwrap();
+    let third = Delivery { attempts: 3, last_error: Some("throttled".into()), ..trigger.deliveries[1].clone() };
+    store.record_delivery(&third).await.unwrap();
+    store.record_delivery(&Delivery { attempts: 2, ..third.clone() }).await.unwrap();
+    let recorded = store.recorded_trigger(&trigger.event_id, &ids).await.unwrap();
+    assert_eq!(recorded.state, Some(TriggerState::Accepted));
+    let of = |id| recorded.deliveries.iter().find(|d| d.subscription_id == id).cloned().unwrap();
+    assert_eq!(of(ids[0]), delivered);
+    assert_eq!(of(ids[1]).attempts, 3);
+    // Only the deliveries asked for come back.
+    assert_eq!(store.recorded_trigger(&trigger.event_id, &ids[..1]).await.unwrap().deliveries, vec![delivered]);
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::memory::MemoryStore;
+    use crate::memory::{MemoryRecorder, MemoryStore};
 
     #[tokio::test]
     async fn the_memory_store_keeps_the_store_contract() {
@@ -393,5 +454,10 @@ mod tests {
         super::registry_contract(&store).await;
         super::trigger_contract(&store).await;
         super::outbox_contract(&store).await;
+    }
+
+    #[tokio::test]
+    async fn the_memory_recorder_keeps_the_recorder_contract() {
+        super::recorder_contract(&MemoryRecorder::new()).await;
     }
 }

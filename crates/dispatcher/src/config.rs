@@ -64,7 +64,7 @@ impl Config {
                     .map_err(|(var, problem)| ConfigError { var, problem })?,
                 retry,
                 concurrency: number("GATEWAY_CONCURRENCY", 16)?.clamp(1, 1024) as usize,
-                acceptance_window: crate::ACCEPTANCE_WINDOW,
+                acceptance_window: gateway_core::ports::ACCEPTANCE_WINDOW,
             },
             delivery_retention: DeliveryRetention::parse(get("GATEWAY_DELIVERY_RETENTION_DAYS").as_deref())
                 .map_err(|problem| ConfigError { var: "GATEWAY_DELIVERY_RETENTION_DAYS", problem })?,

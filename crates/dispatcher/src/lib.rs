@@ -30,7 +30,10 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use futures_util::future::join_all;
 use gateway_core::dispatch::{self, RetryPolicy};
 use gateway_core::message::{DeliveryEntry, DeliveryMessage};
-use gateway_core::ports::{AttemptOutcome, Clock, DeliveryRecorder, FunctionInvoker, SystemClock, TriggerState};
+use gateway_core::ports::{
+    AttemptOutcome, Clock, DeliveryRecorder, FunctionInvoker, SystemClock, TriggerState, ACCEPTANCE_WINDOW,
+    TRIGGER_STATE_LIFETIME,
+};
 use gateway_core::{Delivery, DeliveryStatus, FunctionAllowlist};
 use tokio::sync::Semaphore;
 
@@ -50,14 +53,9 @@ pub struct DispatchSettings {
     /// Deliveries in flight at once, across the whole batch.
     pub concurrency: usize,
     /// How long after its `receivedAt` a published trigger may still be settled accepted by the
-    /// trigger handler; past it, an unsettled trigger is settled abandoned and dropped. Longer
-    /// than the handler's timeout (10 s in the template), so that a handler that is merely slow
-    /// is rarely overtaken (which would only turn its 202 into an error, never the reverse).
+    /// trigger handler (`gateway_core::ports::ACCEPTANCE_WINDOW` unless a test shortens it).
     pub acceptance_window: Duration,
 }
-
-/// The default [`DispatchSettings::acceptance_window`]: the idempotency key's claim lease too.
-pub const ACCEPTANCE_WINDOW: Duration = Duration::from_secs(60);
 
 impl Default for DispatchSettings {
     fn default() -> Self {
@@ -76,7 +74,7 @@ const HOLD_BACK_MIN: Duration = Duration::from_secs(1);
 const HOLD_BACK_MAX: Duration = Duration::from_secs(5);
 
 /// What to do with an unconfirmed message.
-enum Acceptance {
+enum Admission {
     /// Its trigger is accepted: run its deliveries.
     Run,
     /// Nothing more to do with this copy (dropped, or held back in a new copy).
@@ -154,10 +152,10 @@ impl Dispatcher {
             }
         };
         if message.unconfirmed {
-            match self.acceptance(&message, recorded.state).await {
-                Acceptance::Run => {}
-                Acceptance::Done => return true,
-                Acceptance::Again => return false,
+            match self.admission(&message, recorded.state).await {
+                Admission::Run => {}
+                Admission::Done => return true,
+                Admission::Again => return false,
             }
         }
         let recorded = recorded.deliveries.into_iter().map(|d| (d.subscription_id, d)).collect::<HashMap<_, _>>();
@@ -175,11 +173,16 @@ impl Dispatcher {
     }
 
     /// Whether an unconfirmed message may run, given its trigger's settled state.
-    async fn acceptance(&self, message: &DeliveryMessage, state: Option<TriggerState>) -> Acceptance {
+    async fn admission(&self, message: &DeliveryMessage, state: Option<TriggerState>) -> Admission {
         let state = match state {
             Some(state) => state,
             None => {
                 let now = self.clock.now();
+                let state_kept_until = message.received_at
+                    + chrono::Duration::from_std(TRIGGER_STATE_LIFETIME).unwrap_or(chrono::Duration::MAX);
+                if now >= state_kept_until {
+                    return self.acceptance_unknown(message).await;
+                }
                 let window_ends = message.received_at
                     + chrono::Duration::from_std(self.settings.acceptance_window).unwrap_or(chrono::Duration::MAX);
                 if now < window_ends {
@@ -188,11 +191,11 @@ impl Dispatcher {
                     return match self.queue.retry_later(message, wait).await {
                         Ok(()) => {
                             tracing::info!(event_id = %message.event_id, "trigger not settled yet; message held back");
-                            Acceptance::Done
+                            Admission::Done
                         }
                         Err(error) => {
                             tracing::warn!(%error, event_id = %message.event_id, "cannot hold a message back; it will come again");
-                            Acceptance::Again
+                            Admission::Again
                         }
                     };
                 }
@@ -204,19 +207,38 @@ impl Dispatcher {
                     Ok(state) => state,
                     Err(error) => {
                         tracing::error!(%error, event_id = %message.event_id, "cannot settle an unaccepted trigger; the message will come again");
-                        return Acceptance::Again;
+                        return Admission::Again;
                     }
                 }
             }
         };
         match state {
-            TriggerState::Accepted => Acceptance::Run,
+            TriggerState::Accepted => Admission::Run,
             TriggerState::Abandoned => {
                 tracing::warn!(
                     event_id = %message.event_id, deliveries = message.deliveries.len(),
                     "the trigger was never accepted (its client got an error): its deliveries are dropped"
                 );
-                Acceptance::Done
+                Admission::Done
+            }
+        }
+    }
+
+    /// A message older than its trigger's state can be (a redrive weeks late): whether it was
+    /// accepted cannot be told, so it is neither run nor dropped but dead-lettered, for an
+    /// operator who knows (its `Idempotency-Key` receipt, the client's logs) to redrive or delete.
+    async fn acceptance_unknown(&self, message: &DeliveryMessage) -> Admission {
+        let error = "its trigger's acceptance is no longer known (the message is older than the trigger state is kept); not run".to_owned();
+        let entries =
+            message.deliveries.iter().map(|d| DeliveryEntry { last_error: Some(error.clone()), ..d.clone() }).collect();
+        match self.queue.dead_letter(&message.with_deliveries(entries)).await {
+            Ok(()) => {
+                tracing::error!(event_id = %message.event_id, "a message whose trigger's acceptance is no longer known was dead-lettered");
+                Admission::Done
+            }
+            Err(error) => {
+                tracing::error!(%error, event_id = %message.event_id, "cannot dead-letter a message; it will come again");
+                Admission::Again
             }
         }
     }

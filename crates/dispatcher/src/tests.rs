@@ -1,6 +1,6 @@
 //! The dispatcher's decisions, on in-memory ports.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -8,69 +8,28 @@ use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::{DateTime, Utc};
 use gateway_core::fixtures;
-use gateway_core::ports::{InvokeError, RecordedTrigger, UlidSource};
+use gateway_core::memory::MemoryRecorder;
+use gateway_core::ports::{InvokeError, UlidSource};
 use gateway_core::trigger::accepted_trigger;
-use gateway_core::{EventId, EventName, FunctionId, Metadata, Subscription, SubscriptionId, Trigger};
+use gateway_core::{FunctionId, Metadata, Subscription, Trigger};
 use serde_json::json;
 
 use super::*;
 
-#[derive(Default)]
-struct MemoryLog {
-    deliveries: Mutex<HashMap<(EventId, SubscriptionId), Delivery>>,
-    states: Mutex<HashMap<EventId, TriggerState>>,
+/// Reads of the delivery log (the memory recorder, which keeps the store contract as DynamoDB
+/// does) that the tests make often.
+trait LogReads {
+    fn get(&self, d: &Delivery) -> Delivery;
 }
 
-#[async_trait]
-impl DeliveryRecorder for MemoryLog {
-    async fn settle_trigger(
-        &self,
-        event_id: &EventId,
-        _: &EventName,
-        _: DateTime<Utc>,
-        want: TriggerState,
-    ) -> gateway_core::error::Result<TriggerState> {
-        Ok(*self.states.lock().unwrap().entry(*event_id).or_insert(want))
-    }
-
-    async fn record_trigger(&self, trigger: &Trigger) -> gateway_core::error::Result<()> {
-        for d in &trigger.deliveries {
-            self.record_delivery(d).await?;
-        }
-        Ok(())
-    }
-
-    async fn record_delivery(&self, d: &Delivery) -> gateway_core::error::Result<()> {
-        let mut log = self.deliveries.lock().unwrap();
-        let key = (d.event_id, d.subscription_id);
-        let further = log.get(&key).is_some_and(|r| r.status == DeliveryStatus::Delivered || r.attempts > d.attempts);
-        if !further {
-            log.insert(key, d.clone());
-        }
-        Ok(())
-    }
-
-    async fn recorded_trigger(
-        &self,
-        event_id: &EventId,
-        subscriptions: &[SubscriptionId],
-    ) -> gateway_core::error::Result<RecordedTrigger> {
-        let log = self.deliveries.lock().unwrap();
-        Ok(RecordedTrigger {
-            state: self.states.lock().unwrap().get(event_id).copied(),
-            deliveries: subscriptions.iter().filter_map(|s| log.get(&(*event_id, *s)).cloned()).collect(),
-        })
-    }
-}
-
-impl MemoryLog {
+impl LogReads for MemoryRecorder {
     fn get(&self, d: &Delivery) -> Delivery {
-        self.deliveries.lock().unwrap()[&(d.event_id, d.subscription_id)].clone()
+        self.delivery(&d.event_id, &d.subscription_id).expect("the delivery is recorded")
     }
+}
 
-    fn state(&self, t: &Trigger) -> Option<TriggerState> {
-        self.states.lock().unwrap().get(&t.event_id).copied()
-    }
+async fn state_of(log: &MemoryRecorder, t: &Trigger) -> Option<TriggerState> {
+    log.recorded_trigger(&t.event_id, &[]).await.unwrap().state
 }
 
 #[derive(Default)]
@@ -126,21 +85,21 @@ impl ScriptedInvoker {
 }
 
 struct Harness {
-    log: Arc<MemoryLog>,
+    log: Arc<MemoryRecorder>,
     queue: Arc<MemoryQueue>,
     invoker: Arc<ScriptedInvoker>,
     dispatcher: Dispatcher,
 }
 
 fn harness(invoker: ScriptedInvoker, allowlist: &str, max_attempts: u32) -> Harness {
-    let log = Arc::new(MemoryLog::default());
+    let log = Arc::new(MemoryRecorder::default());
     let queue = Arc::new(MemoryQueue::default());
     let invoker = Arc::new(invoker);
     let settings = DispatchSettings {
         allowlist: FunctionAllowlist::parse(allowlist).unwrap(),
         retry: RetryPolicy { max_attempts, base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(300) },
         concurrency: 4,
-        acceptance_window: ACCEPTANCE_WINDOW,
+        acceptance_window: gateway_core::ports::ACCEPTANCE_WINDOW,
     };
     let dispatcher = Dispatcher::new(log.clone(), invoker.clone(), queue.clone(), settings);
     Harness { log, queue, invoker, dispatcher }
@@ -341,7 +300,7 @@ async fn a_message_of_a_trigger_not_settled_yet_is_held_back_and_runs_once_it_is
     let (held, wait) = h.queue.retries.lock().unwrap().pop().unwrap();
     assert!(held.unconfirmed && held.deliveries == message.deliveries);
     assert!((HOLD_BACK_MIN..=HOLD_BACK_MAX).contains(&wait), "{wait:?}");
-    assert_eq!(h.log.state(&t), None, "the window is not over: the handler may still accept it");
+    assert_eq!(state_of(&h.log, &t).await, None, "the window is not over: the handler may still accept it");
 
     // AND once the handler has settled it accepted, the held message runs
     h.log.settle_trigger(&t.event_id, &t.event, t.received_at, TriggerState::Accepted).await.unwrap();
@@ -361,10 +320,10 @@ async fn a_message_of_a_trigger_never_accepted_is_settled_abandoned_after_the_wi
 
     // THEN the trigger is settled abandoned, so its handler can no longer accept it, and nothing runs
     assert!(response.batch_item_failures.is_empty());
-    assert_eq!(h.log.state(&t), Some(TriggerState::Abandoned));
+    assert_eq!(state_of(&h.log, &t).await, Some(TriggerState::Abandoned));
     assert!(h.invoker.called().is_empty());
     assert!(h.queue.retries.lock().unwrap().is_empty() && h.queue.dead.lock().unwrap().is_empty());
-    assert!(h.log.deliveries.lock().unwrap().is_empty(), "nothing is logged of it");
+    assert_eq!(h.log.delivery_count(), 0, "nothing is logged of it");
 }
 
 #[tokio::test]
@@ -392,7 +351,7 @@ async fn a_message_from_before_triggers_were_settled_runs_as_it_did() {
 
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(h.invoker.called(), ["fn-a"]);
-    assert_eq!(h.log.state(&t), None, "an old message settles nothing");
+    assert_eq!(state_of(&h.log, &t).await, None, "an old message settles nothing");
 }
 
 #[tokio::test]
@@ -405,6 +364,75 @@ async fn re_enqueued_and_dead_lettered_messages_carry_their_acceptance() {
     assert!(!retry.unconfirmed, "a retry's trigger is known to be accepted");
     h.dispatcher.handle(batch(&[&retry])).await;
     assert!(!h.queue.dead.lock().unwrap()[0].unconfirmed);
+}
+
+/// A log whose reads do not see the trigger's state yet: as when the trigger handler settles
+/// it between the dispatcher's read and its own settle.
+struct SettledMeanwhile(MemoryRecorder);
+
+#[async_trait]
+impl DeliveryRecorder for SettledMeanwhile {
+    async fn settle_trigger(
+        &self,
+        event_id: &gateway_core::EventId,
+        event: &gateway_core::EventName,
+        received_at: DateTime<Utc>,
+        want: TriggerState,
+    ) -> gateway_core::error::Result<TriggerState> {
+        self.0.settle_trigger(event_id, event, received_at, want).await
+    }
+    async fn record_trigger(&self, t: &Trigger) -> gateway_core::error::Result<()> {
+        self.0.record_trigger(t).await
+    }
+    async fn record_delivery(&self, d: &Delivery) -> gateway_core::error::Result<()> {
+        self.0.record_delivery(d).await
+    }
+    async fn recorded_trigger(
+        &self,
+        event_id: &gateway_core::EventId,
+        subscriptions: &[gateway_core::SubscriptionId],
+    ) -> gateway_core::error::Result<gateway_core::ports::RecordedTrigger> {
+        let mut recorded = self.0.recorded_trigger(event_id, subscriptions).await?;
+        recorded.state = None;
+        Ok(recorded)
+    }
+}
+
+#[tokio::test]
+async fn a_trigger_accepted_just_before_the_dispatcher_would_abandon_it_runs() {
+    // GIVEN a message past the window whose handler settles it accepted after the dispatcher read
+    let t = trigger(&["fn-a"]);
+    let log = Arc::new(SettledMeanwhile(MemoryRecorder::new()));
+    log.0.settle_trigger(&t.event_id, &t.event, t.received_at, TriggerState::Accepted).await.unwrap();
+    let invoker = Arc::new(ScriptedInvoker::default());
+    let settings = DispatchSettings { allowlist: FunctionAllowlist::parse("*").unwrap(), ..Default::default() };
+    let dispatcher = Dispatcher::new(log.clone(), invoker.clone(), Arc::new(MemoryQueue::default()), settings)
+        .with_clock(Arc::new(gateway_core::memory::FixedClock::at(t.received_at + chrono::Duration::seconds(90))));
+
+    // WHEN the dispatcher gets it
+    dispatcher.handle(batch(&[&DeliveryMessage::for_trigger(&t).unwrap()])).await;
+
+    // THEN its settle answers "accepted", and the delivery runs
+    assert_eq!(invoker.called(), ["fn-a"]);
+}
+
+#[tokio::test]
+async fn a_message_older_than_any_trigger_state_is_dead_lettered_not_guessed_at() {
+    // GIVEN an unconfirmed message redriven weeks late, its trigger's state long expired
+    let t = trigger(&["fn-a"]);
+    let late = t.received_at + chrono::Duration::days(36);
+    let h = harness(ScriptedInvoker::default(), "*", 3).at(late);
+
+    // WHEN the dispatcher gets it
+    let response = h.dispatcher.handle(batch(&[&DeliveryMessage::for_trigger(&t).unwrap()])).await;
+
+    // THEN it is neither run nor dropped, and nothing is settled: it waits in the DLQ with why
+    assert!(response.batch_item_failures.is_empty());
+    assert!(h.invoker.called().is_empty());
+    assert_eq!(state_of(&h.log, &t).await, None);
+    let dead = h.queue.dead.lock().unwrap().clone();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].deliveries[0].last_error.as_deref().unwrap().contains("acceptance is no longer known"));
 }
 
 #[test]

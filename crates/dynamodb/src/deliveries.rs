@@ -9,8 +9,8 @@ use gateway_core::ports::{DeliveryLog, DeliveryRecorder, RecordedTrigger, Trigge
 use gateway_core::{Delivery, DeliveryStatus, EventId, EventName, Page, PageRequest, SubscriptionId, Trigger};
 
 use crate::items::{
-    deliveries_index_pk, delivery_sk, event_pk, time, trigger_pk, DeliveryItem, TriggerItem, TriggerStateAttr,
-    DELIVERY_PREFIX, GSI1, GSI1PK, GSI1SK, PK, RECEIVED_SK, SK, TRIGGER_SK,
+    deliveries_index_pk, delivery_sk, event_pk, time, trigger_pk, DeliveryItem, TriggerItem, DELIVERY_PREFIX, GSI1,
+    GSI1PK, GSI1SK, PK, RECEIVED_SK, SK, TRIGGER_SK,
 };
 use crate::{condition_failed, from_item, key, n, s, string_attr, to_item, unavailable, DynamoStore, Result};
 
@@ -88,7 +88,7 @@ impl DeliveryRecorder for DynamoStore {
             .expression_attribute_names("#event", "event")
             .expression_attribute_names("#received_at", "receivedAt")
             .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_values(":want", s(TriggerStateAttr::from(want).as_str()))
+            .expression_attribute_values(":want", s(want.as_str()))
             .expression_attribute_values(":event_id", s(event_id.to_string()))
             .expression_attribute_values(":event", s(event.as_str()))
             .expression_attribute_values(":received_at", s(time::text(&received_at)))
@@ -98,7 +98,7 @@ impl DeliveryRecorder for DynamoStore {
             .await
             .map_err(|e| unavailable("UpdateItem", e))?;
         let item = out.attributes.ok_or_else(|| gateway_core::Error::unavailable("UpdateItem returned no item"))?;
-        Ok(TriggerStateAttr::from(from_item::<TriggerItem>(item)?.state).into())
+        Ok(from_item::<TriggerItem>(item)?.settled())
     }
 
     async fn record_trigger(&self, trigger: &Trigger) -> Result<()> {
@@ -120,7 +120,7 @@ impl DeliveryRecorder for DynamoStore {
             .remove(&(pk, TRIGGER_SK.to_owned()))
             .map(from_item::<TriggerItem>)
             .transpose()?
-            .map(|item| TriggerStateAttr::from(item.state).into());
+            .map(|item| item.settled());
         let deliveries = found
             .into_values()
             .map(|item| from_item::<DeliveryItem>(item).map(DeliveryItem::into_delivery))
@@ -153,7 +153,7 @@ impl DeliveryLog for DynamoStore {
         }
         match state {
             // Never accepted: the client was answered with an error, nothing of it ran.
-            Some(trigger) if trigger.is_abandoned() => Ok(None),
+            Some(trigger) if trigger.settled() == TriggerState::Abandoned => Ok(None),
             // The state outlives the records; past the retention the trigger is gone for clients.
             Some(trigger)
                 if deliveries.is_empty() && self.delivery_retention.expires_at(trigger.received_at) <= Utc::now() =>

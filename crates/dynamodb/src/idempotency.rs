@@ -86,33 +86,9 @@ impl IdempotencyKeys for DynamoStore {
                 KeyState::Pending if held.claimed_until_ms > now_ms => return Ok(KeyClaim::InProgress),
                 KeyState::Pending => {}
             }
-            // The holder's lease ran out without a publish confirmed: take the key over for this
-            // trigger, only if nobody else did first. From here the earlier holder can neither
-            // complete nor release the key: both are conditional on its eventId.
-            let take = self
-                .client
-                .update_item()
-                .table_name(self.table.as_ref())
-                .set_key(Some(key(&pk, KEY_SK)))
-                .update_expression("SET #until = :until, #event_id = :event_id, #receipt = :receipt")
-                .condition_expression("#state = :pending AND #until = :old AND #event_id = :held")
-                .expression_attribute_names("#state", "state")
-                .expression_attribute_names("#until", "claimedUntilMs")
-                .expression_attribute_names("#event_id", "eventId")
-                .expression_attribute_names("#receipt", "receipt")
-                .expression_attribute_values(":pending", s("pending"))
-                .expression_attribute_values(":old", n(held.claimed_until_ms))
-                .expression_attribute_values(":held", s(held.event_id.to_string()))
-                .expression_attribute_values(":until", n(claimed_until_ms))
-                .expression_attribute_values(":event_id", s(receipt.event_id.to_string()))
-                .expression_attribute_values(":receipt", to_value(receipt)?)
-                .send()
-                .await;
-            return match take {
-                Ok(_) => Ok(KeyClaim::TakenOver(held.receipt)),
-                Err(e) if condition_failed(&e) => Ok(KeyClaim::InProgress),
-                Err(e) => Err(unavailable("UpdateItem", e)),
-            };
+            // The holder's lease ran out without the key completed: the caller settles the
+            // holder's trigger before anything changes here (`take_over_key`).
+            return Ok(KeyClaim::Lapsed(held.receipt));
         }
         Ok(KeyClaim::InProgress)
     }
@@ -147,6 +123,43 @@ impl IdempotencyKeys for DynamoStore {
                 tracing::warn!(event_id = %receipt.event_id, "idempotency key was reclaimed before completion");
                 Ok(())
             }
+            Err(e) => Err(unavailable("UpdateItem", e)),
+        }
+    }
+
+    async fn take_over_key(
+        &self,
+        idempotency_key: &IdempotencyKey,
+        held: &EventId,
+        receipt: &TriggerReceipt,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<bool> {
+        let now_ms = now.timestamp_millis();
+        // Only a key still pending for `held` past its lease: from here the earlier holder can
+        // neither complete nor release it, both being conditional on its eventId.
+        let take = self
+            .client
+            .update_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key(key_pk(&receipt.event, idempotency_key), KEY_SK)))
+            .update_expression("SET #until = :until, #event_id = :event_id, #receipt = :receipt")
+            .condition_expression("#state = :pending AND #event_id = :held AND #until <= :now")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#until", "claimedUntilMs")
+            .expression_attribute_names("#event_id", "eventId")
+            .expression_attribute_names("#receipt", "receipt")
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":held", s(held.to_string()))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":until", n(now_ms.saturating_add(millis(lease))))
+            .expression_attribute_values(":event_id", s(receipt.event_id.to_string()))
+            .expression_attribute_values(":receipt", to_value(receipt)?)
+            .send()
+            .await;
+        match take {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
             Err(e) => Err(unavailable("UpdateItem", e)),
         }
     }

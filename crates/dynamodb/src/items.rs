@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use gateway_core::ports::TriggerState;
+use gateway_core::ports::{TriggerState, TRIGGER_STATE_LIFETIME};
 use gateway_core::{
     DataType, Delivery, DeliveryRetention, DeliveryStatus, EventDefinition, EventId, EventName, FunctionId,
     IdempotencyKey, Metadata, Subscription, SubscriptionId, TriggerReceipt, Version,
@@ -286,68 +286,24 @@ pub struct TriggerItem {
     #[serde(with = "time")]
     pub received_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<TriggerStateAttr>,
-    /// At least [`STATE_LIFETIME`] after `receivedAt`, however short the retention.
+    pub state: Option<TriggerState>,
+    /// At least [`TRIGGER_STATE_LIFETIME`] after `receivedAt`, however short the retention.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<i64>,
 }
-
-/// How long a trigger's state outlives its receipt at least: as long as one of its messages can
-/// still reach the dispatcher (14 days in the fan-out dead-letter queue, 7 in the delivery
-/// queue, 14 in its dead-letter queue), so that no message ever finds its trigger's state gone
-/// and has to guess whether it may run.
-pub const STATE_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::days(35);
 
 impl TriggerItem {
     /// The `ttl` of a trigger's state item.
     pub fn expiry(retention: DeliveryRetention, received_at: DateTime<Utc>) -> i64 {
         let records = retention.expires_at(received_at);
-        records.max(received_at + STATE_LIFETIME).timestamp()
+        let state = chrono::Duration::from_std(TRIGGER_STATE_LIFETIME).unwrap_or(chrono::Duration::MAX);
+        records.max(received_at + state).timestamp()
     }
 
-    pub fn is_abandoned(&self) -> bool {
-        self.state == Some(TriggerStateAttr::Abandoned)
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TriggerStateAttr {
-    Accepted,
-    Abandoned,
-}
-
-impl TriggerStateAttr {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Accepted => "accepted",
-            Self::Abandoned => "abandoned",
-        }
-    }
-}
-
-impl From<TriggerState> for TriggerStateAttr {
-    fn from(state: TriggerState) -> Self {
-        match state {
-            TriggerState::Accepted => Self::Accepted,
-            TriggerState::Abandoned => Self::Abandoned,
-        }
-    }
-}
-
-impl From<Option<TriggerStateAttr>> for TriggerStateAttr {
-    /// An item without a state is from before triggers were settled: an accepted trigger.
-    fn from(state: Option<TriggerStateAttr>) -> Self {
-        state.unwrap_or(Self::Accepted)
-    }
-}
-
-impl From<TriggerStateAttr> for TriggerState {
-    fn from(state: TriggerStateAttr) -> Self {
-        match state {
-            TriggerStateAttr::Accepted => Self::Accepted,
-            TriggerStateAttr::Abandoned => Self::Abandoned,
-        }
+    /// The state it settles: an item without one is from before triggers were settled, when the
+    /// item was only ever written for an accepted trigger (one without subscriptions).
+    pub fn settled(&self) -> TriggerState {
+        self.state.unwrap_or(TriggerState::Accepted)
     }
 }
 
@@ -429,5 +385,36 @@ pub mod json_text {
                 .map(|text| serde_json::from_str(&text).map_err(serde::de::Error::custom))
                 .transpose()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gateway_core::ports::TRIGGER_STATE_LIFETIME;
+
+    /// `MessageRetentionPeriod` of one queue of `template.yaml`, in seconds.
+    fn retention_of(template: &str, queue: &str) -> u64 {
+        let header = format!("  {queue}:");
+        let mut lines = template.lines().skip_while(|l| *l != header);
+        assert!(lines.next().is_some(), "{queue} is in the template");
+        // The resource's lines: until the next one at the same indentation.
+        let line = lines
+            .take_while(|l| l.is_empty() || l.starts_with("   "))
+            .find_map(|l| l.trim().strip_prefix("MessageRetentionPeriod:"))
+            .unwrap_or_else(|| panic!("{queue} has a MessageRetentionPeriod"));
+        line.trim().parse().unwrap()
+    }
+
+    #[test]
+    fn a_triggers_state_outlives_every_message_of_it_the_template_can_keep() {
+        // The longest a published message can wait: in the fan-out DLQ, then (redriven) in the
+        // delivery queue, then in its DLQ. Past that, the dispatcher would find no state.
+        let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml")).unwrap();
+        let longest = ["FanOutDeadLetterQueue", "DeliveryQueue", "DeadLetterQueue"]
+            .iter()
+            .map(|q| retention_of(&template, q))
+            .sum::<u64>();
+        assert_eq!(longest, 35 * 24 * 3600, "14 + 7 + 14 days");
+        assert!(TRIGGER_STATE_LIFETIME.as_secs() >= longest);
     }
 }

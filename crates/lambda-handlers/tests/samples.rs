@@ -10,16 +10,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsEvent;
 use gateway_api::{Gateway, RouteGroup};
-use gateway_core::memory::{MemoryStore, RecordingInvoker};
+use gateway_core::memory::{MemoryRecorder, MemoryStore, RecordingInvoker};
 use gateway_core::message::DeliveryMessage;
-use gateway_core::ports::{
-    Clock, DeliveryRecorder, EventStore, RecordedTrigger, SubscriptionStore, SystemClock, TriggerAcceptor,
-    TriggerState, UlidSource,
-};
+use gateway_core::ports::{Clock, EventStore, SubscriptionStore, SystemClock, TriggerAcceptor, UlidSource};
 use gateway_core::schema::SchemaCache;
 use gateway_core::{
-    Delivery, EventDefinition, EventId, EventName, FunctionAllowlist, FunctionId, Subscription, SubscriptionId,
-    Trigger, Version,
+    EventDefinition, EventId, EventName, FunctionAllowlist, FunctionId, Subscription, SubscriptionId, Version,
 };
 use gateway_dispatcher::{DispatchSettings, Dispatcher, QueueError, RetryQueue};
 use lambda_http::Body;
@@ -163,39 +159,6 @@ async fn a_route_outside_a_functions_group_is_not_served_by_it() {
     assert_eq!(body["type"], "/problems/no-route");
 }
 
-/// The delivery log as far as the dispatcher sees it: every trigger accepted, nothing delivered
-/// yet; writes kept.
-#[derive(Default)]
-struct Log(Mutex<Vec<Delivery>>);
-
-#[async_trait]
-impl DeliveryRecorder for Log {
-    async fn settle_trigger(
-        &self,
-        _: &EventId,
-        _: &EventName,
-        _: chrono::DateTime<chrono::Utc>,
-        _: TriggerState,
-    ) -> gateway_core::error::Result<TriggerState> {
-        Ok(TriggerState::Accepted)
-    }
-    async fn record_trigger(&self, trigger: &Trigger) -> gateway_core::error::Result<()> {
-        self.0.lock().unwrap().extend(trigger.deliveries.iter().cloned());
-        Ok(())
-    }
-    async fn record_delivery(&self, delivery: &Delivery) -> gateway_core::error::Result<()> {
-        self.0.lock().unwrap().push(delivery.clone());
-        Ok(())
-    }
-    async fn recorded_trigger(
-        &self,
-        _: &EventId,
-        _: &[SubscriptionId],
-    ) -> gateway_core::error::Result<RecordedTrigger> {
-        Ok(RecordedTrigger { state: Some(TriggerState::Accepted), deliveries: Vec::new() })
-    }
-}
-
 #[derive(Default)]
 struct Queue(Mutex<Vec<DeliveryMessage>>);
 
@@ -215,7 +178,7 @@ impl RetryQueue for Queue {
 async fn the_dispatcher_sample_invokes_its_function_and_reports_no_failure() {
     let batch: SqsEvent = serde_json::from_str(&sample("dispatcher/sqs-batch.json")).expect("an SQS event");
     let invoker = Arc::new(RecordingInvoker::default());
-    let log = Arc::new(Log::default());
+    let log = Arc::new(MemoryRecorder::new());
     let queue = Arc::new(Queue::default());
     let settings = DispatchSettings { allowlist: FunctionAllowlist::parse("my-app-").unwrap(), ..Default::default() };
     let dispatcher = Dispatcher::new(log.clone(), invoker.clone(), queue.clone(), settings);
@@ -229,6 +192,14 @@ async fn the_dispatcher_sample_invokes_its_function_and_reports_no_failure() {
         })
         .collect();
 
+    let delivered: Vec<(EventId, SubscriptionId)> = batch
+        .records
+        .iter()
+        .flat_map(|r| {
+            let m: DeliveryMessage = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+            m.deliveries.into_iter().map(move |d| (m.event_id, d.subscription_id))
+        })
+        .collect();
     let response = dispatcher.handle(batch).await;
 
     assert!(response.batch_item_failures.is_empty());
@@ -251,5 +222,8 @@ async fn the_dispatcher_sample_invokes_its_function_and_reports_no_failure() {
     let payload: Value = serde_json::from_slice(&first.expect("the first trigger was delivered").1).unwrap();
     assert_eq!(payload["data"], json!({"orderId": "o-1", "total": 42.5}));
     assert!(queue.0.lock().unwrap().is_empty(), "nothing to retry");
-    assert!(log.0.lock().unwrap().iter().any(|d| d.status == gateway_core::DeliveryStatus::Delivered));
+    for (event_id, subscription_id) in &delivered {
+        let recorded = log.delivery(event_id, subscription_id).expect("every delivery is recorded");
+        assert_eq!(recorded.status, gateway_core::DeliveryStatus::Delivered);
+    }
 }

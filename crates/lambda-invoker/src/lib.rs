@@ -112,14 +112,18 @@ fn retryable(err: &SdkError<SdkInvokeError, HttpResponse>) -> bool {
         | E::KmsNotFoundException(_)
         | E::CodeArtifactUserFailedException(_) => false,
         // Errors the SDK does not model (the service's common errors, or ones added after this
-        // SDK): refused credentials and signatures are permanent; anything else may pass.
+        // SDK): refused credentials, signatures and requests are permanent; anything else may pass.
         other => match other.code() {
             Some(code) => !matches!(
                 code,
                 "AccessDeniedException"
                     | "UnrecognizedClientException"
                     | "InvalidSignatureException"
+                    | "IncompleteSignatureException"
                     | "MissingAuthenticationTokenException"
+                    // A request that breaks the API's own constraints (a FunctionName Lambda's
+                    // pattern refuses): sent again, it breaks them again.
+                    | "ValidationException"
             ),
             // No error code at all: not Lambda's answer but an emulator's or a proxy's. Only
             // its status can tell; a refusal (4xx but timeout and throttling) is permanent.

@@ -93,6 +93,8 @@ async fn errors_only_a_change_can_mend_fail_the_delivery_at_once() {
         (400, "RecursiveInvocationException"),
         (403, "AccessDeniedException"),
         (403, "UnrecognizedClientException"),
+        (400, "ValidationException"),
+        (400, "IncompleteSignatureException"),
     ] {
         let err = invoke_failing_with(status, error_type).await;
         assert!(!err.retryable, "{error_type} should not be retried: {}", err.message);

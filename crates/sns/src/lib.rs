@@ -193,19 +193,30 @@ pub struct SnsAcceptor {
     recorder: Arc<dyn DeliveryRecorder>,
     keys: Arc<dyn IdempotencyKeys>,
     claim_lease: Duration,
+    finish_within: Duration,
 }
 
 impl SnsAcceptor {
     /// How long a claimed idempotency key waits for its trigger's publish before another
     /// request may take it over: longer than the trigger handler's timeout.
-    pub const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(60);
+    pub const DEFAULT_CLAIM_LEASE: Duration = gateway_core::ports::ACCEPTANCE_WINDOW;
+
+    /// How long the steps after acceptance (completing the key, logging the deliveries) may
+    /// take before the 202 goes out regardless: well inside the trigger handler's 10 s timeout.
+    pub const DEFAULT_FINISH_WITHIN: Duration = Duration::from_secs(2);
 
     pub fn new(
         publisher: Arc<dyn TriggerPublisher>,
         recorder: Arc<dyn DeliveryRecorder>,
         keys: Arc<dyn IdempotencyKeys>,
     ) -> Self {
-        Self { publisher, recorder, keys, claim_lease: Self::DEFAULT_CLAIM_LEASE }
+        Self {
+            publisher,
+            recorder,
+            keys,
+            claim_lease: Self::DEFAULT_CLAIM_LEASE,
+            finish_within: Self::DEFAULT_FINISH_WITHIN,
+        }
     }
 
     /// The usual wiring: one store that is both the delivery log and the key store.
@@ -234,46 +245,34 @@ impl TriggerAcceptor for SnsAcceptor {
                 KeyClaim::Claimed => {}
                 KeyClaim::Published(first) => return Ok(Acceptance::Replayed(first)),
                 KeyClaim::InProgress => {
-                    return Err(Error::unavailable(
-                        "a trigger with this Idempotency-Key is still being accepted; retry in a few seconds",
+                    return Err(Error::NotAccepted(
+                        "a trigger with this Idempotency-Key is still being accepted; retry in a few seconds".into(),
                     ))
                 }
-                KeyClaim::TakenOver(first) => {
-                    // The earlier attempt stopped before completing the key. Settle it, so that it
-                    // can never be accepted later: if it was accepted already, that is the answer.
-                    let settled = self
-                        .recorder
-                        .settle_trigger(&first.event_id, &first.event, first.received_at, TriggerState::Abandoned)
-                        .await;
-                    match settled {
-                        Ok(TriggerState::Accepted) => {
-                            self.complete(key, trigger, &first).await;
-                            return Ok(Acceptance::Replayed(first));
-                        }
-                        // Its messages, if any went out, are dropped; this trigger goes out afresh.
-                        Ok(TriggerState::Abandoned) => {}
-                        Err(error) => {
-                            self.release(key, trigger).await;
-                            return Err(error);
-                        }
+                KeyClaim::Lapsed(first) => {
+                    if let Some(answer) = self.resolve_lapsed(key, trigger, &first).await? {
+                        return Ok(answer);
                     }
                 }
             }
         }
 
         if let Err(error) = self.publisher.publish(trigger).await {
+            tracing::error!(%error, event_id = %trigger.event_id, "cannot publish a trigger's deliveries");
             // Some messages may be out: settle the trigger abandoned now, so they are dropped at
             // once (if this write fails too, the dispatcher settles it after a while).
             if let Err(e) = self.settle(trigger, TriggerState::Abandoned).await {
                 tracing::warn!(error = %e, event_id = %trigger.event_id, "cannot settle a failed trigger as abandoned; the dispatcher will");
             }
             self.release_if(idempotency_key, trigger).await;
-            return Err(error);
+            return Err(Error::NotAccepted(
+                "the gateway could not hand the trigger's deliveries over; none of them will run; try again".into(),
+            ));
         }
 
         // Every message is out. The trigger runs once it is settled accepted, and only then is
         // the answer 202; if the dispatcher settled it abandoned first (this took too long), or
-        // the state cannot be written, the answer is an error and nothing of it runs.
+        // the state cannot be written, the answer is an error.
         let accepted = match self.settle(trigger, TriggerState::Accepted).await {
             Ok(state) => Ok(state),
             // The write may have landed all the same: settling the other way tells which.
@@ -286,30 +285,75 @@ impl TriggerAcceptor for SnsAcceptor {
             Ok(TriggerState::Accepted) => {}
             Ok(TriggerState::Abandoned) => {
                 self.release_if(idempotency_key, trigger).await;
-                return Err(Error::unavailable(format!(
-                    "trigger {} was not accepted in time and its deliveries were dropped; retry",
+                return Err(Error::NotAccepted(format!(
+                    "trigger {} was not accepted in time and none of its deliveries will run; try again",
                     trigger.event_id
                 )));
             }
             Err(error) => {
+                tracing::error!(%error, event_id = %trigger.event_id, "cannot tell whether a published trigger was accepted");
                 self.release_if(idempotency_key, trigger).await;
-                return Err(error);
+                return Err(Error::NotAccepted(format!(
+                    "the gateway cannot tell whether trigger {} was accepted; retry with the same Idempotency-Key to find out (without one, a retry may run it twice)",
+                    trigger.event_id
+                )));
             }
         }
 
-        // Accepted: the deliveries will run whatever happens next, so the answer is 202. The
-        // log is completed by the dispatcher if this write is lost.
-        if let Err(e) = self.recorder.record_trigger(trigger).await {
-            tracing::error!(error = %e, event_id = %trigger.event_id, "accepted a trigger but could not log it as pending");
-        }
-        if let Some(key) = idempotency_key {
-            self.complete(key, trigger, &trigger.receipt()).await;
+        // Accepted: the deliveries will run whatever happens next, so the answer must be 202 and
+        // must not wait long (a handler that times out now answers 5xx for a trigger that runs).
+        // The key first, so a retry replays this receipt; the log is completed by the dispatcher
+        // if its write is cut short.
+        let finish = async {
+            if let Some(key) = idempotency_key {
+                self.complete(key, trigger, &trigger.receipt()).await;
+            }
+            if let Err(e) = self.recorder.record_trigger(trigger).await {
+                tracing::error!(error = %e, event_id = %trigger.event_id, "accepted a trigger but could not log it as pending");
+            }
+        };
+        if tokio::time::timeout(self.finish_within, finish).await.is_err() {
+            tracing::warn!(event_id = %trigger.event_id, "logging an accepted trigger took too long; answering 202, the dispatcher completes the log");
         }
         Ok(Acceptance::Accepted)
     }
 }
 
 impl SnsAcceptor {
+    /// A key whose earlier trigger (`first`) lapsed: settle that trigger before touching the key.
+    /// `Some(answer)` if this request is answered with it; `None` if the key is now this
+    /// trigger's, to publish.
+    async fn resolve_lapsed(
+        &self,
+        key: &IdempotencyKey,
+        trigger: &Trigger,
+        first: &TriggerReceipt,
+    ) -> Result<Option<Acceptance>, Error> {
+        let settled = self
+            .recorder
+            .settle_trigger(&first.event_id, &first.event, first.received_at, TriggerState::Abandoned)
+            .await?;
+        if settled == TriggerState::Accepted {
+            // It got through before its request failed: that is the answer, now and for retries.
+            if let Err(e) = self.keys.complete_key(key, &first.event_id, first).await {
+                tracing::error!(error = %e, event_id = %first.event_id, "cannot complete the idempotency key of an accepted trigger");
+            }
+            return Ok(Some(Acceptance::Replayed(first.clone())));
+        }
+        // Its messages, if any went out, are dropped; this trigger goes out afresh.
+        let taken = self
+            .keys
+            .take_over_key(key, &first.event_id, &trigger.receipt(), trigger.received_at, self.claim_lease)
+            .await?;
+        if taken {
+            Ok(None)
+        } else {
+            Err(Error::NotAccepted(
+                "a trigger with this Idempotency-Key is still being accepted; retry in a few seconds".into(),
+            ))
+        }
+    }
+
     async fn settle(&self, trigger: &Trigger, want: TriggerState) -> Result<TriggerState, Error> {
         self.recorder.settle_trigger(&trigger.event_id, &trigger.event, trigger.received_at, want).await
     }
@@ -365,6 +409,7 @@ mod tests {
         lose_settle_answers: Mutex<u32>,
         recorded: Mutex<Vec<EventId>>,
         keys: Mutex<HashMap<String, HeldKey>>,
+        fail_completes: Mutex<u32>,
     }
 
     #[async_trait]
@@ -434,11 +479,24 @@ mod tests {
                 }
                 Some((first, true, _)) => Ok(KeyClaim::Published(first.clone())),
                 Some((_, false, held)) if *held > now => Ok(KeyClaim::InProgress),
-                Some(entry) => {
-                    let earlier = std::mem::replace(entry, (receipt.clone(), false, until)).0;
-                    Ok(KeyClaim::TakenOver(earlier))
-                }
+                Some((earlier, false, _)) => Ok(KeyClaim::Lapsed(earlier.clone())),
             }
+        }
+        async fn take_over_key(
+            &self,
+            key: &IdempotencyKey,
+            held: &EventId,
+            receipt: &TriggerReceipt,
+            now: DateTime<Utc>,
+            lease: Duration,
+        ) -> Result<bool, Error> {
+            let mut keys = self.keys.lock().unwrap();
+            let entry = keys.get_mut(key.as_str()).unwrap();
+            if entry.0.event_id != *held || entry.1 || entry.2 > now {
+                return Ok(false);
+            }
+            *entry = (receipt.clone(), false, now + chrono::Duration::from_std(lease).unwrap());
+            Ok(true)
         }
         async fn complete_key(
             &self,
@@ -446,6 +504,11 @@ mod tests {
             holder: &EventId,
             receipt: &TriggerReceipt,
         ) -> Result<(), Error> {
+            let mut failures = self.fail_completes.lock().unwrap();
+            if *failures > 0 {
+                *failures -= 1;
+                return Err(Error::unavailable("DynamoDB is down"));
+            }
             let mut keys = self.keys.lock().unwrap();
             let entry = keys.get_mut(key.as_str()).unwrap();
             if entry.0.event_id == *holder {
@@ -513,7 +576,7 @@ mod tests {
 
         // THEN the client hears an error, and what went out can never run: the trigger is settled
         // abandoned (the dispatcher drops its messages), and it is not in the delivery log
-        assert!(matches!(err, Error::Unavailable(_)));
+        assert!(matches!(err, Error::NotAccepted(_)));
         assert_eq!(fakes.published.lock().unwrap()[0].deliveries.len(), 2, "part of the fan-out is out");
         assert_eq!(fakes.state_of(&t.event_id), Some(TriggerState::Abandoned));
         assert!(fakes.recorded.lock().unwrap().is_empty());
@@ -569,6 +632,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_key_whose_completion_keeps_failing_never_lets_a_second_trigger_run() {
+        // GIVEN a trigger accepted (202) whose key could not be completed
+        let fakes = Arc::new(Fakes::default());
+        let key = IdempotencyKey::parse("k-5").unwrap();
+        let lapse = |fakes: &Fakes| fakes.keys.lock().unwrap().get_mut("k-5").unwrap().2 = DateTime::<Utc>::MIN_UTC;
+        *fakes.fail_completes.lock().unwrap() = 2;
+        let first = trigger();
+        assert_eq!(acceptor(&fakes).accept(&first, Some(&key)).await.unwrap(), Acceptance::Accepted);
+
+        // WHEN the client retries after the lease, and completing the key fails once more
+        lapse(&fakes);
+        let second = acceptor(&fakes).accept(&trigger(), Some(&key)).await.unwrap();
+        // AND retries again after another lease
+        lapse(&fakes);
+        let third = acceptor(&fakes).accept(&trigger(), Some(&key)).await.unwrap();
+
+        // THEN every answer is the first trigger's, and nothing else was ever published
+        assert_eq!(second, Acceptance::Replayed(first.receipt()));
+        assert_eq!(third, Acceptance::Replayed(first.receipt()));
+        assert_eq!(fakes.published.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
     async fn a_trigger_the_dispatcher_settled_abandoned_first_is_an_error() {
         let fakes = Arc::new(Fakes::default());
         let t = trigger();
@@ -594,7 +680,7 @@ mod tests {
         let t = trigger();
         fakes.claim_key(&key, &t.receipt(), &t.payload_digest(), t.received_at, Duration::from_secs(60)).await.unwrap();
         let err = acceptor(&fakes).accept(&trigger(), Some(&key)).await.unwrap_err();
-        assert!(matches!(err, Error::Unavailable(_)));
+        assert!(matches!(err, Error::NotAccepted(_)));
         assert!(fakes.published.lock().unwrap().is_empty());
     }
 }

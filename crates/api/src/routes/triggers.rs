@@ -45,7 +45,7 @@ struct DeliveryPage {
     params(("name" = EventName, Path), IdempotencyKeyHeader),
     request_body(content = serde_json::Value, content_type = "application/json", description = "The payload: any JSON for an event of JSON dataType (then checked against its schema), or raw bytes of the event's dataType"),
     responses(
-        (status = 202, description = "Accepted: every delivery is recorded, none has run yet", body = TriggerReceipt,
+        (status = 202, description = "Accepted: every delivery will run at least once (or end failed with its error); none had to run before this answer", body = TriggerReceipt,
             headers(("Location" = String, description = "`/deliveries/{eventId}`")),
             links(
                 ("deliveries" = (operation_id = "deliveries_of_trigger", parameters(("eventId" = "$response.body#/eventId")))),
