@@ -129,6 +129,7 @@ impl Cloud {
             content_type: Some("application/json"),
             payload: serde_json::to_vec(payload).unwrap(),
             idempotency_key: None,
+            source: None,
         };
         trigger(ports, request).await
     }

@@ -97,9 +97,59 @@ written_schema!(NewEvent);
 written_schema!(EventReplacement);
 written_schema!(NewSubscription);
 written_schema!(SubscriptionReplacement);
+written_schema!(NewSource);
+written_schema!(SourceReplacement);
 
-fn written_schemas() -> [(&'static str, Value); 4] {
+fn source_body(name: Value, event: Value, required: &[&str], description: &str) -> Value {
+    json!({
+        "type": "object",
+        "description": description,
+        "required": required,
+        "properties": {
+            "name": name,
+            "event": event,
+            "pattern": {
+                "type": "object",
+                "description": "An EventBridge event pattern (exact values, prefix, suffix, anything-but, numeric, exists, equals-ignore-case, wildcard, cidr, $or; arrays mean any of), matched against each native record as AWS delivers it. At most 4096 characters of JSON; an invalid one is 422 with every problem's pointer under /pattern.",
+            },
+            "description": { "type": ["string", "null"], "maxLength": 1024 },
+            "metadata": {
+                "type": ["object", "null"],
+                "description": "Custom JSON, kept and handed to no one; `{}` when absent.",
+            },
+        },
+        "additionalProperties": false,
+    })
+}
+
+fn written_schemas() -> [(&'static str, Value); 6] {
     [
+        (
+            "NewSource",
+            source_body(
+                schema_ref("SourceName"),
+                schema_ref("EventName"),
+                &["name", "event", "pattern"],
+                "A new source: native records its pattern matches trigger its event.",
+            ),
+        ),
+        (
+            "SourceReplacement",
+            source_body(
+                json!({
+                    "$ref": "#/components/schemas/SourceName",
+                    "readOnly": true,
+                    "description": "The path's name: it may be repeated, not changed (422).",
+                }),
+                json!({
+                    "$ref": "#/components/schemas/EventName",
+                    "readOnly": true,
+                    "description": "The source's event: it may be repeated, not changed (422).",
+                }),
+                &["pattern"],
+                "The pattern, description and metadata replacing a source's.",
+            ),
+        ),
         ("NewEvent", event_body(schema_ref("EventName"), &["name"], "A new event definition.")),
         (
             "EventReplacement",

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use gateway_core::ports::{
-    Clock, DeliveryLog, EventStore, IdSource, SubscriptionStore, TriggerAcceptor, TriggerSource,
+    Clock, DeliveryLog, EventStore, IdSource, SourceStore, SubscriptionStore, TriggerAcceptor, TriggerSource,
 };
 use gateway_core::schema::SchemaCache;
 use gateway_core::FunctionAllowlist;
@@ -28,6 +28,7 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 pub struct Gateway {
     pub events: Arc<dyn EventStore>,
     pub subscriptions: Arc<dyn SubscriptionStore>,
+    pub sources: Arc<dyn SourceStore>,
     pub trigger_source: Arc<dyn TriggerSource>,
     pub acceptor: Arc<dyn TriggerAcceptor>,
     pub deliveries: Arc<dyn DeliveryLog>,
@@ -43,8 +44,10 @@ pub type SharedGateway = Arc<Gateway>;
 /// Which routes a router serves: all of them locally, one group per Lambda handler on AWS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RouteGroup {
+    /// Every route, `/ingest/aws` included (the local gateway; on AWS the ingest function takes
+    /// native events).
     All,
-    /// `/events` CRUD.
+    /// `/events` and `/sources` CRUD.
     Events,
     /// `/subscriptions` CRUD.
     Subscriptions,
@@ -61,6 +64,8 @@ pub enum RouteGroup {
     tags(
         (name = "events", description = "Event definitions"),
         (name = "subscriptions", description = "Functions subscribed to events"),
+        (name = "sources", description = "Which native AWS records trigger which event"),
+        (name = "ingest", description = "Native AWS events in (the local gateway; on AWS the ingest function takes them)"),
         (name = "triggers", description = "Triggering events and following their deliveries"),
         (name = "meta", description = "Health and this document")
     )
@@ -75,6 +80,8 @@ pub fn openapi() -> serde_json::Value {
     doc.merge(routes::meta::Doc::openapi());
     doc.merge(routes::events::Doc::openapi());
     doc.merge(routes::subscriptions::Doc::openapi());
+    doc.merge(routes::sources::Doc::openapi());
+    doc.merge(routes::ingest::Doc::openapi());
     doc.merge(routes::triggers::Doc::openapi());
     let mut doc = serde_json::to_value(doc).expect("the generated document serializes");
     doc::complete(&mut doc);
@@ -89,9 +96,11 @@ pub fn router(gateway: Gateway, group: RouteGroup) -> Router {
     let router = match group {
         RouteGroup::All => router
             .merge(routes::events::routes())
+            .merge(routes::sources::routes())
             .merge(routes::subscriptions::routes())
-            .merge(routes::triggers::routes()),
-        RouteGroup::Events => router.merge(routes::events::routes()),
+            .merge(routes::triggers::routes())
+            .merge(routes::ingest::routes()),
+        RouteGroup::Events => router.merge(routes::events::routes()).merge(routes::sources::routes()),
         RouteGroup::Subscriptions => router.merge(routes::subscriptions::routes()),
         RouteGroup::Triggers => router.merge(routes::triggers::routes()),
     };

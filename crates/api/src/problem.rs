@@ -46,6 +46,8 @@ pub enum ApiError {
     MissingToken,
     #[error("the bearer token is not this gateway's")]
     WrongToken,
+    #[error("{0}")]
+    UnknownNativeEvent(String),
 }
 
 impl ApiError {
@@ -74,6 +76,13 @@ impl ApiError {
                 Error::EventHasSubscriptions { .. } => {
                     (S::CONFLICT, "event-has-subscriptions", "Event still has subscriptions")
                 }
+                Error::EventHasSources { .. } => {
+                    (S::CONFLICT, "event-has-sources", "Event is still triggered by sources")
+                }
+                Error::SourceExists(_) => (S::CONFLICT, "source-exists", "Source already exists"),
+                Error::NoSourceMatched { .. } => {
+                    (S::UNPROCESSABLE_ENTITY, "no-source-matched", "No source matches the record")
+                }
                 Error::VersionMismatch { .. } => {
                     (S::PRECONDITION_FAILED, "version-mismatch", "Version does not match If-Match")
                 }
@@ -93,6 +102,9 @@ impl ApiError {
             ApiError::NoRoute(_) => (S::NOT_FOUND, "no-route", "No such route"),
             ApiError::MethodNotAllowed { .. } => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
             ApiError::MissingToken | ApiError::WrongToken => (S::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            ApiError::UnknownNativeEvent(_) => {
+                (S::BAD_REQUEST, "unknown-native-event", "Not a native AWS event this gateway reads")
+            }
         }
     }
 

@@ -58,6 +58,7 @@ impl Api {
         let gateway = Gateway {
             events: store.clone(),
             subscriptions: store.clone(),
+            sources: store.clone(),
             trigger_source: store.clone(),
             acceptor: store.clone(),
             deliveries: store,
@@ -1746,7 +1747,7 @@ async fn every_documented_operation_is_routed() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 15, "the API has 15 operations");
+    assert_eq!(operations, 21, "the API has 21 operations");
 }
 
 #[tokio::test]
@@ -1797,4 +1798,156 @@ async fn wrong_method_answer_names_the_allowed_methods() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     let allow = headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or_default();
     assert!(allow.contains("GET") && allow.contains("POST"), "Allow: {allow:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sources and native events in
+// ---------------------------------------------------------------------------------------------
+
+fn uploads_source() -> Value {
+    json!({
+        "name": "uploads",
+        "event": "uploads.received",
+        "pattern": {"eventSource": ["aws:s3"], "s3": {"bucket": {"name": ["uploads-prod"]}, "object": {"key": [{"prefix": "incoming/"}]}}},
+        "description": "New uploads",
+        "metadata": {"team": "media"}
+    })
+}
+
+/// A native S3 notification, as `sam local generate-event s3 put` makes one, for `key`.
+fn s3_put(bucket: &str, key: &str, sequencer: &str) -> Value {
+    json!({"Records": [{
+        "eventVersion": "2.0", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "1970-01-01T00:00:00.000Z", "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "EXAMPLE"}, "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {"x-amz-request-id": "EXAMPLE123456789", "x-amz-id-2": "EXAMPLE123"},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "testConfigRule",
+            "bucket": {"name": bucket, "ownerIdentity": {"principalId": "EXAMPLE"}, "arn": format!("arn:aws:s3:::{bucket}")},
+            "object": {"key": key, "size": 1024, "eTag": "0123456789abcdef0123456789abcdef", "sequencer": sequencer}}
+    }]})
+}
+
+#[tokio::test]
+async fn a_source_is_added_read_listed_replaced_and_deleted_like_any_resource() {
+    let api = Api::new();
+    api.define_named("uploads.received").await;
+
+    // WHEN a source is added
+    let (status, headers, body) = api.post_json("/sources", &uploads_source()).await;
+
+    // THEN 201 with its version and place, and it reads back as written
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!((etag(&headers), location(&headers)), ("\"1\"", "/sources/uploads"));
+    assert_eq!(body["pattern"], uploads_source()["pattern"]);
+    assert_eq!(api.get("/sources/uploads").await.2, body);
+    assert_eq!(api.get("/sources").await.2["items"], json!([body]));
+
+    // AND a replace with the ETag makes version 2; a stale one is 412 and changes nothing
+    let mut next = uploads_source();
+    next["pattern"] = json!({"eventSource": ["aws:s3"]});
+    let (status, headers, replaced) = api.put_json("/sources/uploads", Some("\"1\""), &next).await;
+    assert_eq!((status, etag(&headers)), (StatusCode::OK, "\"2\""), "{replaced}");
+    let stale = api.put_json("/sources/uploads", Some("\"1\""), &uploads_source()).await;
+    assert_problem(&stale, StatusCode::PRECONDITION_FAILED, "version-mismatch");
+    assert_eq!(api.get("/sources/uploads").await.2["pattern"], json!({"eventSource": ["aws:s3"]}));
+
+    // AND deleting it leaves a 404
+    assert_eq!(api.delete("/sources/uploads").await.0, StatusCode::NO_CONTENT);
+    assert_problem(&api.get("/sources/uploads").await, StatusCode::NOT_FOUND, "not-found");
+}
+
+#[tokio::test]
+async fn a_source_with_a_bad_pattern_lists_every_problem_by_pointer_and_is_not_added() {
+    let api = Api::new();
+    api.define_named("uploads.received").await;
+    let mut source = uploads_source();
+    source["pattern"] = json!({"s3": {"bucket": {"name": "uploads-prod"}}, "size": [{"numeric": [">", "ten"]}]});
+
+    let reply = api.post_json("/sources", &source).await;
+
+    assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+    let found = pointers(&reply.2);
+    assert!(
+        found.contains(&"/pattern/s3/bucket/name") && found.iter().any(|p| p.starts_with("/pattern/size")),
+        "{found:?}"
+    );
+    assert_eq!(api.get("/sources").await.2["items"], json!([]));
+}
+
+#[tokio::test]
+async fn a_source_refuses_a_missing_event_a_taken_name_and_a_move() {
+    let api = Api::new();
+    assert_problem(&api.post_json("/sources", &uploads_source()).await, StatusCode::NOT_FOUND, "not-found");
+    api.define_named("uploads.received").await;
+    api.define_named("other.event").await;
+    assert_eq!(api.post_json("/sources", &uploads_source()).await.0, StatusCode::CREATED);
+    assert_problem(&api.post_json("/sources", &uploads_source()).await, StatusCode::CONFLICT, "source-exists");
+    let mut moved = uploads_source();
+    moved["event"] = json!("other.event");
+    let reply = api.put_json("/sources/uploads", None, &moved).await;
+    assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+    assert_eq!(pointers(&reply.2), ["/event"]);
+}
+
+#[tokio::test]
+async fn an_event_its_sources_trigger_is_deleted_only_with_cascade() {
+    let api = Api::new();
+    api.define_named("uploads.received").await;
+    api.post_json("/sources", &uploads_source()).await;
+
+    assert_problem(&api.delete("/events/uploads.received").await, StatusCode::CONFLICT, "event-has-sources");
+    assert_eq!(api.get("/sources/uploads").await.0, StatusCode::OK);
+    assert_eq!(api.delete("/events/uploads.received?cascade=true").await.0, StatusCode::NO_CONTENT);
+    assert_problem(&api.get("/sources/uploads").await, StatusCode::NOT_FOUND, "not-found");
+}
+
+#[tokio::test]
+async fn a_native_s3_notification_triggers_the_sources_it_matches_once_however_often_it_comes() {
+    // GIVEN an event, a subscriber and a source on a bucket's incoming/ keys
+    let api = Api::new();
+    api.define_named("uploads.received").await;
+    api.subscribe("uploads.received", "example-subscriber").await;
+    api.post_json("/sources", &uploads_source()).await;
+    let document = s3_put("uploads-prod", "incoming/photo.jpg", "0A1B2C3D4E5F678901");
+
+    // WHEN the document comes, then comes again
+    let (status, _, first) = api.post_json("/ingest/aws", &document).await;
+    let (_, _, again) = api.post_json("/ingest/aws", &document).await;
+
+    // THEN its record triggered the event once, with the subscriber's delivery
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let trigger = &first["triggers"][0];
+    assert_eq!((trigger["record"].clone(), trigger["source"].clone()), (json!(0), json!("uploads")));
+    assert_eq!(trigger["event"], "uploads.received");
+    assert_eq!(first["rejected"], json!([]));
+    assert_eq!(first["batchItemFailures"], json!([]));
+    assert_eq!(again["triggers"][0]["eventId"], trigger["eventId"], "delivered again, it answers its first trigger");
+    let log = api.get(&format!("/deliveries/{}", trigger["eventId"].as_str().unwrap())).await.2;
+    assert_eq!(log.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_native_record_no_source_matches_is_rejected_with_its_reason() {
+    let api = Api::new();
+    api.define_named("uploads.received").await;
+    api.post_json("/sources", &uploads_source()).await;
+
+    let (status, _, answer) = api.post_json("/ingest/aws", &s3_put("another-bucket", "incoming/x", "01")).await;
+
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["triggers"], json!([]));
+    assert_eq!(answer["rejected"][0]["record"], 0);
+    assert_eq!(answer["rejected"][0]["reason"]["type"], "/problems/no-source-matched");
+    assert_eq!(answer["rejected"][0]["reason"]["status"], 422);
+}
+
+#[tokio::test]
+async fn a_document_of_no_known_shape_is_a_bad_request() {
+    let api = Api::new();
+    for document in
+        [json!({"hello": "world"}), json!({"Records": []}), json!({"Records": [{"eventSource": "aws:ses"}]})]
+    {
+        let reply = api.post_json("/ingest/aws", &document).await;
+        assert_problem(&reply, StatusCode::BAD_REQUEST, "unknown-native-event");
+    }
 }

@@ -221,6 +221,7 @@ fn benches(c: &mut Criterion) {
             content_type: Some("application/json"),
             payload: payload.clone(),
             idempotency_key: None,
+            source: None,
         };
 
         // Once before measuring: the happy path really is taken, with every subscription.

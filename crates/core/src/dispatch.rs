@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use crate::allowlist::FunctionAllowlist;
 use crate::ids::DataType;
-use crate::model::{Delivery, InvocationData, InvocationPayload};
+use crate::model::{Delivery, InvocationData, InvocationPayload, Origin};
 use crate::ports::{AttemptOutcome, FunctionInvoker};
 
 /// How often and how patiently a failed invocation is tried again.
@@ -35,15 +35,26 @@ impl RetryPolicy {
     }
 }
 
-/// The JSON a subscribed function receives for `delivery`.
-pub fn invocation_payload(delivery: &Delivery, data_type: &DataType, payload: &[u8]) -> Result<Vec<u8>, String> {
+/// One delivery, and what its function is invoked with: the trigger's payload of `data_type`,
+/// and the native record that triggered it, if one did.
+#[derive(Clone, Copy, Debug)]
+pub struct Invocation<'a> {
+    pub delivery: &'a Delivery,
+    pub data_type: &'a DataType,
+    pub payload: &'a [u8],
+    pub source: Option<&'a Origin>,
+}
+
+/// The JSON a subscribed function receives for an invocation.
+pub fn invocation_payload(invocation: Invocation<'_>) -> Result<Vec<u8>, String> {
+    let Invocation { delivery, data_type, payload, source } = invocation;
     let (data, data_encoding) = if data_type.is_json() {
         let raw: &RawValue = serde_json::from_slice(payload).map_err(|e| format!("stored payload is not JSON: {e}"))?;
         (InvocationData::Json(raw), None)
     } else {
         (InvocationData::Base64(STANDARD.encode(payload)), Some("base64"))
     };
-    let invocation = InvocationPayload {
+    let body = InvocationPayload {
         event_id: delivery.event_id,
         event: &delivery.event,
         subscription_id: delivery.subscription_id,
@@ -53,8 +64,9 @@ pub fn invocation_payload(delivery: &Delivery, data_type: &DataType, payload: &[
         data_type,
         data_encoding,
         metadata: &delivery.metadata,
+        source,
     };
-    serde_json::to_vec(&invocation).map_err(|e| e.to_string())
+    serde_json::to_vec(&body).map_err(|e| e.to_string())
 }
 
 /// Makes attempt number `delivery.attempts + 1` and says what the delivery log should record.
@@ -63,10 +75,9 @@ pub async fn attempt(
     allowlist: &FunctionAllowlist,
     policy: &RetryPolicy,
     now: DateTime<Utc>,
-    delivery: &Delivery,
-    data_type: &DataType,
-    payload: &[u8],
+    invocation: Invocation<'_>,
 ) -> AttemptOutcome {
+    let delivery = invocation.delivery;
     if !allowlist.allows(&delivery.function_id) {
         return AttemptOutcome::Failed {
             error: format!(
@@ -76,7 +87,7 @@ pub async fn attempt(
             ),
         };
     }
-    let body = match invocation_payload(delivery, data_type, payload) {
+    let body = match invocation_payload(invocation) {
         Ok(body) => body,
         Err(error) => return AttemptOutcome::Failed { error },
     };

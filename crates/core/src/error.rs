@@ -3,7 +3,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::ids::{DataType, EventName, IdempotencyKey, Version};
+use crate::ids::{DataType, EventName, IdempotencyKey, SourceName, Version};
 
 /// One thing wrong with an input, located by a JSON pointer into the document it came from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
@@ -61,6 +61,16 @@ pub enum Error {
 
     #[error("event '{event}' still has {count} subscription(s); delete them first or pass cascade=true")]
     EventHasSubscriptions { event: EventName, count: u64 },
+
+    #[error("event '{event}' is still triggered by {count} source(s); delete them first or pass cascade=true")]
+    EventHasSources { event: EventName, count: u64 },
+
+    #[error("source '{0}' already exists")]
+    SourceExists(SourceName),
+
+    /// A native record that no source's pattern matches: nothing can trigger for it.
+    #[error("no source matches this {kind} record")]
+    NoSourceMatched { kind: &'static str },
 
     #[error("{what} '{id}' is at version {current}, not the version given in If-Match")]
     VersionMismatch { what: &'static str, id: String, current: Version },

@@ -9,53 +9,73 @@ use utoipa::ToSchema;
 
 use crate::error::Violation;
 
-/// An event's name (its topic): 1 to 128 of `[A-Za-z0-9._-]`, starting with a letter or digit.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, example = "orders.created", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
-pub struct EventName(String);
+/// User-chosen names: 1 to 128 of `[A-Za-z0-9._-]`, starting with a letter or digit, checked in
+/// one place so that no handler ever holds an invalid one.
+macro_rules! user_name {
+    ($name:ident, $what:literal, $example:literal, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        #[serde(try_from = "String", into = "String")]
+        #[schema(value_type = String, example = $example, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+        pub struct $name(String);
 
-impl EventName {
-    pub const MAX_LEN: usize = 128;
+        impl $name {
+            pub const MAX_LEN: usize = 128;
 
-    pub fn parse(raw: &str) -> Result<Self, Violation> {
-        let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-        let starts_well = raw.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-        if raw.is_empty() || raw.len() > Self::MAX_LEN || !starts_well || !raw.chars().all(valid_char) {
-            return Err(Violation::new(
-                "",
-                format!(
-                    "'{}' is not a valid event name: use 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit",
-                    truncate_for_message(raw)
-                ),
-            ));
+            pub fn parse(raw: &str) -> Result<Self, Violation> {
+                let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+                let starts_well = raw.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+                if raw.is_empty() || raw.len() > Self::MAX_LEN || !starts_well || !raw.chars().all(valid_char) {
+                    return Err(Violation::new(
+                        "",
+                        format!(
+                            "'{}' is not a valid {}: use 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit",
+                            truncate_for_message(raw),
+                            $what
+                        ),
+                    ));
+                }
+                Ok(Self(raw.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
         }
-        Ok(Self(raw.to_owned()))
-    }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(raw: String) -> Result<Self, Self::Error> {
+                Self::parse(&raw).map_err(|v| v.message)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(name: $name) -> Self {
+                name.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl TryFrom<String> for EventName {
-    type Error = String;
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(&raw).map_err(|v| v.message)
-    }
-}
-
-impl From<EventName> for String {
-    fn from(name: EventName) -> Self {
-        name.0
-    }
-}
-
-impl fmt::Display for EventName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+user_name!(
+    EventName,
+    "event name",
+    "orders.created",
+    "An event's name (its topic): 1 to 128 of `[A-Za-z0-9._-]`, starting with a letter or digit."
+);
+user_name!(
+    SourceName,
+    "source name",
+    "uploads",
+    "A source's name (which native AWS records trigger which event): the same rules as an event name."
+);
 
 /// Ids are a kind prefix plus a ULID, so they sort by creation time and say what they name.
 macro_rules! prefixed_id {

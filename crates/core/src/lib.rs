@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod fixtures;
 pub mod ids;
+pub mod ingest;
 pub mod memory;
 pub mod message;
 pub mod model;
@@ -17,16 +18,17 @@ pub mod pattern;
 pub mod ports;
 pub mod retention;
 pub mod schema;
+pub mod sources;
 pub mod store_contract;
 pub mod subscriptions;
 pub mod trigger;
 
 pub use allowlist::{AccountId, FunctionAllowlist, Home};
 pub use error::{Error, Violation};
-pub use ids::{DataType, EventId, EventName, FunctionId, IdempotencyKey, SubscriptionId, Version};
+pub use ids::{DataType, EventId, EventName, FunctionId, IdempotencyKey, SourceName, SubscriptionId, Version};
 pub use model::{
-    Delivery, DeliveryStatus, EventDefinition, EventDraft, InvocationPayload, Metadata, Subscription,
-    SubscriptionDraft, Trigger, TriggerReceipt,
+    Delivery, DeliveryStatus, EventDefinition, EventDraft, InvocationPayload, Metadata, Origin, Source, SourceDraft,
+    SourceKind, Subscription, SubscriptionDraft, Trigger, TriggerReceipt,
 };
 pub use page::{Page, PageRequest};
 pub use pattern::EventPattern;

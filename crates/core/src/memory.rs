@@ -9,13 +9,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
-use crate::ids::{DataType, EventId, EventName, FunctionId, IdempotencyKey, SubscriptionId, Version};
-use crate::model::{Delivery, DeliveryStatus, EventDefinition, Subscription, Trigger, TriggerReceipt};
+use crate::ids::{DataType, EventId, EventName, FunctionId, IdempotencyKey, SourceName, SubscriptionId, Version};
+use crate::model::{Delivery, DeliveryStatus, EventDefinition, Origin, Source, Subscription, Trigger, TriggerReceipt};
 use crate::page::{decode_cursor, encode_cursor, Page, PageRequest};
 use crate::ports::{
     Acceptance, AttemptOutcome, ClaimToken, Clock, DeliveryLog, DeliveryOutbox, DeliveryRecorder, DueDelivery,
-    EventStore, FunctionInvoker, InvokeError, Recorded, RecordedTrigger, SubscriptionStore, TriggerAcceptor,
-    TriggerSource, TriggerState,
+    EventStore, FunctionInvoker, InvokeError, Recorded, RecordedTrigger, SourceStore, SubscriptionStore,
+    TriggerAcceptor, TriggerSource, TriggerState,
 };
 
 #[derive(Default)]
@@ -24,9 +24,16 @@ struct State {
     /// Keyed by event first, so a trigger reads its subscriptions as one range.
     subscriptions: BTreeMap<(EventName, SubscriptionId), Subscription>,
     subscription_events: HashMap<SubscriptionId, EventName>,
-    triggers: HashMap<EventId, (DataType, Arc<Vec<u8>>)>,
+    sources: BTreeMap<SourceName, Source>,
+    triggers: HashMap<EventId, StoredTrigger>,
     deliveries: BTreeMap<(EventId, SubscriptionId), QueuedDelivery>,
     receipts: HashMap<(EventName, IdempotencyKey), TriggerReceipt>,
+}
+
+struct StoredTrigger {
+    data_type: DataType,
+    payload: Arc<Vec<u8>>,
+    source: Option<Origin>,
 }
 
 struct QueuedDelivery {
@@ -122,9 +129,17 @@ impl EventStore for MemoryStore {
         if !subscribed.is_empty() && !cascade {
             return Err(Error::EventHasSubscriptions { event: name.clone(), count: subscribed.len() as u64 });
         }
+        let triggering: Vec<SourceName> =
+            state.sources.values().filter(|s| s.event == *name).map(|s| s.name.clone()).collect();
+        if !triggering.is_empty() && !cascade {
+            return Err(Error::EventHasSources { event: name.clone(), count: triggering.len() as u64 });
+        }
         for key in subscribed {
             state.subscription_events.remove(&key.1);
             state.subscriptions.remove(&key);
+        }
+        for source in triggering {
+            state.sources.remove(&source);
         }
         state.events.remove(name);
         Ok(())
@@ -202,6 +217,68 @@ impl SubscriptionStore for MemoryStore {
 }
 
 #[async_trait]
+impl SourceStore for MemoryStore {
+    async fn create_source(&self, source: &Source) -> Result<()> {
+        let mut state = self.state();
+        if !state.events.contains_key(&source.event) {
+            return Err(Error::NotFound { what: "event", id: source.event.to_string() });
+        }
+        if state.sources.contains_key(&source.name) {
+            return Err(Error::SourceExists(source.name.clone()));
+        }
+        state.sources.insert(source.name.clone(), source.clone());
+        Ok(())
+    }
+
+    async fn get_source(&self, name: &SourceName) -> Result<Option<Source>> {
+        Ok(self.state().sources.get(name).cloned())
+    }
+
+    async fn list_sources(&self, page: &PageRequest) -> Result<Page<Source>> {
+        let after: Option<SourceName> = after(page)?;
+        let state = self.state();
+        let items = state
+            .sources
+            .iter()
+            .filter(|(name, _)| after.as_ref().is_none_or(|a| *name > a))
+            .map(|(k, v)| (k.clone(), v.clone()));
+        Ok(page_of(items, page))
+    }
+
+    async fn replace_source(&self, source: &Source) -> Result<()> {
+        let mut state = self.state();
+        let Some(current) = state.sources.get_mut(&source.name) else {
+            return Err(Error::NotFound { what: "source", id: source.name.to_string() });
+        };
+        if current.version.next() != source.version {
+            return Err(Error::VersionMismatch {
+                what: "source",
+                id: source.name.to_string(),
+                current: current.version,
+            });
+        }
+        *current = source.clone();
+        Ok(())
+    }
+
+    async fn delete_source(&self, name: &SourceName, expected: Option<Version>) -> Result<()> {
+        let mut state = self.state();
+        let Some(current) = state.sources.get(name) else {
+            return Err(Error::NotFound { what: "source", id: name.to_string() });
+        };
+        if expected.is_some_and(|v| v != current.version) {
+            return Err(Error::VersionMismatch { what: "source", id: name.to_string(), current: current.version });
+        }
+        state.sources.remove(name);
+        Ok(())
+    }
+
+    async fn all_sources(&self) -> Result<Vec<Source>> {
+        Ok(self.state().sources.values().cloned().collect())
+    }
+}
+
+#[async_trait]
 impl TriggerSource for MemoryStore {
     async fn trigger_target(&self, name: &EventName) -> Result<Option<(EventDefinition, Vec<Subscription>)>> {
         let state = self.state();
@@ -220,9 +297,10 @@ impl TriggerAcceptor for MemoryStore {
             let held = (trigger.event.clone(), key.clone());
             if let Some(first) = state.receipts.get(&held) {
                 // Like SQLite, compare with the first trigger's stored payload.
-                let same = state.triggers.get(&first.event_id).is_some_and(|(data_type, payload)| {
-                    *data_type == trigger.data_type && **payload == trigger.payload
-                });
+                let same = state
+                    .triggers
+                    .get(&first.event_id)
+                    .is_some_and(|stored| stored.data_type == trigger.data_type && *stored.payload == trigger.payload);
                 if !same {
                     return Err(Error::IdempotencyKeyReused { event: trigger.event.clone(), key: key.clone() });
                 }
@@ -233,7 +311,12 @@ impl TriggerAcceptor for MemoryStore {
         if let Some(event) = state.events.get_mut(&trigger.event) {
             event.received_at = event.received_at.max(Some(trigger.received_at));
         }
-        state.triggers.insert(trigger.event_id, (trigger.data_type.clone(), Arc::new(trigger.payload.clone())));
+        let stored = StoredTrigger {
+            data_type: trigger.data_type.clone(),
+            payload: Arc::new(trigger.payload.clone()),
+            source: trigger.source.clone(),
+        };
+        state.triggers.insert(trigger.event_id, stored);
         for delivery in &trigger.deliveries {
             state.deliveries.insert(
                 (delivery.event_id, delivery.subscription_id),
@@ -297,11 +380,12 @@ impl DeliveryOutbox for MemoryStore {
                 let claim = ClaimToken::new();
                 queued.leased_until = Some(now + lease);
                 queued.claim = Some(claim.clone());
-                let (data_type, payload) = &triggers[&queued.delivery.event_id];
+                let stored = &triggers[&queued.delivery.event_id];
                 due.push(DueDelivery {
                     delivery: queued.delivery.clone(),
-                    data_type: data_type.clone(),
-                    payload: payload.as_ref().clone(),
+                    data_type: stored.data_type.clone(),
+                    payload: stored.payload.as_ref().clone(),
+                    source: stored.source.clone(),
                     claim,
                 });
             }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::ids::{DataType, EventId, EventName, FunctionId, SubscriptionId};
-use crate::model::{Delivery, DeliveryStatus, Metadata, Trigger};
+use crate::model::{Delivery, DeliveryStatus, Metadata, Origin, Trigger};
 
 /// The largest SNS message (and, before 2025, SQS message): body and attributes together.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -33,6 +33,9 @@ pub struct DeliveryMessage {
     /// triggers were settled, leave it out: their trigger was accepted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unconfirmed: bool,
+    /// The native record that triggered it, if one did: passed on to every subscriber.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Origin>,
     pub deliveries: Vec<DeliveryEntry>,
 }
 
@@ -71,6 +74,7 @@ impl DeliveryMessage {
             data,
             data_encoding,
             unconfirmed: true,
+            source: trigger.source.clone(),
             deliveries: trigger
                 .deliveries
                 .iter()

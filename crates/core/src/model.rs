@@ -8,7 +8,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::ids::{DataType, EventId, EventName, FunctionId, SubscriptionId, Version};
+use crate::ids::{DataType, EventId, EventName, FunctionId, SourceName, SubscriptionId, Version};
+use crate::pattern::EventPattern;
 
 /// Custom JSON attached by the user to an event or a subscription; the gateway never reads it.
 pub type Metadata = serde_json::Map<String, Value>;
@@ -83,6 +84,99 @@ pub struct SubscriptionDraft {
     pub metadata: Option<Metadata>,
 }
 
+/// Which native AWS records trigger which event: those its EventBridge pattern matches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    pub name: SourceName,
+    /// The event every matching record triggers.
+    pub event: EventName,
+    /// Matched against each record as AWS delivers it (each element of `Records`, or the whole
+    /// EventBridge event).
+    pub pattern: EventPattern,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Metadata,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: Version,
+}
+
+/// What a client sends to create or replace a source.
+#[derive(Clone, Debug, PartialEq, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceDraft {
+    /// Required on create; on replace it may be omitted but must match the path if given.
+    #[serde(default)]
+    pub name: Option<SourceName>,
+    /// Required on create; a source cannot move to another event.
+    #[serde(default)]
+    pub event: Option<EventName>,
+    /// An EventBridge event pattern; every problem in it is reported with its pointer.
+    #[schema(value_type = Object)]
+    pub pattern: Value,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Metadata>,
+}
+
+/// The AWS service a native record came from, as its `eventSource` names it (EventBridge events
+/// as their own `source` prefix does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum SourceKind {
+    #[serde(rename = "aws:s3")]
+    S3,
+    #[serde(rename = "aws:sns")]
+    Sns,
+    #[serde(rename = "aws:sqs")]
+    Sqs,
+    #[serde(rename = "aws:dynamodb")]
+    DynamoDb,
+    #[serde(rename = "aws:kinesis")]
+    Kinesis,
+    #[serde(rename = "aws.events")]
+    EventBridge,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::S3 => "aws:s3",
+            Self::Sns => "aws:sns",
+            Self::Sqs => "aws:sqs",
+            Self::DynamoDb => "aws:dynamodb",
+            Self::Kinesis => "aws:kinesis",
+            Self::EventBridge => "aws.events",
+        }
+    }
+
+    /// Whether Lambda hands these records over in order from a stream (Kinesis, DynamoDB
+    /// Streams): a record that fails must hold back the ones after it.
+    pub fn is_stream(self) -> bool {
+        matches!(self, Self::Kinesis | Self::DynamoDb)
+    }
+}
+
+/// Where a trigger came from when a native record triggered it: the source that matched and the
+/// record. Subscribers receive it as `source`; HTTP triggers have none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Origin {
+    /// The source's name.
+    pub name: SourceName,
+    pub kind: SourceKind,
+    /// The native record's id (SQS `messageId`, SNS `MessageId`, DynamoDB and Kinesis
+    /// `eventID`, EventBridge `id`, S3 `bucket/key/sequencer`).
+    pub id: String,
+    /// The bucket, topic, queue or stream ARN, or the EventBridge event's first resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
@@ -139,6 +233,8 @@ pub struct Trigger {
     pub data_type: DataType,
     /// The payload exactly as received; when `data_type` is JSON it has been parsed and validated.
     pub payload: Vec<u8>,
+    /// The native record that triggered it, if one did.
+    pub source: Option<Origin>,
     pub deliveries: Vec<Delivery>,
 }
 
@@ -208,6 +304,9 @@ pub struct InvocationPayload<'a> {
     pub data_encoding: Option<&'static str>,
     #[schema(value_type = Object)]
     pub metadata: &'a Metadata,
+    /// The native record that triggered it; absent for an HTTP trigger.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'a Origin>,
 }
 
 #[derive(Debug, Serialize)]

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
-use crate::ids::{EventId, EventName, FunctionId, IdempotencyKey, SubscriptionId, Version};
-use crate::model::{Delivery, EventDefinition, Subscription, Trigger, TriggerReceipt};
+use crate::ids::{EventId, EventName, FunctionId, IdempotencyKey, SourceName, SubscriptionId, Version};
+use crate::model::{Delivery, EventDefinition, Source, Subscription, Trigger, TriggerReceipt};
 use crate::page::{Page, PageRequest};
 
 #[async_trait]
@@ -22,7 +22,8 @@ pub trait EventStore: Send + Sync {
     /// Writes `event` if the stored version is still `event.version - 1` (`VersionMismatch` otherwise).
     async fn replace_event(&self, event: &EventDefinition) -> Result<()>;
     /// Deletes the event if it is at `expected` (any version when `None`). Without `cascade`
-    /// it fails with `EventHasSubscriptions` while any subscription exists; with it, those go too.
+    /// it fails with `EventHasSubscriptions` while any subscription exists and `EventHasSources`
+    /// while any source triggers it; with it, those go too.
     async fn delete_event(&self, name: &EventName, expected: Option<Version>, cascade: bool) -> Result<()>;
 }
 
@@ -35,6 +36,20 @@ pub trait SubscriptionStore: Send + Sync {
     /// Writes `subscription` if the stored version is still `subscription.version - 1`.
     async fn replace_subscription(&self, subscription: &Subscription) -> Result<()>;
     async fn delete_subscription(&self, id: &SubscriptionId, expected: Option<Version>) -> Result<()>;
+}
+
+/// Sources: which native records trigger which event.
+#[async_trait]
+pub trait SourceStore: Send + Sync {
+    /// Fails with `SourceExists` if the name is taken, `NotFound` if its event does not exist.
+    async fn create_source(&self, source: &Source) -> Result<()>;
+    async fn get_source(&self, name: &SourceName) -> Result<Option<Source>>;
+    async fn list_sources(&self, page: &PageRequest) -> Result<Page<Source>>;
+    /// Writes `source` if the stored version is still `source.version - 1` (`VersionMismatch` otherwise).
+    async fn replace_source(&self, source: &Source) -> Result<()>;
+    async fn delete_source(&self, name: &SourceName, expected: Option<Version>) -> Result<()>;
+    /// Every source, in one read: what an incoming batch of native records is matched against.
+    async fn all_sources(&self) -> Result<Vec<Source>>;
 }
 
 /// What a trigger needs to read: the definition and every subscription, in one read.
@@ -73,6 +88,8 @@ pub struct DueDelivery {
     pub delivery: Delivery,
     pub data_type: crate::ids::DataType,
     pub payload: Vec<u8>,
+    /// The native record that triggered it, if one did.
+    pub source: Option<crate::model::Origin>,
     /// The claim this attempt runs under: only it may record the attempt.
     pub claim: ClaimToken,
 }

@@ -11,12 +11,13 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
 use crate::error::Error;
-use crate::ids::{EventName, FunctionId, IdempotencyKey, Version};
-use crate::model::{Delivery, DeliveryStatus, EventDefinition, Subscription};
+use crate::ids::{EventName, FunctionId, IdempotencyKey, SourceName, Version};
+use crate::model::{Delivery, DeliveryStatus, EventDefinition, Source, Subscription};
 use crate::page::PageRequest;
+use crate::pattern::EventPattern;
 use crate::ports::{
     Acceptance, AttemptOutcome, DeliveryLog, DeliveryOutbox, DeliveryRecorder, EventStore, IdSource, Recorded,
-    RecordedTrigger, SubscriptionStore, TriggerAcceptor, TriggerSource, TriggerState, UlidSource,
+    RecordedTrigger, SourceStore, SubscriptionStore, TriggerAcceptor, TriggerSource, TriggerState, UlidSource,
 };
 use crate::trigger::accepted_trigger;
 
@@ -383,6 +384,77 @@ pub async fn outbox_contract<S: RegistryStore + TriggerAcceptor + DeliveryLog + 
     assert_eq!(ours(&store.claim_due(at(10_000), 100, lease).await.unwrap()), 0, "finished deliveries are never due");
 }
 
+fn source(name: &str, event: &EventName) -> Source {
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("team".into(), json!("ingest"));
+    Source {
+        name: SourceName::parse(name).unwrap(),
+        event: event.clone(),
+        pattern: EventPattern::parse(
+            &json!({"eventSource": ["aws:s3"], "s3": {"object": {"key": [{"prefix": "in/"}]}}}),
+        )
+        .unwrap(),
+        description: Some("contract".into()),
+        metadata,
+        created_at: at(2),
+        updated_at: at(2),
+        version: Version::FIRST,
+    }
+}
+
+/// Runs every check of sources: their CRUD, and what they do to deleting their event.
+pub async fn sources_contract<S: RegistryStore + SourceStore>(store: &S) {
+    let event = unique_name("sources");
+    let tag = event.as_str().rsplit('.').next().unwrap().to_owned();
+    let named = |i: usize| format!("src-{tag}-{i}");
+
+    // A source needs its event; it reads back as written; names are unique.
+    let orphan = source(&named(0), &unique_name("nothing"));
+    assert!(matches!(store.create_source(&orphan).await, Err(Error::NotFound { what: "event", .. })));
+    store.create_event(&definition(&event)).await.unwrap();
+    let first = source(&named(0), &event);
+    store.create_source(&first).await.unwrap();
+    assert_eq!(store.get_source(&first.name).await.unwrap(), Some(first.clone()));
+    assert!(matches!(store.create_source(&first).await, Err(Error::SourceExists(_))));
+
+    // Listed in name order across pages, and all read at once for matching.
+    for i in 1..5 {
+        store.create_source(&source(&named(i), &event)).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(2);
+    loop {
+        let got = store.list_sources(&page).await.unwrap();
+        seen.extend(got.items.into_iter().map(|s| s.name.to_string()).filter(|n| n.contains(&tag)));
+        match got.next_cursor {
+            Some(cursor) => page = PageRequest { limit: 2, cursor: Some(cursor) },
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..5).map(named).collect::<Vec<_>>());
+    let all = store.all_sources().await.unwrap();
+    assert_eq!(all.iter().filter(|s| s.name.as_str().contains(&tag)).count(), 5);
+
+    // Replace needs the next version; delete honours If-Match.
+    let next = Source { description: None, version: Version(2), updated_at: at(3), ..first.clone() };
+    store.replace_source(&next).await.unwrap();
+    assert_eq!(store.get_source(&first.name).await.unwrap(), Some(next.clone()));
+    assert!(matches!(store.replace_source(&next).await, Err(Error::VersionMismatch { current: Version(2), .. })));
+    assert!(matches!(store.delete_source(&first.name, Some(Version::FIRST)).await, Err(Error::VersionMismatch { .. })));
+    store.delete_source(&first.name, Some(Version(2))).await.unwrap();
+    assert_eq!(store.get_source(&first.name).await.unwrap(), None);
+    assert!(matches!(store.delete_source(&first.name, None).await, Err(Error::NotFound { what: "source", .. })));
+
+    // An event that sources trigger is not deleted without cascade; with it, they go too.
+    assert!(matches!(store.delete_event(&event, None, false).await, Err(Error::EventHasSources { count: 4, .. })));
+    assert!(store.get_source(&SourceName::parse(&named(1)).unwrap()).await.unwrap().is_some());
+    store.delete_event(&event, None, true).await.unwrap();
+    for i in 1..5 {
+        assert_eq!(store.get_source(&SourceName::parse(&named(i)).unwrap()).await.unwrap(), None, "cascade");
+    }
+    assert!(!store.all_sources().await.unwrap().iter().any(|s| s.name.as_str().contains(&tag)));
+}
+
 /// Runs every check of the cloud delivery log: settled trigger states and delivery records.
 pub async fn recorder_contract<S: DeliveryRecorder>(store: &S) {
     let name = unique_name("recorder");
@@ -454,6 +526,7 @@ mod tests {
         super::registry_contract(&store).await;
         super::trigger_contract(&store).await;
         super::outbox_contract(&store).await;
+        super::sources_contract(&store).await;
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ use serde::de::IgnoredAny;
 
 use crate::error::{Error, Result};
 use crate::ids::{EventName, IdempotencyKey};
-use crate::model::{Delivery, DeliveryStatus, EventDefinition, Subscription, Trigger, TriggerReceipt};
+use crate::model::{Delivery, DeliveryStatus, EventDefinition, Origin, Subscription, Trigger, TriggerReceipt};
 use crate::ports::{Acceptance, Clock, IdSource, TriggerAcceptor, TriggerSource};
 use crate::schema::{self, SchemaCache};
 
@@ -16,9 +16,12 @@ pub struct TriggerRequest<'a> {
     pub content_type: Option<&'a str>,
     pub payload: Vec<u8>,
     pub idempotency_key: Option<IdempotencyKey>,
+    /// The native record that triggers it, if one does (`ingest`); none for an HTTP trigger.
+    pub source: Option<Origin>,
 }
 
 /// The ports a trigger touches, borrowed for one call.
+#[derive(Clone, Copy)]
 pub struct TriggerPorts<'a> {
     pub source: &'a dyn TriggerSource,
     pub acceptor: &'a dyn TriggerAcceptor,
@@ -32,7 +35,8 @@ pub async fn trigger(ports: TriggerPorts<'_>, request: TriggerRequest<'_>) -> Re
         return Err(Error::NotFound { what: "event", id: request.event.to_string() });
     };
     check_payload(ports.schemas, &definition, request.content_type, &request.payload)?;
-    let trigger = accepted_trigger(&definition, &subscriptions, request.payload, ports.clock.now(), ports.ids);
+    let mut trigger = accepted_trigger(&definition, &subscriptions, request.payload, ports.clock.now(), ports.ids);
+    trigger.source = request.source;
     match ports.acceptor.accept(&trigger, request.idempotency_key.as_ref()).await? {
         Acceptance::Accepted => Ok(trigger.receipt()),
         Acceptance::Replayed(first) => Ok(first),
@@ -105,6 +109,7 @@ pub fn accepted_trigger(
         received_at,
         data_type: definition.data_type.clone(),
         payload,
+        source: None,
         deliveries,
     }
 }
@@ -130,6 +135,7 @@ mod tests {
             content_type: Some("application/json"),
             payload: payload.as_bytes().to_vec(),
             idempotency_key: None,
+            source: None,
         };
         trigger(ports, request).await.map(drop)
     }

@@ -269,9 +269,12 @@ impl Dispatcher {
                     &self.settings.allowlist,
                     &self.settings.retry,
                     self.clock.now(),
-                    &delivery,
-                    &message.data_type,
-                    payload,
+                    dispatch::Invocation {
+                        delivery: &delivery,
+                        data_type: &message.data_type,
+                        payload,
+                        source: message.source.as_ref(),
+                    },
                 )
                 .await
             }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use gateway_core::ports::{TriggerState, TRIGGER_STATE_LIFETIME};
 use gateway_core::{
-    DataType, Delivery, DeliveryRetention, DeliveryStatus, EventDefinition, EventId, EventName, FunctionId,
-    IdempotencyKey, Metadata, Subscription, SubscriptionId, TriggerReceipt, Version,
+    DataType, Delivery, DeliveryRetention, DeliveryStatus, EventDefinition, EventId, EventName, EventPattern,
+    FunctionId, IdempotencyKey, Metadata, Source, SourceName, Subscription, SubscriptionId, TriggerReceipt, Version,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -28,6 +28,9 @@ pub const TRIGGER_SK: &str = "#TRIGGER";
 pub const DELIVERY_PREFIX: &str = "DELIVERY#";
 pub const KEY_SK: &str = "#KEY";
 pub const EVENTS_INDEX: &str = "EVENTS";
+/// Every source sits in this one partition: a batch of native records reads them all in one Query.
+pub const SOURCES_PK: &str = "SOURCES";
+pub const SOURCE_PREFIX: &str = "SOURCE#";
 pub const SUBSCRIPTIONS_INDEX: &str = "SUBSCRIPTIONS";
 
 pub fn event_pk(name: &EventName) -> String {
@@ -53,6 +56,10 @@ pub fn delivery_sk(id: &SubscriptionId) -> String {
 
 pub fn deliveries_index_pk(event: &EventName) -> String {
     format!("DELIVERIES#{event}")
+}
+
+pub fn source_sk(name: &SourceName) -> String {
+    format!("{SOURCE_PREFIX}{name}")
 }
 
 /// Event names have no `#`, so the first `#` after the name ends it whatever the key holds.
@@ -84,10 +91,13 @@ pub struct EventItem {
     /// Kept by the subscription transactions, so a delete can refuse without reading them all.
     #[serde(default)]
     pub subscription_count: u64,
+    /// Kept by the source transactions, likewise.
+    #[serde(default)]
+    pub source_count: u64,
 }
 
 /// Attributes of [`EventItem`] that a replace leaves alone.
-pub const EVENT_ITEM_FIXED: &[&str] = &[PK, SK, GSI1PK, GSI1SK, "name", "subscriptionCount"];
+pub const EVENT_ITEM_FIXED: &[&str] = &[PK, SK, GSI1PK, GSI1SK, "name", "subscriptionCount", "sourceCount"];
 /// Optional attributes of [`EventItem`] that a replace removes when absent.
 pub const EVENT_ITEM_OPTIONAL: &[&str] = &["description", "schema"];
 
@@ -107,6 +117,7 @@ impl EventItem {
             updated_at: event.updated_at,
             version: event.version,
             subscription_count: 0,
+            source_count: 0,
         }
     }
 
@@ -197,6 +208,57 @@ impl SubscriptionItem {
             subscription_id: self.subscription_id,
             event: self.event,
             function_id: self.function_id,
+            metadata: self.metadata,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            version: self.version,
+        }
+    }
+}
+
+/// A source: `SOURCES` / `SOURCE#<name>`, all in one partition.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceItem {
+    pub pk: String,
+    pub sk: String,
+    pub name: SourceName,
+    pub event: EventName,
+    #[serde(with = "json_text")]
+    pub pattern: EventPattern,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(with = "json_text")]
+    pub metadata: Metadata,
+    #[serde(with = "time")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "time")]
+    pub updated_at: DateTime<Utc>,
+    pub version: Version,
+}
+
+impl SourceItem {
+    pub fn new(source: &Source) -> Self {
+        Self {
+            pk: SOURCES_PK.to_owned(),
+            sk: source_sk(&source.name),
+            name: source.name.clone(),
+            event: source.event.clone(),
+            pattern: source.pattern.clone(),
+            description: source.description.clone(),
+            metadata: source.metadata.clone(),
+            created_at: source.created_at,
+            updated_at: source.updated_at,
+            version: source.version,
+        }
+    }
+
+    pub fn into_source(self) -> Source {
+        Source {
+            name: self.name,
+            event: self.event,
+            pattern: self.pattern,
+            description: self.description,
             metadata: self.metadata,
             created_at: self.created_at,
             updated_at: self.updated_at,

@@ -12,6 +12,7 @@ mod deliveries;
 mod idempotency;
 pub mod items;
 mod registry;
+mod sources;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -6,8 +6,9 @@ use gateway_core::ports::{EventStore, SubscriptionStore, TriggerSource};
 use gateway_core::{Error, EventDefinition, EventName, Page, PageRequest, Subscription, SubscriptionId, Version};
 
 use crate::items::{
-    event_pk, sub_copy_pk, sub_sk, EventItem, ReceivedItem, SubscriptionItem, DEF_SK, EVENTS_INDEX, EVENT_ITEM_FIXED,
-    EVENT_ITEM_OPTIONAL, GSI1, GSI1PK, GSI1SK, PK, RECEIVED_SK, SK, SUBSCRIPTIONS_INDEX, SUB_COPY_SK, SUB_PREFIX,
+    event_pk, source_sk, sub_copy_pk, sub_sk, EventItem, ReceivedItem, SubscriptionItem, DEF_SK, EVENTS_INDEX,
+    EVENT_ITEM_FIXED, EVENT_ITEM_OPTIONAL, GSI1, GSI1PK, GSI1SK, PK, RECEIVED_SK, SK, SOURCES_PK, SUBSCRIPTIONS_INDEX,
+    SUB_COPY_SK, SUB_PREFIX,
 };
 use crate::{condition_failed, from_item, key, n, s, string_attr, to_item, unavailable, DynamoStore, Expr, Result};
 
@@ -98,9 +99,14 @@ impl DynamoStore {
             Expr::default().name("#version", "version").name("#count", "subscriptionCount").value(":v", n(version.0));
         if last_round {
             let expr = expr.value(":n", n(taken));
+            // A source made meanwhile stops the delete too: the event is read again.
+            let expr = expr.name("#sources", "sourceCount").value(":zero", n(0));
             actions.push(self.tx_delete(
                 key(&pk, DEF_SK),
-                Some("#version = :v AND (attribute_not_exists(#count) OR #count = :n)"),
+                Some(
+                    "#version = :v AND (attribute_not_exists(#count) OR #count = :n) \
+                     AND (attribute_not_exists(#sources) OR #sources = :zero)",
+                ),
                 &expr,
             )?);
             actions.push(self.tx_delete(key(&pk, RECEIVED_SK), None, &Expr::default())?);
@@ -110,6 +116,26 @@ impl DynamoStore {
         }
         // A cancelled round means the event changed under us: the caller reads it again.
         Ok(self.transact(actions).await?.is_ok() && last_round)
+    }
+
+    /// Deletes every source of the event in one transaction, under the version read (and lowers
+    /// its `sourceCount` by as many). A cancelled transaction is for the caller to read again.
+    async fn delete_sources_of(&self, name: &EventName, version: Version) -> Result<()> {
+        let sources = self.sources_of(name).await?;
+        // Two more actions: TransactWriteItems takes 100 in all.
+        let taken = &sources[..sources.len().min(98)];
+        let mut actions = Vec::with_capacity(taken.len() + 1);
+        for source in taken {
+            actions.push(self.tx_delete(key(SOURCES_PK, source_sk(&source.name)), None, &Expr::default())?);
+        }
+        let expr = Expr::default()
+            .name("#version", "version")
+            .name("#count", "sourceCount")
+            .value(":v", n(version.0))
+            .value(":minus", n(-(taken.len() as i64)));
+        actions.push(self.tx_update(key(event_pk(name), DEF_SK), "ADD #count :minus", Some("#version = :v"), &expr)?);
+        let _ = self.transact(actions).await?;
+        Ok(())
     }
 
     async fn get_subscription_item(&self, id: &SubscriptionId) -> Result<Option<Subscription>> {
@@ -263,12 +289,21 @@ impl EventStore for DynamoStore {
             if count > 0 && !cascade {
                 return Err(Error::EventHasSubscriptions { event: name.clone(), count });
             }
+            let sources = current.definition.source_count;
+            if sources > 0 && !cascade {
+                return Err(Error::EventHasSources { event: name.clone(), count: sources });
+            }
             // Enough rounds for every batch, and a few for concurrent changes.
-            let left = rounds_left.get_or_insert(count / CASCADE_BATCH as u64 + 5);
+            let left = rounds_left.get_or_insert(count / CASCADE_BATCH as u64 + sources / 98 + 5);
             if *left == 0 {
                 return Err(Error::unavailable(format!("event '{name}' kept changing while it was being deleted")));
             }
             *left -= 1;
+            if sources > 0 {
+                // Few: one transaction takes them all, then the rounds see none.
+                self.delete_sources_of(name, version).await?;
+                continue;
+            }
             if self.delete_event_round(name, version, count).await? {
                 return Ok(());
             }

@@ -100,6 +100,7 @@ pub fn cloud_gateway(settings: HttpSettings, aws: &aws_config::SdkConfig) -> Gat
     Gateway {
         events: Arc::new(store.clone()),
         subscriptions: Arc::new(store.clone()),
+        sources: Arc::new(store.clone()),
         trigger_source: Arc::new(store.clone()),
         acceptor,
         deliveries: Arc::new(store),

@@ -72,6 +72,7 @@ fn gateway(store: MemoryStore) -> Gateway {
     Gateway {
         events: Arc::new(store.clone()),
         subscriptions: Arc::new(store.clone()),
+        sources: Arc::new(store.clone()),
         trigger_source: Arc::new(store.clone()),
         acceptor: Arc::new(store.clone()),
         deliveries: Arc::new(store),

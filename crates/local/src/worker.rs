@@ -74,9 +74,12 @@ impl Worker {
             &self.allowlist,
             &self.retry,
             self.clock.now(),
-            d,
-            &due.data_type,
-            &due.payload,
+            dispatch::Invocation {
+                delivery: d,
+                data_type: &due.data_type,
+                payload: &due.payload,
+                source: due.source.as_ref(),
+            },
         )
         .await;
         tracing::info!(

@@ -16,11 +16,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use gateway_core::page::{decode_cursor, encode_cursor};
 use gateway_core::ports::{
     Acceptance, AttemptOutcome, ClaimToken, DeliveryLog, DeliveryOutbox, DueDelivery, EventStore, Recorded,
-    SubscriptionStore, TriggerAcceptor, TriggerSource,
+    SourceStore, SubscriptionStore, TriggerAcceptor, TriggerSource,
 };
 use gateway_core::{
     DataType, Delivery, DeliveryRetention, DeliveryStatus, Error, EventDefinition, EventId, EventName, IdempotencyKey,
-    Page, PageRequest, Subscription, SubscriptionId, Trigger, TriggerReceipt, Version,
+    Page, PageRequest, Source, SourceName, Subscription, SubscriptionId, Trigger, TriggerReceipt, Version,
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
@@ -285,7 +285,14 @@ impl EventStore for SqliteStore {
             if count > 0 && !cascade {
                 return Err(Error::EventHasSubscriptions { event: name, count });
             }
+            let sources: u64 = tx
+                .query_row("SELECT count(*) FROM sources WHERE event = ?1", [name.as_str()], |r| r.get(0))
+                .map_err(db_err)?;
+            if sources > 0 && !cascade {
+                return Err(Error::EventHasSources { event: name, count: sources });
+            }
             tx.execute("DELETE FROM subscriptions WHERE event = ?1", [name.as_str()]).map_err(db_err)?;
+            tx.execute("DELETE FROM sources WHERE event = ?1", [name.as_str()]).map_err(db_err)?;
             tx.execute("DELETE FROM events WHERE name = ?1", [name.as_str()]).map_err(db_err)?;
             tx.commit().map_err(db_err)
         })
@@ -390,6 +397,116 @@ impl SubscriptionStore for SqliteStore {
     }
 }
 
+fn source_version(tx: &Connection, name: &SourceName) -> DbResult<Option<Version>> {
+    tx.query_row("SELECT version FROM sources WHERE name = ?1", [name.as_str()], |row| row.get::<_, u64>(0))
+        .optional()
+        .map(|v| v.map(Version))
+        .map_err(db_err)
+}
+
+#[async_trait]
+impl SourceStore for SqliteStore {
+    async fn create_source(&self, source: &Source) -> DbResult<()> {
+        let (source, body) = (source.clone(), to_json(source)?);
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            if event_version(&tx, &source.event)?.is_none() {
+                return Err(Error::NotFound { what: "event", id: source.event.to_string() });
+            }
+            let inserted = tx
+                .execute(
+                    "INSERT INTO sources (name, event, version, body) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(name) DO NOTHING",
+                    params![source.name.as_str(), source.event.as_str(), source.version.0, body],
+                )
+                .map_err(db_err)?;
+            if inserted == 0 {
+                return Err(Error::SourceExists(source.name));
+            }
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn get_source(&self, name: &SourceName) -> DbResult<Option<Source>> {
+        let name = name.clone();
+        self.run(move |conn| {
+            conn.query_row("SELECT body FROM sources WHERE name = ?1", [name.as_str()], |row| row.get::<_, String>(0))
+                .optional()
+                .map_err(db_err)?
+                .map(|body| from_json(&body))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn list_sources(&self, page: &PageRequest) -> DbResult<Page<Source>> {
+        let after: String =
+            page.cursor.as_deref().map(decode_cursor::<SourceName>).transpose()?.map(String::from).unwrap_or_default();
+        let limit = page.limit;
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT body FROM sources WHERE name > ?1 ORDER BY name LIMIT ?2")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![after, limit + 1], |row| row.get::<_, String>(0))
+                .map_err(db_err)?
+                .map(|r| r.map_err(db_err).and_then(|body| from_json::<Source>(&body)))
+                .collect::<DbResult<Vec<_>>>()?;
+            Ok(page_from(rows, limit, |s| s.name.clone()))
+        })
+        .await
+    }
+
+    async fn replace_source(&self, source: &Source) -> DbResult<()> {
+        let (source, body) = (source.clone(), to_json(source)?);
+        self.run(move |conn| {
+            let updated = conn
+                .execute(
+                    "UPDATE sources SET version = ?2, body = ?3 WHERE name = ?1 AND version = ?4",
+                    params![source.name.as_str(), source.version.0, body, source.version.0 - 1],
+                )
+                .map_err(db_err)?;
+            if updated == 1 {
+                return Ok(());
+            }
+            match source_version(conn, &source.name)? {
+                None => Err(Error::NotFound { what: "source", id: source.name.to_string() }),
+                Some(current) => Err(Error::VersionMismatch { what: "source", id: source.name.to_string(), current }),
+            }
+        })
+        .await
+    }
+
+    async fn delete_source(&self, name: &SourceName, expected: Option<Version>) -> DbResult<()> {
+        let name = name.clone();
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            let Some(current) = source_version(&tx, &name)? else {
+                return Err(Error::NotFound { what: "source", id: name.to_string() });
+            };
+            if expected.is_some_and(|v| v != current) {
+                return Err(Error::VersionMismatch { what: "source", id: name.to_string(), current });
+            }
+            tx.execute("DELETE FROM sources WHERE name = ?1", [name.as_str()]).map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn all_sources(&self) -> DbResult<Vec<Source>> {
+        self.run(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT body FROM sources ORDER BY name").map_err(db_err)?;
+            let rows = stmt
+                .query_map([], |row| row.get::<_, String>(0))
+                .map_err(db_err)?
+                .map(|r| r.map_err(db_err).and_then(|body| from_json::<Source>(&body)))
+                .collect::<DbResult<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl TriggerSource for SqliteStore {
     async fn trigger_target(&self, name: &EventName) -> DbResult<Option<(EventDefinition, Vec<Subscription>)>> {
@@ -477,7 +594,7 @@ fn insert_trigger(
 ) -> DbResult<()> {
     let received_at = ts(trigger.received_at);
     tx.execute(
-        "INSERT INTO triggers (event_id, event, received_at, data_type, payload, idempotency_key, receipt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO triggers (event_id, event, received_at, data_type, payload, idempotency_key, receipt, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             trigger.event_id.to_string(),
             trigger.event.as_str(),
@@ -485,7 +602,8 @@ fn insert_trigger(
             trigger.data_type.as_str(),
             trigger.payload,
             key.map(IdempotencyKey::as_str),
-            receipt
+            receipt,
+            trigger.source.as_ref().map(to_json).transpose()?
         ],
     )
     .map_err(db_err)?;
@@ -609,20 +727,23 @@ impl DeliveryOutbox for SqliteStore {
             let tx = conn.transaction().map_err(db_err)?;
             let due = {
                 let sql = format!(
-                    "SELECT {DELIVERY_COLUMNS}, t.data_type, t.payload FROM deliveries d JOIN triggers t ON t.event_id = d.event_id
+                    "SELECT {DELIVERY_COLUMNS}, t.data_type, t.payload, t.source FROM deliveries d JOIN triggers t ON t.event_id = d.event_id
                      WHERE d.status = 'pending' AND d.next_attempt_at <= ?1 AND (d.leased_until IS NULL OR d.leased_until <= ?1)
                      ORDER BY d.next_attempt_at LIMIT ?2"
                 );
                 let mut stmt = tx.prepare_cached(&sql).map_err(db_err)?;
                 let rows = stmt
-                    .query_map(params![now_ms, limit], |row| Ok((delivery_from_row(row)?, row.get::<_, String>(10)?, row.get::<_, Vec<u8>>(11)?)))
+                    .query_map(params![now_ms, limit], |row| {
+                        Ok((delivery_from_row(row)?, row.get::<_, String>(10)?, row.get::<_, Vec<u8>>(11)?, row.get::<_, Option<String>>(12)?))
+                    })
                     .map_err(db_err)?
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(db_err)?;
                 rows.into_iter()
-                    .map(|(columns, data_type, payload)| {
+                    .map(|(columns, data_type, payload, source)| {
                         let data_type = DataType::parse(&data_type).map_err(|_| Error::unavailable("stored trigger has an invalid data type"))?;
-                        Ok(DueDelivery { delivery: delivery_from_columns(columns)?, data_type, payload, claim: ClaimToken::new() })
+                        let source = source.as_deref().map(from_json).transpose()?;
+                        Ok(DueDelivery { delivery: delivery_from_columns(columns)?, data_type, payload, source, claim: ClaimToken::new() })
                     })
                     .collect::<DbResult<Vec<_>>>()?
             };
@@ -694,6 +815,7 @@ mod tests {
         store_contract::registry_contract(&store).await;
         store_contract::trigger_contract(&store).await;
         store_contract::outbox_contract(&store).await;
+        store_contract::sources_contract(&store).await;
     }
 
     /// Accepts a trigger of `event` received at `received_at`, with one delivery per subscription.
@@ -751,13 +873,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_database_made_before_claim_tokens_gets_the_column_on_open() {
+    async fn a_database_made_before_claim_tokens_and_sources_gets_the_columns_on_open() {
         let dir = std::env::temp_dir().join(format!("gateway-sqlite-{}", ulid::Ulid::new()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("gateway.db");
         let old = Connection::open(&path).unwrap();
-        let before = schema::SCHEMA.replace("    claim_token     TEXT,\n", "");
-        assert_ne!(before, schema::SCHEMA, "the old schema is the current one without the column");
+        let before = schema::SCHEMA.replace("    claim_token     TEXT,\n", "").replace(
+            "    receipt         TEXT NOT NULL,\n    -- The native record that triggered it (JSON), if one did.\n    source          TEXT\n",
+            "    receipt         TEXT NOT NULL\n",
+        );
+        assert!(
+            !before.contains("claim_token") && !before.contains("    source          TEXT"),
+            "the old schema has neither column"
+        );
         old.execute_batch(&before).unwrap();
         drop(old);
         let store = SqliteStore::open(&path).unwrap();

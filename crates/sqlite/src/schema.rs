@@ -21,6 +21,16 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 );
 CREATE INDEX IF NOT EXISTS subscriptions_by_event ON subscriptions (event, id);
 
+-- Which native records trigger which event; `event` is kept beside the body so that deleting
+-- an event can count (and cascade to) its sources.
+CREATE TABLE IF NOT EXISTS sources (
+    name    TEXT PRIMARY KEY,
+    event   TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sources_by_event ON sources (event, name);
+
 CREATE TABLE IF NOT EXISTS triggers (
     event_id        TEXT PRIMARY KEY,
     event           TEXT NOT NULL,
@@ -28,7 +38,9 @@ CREATE TABLE IF NOT EXISTS triggers (
     data_type       TEXT NOT NULL,
     payload         BLOB NOT NULL,
     idempotency_key TEXT,
-    receipt         TEXT NOT NULL
+    receipt         TEXT NOT NULL,
+    -- The native record that triggered it (JSON), if one did.
+    source          TEXT
 );
 -- Housekeeping finds old triggers by age (idempotency window, delivery retention).
 CREATE INDEX IF NOT EXISTS triggers_by_received_at ON triggers (received_at);
@@ -59,5 +71,7 @@ CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event, event_id, s
 
 /// Columns added after a database may have been created, each with the statement that adds it:
 /// `CREATE TABLE IF NOT EXISTS` leaves an existing table as it is.
-pub const ADDED_COLUMNS: &[(&str, &str, &str)] =
-    &[("deliveries", "claim_token", "ALTER TABLE deliveries ADD COLUMN claim_token TEXT")];
+pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("deliveries", "claim_token", "ALTER TABLE deliveries ADD COLUMN claim_token TEXT"),
+    ("triggers", "source", "ALTER TABLE triggers ADD COLUMN source TEXT"),
+];

@@ -1,7 +1,9 @@
 //! Route handlers, one module per resource.
 
 pub mod events;
+pub mod ingest;
 pub mod meta;
+pub mod sources;
 pub mod subscriptions;
 pub mod triggers;
 

@@ -76,7 +76,8 @@ async fn trigger_event(
         clock: g.clock.as_ref(),
         ids: g.ids.as_ref(),
     };
-    let request = TriggerRequest { event, content_type: content_type(&headers), payload, idempotency_key };
+    let request =
+        TriggerRequest { event, content_type: content_type(&headers), payload, idempotency_key, source: None };
     let receipt = trigger::trigger(ports, request).await?;
     let mut response = (StatusCode::ACCEPTED, Json(&receipt)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/deliveries/{}", receipt.event_id)) {
