@@ -42,6 +42,7 @@ pub const FUNCTIONS: &[&str] = &[
     "subscriptions-api",
     "trigger-api",
     "dispatcher",
+    "ingest",
     "example-subscriber",
     "example-failing-subscriber",
 ];

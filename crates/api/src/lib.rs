@@ -19,7 +19,7 @@ use gateway_core::schema::SchemaCache;
 use gateway_core::FunctionAllowlist;
 use utoipa::OpenApi;
 
-pub use problem::{ApiError, Problem};
+pub use problem::{problem_of, ApiError, Problem};
 
 /// The SNS message limit: a payload larger than this could not be fanned out on AWS either.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;

@@ -50,52 +50,73 @@ pub enum ApiError {
     UnknownNativeEvent(String),
 }
 
+fn core_status_and_type(e: &Error) -> (StatusCode, &'static str, &'static str) {
+    use StatusCode as S;
+    match e {
+        Error::InvalidInput { part: InputPart::Request, .. } => (S::BAD_REQUEST, "invalid-request", "Invalid request"),
+        Error::InvalidInput { part: InputPart::Body, .. } => (S::UNPROCESSABLE_ENTITY, "invalid-body", "Invalid body"),
+        Error::PayloadRejected { .. } => {
+            (S::UNPROCESSABLE_ENTITY, "payload-rejected", "Payload does not match the event's schema")
+        }
+        Error::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large"),
+        Error::MalformedPayload(_) => (S::BAD_REQUEST, "malformed-payload", "Payload is not valid JSON"),
+        Error::UnsupportedMediaType { .. } => {
+            (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Payload type does not match the event's dataType")
+        }
+        Error::NotFound { .. } => (S::NOT_FOUND, "not-found", "Not found"),
+        Error::EventExists(_) => (S::CONFLICT, "event-exists", "Event already exists"),
+        Error::EventHasSubscriptions { .. } => {
+            (S::CONFLICT, "event-has-subscriptions", "Event still has subscriptions")
+        }
+        Error::EventHasSources { .. } => (S::CONFLICT, "event-has-sources", "Event is still triggered by sources"),
+        Error::SourceExists(_) => (S::CONFLICT, "source-exists", "Source already exists"),
+        Error::NoSourceMatched { .. } => (S::UNPROCESSABLE_ENTITY, "no-source-matched", "No source matches the record"),
+        Error::VersionMismatch { .. } => {
+            (S::PRECONDITION_FAILED, "version-mismatch", "Version does not match If-Match")
+        }
+        Error::IdempotencyKeyReused { .. } => {
+            (S::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "Idempotency-Key was used with a different payload")
+        }
+        Error::FunctionNotAllowed { .. } => (S::FORBIDDEN, "function-not-allowed", "Function is not allowed"),
+        Error::InvalidCursor => (S::BAD_REQUEST, "invalid-cursor", "Invalid cursor"),
+        Error::NotAccepted(_) => (S::SERVICE_UNAVAILABLE, "trigger-not-accepted", "Trigger not accepted"),
+        Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+    }
+}
+
+/// The problem a core error is told as, wherever it is told: an HTTP answer, or a rejected native
+/// record's reason (in `POST /ingest/aws`'s answer and the ingest dead-letter queue).
+pub fn problem_of(error: &Error) -> Problem {
+    let (status, slug, title) = core_status_and_type(error);
+    let (violations, current_version) = match error {
+        Error::InvalidInput { violations, .. } | Error::PayloadRejected { violations, .. } => {
+            (violations.clone(), None)
+        }
+        Error::VersionMismatch { current, .. } => (Vec::new(), Some(*current)),
+        _ => (Vec::new(), None),
+    };
+    let detail = match error {
+        // The cause may name hosts, tables or credentials: it goes to the log, not the client.
+        Error::Unavailable(_) => "the gateway cannot reach its store right now; try again".to_owned(),
+        Error::InvalidInput { violations, .. } if violations.len() == 1 => violations[0].message.clone(),
+        Error::InvalidInput { violations, .. } => format!("{} problems were found; see violations", violations.len()),
+        other => other.to_string(),
+    };
+    Problem {
+        problem_type: format!("/problems/{slug}"),
+        title: title.to_owned(),
+        status: status.as_u16(),
+        detail,
+        violations,
+        current_version,
+    }
+}
+
 impl ApiError {
     fn status_and_type(&self) -> (StatusCode, &'static str, &'static str) {
         use StatusCode as S;
         match self {
-            ApiError::Core(e) => match e {
-                Error::InvalidInput { part: InputPart::Request, .. } => {
-                    (S::BAD_REQUEST, "invalid-request", "Invalid request")
-                }
-                Error::InvalidInput { part: InputPart::Body, .. } => {
-                    (S::UNPROCESSABLE_ENTITY, "invalid-body", "Invalid body")
-                }
-                Error::PayloadRejected { .. } => {
-                    (S::UNPROCESSABLE_ENTITY, "payload-rejected", "Payload does not match the event's schema")
-                }
-                Error::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large"),
-                Error::MalformedPayload(_) => (S::BAD_REQUEST, "malformed-payload", "Payload is not valid JSON"),
-                Error::UnsupportedMediaType { .. } => (
-                    S::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported-media-type",
-                    "Payload type does not match the event's dataType",
-                ),
-                Error::NotFound { .. } => (S::NOT_FOUND, "not-found", "Not found"),
-                Error::EventExists(_) => (S::CONFLICT, "event-exists", "Event already exists"),
-                Error::EventHasSubscriptions { .. } => {
-                    (S::CONFLICT, "event-has-subscriptions", "Event still has subscriptions")
-                }
-                Error::EventHasSources { .. } => {
-                    (S::CONFLICT, "event-has-sources", "Event is still triggered by sources")
-                }
-                Error::SourceExists(_) => (S::CONFLICT, "source-exists", "Source already exists"),
-                Error::NoSourceMatched { .. } => {
-                    (S::UNPROCESSABLE_ENTITY, "no-source-matched", "No source matches the record")
-                }
-                Error::VersionMismatch { .. } => {
-                    (S::PRECONDITION_FAILED, "version-mismatch", "Version does not match If-Match")
-                }
-                Error::IdempotencyKeyReused { .. } => (
-                    S::UNPROCESSABLE_ENTITY,
-                    "idempotency-key-reused",
-                    "Idempotency-Key was used with a different payload",
-                ),
-                Error::FunctionNotAllowed { .. } => (S::FORBIDDEN, "function-not-allowed", "Function is not allowed"),
-                Error::InvalidCursor => (S::BAD_REQUEST, "invalid-cursor", "Invalid cursor"),
-                Error::NotAccepted(_) => (S::SERVICE_UNAVAILABLE, "trigger-not-accepted", "Trigger not accepted"),
-                Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
-            },
+            ApiError::Core(e) => core_status_and_type(e),
             ApiError::MalformedBody(_) => (S::BAD_REQUEST, "malformed-body", "Body is not valid JSON"),
             ApiError::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large"),
             ApiError::BodyNotJson(_) => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Body must be JSON"),
@@ -119,34 +140,17 @@ impl ApiError {
     }
 
     pub fn problem(&self) -> Problem {
+        if let ApiError::Core(error) = self {
+            return problem_of(error);
+        }
         let (status, slug, title) = self.status_and_type();
-        let (violations, current_version) = match self {
-            ApiError::Core(Error::InvalidInput { violations, .. } | Error::PayloadRejected { violations, .. }) => {
-                (violations.clone(), None)
-            }
-            ApiError::Core(Error::VersionMismatch { current, .. }) => (Vec::new(), Some(*current)),
-            _ => (Vec::new(), None),
-        };
-        let detail = match self {
-            // The cause may name hosts, tables or credentials: it goes to the log, not the client.
-            ApiError::Core(Error::Unavailable(_)) => {
-                "the gateway cannot reach its store right now; try again".to_owned()
-            }
-            ApiError::Core(Error::InvalidInput { violations, .. }) if violations.len() == 1 => {
-                violations[0].message.clone()
-            }
-            ApiError::Core(Error::InvalidInput { violations, .. }) => {
-                format!("{} problems were found; see violations", violations.len())
-            }
-            other => other.to_string(),
-        };
         Problem {
             problem_type: format!("/problems/{slug}"),
             title: title.to_owned(),
             status: status.as_u16(),
-            detail,
-            violations,
-            current_version,
+            detail: self.to_string(),
+            violations: Vec::new(),
+            current_version: None,
         }
     }
 }

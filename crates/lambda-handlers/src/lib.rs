@@ -17,6 +17,7 @@ use gateway_core::schema::SchemaCache;
 use gateway_core::{DeliveryRetention, Error, FunctionAllowlist, IdempotencyKey, Trigger};
 use gateway_dispatcher::{Dispatcher, SqsRetryQueue};
 use gateway_dynamodb::DynamoStore;
+use gateway_ingest::{Ingestor, SqsRejections};
 use gateway_lambda_invoker::LambdaInvoker;
 use gateway_sns::{SnsAcceptor, SnsPublisher};
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -133,6 +134,70 @@ pub async fn serve_http(group: RouteGroup) -> Result<(), BoxError> {
     lambda_http::run(router).await
 }
 
+/// The ingest function's settings, from the environment the template sets.
+#[derive(Clone, Debug)]
+pub struct IngestSettings {
+    /// `GATEWAY_TABLE`.
+    pub table: String,
+    /// `GATEWAY_TOPIC_ARN`: triggers go out as the trigger function's do.
+    pub topic_arn: String,
+    /// `GATEWAY_INGEST_DEAD_LETTER_QUEUE_URL`: where rejected records go, with their reason.
+    pub dead_letter_queue_url: String,
+    /// `GATEWAY_MAX_PAYLOAD_BYTES`, default [`CLOUD_MAX_PAYLOAD_BYTES`]: a larger record is rejected.
+    pub max_payload_bytes: usize,
+    /// `GATEWAY_DELIVERY_RETENTION_DAYS`, default 30.
+    pub delivery_retention: DeliveryRetention,
+}
+
+impl IngestSettings {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |var: &'static str| {
+            get(var).filter(|v| !v.trim().is_empty()).ok_or(ConfigError { var, problem: "is required".into() })
+        };
+        let max_payload_bytes = match get("GATEWAY_MAX_PAYLOAD_BYTES") {
+            None => CLOUD_MAX_PAYLOAD_BYTES,
+            Some(raw) => raw.trim().parse().map_err(|_| ConfigError {
+                var: "GATEWAY_MAX_PAYLOAD_BYTES",
+                problem: format!("'{raw}' is not a whole number"),
+            })?,
+        };
+        Ok(Self {
+            table: required("GATEWAY_TABLE")?,
+            topic_arn: required("GATEWAY_TOPIC_ARN")?,
+            dead_letter_queue_url: required("GATEWAY_INGEST_DEAD_LETTER_QUEUE_URL")?,
+            max_payload_bytes,
+            delivery_retention: DeliveryRetention::parse(get("GATEWAY_DELIVERY_RETENTION_DAYS").as_deref())
+                .map_err(|problem| ConfigError { var: "GATEWAY_DELIVERY_RETENTION_DAYS", problem })?,
+        })
+    }
+}
+
+/// Runs the ingest function on the native events of its wired sources.
+pub async fn serve_ingest() -> Result<(), BoxError> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let settings = IngestSettings::from_lookup(|k| std::env::var(k).ok())?;
+    let aws = aws_config().await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), settings.table)
+        .with_delivery_retention(settings.delivery_retention);
+    let publisher = SnsPublisher::new(aws_sdk_sns::Client::new(&aws), settings.topic_arn);
+    let rejections = SqsRejections::new(aws_sdk_sqs::Client::new(&aws), settings.dead_letter_queue_url);
+    let ingestor = Ingestor {
+        trigger_source: Arc::new(store.clone()),
+        acceptor: Arc::new(SnsAcceptor::with_store(publisher, store.clone())),
+        sources: Arc::new(store),
+        rejections: Arc::new(rejections),
+        schemas: SchemaCache::new(),
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(UlidSource),
+        max_payload_bytes: settings.max_payload_bytes,
+    };
+    let ingestor = &ingestor;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
+        ingestor.handle(event.payload).await.map_err(BoxError::from)
+    }))
+    .await
+}
+
 /// Runs the dispatcher on the delivery queue's SQS batches.
 pub async fn serve_dispatcher() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
@@ -157,6 +222,19 @@ pub async fn serve_dispatcher() -> Result<(), BoxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ingest_function_needs_its_table_topic_and_dead_letter_queue() {
+        let err = IngestSettings::from_lookup(env(&[("GATEWAY_TABLE", "gateway")])).unwrap_err();
+        assert!(err.to_string().starts_with("GATEWAY_TOPIC_ARN: is required"), "{err}");
+        let settings = IngestSettings::from_lookup(env(&[
+            ("GATEWAY_TABLE", "gateway"),
+            ("GATEWAY_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:t"),
+            ("GATEWAY_INGEST_DEAD_LETTER_QUEUE_URL", "https://sqs/123456789012/ingest-dlq"),
+        ]))
+        .unwrap();
+        assert_eq!(settings.max_payload_bytes, CLOUD_MAX_PAYLOAD_BYTES);
+    }
 
     #[test]
     fn every_http_handler_refuses_to_start_without_an_allowlist() {

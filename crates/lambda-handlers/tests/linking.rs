@@ -25,6 +25,7 @@ fn every_handler_is_a_position_independent_executable() {
         ("subscriptions-api", env!("CARGO_BIN_EXE_subscriptions-api")),
         ("trigger-api", env!("CARGO_BIN_EXE_trigger-api")),
         ("dispatcher", env!("CARGO_BIN_EXE_dispatcher")),
+        ("ingest", env!("CARGO_BIN_EXE_ingest")),
     ] {
         assert_eq!(elf_type(path), ET_DYN, "{name} must be linked as a PIE, so the loader randomizes its address");
     }

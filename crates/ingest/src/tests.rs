@@ -1,0 +1,99 @@
+//! The function's answers to Lambda, on in-memory ports.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use gateway_core::ingest::Rejection;
+use gateway_core::memory::MemoryStore;
+use gateway_core::ports::{Acceptance, SystemClock, UlidSource};
+use gateway_core::{events, sources, Error, EventDraft, EventName, IdempotencyKey, SourceDraft, Trigger};
+use serde_json::json;
+
+use super::*;
+
+#[derive(Default)]
+struct Kept(Mutex<Vec<(String, Option<String>)>>);
+
+#[async_trait]
+impl RejectionSink for Kept {
+    async fn reject(&self, r: &Rejection<'_>) -> gateway_core::error::Result<()> {
+        self.0.lock().unwrap().push((r.record.id.clone(), r.source.map(|s| s.to_string())));
+        Ok(())
+    }
+}
+
+/// The memory store's acceptor, failing the triggers of records whose payload names `"fail"`.
+struct FailsSome(MemoryStore);
+
+#[async_trait]
+impl TriggerAcceptor for FailsSome {
+    async fn accept(&self, t: &Trigger, key: Option<&IdempotencyKey>) -> gateway_core::error::Result<Acceptance> {
+        if String::from_utf8_lossy(&t.payload).contains("fail") {
+            return Err(Error::unavailable("SNS is down"));
+        }
+        self.0.accept(t, key).await
+    }
+}
+
+async fn ingestor(pattern: serde_json::Value) -> (Ingestor, Arc<Kept>) {
+    let store = MemoryStore::new();
+    let name = EventName::parse("things.happened").unwrap();
+    events::define_event(&store, &SystemClock, EventDraft { name: Some(name), ..Default::default() }).await.unwrap();
+    let draft: SourceDraft =
+        serde_json::from_value(json!({"name": "things", "event": "things.happened", "pattern": pattern})).unwrap();
+    sources::define_source(&store, &SystemClock, draft).await.unwrap();
+    let kept = Arc::new(Kept::default());
+    let ingestor = Ingestor {
+        trigger_source: Arc::new(store.clone()),
+        acceptor: Arc::new(FailsSome(store.clone())),
+        sources: Arc::new(store),
+        rejections: kept.clone(),
+        schemas: SchemaCache::new(),
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(UlidSource),
+        max_payload_bytes: 1024,
+    };
+    (ingestor, kept)
+}
+
+fn sqs_batch(bodies: &[(&str, &str)]) -> Value {
+    let records: Vec<Value> = bodies
+        .iter()
+        .map(|(id, body)| json!({"messageId": id, "body": body, "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q"}))
+        .collect();
+    json!({ "Records": records })
+}
+
+#[tokio::test]
+async fn a_queue_batch_answers_only_the_messages_that_must_come_again() {
+    let (ingestor, kept) = ingestor(json!({"eventSource": ["aws:sqs"], "body": [{"prefix": "{"}]})).await;
+    let batch = sqs_batch(&[("m-ok", r#"{"n": 1}"#), ("m-fail", r#"{"fail": true}"#), ("m-other", "plain text")]);
+
+    let answer = ingestor.handle(batch).await.unwrap();
+
+    assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "m-fail"}]}));
+    assert_eq!(
+        kept.0.lock().unwrap().as_slice(),
+        &[("m-other".to_owned(), None)],
+        "the unmatched one is dead-lettered"
+    );
+}
+
+#[tokio::test]
+async fn an_asynchronous_source_fails_the_invocation_when_a_record_must_come_again() {
+    let (ingestor, _) = ingestor(json!({"source": ["aws.events"]})).await;
+    let ok = json!({"id": "e-1", "source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
+    let fails = json!({"id": "e-2", "source": "aws.events", "detail-type": "Scheduled Event", "detail": {"fail": 1}});
+
+    assert_eq!(ingestor.handle(ok).await.unwrap(), json!({}));
+    let err = ingestor.handle(fails).await.unwrap_err();
+    assert!(err.0.contains("must come again"), "{err}");
+}
+
+#[tokio::test]
+async fn a_document_of_no_known_shape_is_dead_lettered_not_retried_for_ever() {
+    let (ingestor, kept) = ingestor(json!({"source": ["aws.events"]})).await;
+    let answer = ingestor.handle(json!({"hello": "world"})).await.unwrap();
+    assert_eq!(answer, json!({}));
+    assert_eq!(kept.0.lock().unwrap().len(), 1);
+}
