@@ -12,7 +12,7 @@ use gateway_core::ports::{
     Acceptance, DeliveryLog, DeliveryRecorder, EventStore, IdSource, IdempotencyKeys, KeyClaim, SubscriptionStore,
     TriggerAcceptor, TriggerSource, TriggerState, UlidSource,
 };
-use gateway_core::store_contract::{recorder_contract, registry_contract, trigger_contract};
+use gateway_core::store_contract::{recorder_contract, registry_contract, sources_contract, trigger_contract};
 use gateway_core::{
     Delivery, DeliveryStatus, Error, EventDefinition, EventId, EventName, IdempotencyKey, Metadata, Page, PageRequest,
     Subscription, SubscriptionId, Trigger, Version,
@@ -267,6 +267,12 @@ async fn an_idempotency_key_is_taken_over_only_after_its_lease_fences_its_earlie
         KeyClaim::Claimed,
         "after 24 hours the key is new again"
     );
+}
+
+#[tokio::test]
+async fn the_dynamodb_store_keeps_the_sources_contract() {
+    let moto = Moto::start("sources");
+    sources_contract(&store(&moto).await).await;
 }
 
 #[tokio::test]
