@@ -16,6 +16,7 @@ use aws_lambda_events::event::sns::SnsRecord;
 use aws_lambda_events::event::sqs::SqsMessage;
 use gateway_core::ingest::NativeRecord;
 use gateway_core::SourceKind;
+use serde::Deserialize as _;
 use serde_json::{json, Value};
 
 /// A document that is none of the events this reads.
@@ -133,7 +134,9 @@ fn dynamodb(r: &DynamoDbRecord, raw: &Value) -> Read {
         if change.get(name).is_none_or(Value::is_null) {
             return Ok(Value::Null);
         }
-        serde_dynamo::from_item(item.clone()).map_err(|e| format!("its {name} does not read as JSON: {e}"))
+        serde_dynamo::from_item::<_, PlainJson>(item.clone())
+            .map(|plain| plain.0)
+            .map_err(|e| format!("its {name} does not read as JSON: {e}"))
     };
     let payload = (|| {
         Ok::<_, String>(json!({
@@ -163,5 +166,195 @@ fn eventbridge(raw: &Value) -> NativeRecord {
         document: raw.clone(),
         payload,
         item_identifier: None,
+    }
+}
+
+/// A DynamoDB image read by serde_dynamo as plain JSON. JSON has no bytes, so binary attributes
+/// (`B`, and the members of a `BS` set) become base64 strings, the way DynamoDB's own JSON shows
+/// them; everything else is what `serde_json::Value` would read.
+struct PlainJson(Value);
+
+impl<'de> serde::Deserialize<'de> for PlainJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(PlainJsonVisitor).map(PlainJson)
+    }
+}
+
+struct PlainJsonVisitor;
+
+impl<'de> serde::de::Visitor<'de> for PlainJsonVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a DynamoDB attribute value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_bytes<E>(self, v: &[u8]) -> Result<Value, E> {
+        use base64::Engine;
+        Ok(Value::String(base64::engine::general_purpose::STANDARD.encode(v)))
+    }
+
+    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Value, E> {
+        self.visit_bytes(&v)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        PlainJson::deserialize(d).map(|p| p.0)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(PlainJson(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some((key, PlainJson(value))) = map.next_entry::<String, PlainJson>()? {
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(path: &str) -> Value {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/ingest").join(path);
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
+    }
+
+    fn payload(record: &NativeRecord) -> Value {
+        serde_json::from_slice(record.payload.as_ref().expect("a payload")).expect("a JSON payload")
+    }
+
+    #[test]
+    fn an_s3_record_is_named_by_bucket_key_and_sequencer_and_carries_itself() {
+        let doc = read(&sample("s3-put.json")).unwrap();
+        assert_eq!(doc.kind, SourceKind::S3);
+        let r = &doc.records[0];
+        assert_eq!(r.id, "gateway-uploads/test/key/0A1B2C3D4E5F678901");
+        assert_eq!(r.arn.as_deref(), Some("arn:aws:s3:::gateway-uploads"));
+        assert_eq!(payload(r), sample("s3-put.json")["Records"][0]);
+        assert_eq!(r.item_identifier, None, "S3 invokes asynchronously: no batch item to name");
+    }
+
+    #[test]
+    fn sns_sqs_and_kinesis_records_carry_their_message_body_and_decoded_data() {
+        let sns = read(&sample("sns-notification.json")).unwrap();
+        let m = &sample("sns-notification.json")["Records"][0]["Sns"];
+        assert_eq!(sns.records[0].id, m["MessageId"].as_str().unwrap());
+        assert_eq!(sns.records[0].arn.as_deref(), m["TopicArn"].as_str());
+        assert_eq!(sns.records[0].payload.as_deref().unwrap(), m["Message"].as_str().unwrap().as_bytes());
+
+        let sqs = read(&sample("sqs-receive-message.json")).unwrap();
+        let m = &sample("sqs-receive-message.json")["Records"][0];
+        assert_eq!(sqs.records[0].item_identifier.as_deref(), m["messageId"].as_str());
+        assert_eq!(sqs.records[0].payload.as_deref().unwrap(), m["body"].as_str().unwrap().as_bytes());
+
+        let kinesis = read(&sample("kinesis-get-records.json")).unwrap();
+        let r = &sample("kinesis-get-records.json")["Records"][0];
+        assert_eq!(kinesis.records[0].id, r["eventID"].as_str().unwrap());
+        assert_eq!(kinesis.records[0].item_identifier.as_deref(), r["kinesis"]["sequenceNumber"].as_str());
+        use base64::Engine;
+        let data = base64::engine::general_purpose::STANDARD.decode(r["kinesis"]["data"].as_str().unwrap()).unwrap();
+        assert_eq!(kinesis.records[0].payload.as_deref().unwrap(), data);
+    }
+
+    #[test]
+    fn a_dynamodb_record_carries_its_images_as_plain_json() {
+        let doc = read(&sample("dynamodb-update.json")).unwrap();
+        let insert = payload(&doc.records[0]);
+        assert_eq!(insert["eventName"], "INSERT");
+        assert_eq!(insert["keys"], json!({"Id": 101}));
+        assert_eq!(insert["newImage"], json!({"Message": "New item!", "Id": 101}));
+        assert_eq!(insert["oldImage"], Value::Null, "an insert has no old image");
+        let sequence = &sample("dynamodb-update.json")["Records"][0]["dynamodb"]["SequenceNumber"];
+        assert_eq!(doc.records[0].item_identifier.as_deref(), sequence.as_str());
+        let remove = payload(&doc.records[2]);
+        assert_eq!((remove["eventName"].clone(), remove["newImage"].clone()), (json!("REMOVE"), Value::Null));
+    }
+
+    #[test]
+    fn binary_attributes_become_base64_strings() {
+        let doc = read(&sample("aws-lambda-events/example-dynamodb-event.json")).unwrap();
+        let image = payload(&doc.records[0]);
+        let text = image.to_string();
+        assert!(!text.contains("\\u0000"), "{text}");
+        let found = image["newImage"].as_object().unwrap().values().any(|v| v.is_string());
+        assert!(found, "{text}");
+    }
+
+    #[test]
+    fn an_eventbridge_event_is_one_record_named_by_its_id_with_its_first_resource() {
+        let doc = read(&sample("eventbridge-s3-object-created.json")).unwrap();
+        assert_eq!((doc.kind, doc.records.len()), (SourceKind::EventBridge, 1));
+        let event = sample("eventbridge-s3-object-created.json");
+        assert_eq!(doc.records[0].id, event["id"].as_str().unwrap());
+        assert_eq!(doc.records[0].arn.as_deref(), event["resources"][0].as_str());
+        assert_eq!(payload(&doc.records[0]), event);
+    }
+
+    #[test]
+    fn a_record_that_does_not_read_as_its_kind_is_kept_with_why() {
+        let doc = read(&json!({"Records": [{"eventSource": "aws:sqs", "messageId": "m-1", "body": "x"}, {"eventSource": "aws:sqs", "body": 5}]})).unwrap();
+        assert!(doc.records[0].payload.is_ok());
+        let bad = &doc.records[1];
+        assert_eq!(bad.index, 1);
+        assert!(
+            bad.payload.as_ref().unwrap_err().starts_with("record 1 is not a readable aws:sqs record"),
+            "{:?}",
+            bad.payload
+        );
+    }
+
+    #[test]
+    fn documents_of_no_known_shape_say_why() {
+        for (document, why) in [
+            (json!({"hello": 1}), "not a native AWS event"),
+            (json!({"Records": 5}), "Records is not an array"),
+            (json!({"Records": []}), "Records is empty"),
+            (json!({"Records": [{"eventSource": "aws:ses"}]}), "records from 'aws:ses' are not read here"),
+            (json!({"Records": [{"nope": 1}]}), "has no eventSource"),
+        ] {
+            let err = read(&document).unwrap_err();
+            assert!(err.0.contains(why), "{document}: {err}");
+        }
     }
 }
