@@ -99,6 +99,108 @@ written_schema!(NewSubscription);
 written_schema!(SubscriptionReplacement);
 written_schema!(NewSource);
 written_schema!(SourceReplacement);
+written_schema!(NativeEventDocument);
+
+/// An EventBridge event pattern's grammar, as far as JSON Schema can state it. What it cannot
+/// state (a numeric range's bounds in order, a wildcard's escapes, a CIDR's address and prefix
+/// length, an operand a double cannot hold exactly, a field named both outside and inside `$or`,
+/// operator names as fields inside `$or`, 32 levels, 4096 characters, 1000 combinations of
+/// `$or`s) the description says, and the server answers 422 with the pointer.
+fn event_pattern_schemas() -> [(&'static str, Value); 4] {
+    let strings = json!({"anyOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": {"type": "string"}}]});
+    let non_empty = json!({"anyOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}}
+    ]});
+    let affix = json!({"anyOf": [
+        {"type": "string"},
+        {"type": "object", "required": ["equals-ignore-case"], "additionalProperties": false,
+         "properties": {"equals-ignore-case": {"type": "string"}}}
+    ]});
+    let operator = |name: &str, operand: Value| json!({"type": "object", "required": [name], "additionalProperties": false, "properties": {name: operand}});
+    let numeric = json!({"oneOf": [
+        {"type": "array", "minItems": 2, "maxItems": 2,
+         "prefixItems": [{"enum": ["=", ">", ">=", "<", "<="]}, {"type": "number"}]},
+        {"type": "array", "minItems": 4, "maxItems": 4,
+         "prefixItems": [{"enum": [">", ">="]}, {"type": "number"}, {"enum": ["<", "<="]}, {"type": "number"}]}
+    ]});
+    let anything_but = json!({"anyOf": [
+        {"type": "string"},
+        {"type": "number"},
+        {"type": "array", "minItems": 1, "items": {"type": "string"}},
+        {"type": "array", "minItems": 1, "items": {"type": "number"}},
+        {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": false,
+         "properties": {"prefix": non_empty, "suffix": non_empty, "equals-ignore-case": strings, "wildcard": strings}}
+    ]});
+    [
+        (
+            "EventPatternDocument",
+            json!({
+                "type": "object",
+                "minProperties": 1,
+                "example": {"eventSource": ["aws:s3"], "s3": {"bucket": {"name": ["uploads-prod"]}, "object": {"key": [{"prefix": "incoming/"}]}}},
+                "description": "An EventBridge event pattern, matched against each native record as AWS delivers it: fields are ANDed, the values listed for a field ORed, `$or` ORs whole sub-patterns. Beyond this schema: a numeric range's lower bound must be below its upper, a wildcard may not hold `**` and escapes only `*` and `\\`, a cidr must be an IPv4 or IPv6 network (not /32 or /128), a field named outside a `$or` may not be named inside it and operator names cannot name fields there, at most 32 levels, 4096 characters of JSON and 1000 combinations of `$or`s. An invalid pattern is 422 with every problem's pointer under /pattern.",
+                "properties": {"$or": {"type": "array", "minItems": 2, "items": schema_ref("EventPatternDocument")}},
+                "additionalProperties": {"anyOf": [schema_ref("EventPatternLeaf"), schema_ref("EventPatternDocument")]},
+            }),
+        ),
+        (
+            "EventPatternLeaf",
+            json!({
+                "type": "array",
+                "minItems": 1,
+                "description": "The values a field may have (any of them): exact values, or operators.",
+                "items": {"anyOf": [{"type": ["string", "number", "boolean", "null"]}, schema_ref("EventPatternOperator")]},
+            }),
+        ),
+        (
+            "EventPatternOperator",
+            json!({"oneOf": [
+                operator("prefix", affix.clone()),
+                operator("suffix", affix),
+                operator("equals-ignore-case", json!({"type": "string"})),
+                operator("wildcard", json!({"type": "string"})),
+                operator("exists", json!({"type": "boolean"})),
+                operator("cidr", json!({"type": "string"})),
+                operator("numeric", numeric),
+                operator("anything-but", anything_but),
+            ]}),
+        ),
+        ("NativeEventDocument", native_event_document()),
+    ]
+}
+
+/// What `gateway_aws_events::read` reads: `Records` whose first record names a service it
+/// knows, or an EventBridge event.
+fn native_event_document() -> Value {
+    let kinds = json!(["aws:s3", "aws:sns", "aws:sqs", "aws:dynamodb", "aws:kinesis"]);
+    json!({
+        "description": "A native AWS event document, as Lambda hands it a function: `Records` (S3, SNS, SQS, DynamoDB Streams, Kinesis), told by its first record's `eventSource` (SNS: `EventSource`), or an EventBridge event (`source`, `detail-type`). Each record is matched against every source's pattern as it is; a record that does not read as its kind is rejected with why.",
+        "anyOf": [
+            {
+                "type": "object",
+                "required": ["Records"],
+                "properties": {"Records": {
+                    "type": "array",
+                    "minItems": 1,
+                    "prefixItems": [{
+                        "type": "object",
+                        "anyOf": [
+                            {"required": ["eventSource"], "properties": {"eventSource": {"enum": kinds}}},
+                            {"not": {"required": ["eventSource"]}, "required": ["EventSource"], "properties": {"EventSource": {"enum": kinds}}},
+                        ],
+                    }],
+                }},
+            },
+            {
+                "type": "object",
+                "not": {"required": ["Records"]},
+                "required": ["source", "detail-type"],
+                "properties": {"source": {"type": "string"}, "detail-type": {"type": "string"}},
+            },
+        ],
+    })
+}
 
 fn source_body(name: Value, event: Value, required: &[&str], description: &str) -> Value {
     json!({
@@ -108,10 +210,7 @@ fn source_body(name: Value, event: Value, required: &[&str], description: &str) 
         "properties": {
             "name": name,
             "event": event,
-            "pattern": {
-                "type": "object",
-                "description": "An EventBridge event pattern (exact values, prefix, suffix, anything-but, numeric, exists, equals-ignore-case, wildcard, cidr, $or; arrays mean any of), matched against each native record as AWS delivers it. At most 4096 characters of JSON; an invalid one is 422 with every problem's pointer under /pattern.",
-            },
+            "pattern": schema_ref("EventPatternDocument"),
             "description": { "type": ["string", "null"], "maxLength": 1024 },
             "metadata": {
                 "type": ["object", "null"],
@@ -192,7 +291,7 @@ fn written_schemas() -> [(&'static str, Value); 6] {
 /// 401 and 503 that every operation but `/health` (and, for 503, `/openapi.json`) can answer.
 pub fn complete(doc: &mut Value) {
     let components = &mut doc["components"];
-    for (name, schema) in written_schemas() {
+    for (name, schema) in written_schemas().into_iter().chain(event_pattern_schemas()) {
         components["schemas"][name] = schema;
     }
     components["securitySchemes"][BEARER] = json!({

@@ -51,6 +51,7 @@ fn location(name: &EventName) -> String {
                 ("replace" = (operation_id = "replace_event", parameters(("name" = "$response.body#/name"), ("If-Match" = "$response.header.ETag")))),
                 ("delete" = (operation_id = "delete_event", parameters(("name" = "$response.body#/name"), ("If-Match" = "$response.header.ETag")))),
                 ("subscribe" = (operation_id = "create_subscription", request_body = json!({"event": "$response.body#/name"}))),
+                ("add_source" = (operation_id = "create_source", request_body = json!({"event": "$response.body#/name"}))),
                 ("subscriptions" = (operation_id = "list_subscriptions", parameters(("event" = "$response.body#/name")))),
                 ("trigger" = (operation_id = "trigger_event", parameters(("name" = "$response.body#/name")))),
                 ("deliveries" = (operation_id = "deliveries_of_event", parameters(("name" = "$response.body#/name")))),

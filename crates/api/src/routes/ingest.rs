@@ -122,7 +122,7 @@ impl RejectionSink for LoggedRejections {
 /// matched against every source's pattern and triggers each matching source's event, validated
 /// and fanned out like an HTTP trigger; a record delivered again answers with its first trigger.
 #[utoipa::path(post, path = "/ingest/aws", tag = "ingest",
-    request_body(content = Object, description = "A native AWS event document: `Records` of S3, SNS, SQS, DynamoDB Streams or Kinesis, or an EventBridge event"),
+    request_body(content = crate::doc::NativeEventDocument, description = "A native AWS event document: `Records` of S3, SNS, SQS, DynamoDB Streams or Kinesis, or an EventBridge event"),
     responses(
         (status = 200, description = "What became of each record", body = IngestAnswer),
         (status = 400, description = "Malformed JSON, or a document of no known shape", body = Problem, content_type = PROBLEM_JSON),
