@@ -1,7 +1,9 @@
 //! What the end-to-end tests share: building the binaries, starting real processes on free
 //! loopback ports (stopped when dropped), and a minimal HTTP client.
 
+pub mod api_gateway;
 pub mod moto;
+pub mod native;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -38,6 +38,17 @@ pub struct NativeRecord {
     pub item_identifier: Option<String>,
 }
 
+impl NativeRecord {
+    /// Whether Lambda hands this record over in order with the ones after it, so that if it must
+    /// come again they must come with it: a stream's record (Kinesis, DynamoDB Streams), or a
+    /// message of a FIFO queue (its ARN ends in `.fifo`), whose group Lambda keeps in order only
+    /// if the function stops at the first failure and reports the rest as failed too.
+    pub fn is_ordered(&self) -> bool {
+        self.kind.is_stream()
+            || (self.kind == SourceKind::Sqs && self.arn.as_deref().is_some_and(|arn| arn.ends_with(".fifo")))
+    }
+}
+
 /// Where rejected records go: locally they are logged (and answered), in the cloud they go to
 /// the ingest dead-letter queue with their reason.
 #[async_trait]
@@ -101,21 +112,21 @@ pub struct Failure {
 pub async fn ingest(ports: IngestPorts<'_>, records: &[NativeRecord]) -> Result<IngestReport> {
     let sources = ports.sources.all_sources().await?;
     let mut report = IngestReport::default();
-    let mut stream_held = false;
+    let mut held = false;
     for record in records {
-        // A stream's records are handed over in order: once one must come again, the ones after
-        // it come again with it (Lambda retries from the first failure), so none runs ahead.
-        if stream_held {
+        // A stream's records, and a FIFO queue's messages, are handed over in order: once one must
+        // come again, the ones after it come again with it, so none runs ahead.
+        if held {
             report.failures.push(Failure {
                 record: record.index,
                 item_identifier: record.item_identifier.clone(),
-                error: "held back behind an earlier record of the stream that failed".into(),
+                error: "held back behind an earlier record that failed (of a stream or a FIFO queue)".into(),
             });
             continue;
         }
         let failed_before = report.failures.len();
         ingest_record(ports, &sources, record, &mut report).await;
-        stream_held = record.kind.is_stream() && report.failures.len() > failed_before;
+        held = record.is_ordered() && report.failures.len() > failed_before;
     }
     Ok(report)
 }
@@ -423,6 +434,31 @@ mod tests {
         let failed: Vec<_> = stream.failures.iter().map(|f| f.item_identifier.as_deref()).collect();
         assert_eq!(failed, [Some("3"), Some("4")], "the record after a failed one is held back, not run ahead");
         assert!(stream.failures[1].error.contains("held back"));
+    }
+
+    #[tokio::test]
+    async fn a_fifo_queue_holds_back_the_messages_after_a_failed_one_and_a_standard_queue_does_not() {
+        let store = store_with(&[("queue", "ticks", json!({"eventSource": ["aws:sqs"]}))], None).await;
+        let sink = Sink::default();
+        let flaky = Flaky { store: &store, down: Mutex::new(false) };
+        let fifo = |index, id: &str, body: &str| NativeRecord {
+            arn: Some("arn:aws:sqs:us-east-1:123456789012:payments.fifo".into()),
+            ..sqs(index, id, body)
+        };
+        // (the first record of each batch triggers before the acceptor goes down)
+        let first = run(&store, &flaky, &sink, &[fifo(0, "f-0", "{}"), sqs(1, "s-0", "{}")]).await;
+        assert_eq!(first.triggers.len(), 2);
+        *flaky.down.lock().unwrap() = true;
+
+        let batch = [fifo(0, "f-1", "{}"), fifo(1, "f-2", r#"{"n": 2}"#), fifo(2, "f-3", "not json")];
+        let report = run(&store, &flaky, &sink, &batch).await;
+        let failed: Vec<_> = report.failures.iter().map(|f| f.item_identifier.as_deref()).collect();
+        assert_eq!(failed, [Some("f-1"), Some("f-2"), Some("f-3")], "none runs ahead of the failed one");
+        assert!(report.rejected.is_empty(), "a held-back message is not even read: {:?}", report.rejected);
+
+        let standard = run(&store, &flaky, &sink, &[sqs(0, "s-1", "{}"), sqs(1, "s-2", "not json")]).await;
+        assert_eq!(standard.failures.len(), 1, "a standard queue's messages stand alone");
+        assert_eq!(standard.rejected.len(), 1);
     }
 
     #[tokio::test]

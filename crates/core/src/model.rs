@@ -155,7 +155,8 @@ impl SourceKind {
     }
 
     /// Whether Lambda hands these records over in order from a stream (Kinesis, DynamoDB
-    /// Streams): a record that fails must hold back the ones after it.
+    /// Streams): a record that fails must hold back the ones after it (as must a FIFO queue's
+    /// message: `NativeRecord::is_ordered`).
     pub fn is_stream(self) -> bool {
         matches!(self, Self::Kinesis | Self::DynamoDb)
     }

@@ -2,8 +2,8 @@
 //! SNS, SQS, DynamoDB Streams, Kinesis or EventBridge, read by `gateway-aws-events`, run through
 //! the core's ingest use case, and answered as Lambda expects:
 //! - SQS, Kinesis, DynamoDB Streams (event source mappings): a partial batch response, so that
-//!   only the records that failed for a reason that may pass come back (for a stream, from the
-//!   first of them on);
+//!   only the records that failed for a reason that may pass come back (for a stream or a FIFO
+//!   queue, from the first of them on, so that none runs ahead of it);
 //! - S3, SNS, EventBridge (asynchronous invocations): success, or an error when any record must
 //!   come again, so that Lambda retries the event (a record that did trigger answers with its
 //!   first trigger then) and, past its retries, sends it to the on-failure destination.

@@ -80,6 +80,21 @@ async fn a_queue_batch_answers_only_the_messages_that_must_come_again() {
 }
 
 #[tokio::test]
+async fn a_fifo_queue_batch_answers_the_failed_message_and_every_one_after_it() {
+    let (ingestor, _) = ingestor(json!({"eventSource": ["aws:sqs"]})).await;
+    let mut batch = sqs_batch(&[("m-1", r#"{"n": 1}"#), ("m-2", r#"{"fail": true}"#), ("m-3", r#"{"n": 3}"#)]);
+    for record in batch["Records"].as_array_mut().unwrap() {
+        record["eventSourceARN"] = json!("arn:aws:sqs:us-east-1:123456789012:payments.fifo");
+        record["attributes"] = json!({"MessageGroupId": "account-1"});
+    }
+
+    let answer = ingestor.handle(batch).await.unwrap();
+
+    // Lambda keeps the group in order only if m-3 does not run ahead of m-2.
+    assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "m-2"}, {"itemIdentifier": "m-3"}]}));
+}
+
+#[tokio::test]
 async fn an_asynchronous_source_fails_the_invocation_when_a_record_must_come_again() {
     let (ingestor, _) = ingestor(json!({"source": ["aws.events"]})).await;
     let ok = json!({"id": "e-1", "source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
