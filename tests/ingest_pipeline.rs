@@ -108,6 +108,8 @@ struct DeadLetter {
     kind: String,
     record_id: Option<String>,
     source: Option<String>,
+    /// What the schema refused, as JSON.
+    violations: Option<Value>,
     body: Value,
 }
 
@@ -200,6 +202,7 @@ impl Pipeline {
                     kind: attribute("kind").expect("a kind"),
                     record_id: attribute("recordId"),
                     source: attribute("source"),
+                    violations: attribute("violations").map(|v| serde_json::from_str(&v).expect("JSON violations")),
                     body: serde_json::from_str(m.body.as_deref().unwrap_or_default()).expect("a JSON body"),
                 }
             })
@@ -295,6 +298,7 @@ async fn every_native_record_triggers_once_however_often_it_comes_and_rejected_o
     dynamodb_stream_records(&cloud).await;
     s3_notifications(&cloud).await;
     sns_notifications(&cloud).await;
+    sns_notifications_through_a_queue(&cloud).await;
     eventbridge_events(&cloud).await;
 
     // THEN (besides what each asserted) the delivery log, read through the trigger function, has
@@ -304,7 +308,7 @@ async fn every_native_record_triggers_once_however_often_it_comes_and_rejected_o
     for t in &triggered {
         by_event.entry(t.event.to_string()).or_default().insert(t.event_id.to_string());
     }
-    assert_eq!(by_event.len(), 7, "{by_event:?}");
+    assert_eq!(by_event.len(), 8, "{by_event:?}");
     for (event, event_ids) in &by_event {
         let log = cloud.deliveries_of(event);
         let logged: BTreeSet<String> = log.iter().map(|d| d["eventId"].as_str().unwrap().to_owned()).collect();
@@ -312,7 +316,7 @@ async fn every_native_record_triggers_once_however_often_it_comes_and_rejected_o
         assert_eq!(log.len(), event_ids.len(), "{event}: one delivery per trigger: {log:?}");
         assert!(log.iter().all(|d| d["functionId"] == SUBSCRIBER && d["status"] == "pending"), "{log:?}");
     }
-    assert_eq!(triggered.len(), 18);
+    assert_eq!(triggered.len(), 19);
     eprintln!("the ingest pipeline ran in {:?}", started.elapsed());
     std::fs::remove_dir_all(&cloud.dir).ok();
 }
@@ -370,6 +374,9 @@ async fn sqs_messages(cloud: &Pipeline) {
     assert_eq!(refused.reason, "/problems/payload-rejected");
     assert_eq!(refused.source.as_deref(), Some("orders"));
     assert!(refused.detail.contains("orders.created"), "{}", refused.detail);
+    let violations = refused.violations.as_ref().expect("what the schema refused");
+    assert_eq!(violations[0]["pointer"], "/orderId", "{violations}");
+    assert_eq!(unmatched.violations, None);
 
     // WHEN the other invocation gives the message up, and it comes again once its visibility
     // timeout ends (made to end now)
@@ -432,16 +439,25 @@ async fn sqs_fifo_messages(cloud: &Pipeline) {
     let messages = receive(&cloud.sqs, &queue, 1).await;
     let ids: Vec<String> = messages.iter().map(|m| m.message_id.clone().unwrap()).collect();
     assert_eq!(messages.iter().map(|m| m.body.as_deref().unwrap()).collect::<Vec<_>>(), bodies, "in order");
+    // A FIFO message is named by its deduplication id (here SQS's, of the body): a producer's
+    // retry within the 5 minutes FIFO deduplicates keeps it, a new message id does not
+    let native_ids: Vec<String> = messages
+        .iter()
+        .map(|m| {
+            let attributes = m.attributes.as_ref().expect("system attributes");
+            format!("fifo:{}", attributes[&MessageSystemAttributeName::MessageDeduplicationId])
+        })
+        .collect();
     let batch = sqs_event(&arn, &messages);
     assert_eq!(batch["Records"][0]["attributes"]["MessageGroupId"], "account-1");
-    let held = cloud.hold("payments", "payments.made", &batch, &ids[1]).await;
+    let held = cloud.hold("payments", "payments.made", &batch, &native_ids[1]).await;
 
     // WHEN the event source mapping hands the batch over
     let failed = cloud.batch(&batch);
 
     // THEN the held message and the one after it are to come again; only the first triggered
     assert_eq!(failed, ids[1..]);
-    assert_eq!(origins(&cloud.new_triggers().await), expected("payments", &[&ids[0]]));
+    assert_eq!(origins(&cloud.new_triggers().await), expected("payments", &[&native_ids[0]]));
     delete(&cloud.sqs, &queue, &messages[0]).await;
 
     // WHEN the other invocation gives up and the two come again, in order
@@ -456,7 +472,7 @@ async fn sqs_fifo_messages(cloud: &Pipeline) {
     assert!(cloud.batch(&sqs_event(&arn, &again)).is_empty());
 
     // THEN each triggered, once
-    assert_eq!(origins(&cloud.new_triggers().await), expected("payments", &[&ids[1], &ids[2]]));
+    assert_eq!(origins(&cloud.new_triggers().await), expected("payments", &[&native_ids[1], &native_ids[2]]));
 }
 
 /// Kinesis: a batch whose second record is not JSON (rejected) and whose third another invocation
@@ -573,8 +589,10 @@ async fn s3_notifications(cloud: &Pipeline) {
         native::put_object(&s3, "uploads", key, "id,total\n1,42\n").await;
     }
     let events = native::s3_events(&cloud.sqs, &queue, 3).await;
+    // bucket/key/version/event name/sequencer (the bucket is not versioned)
     let id = |event: &Value| {
-        format!("uploads/{}/{}", text(event, "/Records/0/s3/object/key"), text(event, "/Records/0/s3/object/sequencer"))
+        let (key, sequencer) = (text(event, "/Records/0/s3/object/key"), text(event, "/Records/0/s3/object/sequencer"));
+        format!("uploads/{key}//{}/{sequencer}", text(event, "/Records/0/eventName"))
     };
     let keys: Vec<&str> = events.iter().map(|e| text(e, "/Records/0/s3/object/key")).collect();
     assert_eq!(keys, ["incoming-a.csv", "incoming-b.csv", "other-c.txt"]);
@@ -644,6 +662,42 @@ async fn sns_notifications(cloud: &Pipeline) {
     // AND the second again triggers nothing more
     cloud.deliver(&events[1]);
     assert!(cloud.new_triggers().await.is_empty());
+    assert!(cloud.new_dead_letters().await.is_empty());
+}
+
+/// SNS to an SQS queue the ingest function reads: SNS delivers a notification more than once at
+/// times, each copy a new SQS message with its own `messageId`; the copies trigger once.
+async fn sns_notifications_through_a_queue(cloud: &Pipeline) {
+    // GIVEN a topic with a queue subscribed, and a source on the queue
+    let sns = aws_sdk_sns::Client::new(&cloud.aws);
+    let topic_arn = topic(&sns, "alerts").await;
+    let queue = create_queue(&cloud.sqs, "alerts-notifications").await;
+    native::subscribe_queue_notifications(&sns, &cloud.sqs, &topic_arn, &queue).await;
+    let arn = queue_arn(&cloud.sqs, &queue).await;
+    cloud.define_event("alerts.raised", None);
+    cloud.define_source("alerts", "alerts.raised", json!({"eventSource": ["aws:sqs"], "eventSourceARN": [arn]}));
+    let published = sns.publish().topic_arn(&topic_arn).message("disk full").send().await.expect("publish");
+    let notification = receive(&cloud.sqs, &queue, 1).await;
+    assert_eq!(notification.len(), 1);
+    let body = notification[0].body.clone().expect("the notification");
+    // AND a second copy of the notification, as SNS sends one now and then
+    cloud.sqs.send_message().queue_url(&queue).message_body(&body).send().await.expect("send the copy");
+    let mut copies = notification;
+    copies.extend(receive(&cloud.sqs, &queue, 1).await);
+    assert_eq!(copies.len(), 2);
+    assert_ne!(copies[0].message_id, copies[1].message_id);
+
+    // WHEN Lambda's event source hands each copy over, in batches of their own
+    for copy in &copies {
+        assert!(cloud.batch(&sqs_event(&arn, std::slice::from_ref(copy))).is_empty());
+        delete(&cloud.sqs, &queue, copy).await;
+    }
+
+    // THEN the notification triggered once, named by its SNS MessageId, carrying the notification
+    let triggers = cloud.new_triggers().await;
+    let message_id = published.message_id.expect("a MessageId");
+    assert_eq!(origins(&triggers), expected("alerts", &[&format!("sns:{message_id}")]));
+    assert_eq!(data(&triggers[0])["Message"], "disk full");
     assert!(cloud.new_dead_letters().await.is_empty());
 }
 
@@ -733,7 +787,7 @@ async fn genuine_documents_read_as_lambda_events_with_their_native_ids() {
     let sequencer = object.sequencer.clone().expect("a sequencer");
     assert_eq!(object.key.as_deref(), Some("report.csv"));
     assert_eq!(typed.records[0].s3.bucket.arn.as_deref(), Some("arn:aws:s3:::docs"));
-    assert_eq!(ids(&event, SourceKind::S3), [(format!("docs/report.csv/{sequencer}"), None)]);
+    assert_eq!(ids(&event, SourceKind::S3), [(format!("docs/report.csv//ObjectCreated:Put/{sequencer}"), None)]);
 
     // SNS, through a queue subscribed without raw delivery
     let sns_client = aws_sdk_sns::Client::new(&aws);

@@ -58,7 +58,7 @@ fn an_s3_notification_triggers_its_source_and_the_subscriber_gets_the_record_as_
     assert_eq!(got["data"], document["Records"][0]);
     assert_eq!(
         got["source"],
-        json!({"name": "uploads", "kind": "aws:s3", "id": "gateway-uploads/test/key/0A1B2C3D4E5F678901", "arn": "arn:aws:s3:::gateway-uploads"})
+        json!({"name": "uploads", "kind": "aws:s3", "id": "gateway-uploads/test/key//ObjectCreated:Put/0A1B2C3D4E5F678901", "arn": "arn:aws:s3:::gateway-uploads"})
     );
     assert_eq!(invocations.iter().filter(|i| i["event"] == "uploads.received").count(), 1, "triggered once");
     std::fs::remove_dir_all(dir).ok();

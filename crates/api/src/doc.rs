@@ -556,7 +556,7 @@ mod tests {
     fn the_idempotency_key_pattern_is_idempotency_key_parse() {
         let samples = with(
             strings(&['a', ' ', '~', '\u{7f}', 'é'], 2),
-            &[&"k".repeat(255), &"k".repeat(256), "order-42/retry:1"],
+            &[&"k".repeat(255), &"k".repeat(256), "order-42/retry:1", "src:uploads:ab12", "src", "Src:a", "xsrc:a"],
         );
         agree(&parameter("/events/{name}/trigger", "post", "Idempotency-Key"), samples, |s| {
             IdempotencyKey::parse(s).is_ok()

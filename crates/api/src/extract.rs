@@ -129,12 +129,13 @@ pub struct IfMatchHeader {
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)]
 pub struct IdempotencyKeyHeader {
-    /// 1 to 255 visible ASCII characters. A retry with the same key and payload returns the
-    /// first answer, for 24 hours; the same key with another payload is refused (422).
+    /// 1 to 255 visible ASCII characters, not starting with `src:` (the keys the gateway makes
+    /// of native records). A retry with the same key and payload returns the first answer, for
+    /// 24 hours; the same key with another payload is refused (422).
     #[param(
         rename = "Idempotency-Key",
         nullable = false,
-        pattern = "^[!-~]{1,255}$",
+        pattern = "^(?!src:)[!-~]{1,255}$",
         min_length = 1,
         max_length = 255
     )]

@@ -85,10 +85,21 @@ fn record(kind: SourceKind, index: usize, raw: &Value) -> NativeRecord {
             format!("record-{index}"),
             None,
             Err(format!("record {index} is not a readable {} record: {why}", kind.as_str())),
-            raw.get("messageId").and_then(Value::as_str).map(str::to_owned),
+            batch_item_of(kind, raw),
         ),
     };
     NativeRecord { index, kind, id, arn, document: raw.clone(), payload, item_identifier }
+}
+
+/// How Lambda's partial batch response names a record of `kind`, read from the raw record.
+fn batch_item_of(kind: SourceKind, raw: &Value) -> Option<String> {
+    let at = match kind {
+        SourceKind::Sqs => raw.get("messageId"),
+        SourceKind::Kinesis => raw.get("kinesis").and_then(|k| k.get("sequenceNumber")),
+        SourceKind::DynamoDb => raw.get("dynamodb").and_then(|d| d.get("SequenceNumber")),
+        _ => None,
+    };
+    at.and_then(Value::as_str).map(str::to_owned)
 }
 
 /// Id, ARN, payload and batch item identifier.
@@ -99,14 +110,25 @@ fn typed<T: serde::de::DeserializeOwned>(raw: &Value) -> Result<T, String> {
 }
 
 fn s3(r: &S3EventRecord, raw: &Value) -> Read {
+    (s3_id(r), r.s3.bucket.arn.clone(), Ok(raw.to_string().into_bytes()), None)
+}
+
+/// Bucket, key, version, what happened, and its `sequencer` (S3's order of the changes to a key);
+/// without one, the event's time. Two changes of one object never share an id, and the same
+/// change delivered twice always does.
+fn s3_id(r: &S3EventRecord) -> String {
     let (bucket, object) = (&r.s3.bucket, &r.s3.object);
-    let id = format!(
-        "{}/{}/{}",
+    let order = match &object.sequencer {
+        Some(sequencer) => sequencer.clone(),
+        None => r.event_time.to_rfc3339(),
+    };
+    format!(
+        "{}/{}/{}/{}/{order}",
         bucket.name.as_deref().unwrap_or_default(),
         object.key.as_deref().unwrap_or_default(),
-        object.sequencer.as_deref().unwrap_or_default()
-    );
-    (id, bucket.arn.clone(), Ok(raw.to_string().into_bytes()), None)
+        object.version_id.as_deref().unwrap_or_default(),
+        r.event_name.as_deref().unwrap_or_default(),
+    )
 }
 
 fn sns(r: &SnsRecord) -> Read {
@@ -115,9 +137,46 @@ fn sns(r: &SnsRecord) -> Read {
 }
 
 fn sqs(r: &SqsMessage) -> Result<Read, String> {
-    let id = r.message_id.clone().ok_or("it has no messageId")?;
-    let body = r.body.clone().unwrap_or_default().into_bytes();
-    Ok((id.clone(), r.event_source_arn.clone(), Ok(body), Some(id)))
+    let message_id = r.message_id.clone().ok_or("it has no messageId")?;
+    let body = r.body.clone().unwrap_or_default();
+    let id = carried_id(&body)
+        .or_else(|| r.attributes.get("MessageDeduplicationId").map(|d| format!("fifo:{d}")))
+        .unwrap_or_else(|| message_id.clone());
+    Ok((id, r.event_source_arn.clone(), Ok(body.into_bytes()), Some(message_id)))
+}
+
+/// The id of what a queue carries, when it carries another service's event: SNS delivers a
+/// notification to a queue more than once at times, each copy a new SQS message, so the queue's
+/// `messageId` would trigger each copy; the notification's `MessageId` (an EventBridge event's
+/// `id`, an S3 record's change) is the same in every copy.
+fn carried_id(body: &str) -> Option<String> {
+    if !body.trim_start().starts_with('{') {
+        return None;
+    }
+    let carried: Value = serde_json::from_str(body).ok()?;
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+    if carried.get("Type").and_then(Value::as_str) == Some("Notification") && carried.get("TopicArn").is_some() {
+        return text(&carried, "MessageId").map(|id| format!("sns:{id}"));
+    }
+    if carried.get("detail-type").is_some() && carried.get("source").is_some() {
+        return eventbridge_id(&carried).map(|id| format!("events:{id}"));
+    }
+    match carried.get("Records").and_then(Value::as_array).map(Vec::as_slice) {
+        Some([record]) if record.get("eventSource").and_then(Value::as_str) == Some("aws:s3") => {
+            typed::<S3EventRecord>(record).ok().map(|r| format!("s3:{}", s3_id(&r)))
+        }
+        _ => None,
+    }
+}
+
+/// An EventBridge event's id; a replay from an archive keeps the id and adds `replay-name`,
+/// which makes it another delivery of its own (an operator replays to run it again).
+fn eventbridge_id(event: &Value) -> Option<String> {
+    let id = event.get("id").and_then(Value::as_str).filter(|s| !s.is_empty())?;
+    Some(match event.get("replay-name").and_then(Value::as_str) {
+        Some(replay) => format!("{id}/replay/{replay}"),
+        None => id.to_owned(),
+    })
 }
 
 fn kinesis(r: &KinesisEventRecord) -> Result<Read, String> {
@@ -151,12 +210,12 @@ fn dynamodb(r: &DynamoDbRecord, raw: &Value) -> Read {
 }
 
 fn eventbridge(raw: &Value) -> NativeRecord {
-    let (id, arn, payload) = match typed::<EventBridgeEvent<Value>>(raw) {
-        Ok(event) => {
-            let id = event.id.unwrap_or_default();
+    let (id, arn, payload) = match (typed::<EventBridgeEvent<Value>>(raw), eventbridge_id(raw)) {
+        (Ok(event), Some(id)) => {
             (id, event.resources.and_then(|r| r.into_iter().next()), Ok(raw.to_string().into_bytes()))
         }
-        Err(why) => (String::new(), None, Err(format!("not a readable EventBridge event: {why}"))),
+        (Ok(_), None) => (String::new(), None, Err("the EventBridge event has no id to tell its deliveries by".into())),
+        (Err(why), _) => (String::new(), None, Err(format!("not a readable EventBridge event: {why}"))),
     };
     NativeRecord {
         index: 0,
@@ -269,7 +328,7 @@ mod tests {
         let doc = read(&sample("s3-put.json")).unwrap();
         assert_eq!(doc.kind, SourceKind::S3);
         let r = &doc.records[0];
-        assert_eq!(r.id, "gateway-uploads/test/key/0A1B2C3D4E5F678901");
+        assert_eq!(r.id, "gateway-uploads/test/key//ObjectCreated:Put/0A1B2C3D4E5F678901");
         assert_eq!(r.arn.as_deref(), Some("arn:aws:s3:::gateway-uploads"));
         assert_eq!(payload(r), sample("s3-put.json")["Records"][0]);
         assert_eq!(r.item_identifier, None, "S3 invokes asynchronously: no batch item to name");
@@ -342,6 +401,48 @@ mod tests {
             "{:?}",
             bad.payload
         );
+    }
+
+    #[test]
+    fn a_queue_carrying_another_services_event_is_named_by_that_event_so_copies_trigger_once() {
+        let sqs = |message_id: &str, body: &Value| json!({"Records": [{"eventSource": "aws:sqs", "messageId": message_id, "body": body.to_string()}]});
+        let sns = json!({"Type": "Notification", "MessageId": "n-1", "TopicArn": "arn:aws:sns:us-east-1:123456789012:t", "Message": "hi"});
+        let first = read(&sqs("m-1", &sns)).unwrap();
+        let copy = read(&sqs("m-2", &sns)).unwrap();
+        assert_eq!(first.records[0].id, "sns:n-1");
+        assert_eq!(first.records[0].id, copy.records[0].id);
+        assert_eq!(copy.records[0].item_identifier.as_deref(), Some("m-2"), "Lambda still names the SQS message");
+
+        let event = json!({"id": "e-1", "source": "aws.s3", "detail-type": "Object Created", "detail": {}});
+        assert_eq!(read(&sqs("m-3", &event)).unwrap().records[0].id, "events:e-1");
+        let s3 = sample("s3-put.json");
+        assert!(read(&sqs("m-4", &s3)).unwrap().records[0].id.starts_with("s3:gateway-uploads/test/key/"));
+        let plain = read(&sqs("m-5", &json!("just text"))).unwrap();
+        assert_eq!(plain.records[0].id, "m-5");
+    }
+
+    #[test]
+    fn an_eventbridge_replay_is_a_delivery_of_its_own_and_an_event_without_id_is_unreadable() {
+        let event = json!({"id": "e-1", "source": "aws.s3", "detail-type": "Object Created", "detail": {}});
+        let mut replayed = event.clone();
+        replayed["replay-name"] = json!("after-the-fix");
+        assert_eq!(read(&replayed).unwrap().records[0].id, "e-1/replay/after-the-fix");
+        assert_ne!(read(&replayed).unwrap().records[0].id, read(&event).unwrap().records[0].id);
+        let mut anonymous = event;
+        anonymous.as_object_mut().unwrap().remove("id");
+        assert!(read(&anonymous).unwrap().records[0].payload.is_err());
+    }
+
+    #[test]
+    fn two_changes_of_one_s3_object_never_share_an_id() {
+        let mut doc = sample("s3-put.json");
+        let put = read(&doc).unwrap().records[0].id.clone();
+        doc["Records"][0]["eventName"] = json!("ObjectRemoved:Delete");
+        let removed = read(&doc).unwrap().records[0].id.clone();
+        doc["Records"][0]["s3"]["object"].as_object_mut().unwrap().remove("sequencer");
+        let unsequenced = read(&doc).unwrap().records[0].id.clone();
+        assert!(put != removed && removed != unsequenced, "{put} {removed} {unsequenced}");
+        assert!(unsequenced.ends_with("1970-01-01T00:00:00+00:00"), "{unsequenced}");
     }
 
     #[test]

@@ -382,21 +382,58 @@ impl fmt::Display for Version {
     }
 }
 
-/// A client's `Idempotency-Key`: 1 to 255 visible ASCII characters.
+/// An idempotency key: a client's `Idempotency-Key` (1 to 255 visible ASCII characters), or
+/// the key the ingest makes of a native record's id (`src:<source>:<digest>`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
+    /// What starts the keys of native records; a client's key may not, so that no request can
+    /// take a record's key before the record comes.
+    pub const NATIVE_PREFIX: &'static str = "src:";
+    /// How long a client's key answers with its first trigger.
+    pub const CLIENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+    /// How long a native record's key does: as long as AWS or an operator may deliver the record
+    /// again (14 days in a source queue, the same in its dead-letter queue or the ingest one).
+    pub const NATIVE_WINDOW: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 60 * 60);
+
+    /// A client's key.
     pub fn parse(raw: &str) -> Result<Self, Violation> {
-        if (1..=255).contains(&raw.len()) && raw.chars().all(|c| c.is_ascii_graphic()) {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(Violation::new("", "Idempotency-Key must be 1 to 255 visible ASCII characters"))
+        if raw.starts_with(Self::NATIVE_PREFIX) {
+            return Err(Violation::new(
+                "",
+                "an Idempotency-Key may not start with 'src:': those are the keys of native records",
+            ));
         }
+        Self::checked(raw)
+            .ok_or_else(|| Violation::new("", "Idempotency-Key must be 1 to 255 visible ASCII characters"))
+    }
+
+    /// The key of a native record matched by `source`, named by `digest` (hex).
+    pub fn native(source: &SourceName, digest: &str) -> Self {
+        Self::checked(&format!("{}{source}:{digest}", Self::NATIVE_PREFIX))
+            .expect("a source name and a hex digest are at most 197 visible ASCII characters")
+    }
+
+    fn checked(raw: &str) -> Option<Self> {
+        ((1..=255).contains(&raw.len()) && raw.chars().all(|c| c.is_ascii_graphic())).then(|| Self(raw.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    pub fn is_native(&self) -> bool {
+        self.0.starts_with(Self::NATIVE_PREFIX)
+    }
+
+    /// How long this key answers with its first trigger.
+    pub fn window(&self) -> std::time::Duration {
+        if self.is_native() {
+            Self::NATIVE_WINDOW
+        } else {
+            Self::CLIENT_WINDOW
+        }
     }
 }
 
@@ -483,6 +520,14 @@ mod tests {
             bare.location(),
             FunctionLocation { partition: None, region: None, account: None, name: "orders-ship" }
         );
+    }
+
+    #[test]
+    fn a_clients_key_may_not_take_the_form_of_a_native_records() {
+        assert!(IdempotencyKey::parse("src:uploads:abc").is_err());
+        assert!(IdempotencyKey::parse("order-7").unwrap().window() < IdempotencyKey::NATIVE_WINDOW);
+        let native = IdempotencyKey::native(&SourceName::parse("uploads").unwrap(), "ab12");
+        assert_eq!((native.as_str(), native.window()), ("src:uploads:ab12", IdempotencyKey::NATIVE_WINDOW));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! store or the topic unreachable) is a failure, for Lambda to deliver again.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::error::{Error, Result, Violation};
@@ -24,8 +25,8 @@ pub struct NativeRecord {
     /// Its place in the document, from 0.
     pub index: usize,
     pub kind: SourceKind,
-    /// The native id (SQS `messageId`, SNS `MessageId`, DynamoDB and Kinesis `eventID`,
-    /// EventBridge `id`, S3 `bucket/key/sequencer`).
+    /// The native id: what is the same in every delivery of the record, and differs between
+    /// records (see `gateway-aws-events` for each kind's).
     pub id: String,
     /// The bucket, topic, queue or stream ARN, or the EventBridge event's first resource.
     pub arn: Option<String>,
@@ -104,43 +105,71 @@ pub struct Rejected {
 pub struct Failure {
     pub record: usize,
     pub item_identifier: Option<String>,
-    pub error: String,
+    pub cause: FailureCause,
+}
+
+/// Why a record is to come again.
+#[derive(Debug, thiserror::Error)]
+pub enum FailureCause {
+    /// Triggering it, or dead-lettering its rejection, failed for a reason that may pass.
+    #[error(transparent)]
+    Error(Error),
+    #[error("held back behind an earlier record that failed (of a stream or a FIFO queue)")]
+    HeldBack,
+    #[error("not started: the invocation was running out of time")]
+    OutOfTime,
 }
 
 /// Triggers every source each record matches. Fails only if the sources cannot be read, when
 /// every record is to be had again.
-pub async fn ingest(ports: IngestPorts<'_>, records: &[NativeRecord]) -> Result<IngestReport> {
+///
+/// `start_by` is the last moment to start a record: the invocation's deadline less the time one
+/// record may take. The records not started by then are failures, to come again, rather than the
+/// whole batch timing out and coming again with them.
+pub async fn ingest(
+    ports: IngestPorts<'_>,
+    records: &[NativeRecord],
+    start_by: Option<DateTime<Utc>>,
+) -> Result<IngestReport> {
     let sources = ports.sources.all_sources().await?;
     let mut report = IngestReport::default();
-    let mut held = false;
+    // Once set, why every record left comes again without being started.
+    let mut stop: Option<fn() -> FailureCause> = None;
     for record in records {
-        // A stream's records, and a FIFO queue's messages, are handed over in order: once one must
-        // come again, the ones after it come again with it, so none runs ahead.
-        if held {
+        if stop.is_none() && start_by.is_some_and(|last| ports.trigger.clock.now() >= last) {
+            stop = Some(|| FailureCause::OutOfTime);
+        }
+        if let Some(cause) = stop {
             report.failures.push(Failure {
                 record: record.index,
                 item_identifier: record.item_identifier.clone(),
-                error: "held back behind an earlier record that failed (of a stream or a FIFO queue)".into(),
+                cause: cause(),
             });
             continue;
         }
         let failed_before = report.failures.len();
         ingest_record(ports, &sources, record, &mut report).await;
-        held = record.is_ordered() && report.failures.len() > failed_before;
+        // A stream's records, and a FIFO queue's messages, are handed over in order: once one must
+        // come again, the ones after it come again with it, so none runs ahead.
+        if record.is_ordered() && report.failures.len() > failed_before {
+            stop = Some(|| FailureCause::HeldBack);
+        }
     }
     Ok(report)
 }
 
 async fn ingest_record(ports: IngestPorts<'_>, sources: &[Source], record: &NativeRecord, report: &mut IngestReport) {
     let matched: Vec<&Source> = crate::sources::matching(sources, &record.document).collect();
+    // One failure is enough for the record to come again; the sources that did trigger then
+    // answer with their first trigger (the idempotency key), so none triggers twice. The first
+    // failure is the one reported: what follows it is often its consequence.
+    let mut failed: Option<Error> = None;
     if matched.is_empty() {
         let reason = Error::NoSourceMatched { kind: record.kind.as_str() };
-        reject(ports, record, None, reason, report).await;
-        return;
+        if let Err(error) = dead_letter(ports, record, None, reason, report).await {
+            failed.get_or_insert(error);
+        }
     }
-    // One failure is enough for the record to come again; the sources that did trigger then
-    // answer with their first trigger (the idempotency key), so none triggers twice.
-    let mut failed = None;
     for source in matched {
         match trigger_for(ports, record, source).await {
             Ok(event_id) => report.triggers.push(Triggered {
@@ -149,16 +178,22 @@ async fn ingest_record(ports: IngestPorts<'_>, sources: &[Source], record: &Nati
                 event: source.event.clone(),
                 event_id,
             }),
-            Err(error) if is_transient(&error) => failed = Some(error.to_string()),
+            Err(error) if is_transient(&error) => {
+                failed.get_or_insert(error);
+            }
             Err(reason) => {
-                if let Err(error) = reject_one(ports, record, Some(&source.name), reason, report).await {
-                    failed = Some(error);
+                if let Err(error) = dead_letter(ports, record, Some(&source.name), reason, report).await {
+                    failed.get_or_insert(error);
                 }
             }
         }
     }
     if let Some(error) = failed {
-        report.failures.push(Failure { record: record.index, item_identifier: record.item_identifier.clone(), error });
+        report.failures.push(Failure {
+            record: record.index,
+            item_identifier: record.item_identifier.clone(),
+            cause: FailureCause::Error(error),
+        });
     }
 }
 
@@ -192,17 +227,7 @@ async fn trigger_for(ports: IngestPorts<'_>, record: &NativeRecord, source: &Sou
 /// The key that makes a record delivered again answer with its first trigger: the source and a
 /// digest of the native id (an S3 key may be 1024 bytes of anything; a key is 255 visible ASCII).
 pub fn idempotency_key(source: &SourceName, record: &NativeRecord) -> IdempotencyKey {
-    use sha2::{Digest, Sha256};
-    let mut hash = Sha256::new();
-    hash.update(record.kind.as_str().as_bytes());
-    hash.update([0]);
-    hash.update(record.id.as_bytes());
-    let digest = hash.finalize().iter().fold(String::with_capacity(64), |mut hex, b| {
-        use std::fmt::Write;
-        let _ = write!(hex, "{b:02x}");
-        hex
-    });
-    IdempotencyKey::parse(&format!("src:{source}:{digest}")).expect("a source name and a hex digest are visible ASCII")
+    IdempotencyKey::native(source, &crate::digest::sha256_hex(&[record.kind.as_str().as_bytes(), record.id.as_bytes()]))
 }
 
 /// Errors that may pass if the record comes again.
@@ -210,28 +235,16 @@ fn is_transient(error: &Error) -> bool {
     matches!(error, Error::Unavailable(_) | Error::NotAccepted(_))
 }
 
-async fn reject(
+/// Hands a rejection to the sink and reports it. If the sink fails, the error is returned: the
+/// record must come again rather than be dropped without a trace.
+async fn dead_letter(
     ports: IngestPorts<'_>,
     record: &NativeRecord,
     source: Option<&SourceName>,
     reason: Error,
     report: &mut IngestReport,
-) {
-    if let Err(error) = reject_one(ports, record, source, reason, report).await {
-        report.failures.push(Failure { record: record.index, item_identifier: record.item_identifier.clone(), error });
-    }
-}
-
-/// Hands a rejection to the sink and reports it; if the sink fails, the record must come again
-/// rather than be dropped without a trace.
-async fn reject_one(
-    ports: IngestPorts<'_>,
-    record: &NativeRecord,
-    source: Option<&SourceName>,
-    reason: Error,
-    report: &mut IngestReport,
-) -> std::result::Result<(), String> {
-    ports.rejections.reject(&Rejection { record, source, reason: &reason }).await.map_err(|e| e.to_string())?;
+) -> Result<()> {
+    ports.rejections.reject(&Rejection { record, source, reason: &reason }).await?;
     report.rejected.push(Rejected { record: record.index, source: source.cloned(), reason });
     Ok(())
 }
@@ -338,7 +351,7 @@ mod tests {
             rejections: sink,
             max_payload_bytes: 64,
         };
-        ingest(ports, records).await.unwrap()
+        ingest(ports, records, None).await.unwrap()
     }
 
     #[tokio::test]
@@ -433,7 +446,7 @@ mod tests {
         let stream = run(&store, &flaky, &sink, &[kinesis(0, "3"), kinesis(1, "4")]).await;
         let failed: Vec<_> = stream.failures.iter().map(|f| f.item_identifier.as_deref()).collect();
         assert_eq!(failed, [Some("3"), Some("4")], "the record after a failed one is held back, not run ahead");
-        assert!(stream.failures[1].error.contains("held back"));
+        assert!(matches!(stream.failures[1].cause, FailureCause::HeldBack));
     }
 
     #[tokio::test]
@@ -471,6 +484,93 @@ mod tests {
         assert_eq!(report.failures.len(), 1, "rather than dropped without a trace");
     }
 
+    /// Fails (transiently) the triggers of one event only.
+    struct DownFor<'a>(&'a MemoryStore, &'static str);
+
+    #[async_trait]
+    impl TriggerAcceptor for DownFor<'_> {
+        async fn accept(&self, t: &Trigger, key: Option<&IdempotencyKey>) -> Result<Acceptance> {
+            if t.event.as_str() == self.1 {
+                return Err(Error::unavailable("SNS is down"));
+            }
+            self.0.accept(t, key).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_record_that_triggers_one_source_is_refused_by_another_and_fails_a_third_comes_again_once() {
+        // GIVEN three sources matching one record: one plain, one whose event requires a field
+        // the record lacks, one whose trigger cannot be accepted right now
+        let store = store_with(
+            &[
+                ("plain", "a.happened", json!({"eventSource": ["aws:sqs"]})),
+                ("strict", "b.happened", json!({"eventSource": ["aws:sqs"]})),
+                ("down", "c.happened", json!({"eventSource": ["aws:sqs"]})),
+            ],
+            None,
+        )
+        .await;
+        let strict = EventDraft {
+            name: Some(EventName::parse("b.happened").unwrap()),
+            schema: Some(json!({"type": "object", "required": ["orderId"]})),
+            ..Default::default()
+        };
+        events::replace_event(&store, &SystemClock, &EventName::parse("b.happened").unwrap(), strict, None)
+            .await
+            .unwrap();
+        let sink = Sink::default();
+
+        // WHEN the record comes
+        let report = run(&store, &DownFor(&store, "c.happened"), &sink, &[sqs(0, "m-1", "{}")]).await;
+
+        // THEN one source triggered, one rejected it (dead-lettered), and the record is to come
+        // again once, for the source that failed
+        assert_eq!(report.triggers.iter().map(|t| t.source.as_str()).collect::<Vec<_>>(), ["plain"]);
+        assert_eq!(report.rejected.iter().map(|r| r.source.as_ref().unwrap().as_str()).collect::<Vec<_>>(), ["strict"]);
+        assert!(matches!(report.rejected[0].reason, Error::PayloadRejected { .. }), "{:?}", report.rejected[0]);
+        assert_eq!(sink.kept.lock().unwrap().len(), 1);
+        assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+        assert!(report.failures[0].cause.to_string().contains("SNS is down"), "{:?}", report.failures);
+
+        // WHEN it comes again and the acceptor is back
+        let again = run(&store, &store, &sink, &[sqs(0, "m-1", "{}")]).await;
+
+        // THEN the first source answers with its first trigger and the third triggers now
+        assert_eq!(again.triggers.len(), 2);
+        let plain = again.triggers.iter().find(|t| t.source.as_str() == "plain").unwrap();
+        assert_eq!(plain.event_id, report.triggers[0].event_id, "not triggered twice");
+        assert!(again.triggers.iter().any(|t| t.source.as_str() == "down"));
+        assert!(again.failures.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_records_not_started_by_the_deadline_come_again_and_none_triggers() {
+        let store = store_with(&[("queue", "ticks", json!({"eventSource": ["aws:sqs"]}))], None).await;
+        let sink = Sink::default();
+        let schemas = SchemaCache::new();
+        let ports = IngestPorts {
+            trigger: TriggerPorts {
+                source: &store,
+                acceptor: &store,
+                schemas: &schemas,
+                clock: &SystemClock,
+                ids: &UlidSource,
+            },
+            sources: &store,
+            rejections: &sink,
+            max_payload_bytes: 64,
+        };
+        let records = [sqs(0, "m-1", "{}"), sqs(1, "m-2", "{}")];
+
+        let late = ingest(ports, &records, Some(Utc::now())).await.unwrap();
+        assert!(late.triggers.is_empty());
+        assert_eq!(late.failures.iter().map(|f| f.record).collect::<Vec<_>>(), [0, 1]);
+        assert!(matches!(late.failures[0].cause, FailureCause::OutOfTime), "{:?}", late.failures);
+
+        let on_time = ingest(ports, &records, Some(Utc::now() + chrono::Duration::minutes(1))).await.unwrap();
+        assert_eq!(on_time.triggers.len(), 2);
+    }
+
     #[test]
     fn the_idempotency_key_fits_any_native_id_and_differs_by_source_and_id() {
         let a = SourceName::parse("uploads").unwrap();
@@ -480,6 +580,6 @@ mod tests {
         assert!(key.as_str().len() <= 255 && key.as_str().starts_with("src:uploads:"));
         assert_ne!(idempotency_key(&a, &long), idempotency_key(&b, &long));
         assert_ne!(idempotency_key(&a, &long), idempotency_key(&a, &sqs(0, "y", "{}")));
-        assert_eq!(idempotency_key(&a, &long), idempotency_key(&a, &long.clone()));
+        assert!(idempotency_key(&a, &long).is_native(), "it lasts as long as AWS may deliver the record again");
     }
 }

@@ -4,6 +4,7 @@
 //! Nothing in this crate speaks HTTP, AWS or SQL; adapters in other crates implement the ports.
 
 pub mod allowlist;
+pub mod digest;
 pub mod dispatch;
 pub mod error;
 pub mod events;

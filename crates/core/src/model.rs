@@ -243,16 +243,7 @@ impl Trigger {
     /// SHA-256 of the payload and its type, hex: what binds an idempotency key to the trigger
     /// it was first used for, without keeping the payload beside the key.
     pub fn payload_digest(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let mut hash = Sha256::new();
-        hash.update(self.data_type.as_str().as_bytes());
-        hash.update([0]);
-        hash.update(&self.payload);
-        hash.finalize().iter().fold(String::with_capacity(64), |mut hex, b| {
-            use std::fmt::Write;
-            let _ = write!(hex, "{b:02x}");
-            hex
-        })
+        crate::digest::sha256_hex(&[self.data_type.as_str().as_bytes(), &self.payload])
     }
 
     pub fn receipt(&self) -> TriggerReceipt {

@@ -8,9 +8,7 @@ use gateway_core::ports::{IdempotencyKeys, KeyClaim};
 use gateway_core::{Error, EventId, IdempotencyKey, TriggerReceipt};
 
 use crate::items::{key_pk, KeyItem, KeyState, KEY_SK, PK};
-use crate::{
-    condition_failed, from_item, key, n, s, to_item, to_value, unavailable, DynamoStore, Result, IDEMPOTENCY_WINDOW,
-};
+use crate::{condition_failed, from_item, key, n, s, to_item, to_value, unavailable, DynamoStore, Result};
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -52,7 +50,7 @@ impl IdempotencyKeys for DynamoStore {
             receipt: receipt.clone(),
             payload_digest: Some(payload_digest.to_owned()),
             claimed_until_ms,
-            ttl: now.timestamp() + IDEMPOTENCY_WINDOW.as_secs() as i64,
+            ttl: now.timestamp() + idempotency_key.window().as_secs() as i64,
         };
         // A key can expire and vanish between our steps: start over, a bounded number of times.
         for _ in 0..3 {

@@ -33,9 +33,6 @@ pub use aws_sdk_dynamodb::types::AttributeValue;
 
 use items::{GSI1, GSI1PK, GSI1SK, PK, SK, TTL};
 
-/// How long an idempotency key replays its first answer.
-pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
-
 pub(crate) type Item = HashMap<String, AttributeValue>;
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -14,15 +14,31 @@
 mod dead_letter;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use gateway_core::ingest::{self, IngestPorts, IngestReport, RejectionSink};
+use chrono::{DateTime, Utc};
+use gateway_core::ingest::{self, IngestPorts, IngestReport};
 use gateway_core::ports::{Clock, IdSource, SourceStore, TriggerAcceptor, TriggerSource};
 use gateway_core::schema::SchemaCache;
 use gateway_core::trigger::TriggerPorts;
 use gateway_core::SourceKind;
 use serde_json::{json, Value};
 
-pub use dead_letter::SqsRejections;
+pub use dead_letter::{DeadLetters, SqsRejections};
+
+/// The time the function keeps, before its deadline, for the record it is on: it starts no
+/// record past `deadline - RECORD_ALLOWANCE`, and reports those left as failures, to come again,
+/// rather than time out with the batch (a trigger is a few calls to DynamoDB and SNS, each
+/// retried by the SDK; the template's timeout is 30 s).
+pub const RECORD_ALLOWANCE: Duration = Duration::from_secs(10);
+
+/// The deadline Lambda gives an invocation (`Lambda-Runtime-Deadline-Ms`), if it is one: a
+/// deadline already past when the invocation starts is an emulator's placeholder (`cargo lambda
+/// watch` sends 600 000, ten minutes after 1970), which would start no record at all.
+pub fn invocation_deadline(deadline_ms: u64, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let deadline = DateTime::from_timestamp_millis(i64::try_from(deadline_ms).ok()?)?;
+    (deadline > now).then_some(deadline)
+}
 
 /// Why the function fails its invocation, for Lambda to retry it.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +50,7 @@ pub struct Ingestor {
     pub trigger_source: Arc<dyn TriggerSource>,
     pub acceptor: Arc<dyn TriggerAcceptor>,
     pub sources: Arc<dyn SourceStore>,
-    pub rejections: Arc<dyn RejectionSink>,
+    pub rejections: Arc<dyn DeadLetters>,
     pub schemas: SchemaCache,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdSource>,
@@ -42,8 +58,9 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    /// Runs one invocation's document; the answer is Lambda's response.
-    pub async fn handle(&self, document: Value) -> Result<Value, Retry> {
+    /// Runs one invocation's document, due by `deadline` (Lambda's); the answer is Lambda's
+    /// response.
+    pub async fn handle(&self, document: Value, deadline: Option<DateTime<Utc>>) -> Result<Value, Retry> {
         let native = match gateway_aws_events::read(&document) {
             Ok(native) => native,
             Err(shape) => return self.unknown_shape(&document, &shape.0).await,
@@ -57,10 +74,11 @@ impl Ingestor {
                 ids: self.ids.as_ref(),
             },
             sources: self.sources.as_ref(),
-            rejections: self.rejections.as_ref(),
+            rejections: &*self.rejections,
             max_payload_bytes: self.max_payload_bytes,
         };
-        let report = match ingest::ingest(ports, &native.records).await {
+        let start_by = deadline.map(|d| d - RECORD_ALLOWANCE);
+        let report = match ingest::ingest(ports, &native.records, start_by).await {
             Ok(report) => report,
             // The sources cannot be read: every record must come again.
             Err(error) => {
@@ -76,8 +94,7 @@ impl Ingestor {
     /// retried for ever or dropped.
     async fn unknown_shape(&self, document: &Value, why: &str) -> Result<Value, Retry> {
         tracing::error!(why, "the function received an event it cannot read; it is dead-lettered");
-        let shelved = dead_letter::unknown_document(document, why);
-        match self.rejections.reject(&shelved.rejection()).await {
+        match self.rejections.unreadable(document, why).await {
             Ok(()) => Ok(json!({})),
             Err(error) => Err(Retry(format!("cannot dead-letter an unreadable event: {error}"))),
         }
@@ -92,7 +109,7 @@ fn log(report: &IngestReport) {
         tracing::warn!(record = r.record, source = ?r.source.as_ref().map(|s| s.as_str()), reason = %r.reason, "native record rejected");
     }
     for f in &report.failures {
-        tracing::warn!(record = f.record, error = %f.error, "native record failed; it will come again");
+        tracing::warn!(record = f.record, cause = %f.cause, "native record failed; it will come again");
     }
 }
 
@@ -114,7 +131,7 @@ fn answer(kind: SourceKind, report: &IngestReport) -> Result<Value, Retry> {
         }
         SourceKind::S3 | SourceKind::Sns | SourceKind::EventBridge => match report.failures.first() {
             None => Ok(json!({})),
-            Some(first) => Err(Retry(format!("{} record(s) must come again: {}", report.failures.len(), first.error))),
+            Some(first) => Err(Retry(format!("{} record(s) must come again: {}", report.failures.len(), first.cause))),
         },
     }
 }

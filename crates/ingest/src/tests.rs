@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use gateway_core::ingest::Rejection;
+use gateway_core::ingest::{Rejection, RejectionSink};
 use gateway_core::memory::MemoryStore;
 use gateway_core::ports::{Acceptance, SystemClock, UlidSource};
 use gateway_core::{events, sources, Error, EventDraft, EventName, IdempotencyKey, SourceDraft, Trigger};
@@ -11,13 +11,22 @@ use serde_json::json;
 
 use super::*;
 
+/// The rejected records (id, source) and the unreadable documents' reasons.
 #[derive(Default)]
-struct Kept(Mutex<Vec<(String, Option<String>)>>);
+struct Kept(Mutex<Vec<(String, Option<String>)>>, Mutex<Vec<String>>);
 
 #[async_trait]
 impl RejectionSink for Kept {
     async fn reject(&self, r: &Rejection<'_>) -> gateway_core::error::Result<()> {
         self.0.lock().unwrap().push((r.record.id.clone(), r.source.map(|s| s.to_string())));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DeadLetters for Kept {
+    async fn unreadable(&self, _: &Value, why: &str) -> gateway_core::error::Result<()> {
+        self.1.lock().unwrap().push(why.to_owned());
         Ok(())
     }
 }
@@ -69,7 +78,7 @@ async fn a_queue_batch_answers_only_the_messages_that_must_come_again() {
     let (ingestor, kept) = ingestor(json!({"eventSource": ["aws:sqs"], "body": [{"prefix": "{"}]})).await;
     let batch = sqs_batch(&[("m-ok", r#"{"n": 1}"#), ("m-fail", r#"{"fail": true}"#), ("m-other", "plain text")]);
 
-    let answer = ingestor.handle(batch).await.unwrap();
+    let answer = ingestor.handle(batch, None).await.unwrap();
 
     assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "m-fail"}]}));
     assert_eq!(
@@ -88,7 +97,7 @@ async fn a_fifo_queue_batch_answers_the_failed_message_and_every_one_after_it() 
         record["attributes"] = json!({"MessageGroupId": "account-1"});
     }
 
-    let answer = ingestor.handle(batch).await.unwrap();
+    let answer = ingestor.handle(batch, None).await.unwrap();
 
     // Lambda keeps the group in order only if m-3 does not run ahead of m-2.
     assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "m-2"}, {"itemIdentifier": "m-3"}]}));
@@ -100,15 +109,82 @@ async fn an_asynchronous_source_fails_the_invocation_when_a_record_must_come_aga
     let ok = json!({"id": "e-1", "source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
     let fails = json!({"id": "e-2", "source": "aws.events", "detail-type": "Scheduled Event", "detail": {"fail": 1}});
 
-    assert_eq!(ingestor.handle(ok).await.unwrap(), json!({}));
-    let err = ingestor.handle(fails).await.unwrap_err();
+    assert_eq!(ingestor.handle(ok, None).await.unwrap(), json!({}));
+    let err = ingestor.handle(fails, None).await.unwrap_err();
     assert!(err.0.contains("must come again"), "{err}");
 }
 
 #[tokio::test]
 async fn a_document_of_no_known_shape_is_dead_lettered_not_retried_for_ever() {
     let (ingestor, kept) = ingestor(json!({"source": ["aws.events"]})).await;
-    let answer = ingestor.handle(json!({"hello": "world"})).await.unwrap();
+    let answer = ingestor.handle(json!({"hello": "world"}), None).await.unwrap();
     assert_eq!(answer, json!({}));
-    assert_eq!(kept.0.lock().unwrap().len(), 1);
+    assert_eq!(kept.1.lock().unwrap().len(), 1, "kept as a document, not as some kind's record");
+    assert!(kept.0.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn past_the_deadline_a_batch_starts_nothing_and_asks_for_every_message_again() {
+    let (ingestor, _) = ingestor(json!({"eventSource": ["aws:sqs"]})).await;
+    let batch = sqs_batch(&[("m-1", r#"{"n": 1}"#), ("m-2", r#"{"n": 2}"#)]);
+    let deadline = chrono::Utc::now() + RECORD_ALLOWANCE / 2;
+
+    let answer = ingestor.handle(batch, Some(deadline)).await.unwrap();
+
+    assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "m-1"}, {"itemIdentifier": "m-2"}]}));
+}
+
+#[test]
+fn a_deadline_already_past_at_the_start_is_no_deadline() {
+    let now = chrono::Utc::now();
+    let in_30s = u64::try_from((now + chrono::Duration::seconds(30)).timestamp_millis()).unwrap();
+    assert_eq!(invocation_deadline(in_30s, now).map(|d| d.timestamp_millis() as u64), Some(in_30s));
+    assert_eq!(invocation_deadline(600_000, now), None, "cargo lambda watch's placeholder");
+    assert_eq!(invocation_deadline(u64::MAX, now), None);
+}
+
+/// A store whose sources cannot be read.
+struct Unreadable;
+
+#[async_trait]
+impl SourceStore for Unreadable {
+    async fn create_source(&self, _: &gateway_core::Source) -> gateway_core::error::Result<()> {
+        unreachable!("ingest writes no source")
+    }
+    async fn get_source(
+        &self,
+        _: &gateway_core::SourceName,
+    ) -> gateway_core::error::Result<Option<gateway_core::Source>> {
+        unreachable!("ingest reads every source at once")
+    }
+    async fn list_sources(
+        &self,
+        _: &gateway_core::PageRequest,
+    ) -> gateway_core::error::Result<gateway_core::Page<gateway_core::Source>> {
+        unreachable!("ingest reads every source at once")
+    }
+    async fn replace_source(&self, _: &gateway_core::Source) -> gateway_core::error::Result<()> {
+        unreachable!("ingest writes no source")
+    }
+    async fn delete_source(
+        &self,
+        _: &gateway_core::SourceName,
+        _: Option<gateway_core::Version>,
+    ) -> gateway_core::error::Result<()> {
+        unreachable!("ingest writes no source")
+    }
+    async fn all_sources(&self) -> gateway_core::error::Result<Vec<gateway_core::Source>> {
+        Err(Error::unavailable("DynamoDB is down"))
+    }
+}
+
+#[tokio::test]
+async fn when_the_sources_cannot_be_read_the_whole_event_comes_again_and_nothing_is_dead_lettered() {
+    let (mut ingestor, kept) = ingestor(json!({"eventSource": ["aws:sqs"]})).await;
+    ingestor.sources = Arc::new(Unreadable);
+
+    let err = ingestor.handle(sqs_batch(&[("m-1", "{}"), ("m-2", "{}")]), None).await.unwrap_err();
+
+    assert!(err.0.contains("the sources cannot be read"), "{err}");
+    assert!(kept.0.lock().unwrap().is_empty(), "a record is not refused for a store that is down");
 }

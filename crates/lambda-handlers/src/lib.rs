@@ -193,7 +193,8 @@ pub async fn serve_ingest() -> Result<(), BoxError> {
     };
     let ingestor = &ingestor;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        ingestor.handle(event.payload).await.map_err(BoxError::from)
+        let deadline = gateway_ingest::invocation_deadline(event.context.deadline, chrono::Utc::now());
+        ingestor.handle(event.payload, deadline).await.map_err(BoxError::from)
     }))
     .await
 }

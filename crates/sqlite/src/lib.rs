@@ -24,9 +24,6 @@ use gateway_core::{
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-/// How long an idempotency key replays its first answer.
-pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
-
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -109,13 +106,17 @@ impl SqliteStore {
         .await
     }
 
-    /// Forgets idempotency keys older than the window, so the index stays small.
+    /// Forgets idempotency keys older than their window (a client's, or a native record's), so
+    /// the index stays small.
     pub async fn expire_idempotency_keys(&self, now: DateTime<Utc>) -> DbResult<usize> {
-        let cutoff = ts(now - chrono::Duration::from_std(IDEMPOTENCY_WINDOW).unwrap_or_default());
+        let before = |window: Duration| ts(now - chrono::Duration::from_std(window).unwrap_or_default());
+        let (clients, natives) = (before(IdempotencyKey::CLIENT_WINDOW), before(IdempotencyKey::NATIVE_WINDOW));
+        let native = format!("{}%", IdempotencyKey::NATIVE_PREFIX);
         self.run(move |conn| {
             conn.execute(
-                "UPDATE triggers SET idempotency_key = NULL WHERE idempotency_key IS NOT NULL AND received_at < ?1",
-                [cutoff],
+                "UPDATE triggers SET idempotency_key = NULL WHERE idempotency_key IS NOT NULL
+                 AND received_at < CASE WHEN idempotency_key LIKE ?3 THEN ?2 ELSE ?1 END",
+                params![clients, natives, native],
             )
             .map_err(db_err)
         })
@@ -571,7 +572,7 @@ fn replay(tx: &Transaction<'_>, trigger: &Trigger, key: &IdempotencyKey) -> DbRe
     let Some((receipt, received_at, data_type, payload)) = found else {
         return Ok(None);
     };
-    let window = chrono::Duration::from_std(IDEMPOTENCY_WINDOW).unwrap_or_default();
+    let window = chrono::Duration::from_std(key.window()).unwrap_or_default();
     if parse_ts(&received_at)? + window > trigger.received_at {
         if data_type != trigger.data_type.as_str() || payload != trigger.payload {
             return Err(Error::IdempotencyKeyReused { event: trigger.event.clone(), key: key.clone() });
@@ -893,6 +894,46 @@ mod tests {
         drop(store);
         SqliteStore::open(&path).expect("opening again adds nothing twice");
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_native_records_key_outlives_a_clients_by_its_own_window() {
+        let store = SqliteStore::in_memory().unwrap();
+        let name = EventName::parse("keys.expire").unwrap();
+        store.create_event(&fixtures::definition("keys.expire")).await.unwrap();
+        let t0: DateTime<Utc> = "2026-03-01T12:00:00Z".parse().unwrap();
+        let client = IdempotencyKey::parse("order-7").unwrap();
+        let native = IdempotencyKey::native(&gateway_core::SourceName::parse("uploads").unwrap(), "ab12");
+        for key in [&client, &native] {
+            let (definition, subs) = store.trigger_target(&name).await.unwrap().unwrap();
+            let t = gateway_core::trigger::accepted_trigger(
+                &definition,
+                &subs,
+                b"{}".to_vec(),
+                t0,
+                &gateway_core::ports::UlidSource,
+            );
+            assert_eq!(store.accept(&t, Some(key)).await.unwrap(), Acceptance::Accepted);
+        }
+        // Two days on: the client's key is forgotten, the native record's still answers.
+        store.expire_idempotency_keys(t0 + chrono::Duration::days(2)).await.unwrap();
+        let again = |key: &IdempotencyKey| {
+            let store = store.clone();
+            let (key, name) = (key.clone(), name.clone());
+            async move {
+                let (definition, subs) = store.trigger_target(&name).await.unwrap().unwrap();
+                let t = gateway_core::trigger::accepted_trigger(
+                    &definition,
+                    &subs,
+                    b"{}".to_vec(),
+                    t0 + chrono::Duration::days(2),
+                    &gateway_core::ports::UlidSource,
+                );
+                store.accept(&t, Some(&key)).await.unwrap()
+            }
+        };
+        assert_eq!(again(&client).await, Acceptance::Accepted, "a new trigger: its key was forgotten");
+        assert!(matches!(again(&native).await, Acceptance::Replayed(_)), "still its first trigger");
     }
 
     #[tokio::test]

@@ -140,18 +140,19 @@ async fn replace_event(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct DeleteQuery {
-    /// Delete the event's subscriptions too (`true` or `false`, default false).
+    /// Delete the event's subscriptions and sources too (`true` or `false`, default false).
     cascade: Option<bool>,
 }
 
-/// Delete an event definition (409 while it has subscriptions, unless `cascade=true`).
+/// Delete an event definition (409 while it has subscriptions or sources trigger it, unless
+/// `cascade=true`, which deletes those too).
 #[utoipa::path(delete, path = "/events/{name}", tag = "events",
     params(("name" = EventName, Path), DeleteQuery, IfMatchHeader),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Invalid name, cascade or If-Match", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such event", body = Problem, content_type = PROBLEM_JSON),
-        (status = 409, description = "Has subscriptions", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "Has subscriptions (`/problems/event-has-subscriptions`) or sources that trigger it (`/problems/event-has-sources`), without `cascade=true`", body = Problem, content_type = PROBLEM_JSON),
         (status = 412, description = "If-Match names another version", body = Problem, content_type = PROBLEM_JSON),
     ))]
 async fn delete_event(

@@ -6,22 +6,26 @@
 use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
-use gateway_core::ingest::{self, IngestPorts, IngestReport, Rejection, RejectionSink};
+use gateway_core::ingest::{self, FailureCause, IngestPorts, IngestReport, Rejection, RejectionSink};
 use gateway_core::trigger::TriggerPorts;
 use gateway_core::{EventId, EventName, SourceName};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::extract::json_body;
-use crate::problem::{ApiError, Problem, PROBLEM_JSON};
+use crate::problem::{problem_of, ApiError, Problem, PROBLEM_JSON};
 use crate::SharedGateway;
 
+/// The largest document taken: Lambda's limit for a synchronous invocation's payload, which an
+/// event source mapping's batch fills (a native document is larger than any one payload).
+pub const MAX_DOCUMENT_BYTES: usize = 6 * 1024 * 1024;
+
 pub fn routes() -> Router<SharedGateway> {
-    Router::new().route("/ingest/aws", post(ingest_aws))
+    Router::new().route("/ingest/aws", post(ingest_aws).layer(DefaultBodyLimit::max(MAX_DOCUMENT_BYTES)))
 }
 
 #[derive(utoipa::OpenApi)]
@@ -67,6 +71,7 @@ struct RejectedRecord {
 struct BatchItemFailure {
     item_identifier: String,
     record: usize,
+    /// Why it is to come again (the cause, when the store failed, is logged, not answered).
     error: String,
 }
 
@@ -91,10 +96,17 @@ impl IngestAnswer {
             batch_item_failures: report
                 .failures
                 .into_iter()
-                .map(|f| BatchItemFailure {
-                    item_identifier: f.item_identifier.unwrap_or_else(|| native_id(f.record)),
-                    record: f.record,
-                    error: f.error,
+                .map(|f| {
+                    tracing::warn!(record = f.record, cause = %f.cause, "native record failed; it would come again");
+                    let error = match &f.cause {
+                        FailureCause::Error(error) => problem_of(error).detail,
+                        other => other.to_string(),
+                    };
+                    BatchItemFailure {
+                        item_identifier: f.item_identifier.unwrap_or_else(|| native_id(f.record)),
+                        record: f.record,
+                        error,
+                    }
                 })
                 .collect(),
         }
@@ -126,7 +138,7 @@ impl RejectionSink for LoggedRejections {
     responses(
         (status = 200, description = "What became of each record", body = IngestAnswer),
         (status = 400, description = "Malformed JSON, or a document of no known shape", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, description = "Body too large", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "Body over 6 MiB (Lambda's limit for a batch), or a record's payload over the trigger payload limit is rejected instead", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "A JSON body that is not an object", body = Problem, content_type = PROBLEM_JSON),
     ))]
@@ -135,7 +147,7 @@ async fn ingest_aws(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IngestAnswer>, ApiError> {
-    let document: Value = json_body(&headers, body, g.max_payload_bytes)?;
+    let document: Value = json_body(&headers, body, MAX_DOCUMENT_BYTES)?;
     let native = gateway_aws_events::read(&document).map_err(|e| ApiError::UnknownNativeEvent(e.0))?;
     let ports = IngestPorts {
         trigger: TriggerPorts {
@@ -149,6 +161,7 @@ async fn ingest_aws(
         rejections: &LoggedRejections,
         max_payload_bytes: g.max_payload_bytes,
     };
-    let report = ingest::ingest(ports, &native.records).await?;
+    // No deadline: the local gateway is not a Lambda invocation.
+    let report = ingest::ingest(ports, &native.records, None).await?;
     Ok(Json(IngestAnswer::from(report, &native)))
 }
