@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod error;
 pub mod events;
 pub mod fixtures;
+pub mod formats;
 pub mod ids;
 pub mod ingest;
 pub mod memory;
