@@ -77,6 +77,68 @@ user_name!(
     "A source's name (which native AWS records trigger which event): the same rules as an event name."
 );
 
+user_name!(SchemaName, "schema name", "person", "A registered schema's name: the same rules as an event name.");
+
+/// The URI a registered schema version is known by, in the registry's normal form
+/// (`formats::normalize_uri`): what a `$ref` and a resource envelope's `resource.schema` name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, example = "https://example.com/schemas/person/v1.json")]
+pub struct SchemaUri(String);
+
+impl SchemaUri {
+    /// Longest URI, in bytes (a DynamoDB key holds it with a short prefix).
+    pub const MAX_LEN: usize = 1024;
+
+    /// Reads any URI a client or a schema document gives, into the normal form.
+    pub fn parse(raw: &str) -> Result<Self, Violation> {
+        if raw.is_empty() || raw.len() > Self::MAX_LEN {
+            return Err(Violation::new("", format!("a schema URI is 1 to {} bytes", Self::MAX_LEN)));
+        }
+        let normal = crate::formats::normalize_uri(raw)
+            .map_err(|why| Violation::new("", format!("'{}' is not a schema URI: {why}", truncate_for_message(raw))))?;
+        if normal.len() > Self::MAX_LEN {
+            return Err(Violation::new("", format!("a schema URI is 1 to {} bytes", Self::MAX_LEN)));
+        }
+        Ok(Self(normal))
+    }
+
+    /// The URI of a version registered with none of its own: `/schemas/{name}/versions/{n}`,
+    /// a path from the registry's root.
+    pub fn default_for(name: &SchemaName, version: u32) -> Self {
+        Self(format!("/schemas/{name}/versions/{version}"))
+    }
+
+    /// Whether it has a scheme (`https:`, `urn:`): only those may be given for a version, so that
+    /// no given URI takes another version's default.
+    pub fn is_absolute(&self) -> bool {
+        !self.0.starts_with('/')
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SchemaUri {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw).map_err(|v| v.message)
+    }
+}
+
+impl From<SchemaUri> for String {
+    fn from(uri: SchemaUri) -> Self {
+        uri.0
+    }
+}
+
+impl fmt::Display for SchemaUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Ids are a kind prefix plus a ULID, so they sort by creation time and say what they name.
 macro_rules! prefixed_id {
     ($name:ident, $prefix:literal, $what:literal, $example:literal, $pattern:literal) => {
