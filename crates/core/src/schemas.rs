@@ -483,4 +483,35 @@ mod tests {
         let other = SchemaName::parse("nobody").unwrap();
         assert!(matches!(get_version(&store, &other, 1).await, Err(Error::NotFound { what: "schema", .. })));
     }
+
+    #[tokio::test]
+    async fn an_optional_property_added_to_a_closed_schema_keeps_backward_and_to_an_open_one_does_not() {
+        let store = MemoryStore::new();
+        let v1 = |closed: bool| {
+            let mut schema = json!({"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}});
+            if closed {
+                schema["additionalProperties"] = json!(false);
+            }
+            schema
+        };
+        let mut v2 = v1(true);
+        v2["properties"]["email"] = json!({"type": "string"});
+        for (name, closed) in [("closed", true), ("open", false)] {
+            register_schema(&store, &SystemClock, draft(name, SchemaFormat::JsonSchema, v1(closed))).await.unwrap();
+            let mut next = v2.clone();
+            if !closed {
+                next.as_object_mut().unwrap().remove("additionalProperties");
+            }
+            let added = add_version(
+                &store,
+                &SystemClock,
+                &SchemaName::parse(name).unwrap(),
+                SchemaVersionDraft { schema: next, uri: None },
+            )
+            .await;
+            // Open: {"name": "x", "email": 5} was valid and would not be.
+            assert_eq!(added.is_ok(), closed, "{name}: {added:?}");
+        }
+    }
+
 }
