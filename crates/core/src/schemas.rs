@@ -24,8 +24,8 @@ use crate::schema::{self, KnownDocuments};
 pub const MAX_SCHEMA_BYTES: usize = 64 * 1024;
 /// The most versions a schema holds; past them, register a new schema.
 pub const MAX_VERSIONS: u32 = 1000;
-/// How often adding a version is tried again when another version was added meanwhile.
-const ADD_ATTEMPTS: usize = 3;
+/// How often adding a version is tried when other versions are being added meanwhile.
+const ADD_ATTEMPTS: usize = 5;
 
 /// Registers a schema: its version 1.
 pub async fn register_schema(
@@ -87,6 +87,12 @@ pub async fn add_version(
         match store.add_schema_version(&next, &version).await {
             // Another version was added since `current` was read: check against that one.
             Err(Error::VersionMismatch { .. }) if attempt < ADD_ATTEMPTS => continue,
+            // The client sent no If-Match: this is contention, which passes (503, try again).
+            Err(Error::VersionMismatch { .. }) => {
+                return Err(Error::unavailable(format!(
+                    "other versions of schema '{name}' were added while this one was checked, {ADD_ATTEMPTS} times"
+                )))
+            }
             Err(error) => return Err(error),
             Ok(()) => return Ok((next, version)),
         }
