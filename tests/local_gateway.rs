@@ -206,8 +206,12 @@ fn resource_events_are_validated_against_the_registered_schema_their_envelope_na
     let created = http(port, "POST", "/events", Some(&event));
     assert_eq!(created.status, 201, "{}", created.body);
     assert_eq!(created.body["envelope"], "resource");
-    let sub =
-        http(port, "POST", "/subscriptions", Some(&json!({"event": "person.changed", "functionId": "example-subscriber"})));
+    let sub = http(
+        port,
+        "POST",
+        "/subscriptions",
+        Some(&json!({"event": "person.changed", "functionId": "example-subscriber"})),
+    );
     assert_eq!(sub.status, 201, "{}", sub.body);
     let trigger = |payload: &Value| http(port, "POST", "/events/person.changed/trigger", Some(payload));
 
@@ -233,15 +237,18 @@ fn resource_events_are_validated_against_the_registered_schema_their_envelope_na
     assert_eq!(pointers(&refused.body), ["/resource/content", "/resource/content/age"]);
 
     // WHEN an Avro address with a string zip is triggered
-    let address_update = json!({"action": "update", "resource": {"schema": ADDRESS, "content": {"street": "Main St", "zip": "x"}}});
+    let address_update =
+        json!({"action": "update", "resource": {"schema": ADDRESS, "content": {"street": "Main St", "zip": "x"}}});
     let refused = trigger(&address_update);
     assert_eq!(refused.status, 422, "{}", refused.body);
     assert_eq!(pointers(&refused.body), ["/resource/content/zip"]);
-    let valid_address = json!({"action": "create", "resource": {"schema": ADDRESS, "content": {"street": "Main St", "zip": 12345}}});
+    let valid_address =
+        json!({"action": "create", "resource": {"schema": ADDRESS, "content": {"street": "Main St", "zip": 12345}}});
     assert_eq!(trigger(&valid_address).status, 202);
 
     // WHEN a delete carries a ResourceReference
-    let delete = json!({"action": "delete", "resource": {"schema": PERSON, "content": {"tenantId": 1, "id": 42, "version": 3}}});
+    let delete =
+        json!({"action": "delete", "resource": {"schema": PERSON, "content": {"tenantId": 1, "id": 42, "version": 3}}});
     let accepted = trigger(&delete);
     assert_eq!(accepted.status, 202, "{}", accepted.body);
 

@@ -109,8 +109,8 @@ written_schema!(NewSchemaVersion);
 written_schema!(SchemaReplacement);
 
 /// RFC 3986's `absolute-URI` (a scheme, no fragment), ASCII as the RFC has it: what
-/// `SchemaUri::parse` reads a version's given `uri` as, less those under `json-schema:///`, the
-/// root the registry keeps its default URIs under (a path there is a relative URI's, refused).
+/// `SchemaUri::parse` reads a version's given `uri` as, less the `json-schema:` scheme, under
+/// which the registry keeps its default URIs (refused: it would read as one of those paths).
 fn absolute_uri_pattern() -> String {
     let pct = "%[0-9A-Fa-f]{2}";
     let unreserved_sub = r"A-Za-z0-9\-._~!$&'()*+,;=";
@@ -146,7 +146,7 @@ fn absolute_uri_pattern() -> String {
     let hier_part =
         format!("(?://{authority}(?:/{segment})*|/(?:{segment_nz}(?:/{segment})*)?|{segment_nz}(?:/{segment})*|)");
     let query = format!(r"(?:\?(?:{pchar}|[/?])*)?");
-    let registry_root = "(?![Jj][Ss][Oo][Nn]-[Ss][Cc][Hh][Ee][Mm][Aa]:///)";
+    let registry_root = "(?![Jj][Ss][Oo][Nn]-[Ss][Cc][Hh][Ee][Mm][Aa]:)";
     // An empty fragment is as good as none: `#` alone names the whole document still.
     format!("^{registry_root}[A-Za-z][A-Za-z0-9+.\\-]*:{hier_part}{query}#?$")
 }
@@ -781,10 +781,7 @@ mod tests {
         }
         let long = |n: usize| format!("urn:{}", "x".repeat(n - 4));
         samples.extend([long(1024), long(1025), "https://u:p@h:1/p?q#".into(), "https://h/p?q#f".into()]);
-        // The core also takes two kinds that the document leaves out, as no client should send
-        // them: a network-path reference (`//host/x`, no scheme) and `json-schema://:/x` (an
-        // empty port, dropped onto the registry's root); both become keys without a scheme.
-        let samples = samples.into_iter().filter(|s| !s.starts_with("//") && !s.starts_with("json-schema://:"));
+        samples.extend(["//host/x".into(), "//".into(), "json-schema://:/x".into(), "JSON-SCHEMA:a".into()]);
         agree(&uri, samples, takes_as_version_uri);
     }
 }

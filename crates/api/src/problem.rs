@@ -127,6 +127,7 @@ fn core_status_and_type(e: &Error) -> (StatusCode, &'static str, &'static str) {
             (S::CONFLICT, "schema-incompatible", "Schema version breaks the compatibility mode")
         }
         Error::SchemaReferenced { .. } => (S::CONFLICT, "schema-referenced", "Schema is still referred to"),
+        Error::SchemaFull { .. } => (S::CONFLICT, "schema-full", "Schema holds the most versions it may"),
         Error::NoSourceMatched { .. } => (S::UNPROCESSABLE_ENTITY, "no-source-matched", "No source matches the record"),
         Error::VersionMismatch { .. } => {
             (S::PRECONDITION_FAILED, "version-mismatch", "Version does not match If-Match")

@@ -80,6 +80,9 @@ pub enum Error {
     #[error("the new version of schema '{schema}' breaks its {mode} compatibility with version {latest}: {} incompatibilit{}", incompatibilities.len(), if incompatibilities.len() == 1 { "y" } else { "ies" })]
     SchemaIncompatible { schema: SchemaName, mode: Compatibility, latest: u32, incompatibilities: Vec<Incompatibility> },
 
+    #[error("schema '{schema}' holds {max} versions, the most one may; register a new schema")]
+    SchemaFull { schema: SchemaName, max: u32 },
+
     #[error(
         "schema '{schema}' is referred to by {}; remove those references first",
         crate::model::Referrer::list(referrers)

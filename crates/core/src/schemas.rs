@@ -64,10 +64,7 @@ pub async fn add_version(
         attempt += 1;
         let current = get_schema(store, name).await?;
         if current.latest_version >= MAX_VERSIONS {
-            return Err(Error::invalid_body(vec![Violation::new(
-                "",
-                format!("schema '{name}' holds {MAX_VERSIONS} versions, the most it may; register a new schema"),
-            )]));
+            return Err(Error::SchemaFull { schema: name.clone(), max: MAX_VERSIONS });
         }
         let now = clock.now();
         let number = current.latest_version + 1;
@@ -494,7 +491,8 @@ mod tests {
     async fn an_optional_property_added_to_a_closed_schema_keeps_backward_and_to_an_open_one_does_not() {
         let store = MemoryStore::new();
         let v1 = |closed: bool| {
-            let mut schema = json!({"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}});
+            let mut schema =
+                json!({"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}});
             if closed {
                 schema["additionalProperties"] = json!(false);
             }
@@ -519,5 +517,4 @@ mod tests {
             assert_eq!(added.is_ok(), closed, "{name}: {added:?}");
         }
     }
-
 }
