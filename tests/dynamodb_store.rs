@@ -531,7 +531,8 @@ async fn a_schema_with_more_versions_than_a_transaction_holds_is_deleted_whole()
     let (store, _, raw) = counted_store(&moto).await;
     let address = register(&store, "address", 1, &[]).await;
     let person = register(&store, "person", 130, &[&address[0]]).await;
-    assert_eq!(store.schema_versions(&person[0].name).await.unwrap(), person, "all 130, in number order");
+    let summaries: Vec<_> = person.iter().map(SchemaVersion::summary).collect();
+    assert_eq!(store.schema_versions(&person[0].name).await.unwrap(), summaries, "all 130, in number order");
     assert!(matches!(
         store.delete_schema(&address[0].name, None).await,
         Err(Error::SchemaReferenced { referrers, .. }) if referrers == [Referrer::Schema(person[0].name.clone())]
@@ -552,7 +553,7 @@ async fn a_schema_with_more_versions_than_a_transaction_holds_is_deleted_whole()
     store.delete_schema(&address[0].name, None).await.unwrap();
     let again = version_of("person", 1, &[]);
     store.create_schema(&schema_named("person"), &again).await.unwrap();
-    assert_eq!(store.schema_versions(&again.name).await.unwrap(), [again]);
+    assert_eq!(store.schema_versions(&again.name).await.unwrap(), [again.summary()]);
 }
 
 /// Leaves `name` as a deletion cut short after its first transaction leaves it: the schema item
@@ -601,7 +602,7 @@ async fn a_deletion_cut_short_is_finished_by_whoever_meets_it() {
     // WHEN the name is registered again: the deletion is finished first
     let fresh = version_of("by-name", 1, &[]);
     store.create_schema(&schema_named("by-name"), &fresh).await.unwrap();
-    assert_eq!(store.schema_versions(&fresh.name).await.unwrap(), [fresh.clone()], "none of the old versions");
+    assert_eq!(store.schema_versions(&fresh.name).await.unwrap(), [fresh.summary()], "none of the old versions");
     assert_eq!(store.schema_by_uri(&left["by-name"][1].uri).await.unwrap(), None);
 
     // WHEN another schema claims a URI it left: the deletion is finished, and the URI is the claimer's

@@ -148,6 +148,10 @@ async fn compiles(
     if !resolved.missing.is_empty() {
         return Ok(Err(dangling("/schema", &resolved.missing)));
     }
+    let refused = resolved.refusals(None, "/schema");
+    if !refused.is_empty() {
+        return Ok(Err(refused));
+    }
     Ok(match formats::compile(&document, &resolved.known) {
         Ok(_) => Ok(resolved.references),
         Err(message) => Err(vec![Violation::new("/schema", format!("the schema does not compile: {message}"))]),

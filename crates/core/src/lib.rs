@@ -36,8 +36,8 @@ pub use ids::{
 };
 pub use model::{
     Delivery, DeliveryStatus, Envelope, EventDefinition, EventDraft, InvocationPayload, Metadata, Origin, Referrer,
-    Schema, SchemaChange, SchemaDraft, SchemaReference, SchemaVersion, SchemaVersionDraft, Source, SourceDraft,
-    SourceKind, Subscription, SubscriptionDraft, Trigger, TriggerReceipt,
+    Schema, SchemaChange, SchemaDraft, SchemaReference, SchemaVersion, SchemaVersionDraft, SchemaVersionSummary,
+    Source, SourceDraft, SourceKind, Subscription, SubscriptionDraft, Trigger, TriggerReceipt,
 };
 pub use page::{Page, PageRequest};
 pub use pattern::EventPattern;

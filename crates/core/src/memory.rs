@@ -14,8 +14,8 @@ use crate::ids::{
     Version,
 };
 use crate::model::{
-    Delivery, DeliveryStatus, EventDefinition, Origin, Referrer, Schema, SchemaReference, SchemaVersion, Source,
-    Subscription, Trigger, TriggerReceipt,
+    Delivery, DeliveryStatus, EventDefinition, Origin, Referrer, Schema, SchemaReference, SchemaVersion,
+    SchemaVersionSummary, Source, Subscription, Trigger, TriggerReceipt,
 };
 use crate::page::{decode_cursor, encode_cursor, Page, PageRequest};
 use crate::ports::{
@@ -388,9 +388,13 @@ impl SchemaStore for MemoryStore {
         Ok(self.state().schema_versions.get(&(name.clone(), version)).cloned())
     }
 
-    async fn schema_versions(&self, name: &SchemaName) -> Result<Vec<SchemaVersion>> {
+    async fn schema_versions(&self, name: &SchemaName) -> Result<Vec<SchemaVersionSummary>> {
         let state = self.state();
-        Ok(state.schema_versions.range((name.clone(), 0)..=(name.clone(), u32::MAX)).map(|(_, v)| v.clone()).collect())
+        Ok(state
+            .schema_versions
+            .range((name.clone(), 0)..=(name.clone(), u32::MAX))
+            .map(|(_, v)| v.summary())
+            .collect())
     }
 
     async fn replace_schema(&self, schema: &Schema) -> Result<()> {

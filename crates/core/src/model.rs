@@ -155,7 +155,29 @@ pub struct SchemaVersion {
     pub created_at: DateTime<Utc>,
 }
 
+/// What a schema's listing of its versions shows of each: not the document, which may be 64 KiB
+/// (a thousand of them would not fit in an answer).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaVersionSummary {
+    #[schema(minimum = 1)]
+    pub version: u32,
+    pub uri: SchemaUri,
+    /// SHA-256 of the document, hex.
+    pub digest: String,
+    pub created_at: DateTime<Utc>,
+}
+
 impl SchemaVersion {
+    pub fn summary(&self) -> SchemaVersionSummary {
+        SchemaVersionSummary {
+            version: self.version,
+            uri: self.uri.clone(),
+            digest: self.digest.clone(),
+            created_at: self.created_at,
+        }
+    }
+
     /// How a `$ref` to this version is recorded.
     pub fn as_reference(&self) -> SchemaReference {
         SchemaReference {

@@ -12,7 +12,10 @@ use crate::error::Result;
 use crate::ids::{
     EventId, EventName, FunctionId, IdempotencyKey, SchemaName, SchemaUri, SourceName, SubscriptionId, Version,
 };
-use crate::model::{Delivery, EventDefinition, Schema, SchemaVersion, Source, Subscription, Trigger, TriggerReceipt};
+use crate::model::{
+    Delivery, EventDefinition, Schema, SchemaVersion, SchemaVersionSummary, Source, Subscription, Trigger,
+    TriggerReceipt,
+};
 use crate::page::{Page, PageRequest};
 
 /// Events. A definition's `schema_references` make it a referrer of each schema they name (other
@@ -80,8 +83,9 @@ pub trait SchemaStore: SchemaLookup {
     async fn get_schema(&self, name: &SchemaName) -> Result<Option<Schema>>;
     async fn list_schemas(&self, page: &PageRequest) -> Result<Page<Schema>>;
     async fn get_schema_version(&self, name: &SchemaName, version: u32) -> Result<Option<SchemaVersion>>;
-    /// Every version of the schema, oldest first; empty if there is no such schema.
-    async fn schema_versions(&self, name: &SchemaName) -> Result<Vec<SchemaVersion>>;
+    /// What every version of the schema is (not its document), oldest first; empty if there is
+    /// no such schema.
+    async fn schema_versions(&self, name: &SchemaName) -> Result<Vec<SchemaVersionSummary>>;
     /// Writes `schema`'s description and compatibility if the stored schema is still at revision
     /// `schema.revision - 1` (`VersionMismatch` otherwise, `NotFound` if it is gone).
     async fn replace_schema(&self, schema: &Schema) -> Result<()>;

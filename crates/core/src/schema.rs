@@ -19,6 +19,10 @@ const MAX_VIOLATIONS: usize = 100;
 const MAX_CACHED: usize = 1024;
 /// Most registered documents one schema may reach through `$ref`, as the compiler allows.
 const MAX_REFERENCES: usize = 256;
+/// Most schemas (each counted once, whatever its versions) one event or schema may refer to: each
+/// is a referrer edge and a count the cloud store keeps in the transaction that writes the
+/// referrer, and a replace may swap every one for others within DynamoDB's 100 actions.
+pub const MAX_REFERRED_SCHEMAS: usize = 24;
 
 /// Every way `payload` breaks `validator`, each with its JSON pointer into the payload.
 pub fn violations(validator: &jsonschema::Validator, payload: &Value) -> Vec<Violation> {
@@ -212,6 +216,45 @@ pub struct Resolved {
     pub known: KnownDocuments,
     /// The URIs `$ref`d that name no registered version.
     pub missing: Vec<String>,
+    /// Every registered version reached, as read.
+    pub versions: Vec<SchemaVersion>,
+}
+
+impl Resolved {
+    /// What is wrong with what the schema `own` (none: an event's) reaches, at `pointer`: too
+    /// many schemas, or a schema that refers back to `own`, which would make a cycle that could
+    /// never be deleted (neither schema can go while the other refers to it).
+    pub fn refusals(&self, own: Option<&crate::ids::SchemaName>, pointer: &str) -> Vec<Violation> {
+        let mut found = Vec::new();
+        let mut referred: Vec<&crate::ids::SchemaName> =
+            self.references.iter().map(|r| &r.schema).filter(|s| Some(*s) != own).collect();
+        referred.sort();
+        referred.dedup();
+        if referred.len() > MAX_REFERRED_SCHEMAS {
+            found.push(Violation::new(
+                pointer,
+                format!(
+                    "the schema refers to {} registered schemas; at most {MAX_REFERRED_SCHEMAS} may be referred to by one \
+                     event or schema (each counted once, whatever its versions)",
+                    referred.len()
+                ),
+            ));
+        }
+        if let Some(own) = own {
+            let back = self.versions.iter().find(|v| v.name != *own && v.references.iter().any(|r| r.schema == *own));
+            if let Some(back) = back {
+                found.push(Violation::new(
+                    pointer,
+                    format!(
+                        "version {} of schema '{}' refers to schema '{own}': a reference back to it would make a cycle \
+                         neither could ever be deleted from",
+                        back.version, back.name
+                    ),
+                ));
+            }
+        }
+        found
+    }
 }
 
 /// Follows a schema's `$ref`s through the registry, transitively, when it is written: what it
@@ -246,6 +289,7 @@ pub async fn resolve_references(lookup: &dyn SchemaLookup, schema: &SchemaDocume
                 queue.extend(formats::references(&document));
                 resolved.known.insert(version.uri.to_string(), (version.format, version.schema.clone()));
                 resolved.references.push(version.as_reference());
+                resolved.versions.push(version);
             }
         }
     }

@@ -15,7 +15,7 @@ use crate::error::{Error, Result, Violation};
 use crate::events::{check_version, dangling, MAX_DESCRIPTION};
 use crate::formats::{self, SchemaDocument, SchemaFormat};
 use crate::ids::{SchemaName, SchemaUri, Version};
-use crate::model::{Schema, SchemaChange, SchemaDraft, SchemaVersion, SchemaVersionDraft};
+use crate::model::{Schema, SchemaChange, SchemaDraft, SchemaVersion, SchemaVersionDraft, SchemaVersionSummary};
 use crate::page::{Page, PageRequest};
 use crate::ports::{Clock, SchemaStore};
 use crate::schema::{self, KnownDocuments};
@@ -100,11 +100,11 @@ pub async fn get_schema(store: &dyn SchemaStore, name: &SchemaName) -> Result<Sc
     store.get_schema(name).await?.ok_or_else(|| not_found(name))
 }
 
-/// A schema with every version, oldest first.
+/// A schema with what each version is, oldest first.
 pub async fn get_schema_with_versions(
     store: &dyn SchemaStore,
     name: &SchemaName,
-) -> Result<(Schema, Vec<SchemaVersion>)> {
+) -> Result<(Schema, Vec<SchemaVersionSummary>)> {
     let schema = get_schema(store, name).await?;
     Ok((schema, store.schema_versions(name).await?))
 }
@@ -196,6 +196,8 @@ async fn build_version(
     let resolved = schema::resolve_references(store, &at).await?;
     if !resolved.missing.is_empty() {
         violations.extend(dangling("/schema", &resolved.missing));
+    } else if let refused @ [_, ..] = resolved.refusals(Some(name), "/schema").as_slice() {
+        violations.extend_from_slice(refused);
     } else if let Err(message) = formats::compile(&at, &resolved.known) {
         let what = match format {
             SchemaFormat::JsonSchema => "the schema does not compile",
@@ -516,5 +518,54 @@ mod tests {
             // Open: {"name": "x", "email": 5} was valid and would not be.
             assert_eq!(added.is_ok(), closed, "{name}: {added:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_reference_back_that_would_make_a_cycle_is_refused() {
+        // GIVEN a, and b whose version 1 refers to it
+        let store = MemoryStore::new();
+        register_schema(&store, &SystemClock, draft("a", SchemaFormat::JsonSchema, json!({"type": "object"})))
+            .await
+            .unwrap();
+        let b = json!({"properties": {"a": {"$ref": "/schemas/a/versions/1"}}});
+        register_schema(&store, &SystemClock, draft("b", SchemaFormat::JsonSchema, b)).await.unwrap();
+        // WHEN a's next version refers to b
+        let back =
+            SchemaVersionDraft { schema: json!({"properties": {"b": {"$ref": "/schemas/b/versions/1"}}}), uri: None };
+        let a = SchemaName::parse("a").unwrap();
+        let refused = add_version(&store, &SystemClock, &a, back).await.unwrap_err();
+        // THEN it is refused: neither could ever be deleted again
+        assert_eq!(pointers(&refused), ["/schema"]);
+        assert!(format!("{refused:?}").contains("cycle"), "{refused:?}");
+        // AND a version referring to its own schema's earlier one is no cycle
+        let own = SchemaVersionDraft { schema: json!({"$ref": "/schemas/a/versions/1"}), uri: None };
+        let change = SchemaChange { compatibility: Some(Compatibility::None), description: None };
+        change_schema(&store, &SystemClock, &a, change, None).await.unwrap();
+        add_version(&store, &SystemClock, &a, own).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_event_or_schema_refers_to_at_most_24_schemas() {
+        let store = MemoryStore::new();
+        for i in 0..25 {
+            let name = format!("part-{i}");
+            register_schema(&store, &SystemClock, draft(&name, SchemaFormat::JsonSchema, json!({}))).await.unwrap();
+        }
+        let refs = |n: usize| {
+            let all: Vec<Value> = (0..n).map(|i| json!({"$ref": format!("/schemas/part-{i}/versions/1")})).collect();
+            json!({"allOf": all})
+        };
+        register_schema(&store, &SystemClock, draft("most", SchemaFormat::JsonSchema, refs(24))).await.unwrap();
+        let too_many = register_schema(&store, &SystemClock, draft("more", SchemaFormat::JsonSchema, refs(25))).await;
+        assert_eq!(pointers(&too_many.unwrap_err()), ["/schema"]);
+        let event = EventDraft {
+            name: Some(crate::EventName::parse("parts.assembled").unwrap()),
+            schema: Some(refs(25)),
+            ..Default::default()
+        };
+        assert_eq!(
+            pointers(&events::define_event(&store, &store, &SystemClock, event).await.unwrap_err()),
+            ["/schema"]
+        );
     }
 }

@@ -9,8 +9,8 @@ use gateway_core::ports::{TriggerState, TRIGGER_STATE_LIFETIME};
 use gateway_core::{
     Compatibility, DataType, Delivery, DeliveryRetention, DeliveryStatus, Envelope, EventDefinition, EventId,
     EventName, EventPattern, FunctionId, IdempotencyKey, Metadata, Referrer, Schema, SchemaFormat, SchemaName,
-    SchemaReference, SchemaUri, SchemaVersion, Source, SourceName, Subscription, SubscriptionId, TriggerReceipt,
-    Version,
+    SchemaReference, SchemaUri, SchemaVersion, SchemaVersionSummary, Source, SourceName, Subscription, SubscriptionId,
+    TriggerReceipt, Version,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -443,6 +443,26 @@ impl VersionItem {
             references: self.references,
             created_at: self.created_at,
         }
+    }
+}
+
+/// What a schema's listing shows of a version item (read with a projection: not the document).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionSummaryItem {
+    pub version: u32,
+    pub uri: SchemaUri,
+    pub digest: String,
+    #[serde(with = "time")]
+    pub created_at: DateTime<Utc>,
+}
+
+impl VersionSummaryItem {
+    /// The attributes to project.
+    pub const ATTRIBUTES: [&'static str; 4] = ["version", "uri", "digest", "createdAt"];
+
+    pub fn into_summary(self) -> SchemaVersionSummary {
+        SchemaVersionSummary { version: self.version, uri: self.uri, digest: self.digest, created_at: self.created_at }
     }
 }
 

@@ -12,7 +12,7 @@ use crate::{from_item, key, n, to_item, DynamoStore, Expr, Guard, Result, Tx};
 /// versions. Each one referred to or given up takes two actions (the edge and the count), and the
 /// largest write, a replace of an event that swaps every schema it refers to for others, takes
 /// 1 + 2 × 24 + 2 × 24 = 97 of the 100 actions a transaction holds.
-pub(crate) const MAX_REFERRED_SCHEMAS: usize = 24;
+pub(crate) use gateway_core::schema::MAX_REFERRED_SCHEMAS;
 
 /// Refuses a referrer that would refer to more schemas than a transaction can keep edges for.
 pub(crate) fn check_referred(count: usize) -> Result<()> {

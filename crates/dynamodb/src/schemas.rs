@@ -4,11 +4,13 @@
 use async_trait::async_trait;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use gateway_core::ports::{SchemaLookup, SchemaStore};
-use gateway_core::{Error, Page, PageRequest, Referrer, Schema, SchemaName, SchemaUri, SchemaVersion, Version};
+use gateway_core::{
+    Error, Page, PageRequest, Referrer, Schema, SchemaName, SchemaUri, SchemaVersion, SchemaVersionSummary, Version,
+};
 
 use crate::items::{
-    referred_schemas, schema_pk, uri_pk, version_sk, DeletingItem, SchemaItem, VersionItem, VersionKey, DELETING_SK,
-    PK, SCHEMAS_INDEX, SCHEMA_SK, SK, URI_SK, VERSION_PREFIX,
+    referred_schemas, schema_pk, uri_pk, version_sk, DeletingItem, SchemaItem, VersionItem, VersionKey,
+    VersionSummaryItem, DELETING_SK, PK, SCHEMAS_INDEX, SCHEMA_SK, SK, URI_SK, VERSION_PREFIX,
 };
 use crate::referrers::{check_referred, difference};
 use crate::{
@@ -322,10 +324,19 @@ impl SchemaStore for DynamoStore {
         item.map(|item| from_item::<VersionItem>(item).map(VersionItem::into_version)).transpose()
     }
 
-    /// One consistent Query of the partition's `#` items (followed past 1 MB): the schema item
-    /// and every version, in number order; not the edges.
-    async fn schema_versions(&self, name: &SchemaName) -> Result<Vec<SchemaVersion>> {
-        let query = self.prefix_query(schema_pk(name), "#");
+    /// One consistent Query of the partition's `#` items (followed past 1 MB), projected to what
+    /// a listing shows (the documents stay unread): the schema item and every version, in number
+    /// order; not the edges.
+    async fn schema_versions(&self, name: &SchemaName) -> Result<Vec<SchemaVersionSummary>> {
+        let mut query = self.prefix_query(schema_pk(name), "#").projection_expression(
+            std::iter::once("#sk".to_owned())
+                .chain((0..VersionSummaryItem::ATTRIBUTES.len()).map(|i| format!("#a{i}")))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        for (i, attribute) in VersionSummaryItem::ATTRIBUTES.iter().enumerate() {
+            query = query.expression_attribute_names(format!("#a{i}"), *attribute);
+        }
         let mut exists = false;
         let mut versions = Vec::new();
         for item in self.query_items(query, None, None).await? {
@@ -333,7 +344,7 @@ impl SchemaStore for DynamoStore {
             if sk == SCHEMA_SK {
                 exists = true;
             } else if sk.starts_with(VERSION_PREFIX) {
-                versions.push(from_item::<VersionItem>(item)?.into_version());
+                versions.push(from_item::<VersionSummaryItem>(item)?.into_summary());
             }
         }
         // Versions without their schema item are what a deletion has not finished with.

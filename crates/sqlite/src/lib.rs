@@ -22,8 +22,8 @@ use gateway_core::ports::{
 };
 use gateway_core::{
     DataType, Delivery, DeliveryRetention, DeliveryStatus, Error, EventDefinition, EventId, EventName, IdempotencyKey,
-    Page, PageRequest, Referrer, Schema, SchemaName, SchemaReference, SchemaUri, SchemaVersion, Source, SourceName,
-    Subscription, SubscriptionId, Trigger, TriggerReceipt, Version,
+    Page, PageRequest, Referrer, Schema, SchemaName, SchemaReference, SchemaUri, SchemaVersion, SchemaVersionSummary,
+    Source, SourceName, Subscription, SubscriptionId, Trigger, TriggerReceipt, Version,
 };
 use rusqlite::{params, Connection, OptionalExtension, Params, Transaction};
 
@@ -723,10 +723,16 @@ impl SchemaStore for SqliteStore {
         .await
     }
 
-    async fn schema_versions(&self, name: &SchemaName) -> DbResult<Vec<SchemaVersion>> {
+    async fn schema_versions(&self, name: &SchemaName) -> DbResult<Vec<SchemaVersionSummary>> {
         let name = name.clone();
+        // Only what a listing shows: not the documents, which may be 64 KiB each.
         self.run(move |conn| {
-            bodies_of(conn, "SELECT body FROM schema_versions WHERE schema = ?1 ORDER BY version", [name.as_str()])
+            bodies_of(
+                conn,
+                "SELECT json_object('version', version, 'uri', uri, 'digest', json_extract(body, '$.digest'), \
+                 'createdAt', json_extract(body, '$.createdAt')) FROM schema_versions WHERE schema = ?1 ORDER BY version",
+                [name.as_str()],
+            )
         })
         .await
     }
@@ -1365,7 +1371,7 @@ mod tests {
 
         let reopened = SqliteStore::open(&path).unwrap();
         assert_eq!(reopened.get_schema(&person.name).await.unwrap(), Some(person_next));
-        assert_eq!(reopened.schema_versions(&person.name).await.unwrap(), [person.clone(), person_2]);
+        assert_eq!(reopened.schema_versions(&person.name).await.unwrap(), [person.summary(), person_2.summary()]);
         assert_eq!(reopened.schema_by_uri(&person.uri).await.unwrap(), Some(person.clone()));
         assert_eq!(reopened.get_event(&event.name).await.unwrap(), Some(event.clone()));
         assert_eq!(

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use gateway_core::{
     schemas, Compatibility, Page, Schema, SchemaChange, SchemaDraft, SchemaFormat, SchemaName, SchemaReference,
-    SchemaUri, SchemaVersion, SchemaVersionDraft,
+    SchemaUri, SchemaVersion, SchemaVersionDraft, SchemaVersionSummary,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -104,18 +104,7 @@ struct SchemaWithVersions {
     #[serde(flatten)]
     schema: Schema,
     /// Every version, oldest first.
-    versions: Vec<VersionSummary>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct VersionSummary {
-    #[schema(minimum = 1)]
-    version: u32,
-    uri: SchemaUri,
-    /// SHA-256 of the document, hex.
-    digest: String,
-    created_at: DateTime<Utc>,
+    versions: Vec<SchemaVersionSummary>,
 }
 
 #[derive(utoipa::ToSchema)]
@@ -205,10 +194,6 @@ async fn get_schema(
 ) -> Result<Response, ApiError> {
     let name = path_param(name, SchemaName::parse)?;
     let (schema, versions) = schemas::get_schema_with_versions(g.registry.as_ref(), &name).await?;
-    let versions = versions
-        .into_iter()
-        .map(|v| VersionSummary { version: v.version, uri: v.uri, digest: v.digest, created_at: v.created_at })
-        .collect();
     let revision = schema.revision;
     Ok(versioned(StatusCode::OK, revision, None, &SchemaWithVersions { schema, versions }))
 }
