@@ -609,6 +609,22 @@ async fn replace_event_with_a_stale_if_match_is_precondition_failed_with_current
 }
 
 #[tokio::test]
+async fn replace_event_with_a_bad_body_is_unprocessable_whatever_the_if_match() {
+    // GIVEN an event at version 2
+    let api = Api::new();
+    api.define(json!({ "name": "orders.created", "description": "v1" })).await;
+    api.put_json("/events/orders.created", Some("\"1\""), &json!({ "description": "v2" })).await;
+
+    // WHEN a body that could never be taken comes with a stale If-Match
+    let long = "x".repeat(1025);
+    let reply = api.put_json("/events/orders.created", Some("\"1\""), &json!({ "description": long })).await;
+
+    // THEN the body is what is wrong (RFC 9110: preconditions are for requests that would succeed)
+    assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+    assert_eq!(reply.2["violations"][0]["pointer"], "/description");
+}
+
+#[tokio::test]
 async fn replace_event_with_a_garbage_if_match_is_a_bad_request() {
     let api = Api::new();
     api.define_named("orders.created").await;

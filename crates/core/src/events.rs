@@ -54,9 +54,11 @@ pub async fn replace_event(
         }
     }
     let current = store.get_event(name).await?.ok_or_else(|| not_found(name))?;
-    check_version("event", name.as_str(), current.version, if_match)?;
+    // The body first: a bad one is 422 whatever If-Match says (RFC 9110 §13.2.1 evaluates
+    // preconditions only for a request that would otherwise succeed).
     let mut next =
         build(registry, name.clone(), draft, clock.now(), current.version.next(), current.received_at).await?;
+    check_version("event", name.as_str(), current.version, if_match)?;
     next.created_at = current.created_at;
     store.replace_event(&next).await?;
     Ok(next)

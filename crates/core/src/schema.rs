@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result, Violation};
 use crate::formats::{self, ContentValidator, SchemaDocument, SchemaFormat};
-use crate::ids::SchemaUri;
+use crate::ids::{EventName, SchemaUri};
 use crate::model::{EventDefinition, SchemaReference, SchemaVersion};
 use crate::ports::SchemaLookup;
 
@@ -41,27 +41,18 @@ pub fn violations(validator: &jsonschema::Validator, payload: &Value) -> Vec<Vio
     found
 }
 
-/// SHA-256 of what a compiled validator was made from: the schema's JSON text, and for a
-/// registered version its URI (the base its relative `$ref`s resolve against) and format, and the
-/// digests of every document it `$ref`s.
+/// SHA-256 of a schema document's JSON text ([`document_digest`]), or of what a registered
+/// version's validator is compiled from: its URI (the base its relative `$ref`s resolve against),
+/// format and document digest, and the digests of every document it `$ref`s.
 ///
-/// Not an event's name and version, nor a URI alone: an event deleted and defined again starts at
-/// version 1 with another schema, and a schema deleted and registered again may reuse its URIs;
-/// a cache keyed by names would validate against the deleted one, in every process that had
-/// compiled it.
+/// Not a URI alone: a schema deleted and registered again may reuse its URIs, and a cache keyed
+/// by URI would validate against the deleted document, in every process that had compiled it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SchemaDigest([u8; 32]);
 
 impl SchemaDigest {
     pub fn of(schema: &Value) -> Self {
         Self::of_parts(&[Part::Json(schema)])
-    }
-
-    /// The key of an event definition's inline schema.
-    pub fn of_event_schema(schema: &Value, references: &[SchemaReference]) -> Self {
-        let mut parts = vec![Part::Text("event"), Part::Json(schema)];
-        parts.extend(references.iter().flat_map(|r| [Part::Text(r.uri.as_str()), Part::Text(&r.digest)]));
-        Self::of_parts(&parts)
     }
 
     /// The key of a registered version.
@@ -125,11 +116,43 @@ pub fn document_digest(document: &Value) -> String {
     SchemaDigest::of(document).hex()
 }
 
-/// Compiled validators by the digest of what they were compiled from: a trigger compiles nothing
-/// it has compiled before, and always validates against the schema it was given.
+/// Compiled validators, so that a trigger compiles nothing it compiled before and always
+/// validates against the schema it was given.
+///
+/// An event's validator is kept under the event's name with the schema (and references) it was
+/// compiled from, and used only while the definition read holds an equal schema: an event
+/// deleted and defined again, at version 1 with another schema, gets its own validator in every
+/// process. Comparing the two schemas costs a fraction of hashing one (a trigger would have to
+/// serialize and digest the schema it read each time), and trusts nothing stored beside it.
+/// A registered version's validator is kept under the digest of what it was compiled from
+/// ([`SchemaDigest::of_version`]): its URI, its document's digest and its references'.
 #[derive(Default)]
 pub struct SchemaCache {
-    validators: RwLock<HashMap<SchemaDigest, Arc<ContentValidator>>>,
+    events: RwLock<HashMap<EventName, Compiled>>,
+    versions: RwLock<HashMap<SchemaDigest, Arc<ContentValidator>>>,
+}
+
+/// An event schema's validator, with what it was compiled from.
+struct Compiled {
+    schema: Arc<Value>,
+    references: Vec<SchemaReference>,
+    validator: Arc<ContentValidator>,
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Inserts, starting over past [`MAX_CACHED`] entries (schemas change rarely).
+fn insert_bounded<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, value: V) {
+    if map.len() >= MAX_CACHED {
+        map.clear();
+    }
+    map.insert(key, value);
 }
 
 impl SchemaCache {
@@ -137,21 +160,8 @@ impl SchemaCache {
         Self::default()
     }
 
-    fn get(&self, key: &SchemaDigest) -> Option<Arc<ContentValidator>> {
-        self.validators.read().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
-    }
-
-    fn insert(&self, key: SchemaDigest, compiled: ContentValidator) -> Arc<ContentValidator> {
-        let compiled = Arc::new(compiled);
-        let mut validators = self.validators.write().unwrap_or_else(|p| p.into_inner());
-        if validators.len() >= MAX_CACHED {
-            validators.clear();
-        }
-        validators.insert(key, compiled.clone());
-        compiled
-    }
-
-    /// The validator of an event definition's own schema, compiling it on first use.
+    /// The validator of an event definition's own schema (`schema`, the definition's), compiling
+    /// it on first use.
     ///
     /// Stored schemas compiled when they were written, so a failure here means the store holds
     /// something the API never accepted; it is reported, not hidden.
@@ -159,18 +169,28 @@ impl SchemaCache {
         &self,
         lookup: &dyn SchemaLookup,
         definition: &EventDefinition,
-        schema: &Value,
+        schema: &Arc<Value>,
     ) -> Result<Arc<ContentValidator>> {
-        let key = SchemaDigest::of_event_schema(schema, &definition.schema_references);
-        if let Some(found) = self.get(&key) {
-            return Ok(found);
+        if let Some(found) = read(&self.events).get(&definition.name) {
+            let same = (Arc::ptr_eq(&found.schema, schema) || found.schema == *schema)
+                && found.references == definition.schema_references;
+            if same {
+                return Ok(found.validator.clone());
+            }
         }
         let known = load_recorded(lookup, &definition.schema_references).await?;
         let compiled =
             formats::compile(&SchemaDocument::new(SchemaFormat::JsonSchema, schema), &known).map_err(|message| {
                 Error::unavailable(format!("stored schema of '{}' does not compile: {message}", definition.name))
             })?;
-        Ok(self.insert(key, compiled))
+        let validator = Arc::new(compiled);
+        let entry = Compiled {
+            schema: schema.clone(),
+            references: definition.schema_references.clone(),
+            validator: validator.clone(),
+        };
+        insert_bounded(&mut write(&self.events), definition.name.clone(), entry);
+        Ok(validator)
     }
 
     /// The validator of a registered version, compiling it on first use.
@@ -180,8 +200,8 @@ impl SchemaCache {
         version: &SchemaVersion,
     ) -> Result<Arc<ContentValidator>> {
         let key = SchemaDigest::of_version(version);
-        if let Some(found) = self.get(&key) {
-            return Ok(found);
+        if let Some(found) = read(&self.versions).get(&key) {
+            return Ok(found.clone());
         }
         let known = load_recorded(lookup, &version.references).await?;
         let document = SchemaDocument::new(version.format, &version.schema).at(version.uri.as_str());
@@ -191,12 +211,14 @@ impl SchemaCache {
                 version.version, version.name
             ))
         })?;
-        Ok(self.insert(key, compiled))
+        let validator = Arc::new(compiled);
+        insert_bounded(&mut write(&self.versions), key, validator.clone());
+        Ok(validator)
     }
 
     /// How many validators are compiled and kept.
     pub fn len(&self) -> usize {
-        self.validators.read().unwrap_or_else(|p| p.into_inner()).len()
+        read(&self.events).len() + read(&self.versions).len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -388,17 +410,20 @@ mod tests {
         assert_eq!(SchemaDigest::of(&json!({"a": [1, 2]})), SchemaDigest::of(&json!({"a": [1, 2]})));
         assert_ne!(SchemaDigest::of(&json!({"a": [1, 2]})), SchemaDigest::of(&json!({"a": [2, 1]})));
         assert_ne!(SchemaDigest::of(&json!({"type": "string"})), SchemaDigest::of(&json!({"type": "integer"})));
-        let schema = json!({"$ref": "urn:a"});
-        let reference = |digest: &str| SchemaReference {
-            uri: SchemaUri::parse("urn:a").unwrap(),
-            schema: crate::SchemaName::parse("a").unwrap(),
+        let version = |digest: &str| SchemaVersion {
+            name: crate::SchemaName::parse("a").unwrap(),
             version: 1,
+            uri: SchemaUri::parse("urn:a").unwrap(),
+            format: SchemaFormat::JsonSchema,
+            schema: Arc::new(json!({})),
             digest: digest.into(),
+            references: Vec::new(),
+            created_at: chrono::Utc::now(),
         };
         assert_ne!(
-            SchemaDigest::of_event_schema(&schema, &[reference("1")]),
-            SchemaDigest::of_event_schema(&schema, &[reference("2")]),
-            "the same schema over another referenced document is another validator"
+            SchemaDigest::of_version(&version("1")),
+            SchemaDigest::of_version(&version("2")),
+            "the same URI over another document is another validator"
         );
     }
 }
