@@ -120,6 +120,18 @@ fn page_of<T: Clone, K: Ord + Clone + serde::Serialize>(
     Page { items: items.into_iter().map(|(_, v)| v).collect(), next_cursor }
 }
 
+/// A page of a map ordered by name, after the cursor's name.
+fn page_by_name<K, T>(map: &BTreeMap<K, T>, page: &PageRequest) -> Result<Page<T>>
+where
+    K: Ord + Clone + serde::Serialize + serde::de::DeserializeOwned,
+    T: Clone,
+{
+    let after: Option<K> = after(page)?;
+    let items =
+        map.iter().filter(|(name, _)| after.as_ref().is_none_or(|a| *name > a)).map(|(k, v)| (k.clone(), v.clone()));
+    Ok(page_of(items, page))
+}
+
 fn after<K: serde::de::DeserializeOwned>(page: &PageRequest) -> Result<Option<K>> {
     page.cursor.as_deref().map(decode_cursor).transpose()
 }
@@ -141,14 +153,7 @@ impl EventStore for MemoryStore {
     }
 
     async fn list_events(&self, page: &PageRequest) -> Result<Page<EventDefinition>> {
-        let after: Option<EventName> = after(page)?;
-        let state = self.state();
-        let items = state
-            .events
-            .iter()
-            .filter(|(name, _)| after.as_ref().is_none_or(|a| *name > a))
-            .map(|(k, v)| (k.clone(), v.clone()));
-        Ok(page_of(items, page))
+        page_by_name(&self.state().events, page)
     }
 
     async fn replace_event(&self, event: &EventDefinition) -> Result<()> {
@@ -285,14 +290,7 @@ impl SourceStore for MemoryStore {
     }
 
     async fn list_sources(&self, page: &PageRequest) -> Result<Page<Source>> {
-        let after: Option<SourceName> = after(page)?;
-        let state = self.state();
-        let items = state
-            .sources
-            .iter()
-            .filter(|(name, _)| after.as_ref().is_none_or(|a| *name > a))
-            .map(|(k, v)| (k.clone(), v.clone()));
-        Ok(page_of(items, page))
+        page_by_name(&self.state().sources, page)
     }
 
     async fn replace_source(&self, source: &Source) -> Result<()> {
@@ -374,14 +372,7 @@ impl SchemaStore for MemoryStore {
     }
 
     async fn list_schemas(&self, page: &PageRequest) -> Result<Page<Schema>> {
-        let after: Option<SchemaName> = after(page)?;
-        let state = self.state();
-        let items = state
-            .schemas
-            .iter()
-            .filter(|(name, _)| after.as_ref().is_none_or(|a| *name > a))
-            .map(|(k, v)| (k.clone(), v.clone()));
-        Ok(page_of(items, page))
+        page_by_name(&self.state().schemas, page)
     }
 
     async fn get_schema_version(&self, name: &SchemaName, version: u32) -> Result<Option<SchemaVersion>> {

@@ -267,7 +267,7 @@ async fn delete_schema(
         (status = 409, description = "It breaks the schema's compatibility mode with the latest version (`/problems/schema-incompatible`: `incompatibilities` lists every reason, each with its pointer into the new document), or its URI names another version (`/problems/schema-uri-taken`), or the schema holds the most versions it may, 1000 (`/problems/schema-full`)", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, description = "Body too large", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "Invalid fields (a relative URI or one with a fragment, an `$id` other than the `uri`), a document over the size limit, one that does not compile or parse, a `$ref` to a URI the registry does not hold, or a schema at its most versions; every problem with its pointer", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid fields (a relative URI or one with a fragment, an `$id` other than the `uri`), a document over the size limit, one that does not compile or parse, or a `$ref` to a URI the registry does not hold; every problem with its pointer", body = Problem, content_type = PROBLEM_JSON),
     ))]
 async fn add_schema_version(
     State(g): State<SharedGateway>,
