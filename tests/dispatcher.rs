@@ -91,7 +91,7 @@ impl Cloud {
             schema: Some(json!({"type": "object", "required": ["orderId"]})),
             ..Default::default()
         };
-        gateway_core::events::define_event(&self.store, &SystemClock, draft).await.unwrap();
+        gateway_core::events::define_event(&self.store, &self.store, &SystemClock, draft).await.unwrap();
         for f in functions {
             let draft = SubscriptionDraft {
                 event: Some(name.clone()),
@@ -122,8 +122,14 @@ impl Cloud {
         payload: &Value,
     ) -> gateway_core::error::Result<gateway_core::TriggerReceipt> {
         let schemas = SchemaCache::default();
-        let ports =
-            TriggerPorts { source: &self.store, acceptor, schemas: &schemas, clock: &SystemClock, ids: &UlidSource };
+        let ports = TriggerPorts {
+            source: &self.store,
+            acceptor,
+            schemas: &schemas,
+            registry: &self.store,
+            clock: &SystemClock,
+            ids: &UlidSource,
+        };
         let request = TriggerRequest {
             event: name.clone(),
             content_type: Some("application/json"),

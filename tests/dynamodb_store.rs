@@ -1,21 +1,29 @@
 //! The DynamoDB store against moto_server (DynamoDB's real wire protocol): the store contract
 //! every store keeps, and what only the single-table design has to get right.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{TimeZone, Utc};
 use end_to_end::moto::{topic, Moto};
 use gateway_core::error::Result;
 use gateway_core::fixtures;
 use gateway_core::ports::{
-    Acceptance, DeliveryLog, DeliveryRecorder, EventStore, IdSource, IdempotencyKeys, KeyClaim, SubscriptionStore,
-    TriggerAcceptor, TriggerSource, TriggerState, UlidSource,
+    Acceptance, DeliveryLog, DeliveryRecorder, EventStore, IdSource, IdempotencyKeys, KeyClaim, SchemaLookup,
+    SchemaStore, SubscriptionStore, TriggerAcceptor, TriggerSource, TriggerState, UlidSource,
 };
-use gateway_core::store_contract::{recorder_contract, registry_contract, sources_contract, trigger_contract};
+use gateway_core::store_contract::{
+    recorder_contract, registry_contract, schemas_contract, sources_contract, trigger_contract,
+};
 use gateway_core::{
-    Delivery, DeliveryStatus, Error, EventDefinition, EventId, EventName, IdempotencyKey, Metadata, Page, PageRequest,
-    Subscription, SubscriptionId, Trigger, Version,
+    Compatibility, Delivery, DeliveryStatus, Error, EventDefinition, EventId, EventName, IdempotencyKey, Metadata,
+    Page, PageRequest, Referrer, Schema, SchemaFormat, SchemaName, SchemaUri, SchemaVersion, Subscription,
+    SubscriptionId, Trigger, Version,
 };
 use gateway_dynamodb::{create_table, DynamoStore};
 use gateway_sns::{SnsAcceptor, SnsPublisher};
@@ -355,4 +363,353 @@ async fn delivery_records_expire_by_ttl_after_the_retention_whatever_wrote_them(
     store.record_trigger(&lonely).await.unwrap();
     let state_expires = Utc.with_ymd_and_hms(2026, 4, 5, 12, 0, 0).unwrap().timestamp().to_string();
     assert_eq!(ttls(lonely.event_id).await, vec![Some(state_expires)], "a trigger without subscriptions");
+}
+
+#[tokio::test]
+async fn the_dynamodb_store_keeps_the_schemas_contract() {
+    let moto = Moto::start("schemas");
+    schemas_contract(&store(&moto).await).await;
+}
+
+/// The DynamoDB operations a client sent (every attempt), in order, by name.
+#[derive(Clone, Debug, Default)]
+struct Requests(Arc<Mutex<Vec<String>>>);
+
+impl Requests {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl Intercept for Requests {
+    fn name(&self) -> &'static str {
+        "requests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let target = context.request().headers().get("x-amz-target").unwrap_or("?");
+        self.0.lock().unwrap().push(target.trim_start_matches("DynamoDB_20120810.").to_owned());
+        Ok(())
+    }
+}
+
+/// A store whose every request is counted, and a plain client on the same table, to look at the
+/// items themselves.
+async fn counted_store(moto: &Moto) -> (DynamoStore, Requests, aws_sdk_dynamodb::Client) {
+    let config = moto.sdk_config().await;
+    let raw = aws_sdk_dynamodb::Client::new(&config);
+    create_table(&raw, "gateway").await.expect("create the table");
+    let requests = Requests::default();
+    let counted = aws_sdk_dynamodb::config::Builder::from(&config).interceptor(requests.clone()).build();
+    (DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(counted), "gateway"), requests, raw)
+}
+
+fn schema_named(name: &str) -> Schema {
+    let at = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    Schema {
+        name: SchemaName::parse(name).unwrap(),
+        format: SchemaFormat::JsonSchema,
+        compatibility: Compatibility::None,
+        description: None,
+        latest_version: 1,
+        created_at: at,
+        updated_at: at,
+        revision: Version::FIRST,
+    }
+}
+
+/// Version `number` of `name` at `urn:test:<name>:<number>`, referring to `references`.
+fn version_of(name: &str, number: u32, references: &[&SchemaVersion]) -> SchemaVersion {
+    let document = json!({"type": "object", "title": format!("{name} {number}")});
+    SchemaVersion {
+        name: SchemaName::parse(name).unwrap(),
+        version: number,
+        uri: SchemaUri::parse(&format!("urn:test:{name}:{number}")).unwrap(),
+        format: SchemaFormat::JsonSchema,
+        digest: gateway_core::schema::document_digest(&document),
+        schema: Arc::new(document),
+        references: references.iter().map(|v| v.as_reference()).collect(),
+        created_at: Utc.timestamp_opt(1_800_000_000 + i64::from(number), 0).unwrap(),
+    }
+}
+
+/// Registers `name` with version 1 and adds versions up to `versions`; version 2 refers to
+/// `references`. Returns its versions.
+async fn register(store: &DynamoStore, name: &str, versions: u32, references: &[&SchemaVersion]) -> Vec<SchemaVersion> {
+    let first = version_of(name, 1, if versions == 1 { references } else { &[] });
+    store.create_schema(&schema_named(name), &first).await.unwrap();
+    let mut all = vec![first];
+    for number in 2..=versions {
+        let schema = Schema { latest_version: number, revision: Version(u64::from(number)), ..schema_named(name) };
+        let version = version_of(name, number, if number == 2 { references } else { &[] });
+        store.add_schema_version(&schema, &version).await.unwrap();
+        all.push(version);
+    }
+    all
+}
+
+fn referring_event(name: &str, references: &[&SchemaVersion]) -> EventDefinition {
+    EventDefinition {
+        schema_references: references.iter().map(|v| v.as_reference()).collect(),
+        envelope: Some(gateway_core::Envelope::Resource),
+        ..definition(name)
+    }
+}
+
+/// Every item of a partition, by sort key.
+async fn partition(raw: &aws_sdk_dynamodb::Client, pk: &str) -> Vec<HashMap<String, AttributeValue>> {
+    let out = raw
+        .query()
+        .table_name("gateway")
+        .consistent_read(true)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+        .send()
+        .await
+        .unwrap();
+    out.items.unwrap_or_default()
+}
+
+fn sort_keys(items: &[HashMap<String, AttributeValue>]) -> Vec<String> {
+    items.iter().map(|item| item["sk"].as_s().unwrap().clone()).collect()
+}
+
+#[tokio::test]
+async fn a_resource_trigger_reads_its_schema_version_with_one_get_item_and_plain_events_cost_what_they_did() {
+    let moto = Moto::start("requests");
+    let (store, requests, _) = counted_store(&moto).await;
+    requests.take();
+
+    // The registry: a write is one transaction; a resource trigger's lookup one GetItem.
+    let person = register(&store, "person", 1, &[]).await;
+    assert_eq!(requests.take(), ["TransactWriteItems"]);
+    assert_eq!(store.schema_by_uri(&person[0].uri).await.unwrap(), Some(person[0].clone()));
+    assert_eq!(requests.take(), ["GetItem"], "schema_by_uri is one read");
+    let second = Schema { latest_version: 2, revision: Version(2), ..schema_named("person") };
+    store.add_schema_version(&second, &version_of("person", 2, &[])).await.unwrap();
+    assert_eq!(requests.take(), ["TransactWriteItems"], "a version referring to no other schema: no read");
+    store.get_schema_version(&second.name, 2).await.unwrap().unwrap();
+    assert_eq!(requests.take(), ["BatchGetItem"], "the version with its schema item, in one read");
+
+    // A plain event costs what it did before the registry.
+    let plain = definition("plain.event");
+    store.create_event(&plain).await.unwrap();
+    assert_eq!(requests.take(), ["TransactWriteItems"]);
+    store.replace_event(&EventDefinition { version: Version(2), ..plain.clone() }).await.unwrap();
+    assert_eq!(requests.take(), ["UpdateItem"]);
+    store.delete_event(&plain.name, None, false).await.unwrap();
+    assert_eq!(requests.take(), ["Query", "TransactWriteItems"]);
+
+    // An event that refers to schemas: one transaction to create; a replace that keeps the
+    // schemas it refers to is one UpdateItem; one that changes them reads first.
+    let referring = referring_event("referring.event", &[&person[0]]);
+    store.create_event(&referring).await.unwrap();
+    assert_eq!(requests.take(), ["TransactWriteItems"]);
+    let edited = EventDefinition { description: Some("edited".into()), version: Version(2), ..referring.clone() };
+    store.replace_event(&edited).await.unwrap();
+    assert_eq!(requests.take(), ["UpdateItem"]);
+    let unreferring = EventDefinition { schema_references: Vec::new(), version: Version(3), ..edited.clone() };
+    store.replace_event(&unreferring).await.unwrap();
+    assert_eq!(requests.take(), ["UpdateItem", "Query", "TransactWriteItems"]);
+    assert_eq!(store.get_event(&referring.name).await.unwrap(), Some(unreferring));
+    requests.take();
+
+    // Deleting a schema with few versions: one read, the versions' keys, one transaction.
+    store.delete_schema(&second.name, Some(Version(2))).await.unwrap();
+    assert_eq!(requests.take(), ["BatchGetItem", "Query", "TransactWriteItems"]);
+}
+
+#[tokio::test]
+async fn a_schema_with_more_versions_than_a_transaction_holds_is_deleted_whole() {
+    // GIVEN `address`, and `person` with 130 versions (260 items), whose version 2 refers to address
+    let moto = Moto::start("many-versions");
+    let (store, _, raw) = counted_store(&moto).await;
+    let address = register(&store, "address", 1, &[]).await;
+    let person = register(&store, "person", 130, &[&address[0]]).await;
+    let summaries: Vec<_> = person.iter().map(SchemaVersion::summary).collect();
+    assert_eq!(store.schema_versions(&person[0].name).await.unwrap(), summaries, "all 130, in number order");
+    assert!(matches!(
+        store.delete_schema(&address[0].name, None).await,
+        Err(Error::SchemaReferenced { referrers, .. }) if referrers == [Referrer::Schema(person[0].name.clone())]
+    ));
+
+    // WHEN person is deleted
+    store.delete_schema(&person[0].name, Some(Version(130))).await.unwrap();
+
+    // THEN nothing of it is left: not its partition, not one URI item, not its edge under address
+    assert!(partition(&raw, "SCHEMA#person").await.is_empty());
+    for version in &person {
+        assert!(partition(&raw, &format!("URI#{}", version.uri)).await.is_empty(), "{}", version.uri);
+    }
+    assert_eq!(sort_keys(&partition(&raw, "SCHEMA#address").await), ["#SCHEMA", "#VERSION#0000000001"]);
+    let address_item = &partition(&raw, "SCHEMA#address").await[0];
+    assert_eq!(address_item["referrerCount"].as_n().unwrap(), "0");
+    // AND address may go, and the name and its URIs register again
+    store.delete_schema(&address[0].name, None).await.unwrap();
+    let again = version_of("person", 1, &[]);
+    store.create_schema(&schema_named("person"), &again).await.unwrap();
+    assert_eq!(store.schema_versions(&again.name).await.unwrap(), [again.summary()]);
+}
+
+/// Leaves `name` as a deletion cut short after its first transaction leaves it: the schema item
+/// gone (and with it, its place in `GET /schemas`), `#DELETING` written, versions and URIs left.
+async fn cut_short(raw: &aws_sdk_dynamodb::Client, name: &str) {
+    let key = |sk: &str| {
+        HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(format!("SCHEMA#{name}"))),
+            ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
+        ])
+    };
+    raw.delete_item().table_name("gateway").set_key(Some(key("#SCHEMA"))).send().await.unwrap();
+    let mut mark = key("#DELETING");
+    mark.insert("name".to_owned(), AttributeValue::S(name.to_owned()));
+    raw.put_item().table_name("gateway").set_item(Some(mark)).send().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_deletion_cut_short_is_finished_by_whoever_meets_it() {
+    // GIVEN three schemas of three versions each whose deletions stopped after the first step
+    let moto = Moto::start("cut-short");
+    let (store, _, raw) = counted_store(&moto).await;
+    let mut left = HashMap::new();
+    for name in ["by-name", "by-uri", "by-delete"] {
+        left.insert(name, register(&store, name, 3, &[]).await);
+        cut_short(&raw, name).await;
+    }
+
+    // THEN each is gone to every reader but a lookup of one of its URIs
+    for (name, versions) in &left {
+        let name = SchemaName::parse(name).unwrap();
+        assert_eq!(store.get_schema(&name).await.unwrap(), None);
+        assert!(store.schema_versions(&name).await.unwrap().is_empty());
+        assert_eq!(store.get_schema_version(&name, 1).await.unwrap(), None);
+        let next = Schema { latest_version: 4, revision: Version(4), ..schema_named(name.as_str()) };
+        assert!(matches!(
+            store.add_schema_version(&next, &version_of(name.as_str(), 4, &[])).await,
+            Err(Error::NotFound { what: "schema", .. })
+        ));
+        assert!(versions.iter().all(|v| v.version <= 3));
+        let event = referring_event(&format!("{name}.event"), &[&versions[0]]);
+        assert!(matches!(store.create_event(&event).await, Err(Error::NotFound { what: "schema", .. })));
+    }
+    assert!(store.list_schemas(&PageRequest::first(10)).await.unwrap().items.is_empty());
+
+    // WHEN the name is registered again: the deletion is finished first
+    let fresh = version_of("by-name", 1, &[]);
+    store.create_schema(&schema_named("by-name"), &fresh).await.unwrap();
+    assert_eq!(store.schema_versions(&fresh.name).await.unwrap(), [fresh.summary()], "none of the old versions");
+    assert_eq!(store.schema_by_uri(&left["by-name"][1].uri).await.unwrap(), None);
+
+    // WHEN another schema claims a URI it left: the deletion is finished, and the URI is the claimer's
+    let mut claiming = version_of("claimer", 1, &[]);
+    claiming.uri = left["by-uri"][1].uri.clone();
+    store.create_schema(&schema_named("claimer"), &claiming).await.unwrap();
+    assert_eq!(store.schema_by_uri(&claiming.uri).await.unwrap(), Some(claiming));
+    assert_eq!(store.schema_by_uri(&left["by-uri"][0].uri).await.unwrap(), None);
+    assert!(partition(&raw, "SCHEMA#by-uri").await.is_empty());
+
+    // WHEN it is deleted again: the answer is that it is gone, and it is, whole
+    let by_delete = SchemaName::parse("by-delete").unwrap();
+    assert!(matches!(store.delete_schema(&by_delete, None).await, Err(Error::NotFound { what: "schema", .. })));
+    assert!(partition(&raw, "SCHEMA#by-delete").await.is_empty());
+    for version in &left["by-delete"] {
+        assert_eq!(store.schema_by_uri(&version.uri).await.unwrap(), None);
+    }
+}
+
+#[tokio::test]
+async fn a_refused_delete_names_every_referrer_in_order_from_its_edges() {
+    // GIVEN `address`, referred to by 30 events and by 3 schemas, one of them through 2 versions
+    let moto = Moto::start("referrers");
+    let (store, _, raw) = counted_store(&moto).await;
+    let address = register(&store, "address", 2, &[]).await;
+    let mut expected = Vec::new();
+    for i in (0..30).rev() {
+        let event = referring_event(&format!("people.{i:02}"), &[&address[i % 2]]);
+        store.create_event(&event).await.unwrap();
+        expected.push(Referrer::Event(event.name));
+    }
+    for name in ["team", "office", "family"] {
+        register(&store, name, 1, &[&address[0]]).await;
+        expected.push(Referrer::Schema(SchemaName::parse(name).unwrap()));
+    }
+    let family = Schema { latest_version: 2, revision: Version(2), ..schema_named("family") };
+    store.add_schema_version(&family, &version_of("family", 2, &[&address[1]])).await.unwrap();
+    expected.sort();
+
+    // THEN its delete is refused naming each once, events first, each kind by name
+    let refused = store.delete_schema(&address[0].name, None).await;
+    match refused {
+        Err(Error::SchemaReferenced { referrers, .. }) => assert_eq!(referrers, expected),
+        other => panic!("expected SchemaReferenced, got {other:?}"),
+    }
+    let count = |items: &[HashMap<String, AttributeValue>]| items[0]["referrerCount"].as_n().unwrap().clone();
+    assert_eq!(count(&partition(&raw, "SCHEMA#address").await), "33");
+
+    // WHEN every referrer goes (family with both its versions)
+    store.delete_schema(&family.name, None).await.unwrap();
+    for referrer in &expected {
+        if let Referrer::Event(name) = referrer {
+            store.delete_event(name, None, false).await.unwrap();
+        }
+    }
+    for name in ["team", "office"] {
+        store.delete_schema(&SchemaName::parse(name).unwrap(), None).await.unwrap();
+    }
+
+    // THEN no edge is left, the count is 0, and address goes
+    let items = partition(&raw, "SCHEMA#address").await;
+    assert_eq!(sort_keys(&items), ["#SCHEMA", "#VERSION#0000000001", "#VERSION#0000000002"]);
+    assert_eq!(count(&items), "0");
+    store.delete_schema(&address[0].name, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_event_or_a_schema_refers_to_at_most_24_schemas_and_may_swap_them_all_at_once() {
+    // GIVEN 49 registered schemas
+    let moto = Moto::start("referred-limit");
+    let (store, _, raw) = counted_store(&moto).await;
+    let mut firsts = Vec::new();
+    for i in 0..49 {
+        firsts.push(register(&store, &format!("s{i:02}"), 1, &[]).await.remove(0));
+    }
+    let refs = |range: std::ops::Range<usize>| firsts[range].iter().collect::<Vec<_>>();
+    let invalid = |result: Result<()>| matches!(result, Err(Error::InvalidInput { violations, .. }) if violations[0].pointer == "/schema");
+
+    // THEN 25 are refused, for an event and for a schema, and nothing is written
+    let event = referring_event("wide.event", &refs(0..25));
+    assert!(invalid(store.create_event(&event).await));
+    assert_eq!(store.get_event(&event.name).await.unwrap(), None);
+    assert!(invalid(store.create_schema(&schema_named("wide"), &version_of("wide", 1, &refs(0..25))).await));
+    assert_eq!(store.get_schema(&SchemaName::parse("wide").unwrap()).await.unwrap(), None);
+
+    // AND 24 are taken, and swapped for 24 others in one replace (97 actions)
+    let event = referring_event("wide.event", &refs(0..24));
+    store.create_event(&event).await.unwrap();
+    let swapped = EventDefinition {
+        schema_references: refs(24..48).iter().map(|v| v.as_reference()).collect(),
+        version: Version(2),
+        ..event.clone()
+    };
+    store.replace_event(&swapped).await.unwrap();
+    assert_eq!(store.get_event(&event.name).await.unwrap(), Some(swapped));
+    for (i, first) in firsts.iter().enumerate() {
+        let edges = sort_keys(&partition(&raw, &format!("SCHEMA#{}", first.name)).await);
+        let referred = (24..48).contains(&i);
+        assert_eq!(edges.contains(&"REFERRER#EVENT#wide.event".to_owned()), referred, "{}", first.name);
+    }
+    // A schema adds them a version at a time, up to 24 in all.
+    register(&store, "wide", 2, &refs(0..20)).await;
+    let third = Schema { latest_version: 3, revision: Version(3), ..schema_named("wide") };
+    assert!(invalid(store.add_schema_version(&third, &version_of("wide", 3, &refs(15..25))).await));
+    store.add_schema_version(&third, &version_of("wide", 3, &refs(15..24))).await.unwrap();
+    assert!(matches!(
+        store.delete_schema(&firsts[23].name, None).await,
+        Err(Error::SchemaReferenced { referrers, .. }) if referrers == [Referrer::Schema(third.name.clone())]
+    ));
 }

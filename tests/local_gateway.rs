@@ -159,3 +159,115 @@ fn a_second_gateway_on_the_same_data_folder_refuses_to_start() {
     assert!(stderr.contains("another event-gateway is using"), "{stderr}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+// ---- Resource lifecycle events: a person JSON Schema and an Avro address registered, a
+// `person.changed` event with `envelope: resource`, as the README's walk-through has them.
+
+const PERSON: &str = "https://example.com/schemas/person/v1.json";
+const ADDRESS: &str = "urn:example:address:1";
+
+fn pointers(body: &Value) -> Vec<String> {
+    let mut found: Vec<String> = body["violations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("violations in {body}"))
+        .iter()
+        .map(|v| v["pointer"].as_str().unwrap().to_owned())
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn resource_events_are_validated_against_the_registered_schema_their_envelope_names() {
+    // GIVEN the gateway, the example subscriber, a person JSON Schema and an Avro address schema
+    build_binaries();
+    let dir = temp_dir("resources");
+    let (port, lambda_port) = (free_port(), free_port());
+    let watch = start_lambda_watch(lambda_port, dir.join("watch.log"));
+    let _gateway =
+        start_gateway(GatewaySettings { port, data_dir: &dir.join("data"), lambda_port, log: dir.join("gateway.log") });
+    let person = json!({
+        "name": "person", "format": "json-schema",
+        "schema": {"$id": PERSON, "type": "object", "required": ["name"],
+                   "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}}}
+    });
+    let registered = http(port, "POST", "/schemas", Some(&person));
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    assert_eq!((registered.body["uri"].as_str(), registered.body["version"].as_u64()), (Some(PERSON), Some(1)));
+    let address = json!({
+        "name": "address", "format": "avro", "uri": ADDRESS,
+        "schema": {"type": "record", "name": "Address",
+                   "fields": [{"name": "street", "type": "string"}, {"name": "zip", "type": "int"}]}
+    });
+    let registered = http(port, "POST", "/schemas", Some(&address));
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    // AND person.changed, a resource event, with a subscriber
+    let event = json!({"name": "person.changed", "envelope": "resource"});
+    let created = http(port, "POST", "/events", Some(&event));
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["envelope"], "resource");
+    let sub = http(
+        port,
+        "POST",
+        "/subscriptions",
+        Some(&json!({"event": "person.changed", "functionId": "example-subscriber"})),
+    );
+    assert_eq!(sub.status, 201, "{}", sub.body);
+    let trigger = |payload: &Value| http(port, "POST", "/events/person.changed/trigger", Some(payload));
+
+    // WHEN a create with valid content is triggered
+    let create = json!({"action": "create", "resource": {"schema": PERSON, "content": {"name": "Ada", "age": 36}}});
+    let accepted = trigger(&create);
+    // THEN it is accepted, and the subscriber gets the envelope unchanged as data
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let event_id = accepted.body["eventId"].as_str().unwrap().to_owned();
+    wait_until("the function's log line", Duration::from_secs(120), || {
+        logged_invocations(&watch.log_text()).iter().any(|i| i["eventId"] == event_id.as_str())
+    });
+    let invocations = logged_invocations(&watch.log_text());
+    let got = invocations.iter().find(|i| i["eventId"] == event_id.as_str()).unwrap();
+    assert_eq!(got["data"], create);
+
+    // WHEN an update with invalid content is triggered
+    let update = json!({"action": "update", "resource": {"schema": PERSON, "content": {"age": -1}}});
+    let refused = trigger(&update);
+    // THEN 422, every violation listed under /resource/content, and nothing runs
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(refused.body["type"], "/problems/payload-rejected");
+    assert_eq!(pointers(&refused.body), ["/resource/content", "/resource/content/age"]);
+
+    // WHEN an Avro address with a string zip is triggered
+    let address_update =
+        json!({"action": "update", "resource": {"schema": ADDRESS, "content": {"street": "Main St", "zip": "x"}}});
+    let refused = trigger(&address_update);
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(pointers(&refused.body), ["/resource/content/zip"]);
+    let valid_address =
+        json!({"action": "create", "resource": {"schema": ADDRESS, "content": {"street": "Main St", "zip": 12345}}});
+    assert_eq!(trigger(&valid_address).status, 202);
+
+    // WHEN a delete carries a ResourceReference
+    let delete =
+        json!({"action": "delete", "resource": {"schema": PERSON, "content": {"tenantId": 1, "id": 42, "version": 3}}});
+    let accepted = trigger(&delete);
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+
+    // WHEN an envelope names a schema the registry does not hold
+    let unknown = json!({"action": "create", "resource": {"schema": "https://example.com/schemas/robot.json", "content": {"name": "R2"}}});
+    let refused = trigger(&unknown);
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(pointers(&refused.body), ["/resource/schema"]);
+
+    // THEN of all of them, exactly the three accepted triggers were delivered
+    let log = http(port, "GET", "/events/person.changed/deliveries", None);
+    assert_eq!(log.status, 200, "{}", log.body);
+    wait_until("every delivery", Duration::from_secs(120), || {
+        let log = http(port, "GET", "/events/person.changed/deliveries", None);
+        let items = log.body["items"].as_array().cloned().unwrap_or_default();
+        items.len() == 3 && items.iter().all(|d| d["status"] == "delivered")
+    });
+    // AND a schema deleted (nothing refers to it through $ref) no longer validates anything
+    assert_eq!(http(port, "DELETE", "/schemas/person", None).status, 204);
+    assert_eq!(trigger(&create).status, 422);
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -31,12 +31,16 @@ fn event_body(name: Value, required: &[&str], description: &str) -> Value {
             "description": { "type": ["string", "null"], "maxLength": 1024 },
             "schema": {
                 "type": ["object", "boolean", "null"],
-                "description": "A JSON Schema (draft 2020-12 unless `$schema` names another) that every payload must satisfy. It must compile (else 422); remote `$ref`s are not fetched. Only for a JSON `dataType`.",
+                "description": "A JSON Schema (draft 2020-12 unless `$schema` names another) that every payload must satisfy, the whole envelope for a resource event. It must compile (else 422); a `$ref` names a registered schema version's URI (`/schemas`) and is resolved from the registry, never fetched: one to a URI the registry does not hold is 422 at /schema. Only for a JSON `dataType`.",
             },
             "dataType": {
                 "anyOf": [schema_ref("DataType"), { "type": "null" }],
                 "maxLength": 255,
                 "description": "The payloads' media type; `application/json` when absent.",
+            },
+            "envelope": {
+                "anyOf": [schema_ref("Envelope"), { "type": "null" }],
+                "description": "`resource`: every payload is a resource lifecycle envelope (`action`, `resource.schema`, `resource.content`), whose content is validated against the registered schema version `resource.schema` names. Only for a JSON `dataType`.",
             },
             "metadata": {
                 "type": ["object", "null"],
@@ -44,9 +48,9 @@ fn event_body(name: Value, required: &[&str], description: &str) -> Value {
             },
         },
         "additionalProperties": false,
-        // A schema validates JSON: it needs a JSON dataType (absent means application/json).
+        // A schema and an envelope are JSON: they need a JSON dataType (absent means application/json).
         "anyOf": [
-            { "properties": { "schema": { "type": "null" } } },
+            { "properties": { "schema": { "type": "null" }, "envelope": { "type": "null" } } },
             { "properties": { "dataType": { "anyOf": [{ "type": "null" }, { "type": "string", "pattern": JSON_DATA_TYPE }] } } },
         ],
     });
@@ -100,6 +104,132 @@ written_schema!(SubscriptionReplacement);
 written_schema!(NewSource);
 written_schema!(SourceReplacement);
 written_schema!(NativeEventDocument);
+written_schema!(NewSchema);
+written_schema!(NewSchemaVersion);
+written_schema!(SchemaReplacement);
+
+/// RFC 3986's `absolute-URI` (a scheme, no fragment), ASCII as the RFC has it: what
+/// `SchemaUri::parse` reads a version's given `uri` as, less the `json-schema:` scheme, under
+/// which the registry keeps its default URIs (refused: it would read as one of those paths).
+fn absolute_uri_pattern() -> String {
+    let pct = "%[0-9A-Fa-f]{2}";
+    let unreserved_sub = r"A-Za-z0-9\-._~!$&'()*+,;=";
+    let pchar = format!("(?:[{unreserved_sub}:@]|{pct})");
+    let segment = format!("{pchar}*");
+    let segment_nz = format!("{pchar}+");
+    let h16 = "[0-9A-Fa-f]{1,4}";
+    let octet = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
+    let ipv4 = format!(r"{octet}(?:\.{octet}){{3}}");
+    let ls32 = format!("(?:{h16}:{h16}|{ipv4})");
+    // RFC 3986 §3.2.2's nine forms of IPv6address; `before(n)`: the up to n groups a `::` may
+    // follow in that form.
+    let before = |most: usize| match most {
+        0 => String::new(),
+        n => format!("(?:(?:{h16}:){{0,{}}}{h16})?", n - 1),
+    };
+    let ipv6 = [
+        format!("(?:{h16}:){{6}}{ls32}"),
+        format!("::(?:{h16}:){{5}}{ls32}"),
+        format!("{}::(?:{h16}:){{4}}{ls32}", before(1)),
+        format!("{}::(?:{h16}:){{3}}{ls32}", before(2)),
+        format!("{}::(?:{h16}:){{2}}{ls32}", before(3)),
+        format!("{}::{h16}:{ls32}", before(4)),
+        format!("{}::{ls32}", before(5)),
+        format!("{}::{h16}", before(6)),
+        format!("{}::", before(7)),
+    ]
+    .join("|");
+    let ip_literal = format!(r"\[(?:{ipv6}|[Vv][0-9A-Fa-f]+\.[{unreserved_sub}:]+)\]");
+    let userinfo = format!("(?:[{unreserved_sub}:]|{pct})*");
+    let reg_name = format!("(?:[{unreserved_sub}]|{pct})*");
+    let authority = format!("(?:{userinfo}@)?(?:{ip_literal}|{reg_name})(?::[0-9]*)?");
+    let hier_part =
+        format!("(?://{authority}(?:/{segment})*|/(?:{segment_nz}(?:/{segment})*)?|{segment_nz}(?:/{segment})*|)");
+    let query = format!(r"(?:\?(?:{pchar}|[/?])*)?");
+    let registry_root = "(?![Jj][Ss][Oo][Nn]-[Ss][Cc][Hh][Ee][Mm][Aa]:)";
+    // An empty fragment is as good as none: `#` alone names the whole document still.
+    format!("^{registry_root}[A-Za-z][A-Za-z0-9+.\\-]*:{hier_part}{query}#?$")
+}
+
+/// A version's `uri`, as both schema bodies take it.
+fn version_uri() -> Value {
+    json!({
+        "type": ["string", "null"],
+        "minLength": 1,
+        "maxLength": gateway_core::SchemaUri::MAX_LEN,
+        "pattern": absolute_uri_pattern(),
+        "example": "https://example.com/schemas/person/v1.json",
+        "description": "The URI the version is known by: an absolute URI (with a scheme, such as `https:` or `urn:`) without a fragment, unique across the registry (409 when another version has it). It need not be reachable: nothing is ever fetched. When absent, the `$id` the JSON Schema declares (absolute too), else `/schemas/{name}/versions/{version}`; given with an `$id`, both must be the same URI.",
+    })
+}
+
+/// A version's document, as both schema bodies take it.
+fn schema_document() -> Value {
+    let max = gateway_core::schemas::MAX_SCHEMA_BYTES;
+    json!({
+        "type": ["object", "boolean", "array", "string"],
+        "description": format!("The version's document, in the schema's format, at most {max} bytes of JSON. `json-schema`: a JSON Schema (draft 2020-12 unless `$schema` names another), an object or a boolean; it must compile, and each `$ref` outside it must name a registered version's URI (it is resolved from the registry, never fetched). `avro`: an Avro schema (a type name, a union's array, or an object) that parses, defining every named type it uses. Else 422 at /schema with the compiler's or parser's message. Never changed once written."),
+    })
+}
+
+/// The request bodies of the registry: a new schema, a new version, a schema's changes.
+fn registry_schemas() -> [(&'static str, Value); 3] {
+    let description = json!({ "type": ["string", "null"], "maxLength": 1024 });
+    let compatibility = json!({
+        "anyOf": [schema_ref("Compatibility"), { "type": "null" }],
+        "description": "Which payloads each next version must keep accepting, checked against the latest version when one is added: `BACKWARD` (when absent: every payload valid under the latest is valid under the new one), `FORWARD` (the reverse), `FULL` (both), `NONE` (no check).",
+    });
+    [
+        (
+            "NewSchema",
+            json!({
+                "type": "object",
+                "description": "A schema to register, with its version 1.",
+                "required": ["name", "format", "schema"],
+                "properties": {
+                    "name": schema_ref("SchemaName"),
+                    "format": schema_ref("SchemaFormat"),
+                    "schema": schema_document(),
+                    "uri": version_uri(),
+                    "compatibility": compatibility,
+                    "description": description,
+                },
+                "additionalProperties": false,
+                // A JSON Schema is an object or a boolean; an Avro schema a name, a union or an
+                // object (the rest of its grammar is the parser's).
+                "anyOf": [
+                    { "properties": { "format": { "const": "json-schema" }, "schema": { "type": ["object", "boolean"] } } },
+                    { "properties": { "format": { "const": "avro" }, "schema": { "type": ["object", "array", "string"] } } },
+                ],
+                "example": {
+                    "name": "person",
+                    "format": "json-schema",
+                    "schema": { "type": "object", "required": ["name"], "properties": { "name": { "type": "string" } } },
+                    "uri": "https://example.com/schemas/person/v1.json",
+                },
+            }),
+        ),
+        (
+            "NewSchemaVersion",
+            json!({
+                "type": "object",
+                "description": "The schema's next version, in its format.",
+                "required": ["schema"],
+                "properties": { "schema": schema_document(), "uri": version_uri() },
+                "additionalProperties": false,
+            }),
+        ),
+        (
+            "SchemaReplacement",
+            json!({
+                "type": "object",
+                "description": "The description and compatibility mode replacing a schema's; the versions stay.",
+                "properties": { "compatibility": compatibility, "description": description },
+                "additionalProperties": false,
+            }),
+        ),
+    ]
+}
 
 /// An EventBridge event pattern's grammar, as far as JSON Schema can state it. What it cannot
 /// state (a numeric range's bounds in order, a wildcard's escapes, a CIDR's address and prefix
@@ -291,7 +421,7 @@ fn written_schemas() -> [(&'static str, Value); 6] {
 /// 401 and 503 that every operation but `/health` (and, for 503, `/openapi.json`) can answer.
 pub fn complete(doc: &mut Value) {
     let components = &mut doc["components"];
-    for (name, schema) in written_schemas().into_iter().chain(event_pattern_schemas()) {
+    for (name, schema) in written_schemas().into_iter().chain(event_pattern_schemas()).chain(registry_schemas()) {
         components["schemas"][name] = schema;
     }
     components["securitySchemes"][BEARER] = json!({
@@ -379,7 +509,9 @@ fn unavailable() -> Value {
 #[cfg(test)]
 mod tests {
     use axum::http::{header, HeaderMap, HeaderValue};
-    use gateway_core::{DataType, EventId, EventName, FunctionId, IdempotencyKey, PageRequest, SubscriptionId};
+    use gateway_core::{
+        DataType, EventId, EventName, FunctionId, IdempotencyKey, PageRequest, SchemaName, SchemaUri, SubscriptionId,
+    };
     use serde_json::{json, Value};
 
     fn document() -> Value {
@@ -424,13 +556,18 @@ mod tests {
         samples.into_iter().chain(more.iter().map(|s| s.to_string())).collect()
     }
 
+    /// Around the rules every user-chosen name follows (`user_name!`): its characters, its first
+    /// one, 128 at most.
+    fn name_samples(example: &str) -> Vec<String> {
+        with(
+            strings(&['a', 'Z', '0', '.', '_', '-', '/', ' ', 'é'], 3),
+            &[example, &"x".repeat(128), &"x".repeat(129), "a\n"],
+        )
+    }
+
     #[test]
     fn the_event_name_pattern_is_event_name_parse() {
-        let samples = with(
-            strings(&['a', 'Z', '0', '.', '_', '-', '/', ' ', 'é'], 3),
-            &["orders.created", &"x".repeat(128), &"x".repeat(129), "a\n"],
-        );
-        agree(&component("EventName"), samples, |s| EventName::parse(s).is_ok());
+        agree(&component("EventName"), name_samples("orders.created"), |s| EventName::parse(s).is_ok());
     }
 
     #[test]
@@ -569,5 +706,82 @@ mod tests {
         for limit in [0u32, 1, 50, 100, 101, u32::MAX] {
             assert_eq!(validator.is_valid(&json!(limit)), PageRequest::new(Some(limit), None).is_ok(), "{limit}");
         }
+    }
+
+    #[test]
+    fn the_schema_name_pattern_is_schema_name_parse() {
+        agree(&component("SchemaName"), name_samples("person"), |s| SchemaName::parse(s).is_ok());
+        for path in ["/schemas/{name}", "/schemas/{name}/versions/{version}"] {
+            assert_eq!(parameter(path, "get", "name"), json!({"$ref": "#/components/schemas/SchemaName"}), "{path}");
+        }
+        assert_eq!(parameter("/schemas/{name}/versions", "post", "name")["$ref"], "#/components/schemas/SchemaName");
+    }
+
+    #[test]
+    fn the_version_number_range_is_version_number() {
+        let validator = jsonschema::validator_for(&parameter("/schemas/{name}/versions/{version}", "get", "version"))
+            .expect("the documented schema compiles");
+        let max = i64::from(u32::MAX);
+        for number in [i64::MIN, -1, 0, 1, 2, 999, 1000, 1001, max - 1, max, max + 1, i64::MAX] {
+            let parses = crate::extract::version_number(&number.to_string()).is_ok();
+            assert_eq!(validator.is_valid(&json!(number)), parses, "{number}");
+        }
+        // A documented integer is written one way in a path; no other spelling names a version.
+        for raw in ["", "01", "001", "+1", "-0", "1.0", "1e3", " 1", "1 ", "0x1", "\u{661}", "1/2"] {
+            assert!(crate::extract::version_number(raw).is_err(), "{raw:?}");
+        }
+    }
+
+    /// What `schemas::register_schema` takes as a version's `uri`: `SchemaUri::parse`, and
+    /// absolute (the `$id` agreeing is the use case's, across two fields).
+    fn takes_as_version_uri(raw: &str) -> bool {
+        SchemaUri::parse(raw).is_ok_and(|uri| uri.is_absolute())
+    }
+
+    #[test]
+    fn the_version_uri_pattern_is_schema_uri_parse_for_absolute_uris() {
+        let uri = component("NewSchema")["properties"]["uri"].clone();
+        assert_eq!(uri, component("NewSchemaVersion")["properties"]["uri"], "both bodies take the same uri");
+        let any = strings(&['a', ':', '/', '#', '%', '1', '[', ']', '@', '?', 'F', '.'], 4);
+        let odd = strings(&['%', 'G', '0', ' ', 'é', '[', 'v', '.', ':', '\\', '^', '|', '"', '<', '~'], 3);
+        let mut samples: Vec<String> = Vec::new();
+        for (prefix, of) in [
+            ("", &any),
+            ("a:", &any),
+            ("json-schema:", &any),
+            ("https://", &any),
+            ("https://[::1]", &any),
+            ("https://h/", &odd),
+            ("https://", &odd),
+            ("urn:", &odd),
+        ] {
+            samples.extend(of.iter().map(|s| format!("{prefix}{s}")));
+        }
+        samples.extend(odd.iter().map(|s| format!("a{s}:b")));
+        for ip in [
+            "::",
+            "::1",
+            "1::",
+            "1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7::",
+            "1:2:3:4:5:6:7:8:9",
+            "::ffff:1.2.3.4",
+            "::ffff:1.2.3.256",
+            "1::2::3",
+            "1:2:3:4:5:6:1.2.3.4",
+            "1:2:3:4:5:6:7:1.2.3.4",
+            "12345::",
+            "v1.x",
+            "v.x",
+            "vg.x",
+            "fe80::1%25eth0",
+        ] {
+            samples.push(format!("https://[{ip}]/x"));
+            samples.push(format!("https://[{ip}]:80/x"));
+        }
+        let long = |n: usize| format!("urn:{}", "x".repeat(n - 4));
+        samples.extend([long(1024), long(1025), "https://u:p@h:1/p?q#".into(), "https://h/p?q#f".into()]);
+        samples.extend(["//host/x".into(), "//".into(), "json-schema://:/x".into(), "JSON-SCHEMA:a".into()]);
+        agree(&uri, samples, takes_as_version_uri);
     }
 }

@@ -182,11 +182,31 @@ pub fn path_param<T>(
     segment: Result<Path<String>, PathRejection>,
     parse: impl FnOnce(&str) -> Result<T, Violation>,
 ) -> Result<T, ApiError> {
-    match segment {
-        Ok(Path(raw)) => path_value(parse, &raw),
-        Err(rejection) => {
-            Err(Error::invalid_request(Violation::new("", format!("invalid path: {}", rejection.body_text()))).into())
-        }
+    path_value(parse, &path_segments(segment)?)
+}
+
+/// A path's segments as they came, for routes with more than one; a segment that is not even
+/// UTF-8 is the client's mistake (400), as a bad value is.
+pub fn path_segments<T>(segments: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    segments.map(|Path(raw)| raw).map_err(|rejection| {
+        Error::invalid_request(Violation::new("", format!("invalid path: {}", rejection.body_text()))).into()
+    })
+}
+
+/// A schema version's number in a path: 1 to 4294967295 in decimal digits, without a sign or a
+/// leading zero, so that one version has one path. Exactly what the document's integer admits.
+pub fn version_number(raw: &str) -> Result<u32, Violation> {
+    let canonical = raw.bytes().all(|b| b.is_ascii_digit()) && !raw.starts_with('0');
+    match raw.parse::<u32>() {
+        Ok(number) if canonical => Ok(number),
+        _ => Err(Violation::new(
+            "",
+            format!(
+                "'{}' is not a version number: 1 to {}, in decimal digits without a leading zero",
+                raw.chars().take(32).collect::<String>(),
+                u32::MAX
+            ),
+        )),
     }
 }
 

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use gateway_core::ports::{
-    Clock, DeliveryLog, EventStore, IdSource, SourceStore, SubscriptionStore, TriggerAcceptor, TriggerSource,
+    Clock, DeliveryLog, EventStore, IdSource, SchemaStore, SourceStore, SubscriptionStore, TriggerAcceptor,
+    TriggerSource,
 };
 use gateway_core::schema::SchemaCache;
 use gateway_core::FunctionAllowlist;
@@ -29,9 +30,13 @@ pub struct Gateway {
     pub events: Arc<dyn EventStore>,
     pub subscriptions: Arc<dyn SubscriptionStore>,
     pub sources: Arc<dyn SourceStore>,
+    /// The schema registry: `/schemas`, and where `$ref`s and resource envelopes' `resource.schema`
+    /// are looked up when events are defined and triggered.
+    pub registry: Arc<dyn SchemaStore>,
     pub trigger_source: Arc<dyn TriggerSource>,
     pub acceptor: Arc<dyn TriggerAcceptor>,
     pub deliveries: Arc<dyn DeliveryLog>,
+    /// Compiled validators (events' schemas and registered versions), shared by every request.
     pub schemas: SchemaCache,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdSource>,
@@ -47,7 +52,7 @@ pub enum RouteGroup {
     /// Every route, `/ingest/aws` included (the local gateway; on AWS the ingest function takes
     /// native events).
     All,
-    /// `/events` and `/sources` CRUD.
+    /// `/events`, `/sources` and `/schemas` CRUD.
     Events,
     /// `/subscriptions` CRUD.
     Subscriptions,
@@ -64,6 +69,7 @@ pub enum RouteGroup {
     tags(
         (name = "events", description = "Event definitions"),
         (name = "subscriptions", description = "Functions subscribed to events"),
+        (name = "schemas", description = "The schema registry: versioned JSON Schema and Avro documents, by URI"),
         (name = "sources", description = "Which native AWS records trigger which event"),
         (name = "ingest", description = "Native AWS events in (the local gateway; on AWS the ingest function takes them)"),
         (name = "triggers", description = "Triggering events and following their deliveries"),
@@ -81,6 +87,7 @@ pub fn openapi() -> serde_json::Value {
     doc.merge(routes::events::Doc::openapi());
     doc.merge(routes::subscriptions::Doc::openapi());
     doc.merge(routes::sources::Doc::openapi());
+    doc.merge(routes::schemas::Doc::openapi());
     doc.merge(routes::ingest::Doc::openapi());
     doc.merge(routes::triggers::Doc::openapi());
     let mut doc = serde_json::to_value(doc).expect("the generated document serializes");
@@ -97,10 +104,13 @@ pub fn router(gateway: Gateway, group: RouteGroup) -> Router {
         RouteGroup::All => router
             .merge(routes::events::routes())
             .merge(routes::sources::routes())
+            .merge(routes::schemas::routes())
             .merge(routes::subscriptions::routes())
             .merge(routes::triggers::routes())
             .merge(routes::ingest::routes()),
-        RouteGroup::Events => router.merge(routes::events::routes()).merge(routes::sources::routes()),
+        RouteGroup::Events => {
+            router.merge(routes::events::routes()).merge(routes::sources::routes()).merge(routes::schemas::routes())
+        }
         RouteGroup::Subscriptions => router.merge(routes::subscriptions::routes()),
         RouteGroup::Triggers => router.merge(routes::triggers::routes()),
     };

@@ -3,6 +3,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gateway_core::error::InputPart;
+use gateway_core::formats::Incompatibility;
 use gateway_core::{Error, Version, Violation};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -25,6 +26,56 @@ pub struct Problem {
     /// With 412: the version the resource is at now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_version: Option<Version>,
+    /// With 409 `schema-incompatible`: every way the new version breaks the schema's
+    /// compatibility mode, each located by a JSON pointer into the new version's schema document
+    /// (the body's `schema`, not the body).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub incompatibilities: Vec<Incompatibility>,
+    /// With 409 `schema-referenced`: every event definition and registered schema whose schema
+    /// `$ref`s one of the schema's versions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub referrers: Vec<Referrer>,
+}
+
+impl Problem {
+    fn new(status: StatusCode, slug: &str, title: &str, detail: String) -> Self {
+        Self {
+            problem_type: format!("/problems/{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+            violations: Vec::new(),
+            current_version: None,
+            incompatibilities: Vec::new(),
+            referrers: Vec::new(),
+        }
+    }
+}
+
+/// What refers to a registered schema, and so keeps it from being deleted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Referrer {
+    pub kind: ReferrerKind,
+    /// The event's or the schema's name.
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReferrerKind {
+    /// An event definition, through its `schema`: `GET /events/{name}`.
+    Event,
+    /// A registered schema, through one of its versions: `GET /schemas/{name}`.
+    Schema,
+}
+
+impl From<&gateway_core::Referrer> for Referrer {
+    fn from(referrer: &gateway_core::Referrer) -> Self {
+        match referrer {
+            gateway_core::Referrer::Event(name) => Self { kind: ReferrerKind::Event, name: name.to_string() },
+            gateway_core::Referrer::Schema(name) => Self { kind: ReferrerKind::Schema, name: name.to_string() },
+        }
+    }
 }
 
 /// Everything the API can answer with instead of success.
@@ -70,6 +121,13 @@ fn core_status_and_type(e: &Error) -> (StatusCode, &'static str, &'static str) {
         }
         Error::EventHasSources { .. } => (S::CONFLICT, "event-has-sources", "Event is still triggered by sources"),
         Error::SourceExists(_) => (S::CONFLICT, "source-exists", "Source already exists"),
+        Error::SchemaExists(_) => (S::CONFLICT, "schema-exists", "Schema already exists"),
+        Error::SchemaUriTaken { .. } => (S::CONFLICT, "schema-uri-taken", "Schema URI already taken"),
+        Error::SchemaIncompatible { .. } => {
+            (S::CONFLICT, "schema-incompatible", "Schema version breaks the compatibility mode")
+        }
+        Error::SchemaReferenced { .. } => (S::CONFLICT, "schema-referenced", "Schema is still referred to"),
+        Error::SchemaFull { .. } => (S::CONFLICT, "schema-full", "Schema holds the most versions it may"),
         Error::NoSourceMatched { .. } => (S::UNPROCESSABLE_ENTITY, "no-source-matched", "No source matches the record"),
         Error::VersionMismatch { .. } => {
             (S::PRECONDITION_FAILED, "version-mismatch", "Version does not match If-Match")
@@ -88,13 +146,6 @@ fn core_status_and_type(e: &Error) -> (StatusCode, &'static str, &'static str) {
 /// record's reason (in `POST /ingest/aws`'s answer and the ingest dead-letter queue).
 pub fn problem_of(error: &Error) -> Problem {
     let (status, slug, title) = core_status_and_type(error);
-    let (violations, current_version) = match error {
-        Error::InvalidInput { violations, .. } | Error::PayloadRejected { violations, .. } => {
-            (violations.clone(), None)
-        }
-        Error::VersionMismatch { current, .. } => (Vec::new(), Some(*current)),
-        _ => (Vec::new(), None),
-    };
     let detail = match error {
         // The cause may name hosts, tables or credentials: it goes to the log, not the client.
         Error::Unavailable(_) => "the gateway cannot reach its store right now; try again".to_owned(),
@@ -102,14 +153,17 @@ pub fn problem_of(error: &Error) -> Problem {
         Error::InvalidInput { violations, .. } => format!("{} problems were found; see violations", violations.len()),
         other => other.to_string(),
     };
-    Problem {
-        problem_type: format!("/problems/{slug}"),
-        title: title.to_owned(),
-        status: status.as_u16(),
-        detail,
-        violations,
-        current_version,
+    let mut problem = Problem::new(status, slug, title, detail);
+    match error {
+        Error::InvalidInput { violations, .. } | Error::PayloadRejected { violations, .. } => {
+            problem.violations = violations.clone();
+        }
+        Error::VersionMismatch { current, .. } => problem.current_version = Some(*current),
+        Error::SchemaIncompatible { incompatibilities, .. } => problem.incompatibilities = incompatibilities.clone(),
+        Error::SchemaReferenced { referrers, .. } => problem.referrers = referrers.iter().map(Referrer::from).collect(),
+        _ => {}
     }
+    problem
 }
 
 impl ApiError {
@@ -144,14 +198,7 @@ impl ApiError {
             return problem_of(error);
         }
         let (status, slug, title) = self.status_and_type();
-        Problem {
-            problem_type: format!("/problems/{slug}"),
-            title: title.to_owned(),
-            status: status.as_u16(),
-            detail: self.to_string(),
-            violations: Vec::new(),
-            current_version: None,
-        }
+        Problem::new(status, slug, title, self.to_string())
     }
 }
 

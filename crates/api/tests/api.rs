@@ -52,6 +52,15 @@ impl Api {
     }
 
     fn with_limit(max_payload_bytes: usize) -> Self {
+        Self::serving(RouteGroup::All, max_payload_bytes)
+    }
+
+    /// The router one Lambda handler serves on AWS.
+    fn with_group(group: RouteGroup) -> Self {
+        Self::serving(group, DEFAULT_MAX_PAYLOAD_BYTES)
+    }
+
+    fn serving(group: RouteGroup, max_payload_bytes: usize) -> Self {
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(FixedClock::at(Default::default()));
         clock.advance(START);
@@ -59,6 +68,7 @@ impl Api {
             events: store.clone(),
             subscriptions: store.clone(),
             sources: store.clone(),
+            registry: store.clone(),
             trigger_source: store.clone(),
             acceptor: store.clone(),
             deliveries: store,
@@ -70,7 +80,7 @@ impl Api {
                 .at_home(Home::new("eu-west-1", Some(AccountId::parse(HOME_ACCOUNT).unwrap()))),
             max_payload_bytes,
         };
-        Self { router: gateway_api::router(gateway, RouteGroup::All), clock }
+        Self { router: gateway_api::router(gateway, group), clock }
     }
 
     async fn send(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Reply {
@@ -596,6 +606,22 @@ async fn replace_event_with_a_stale_if_match_is_precondition_failed_with_current
     let (_, headers, body) = api.get("/events/orders.created").await;
     assert_eq!(etag(&headers), "\"2\"");
     assert_eq!(body["description"], "v2");
+}
+
+#[tokio::test]
+async fn replace_event_with_a_bad_body_is_unprocessable_whatever_the_if_match() {
+    // GIVEN an event at version 2
+    let api = Api::new();
+    api.define(json!({ "name": "orders.created", "description": "v1" })).await;
+    api.put_json("/events/orders.created", Some("\"1\""), &json!({ "description": "v2" })).await;
+
+    // WHEN a body that could never be taken comes with a stale If-Match
+    let long = "x".repeat(1025);
+    let reply = api.put_json("/events/orders.created", Some("\"1\""), &json!({ "description": long })).await;
+
+    // THEN the body is what is wrong (RFC 9110: preconditions are for requests that would succeed)
+    assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+    assert_eq!(reply.2["violations"][0]["pointer"], "/description");
 }
 
 #[tokio::test]
@@ -1661,6 +1687,10 @@ async fn openapi_document_is_3_1_and_describes_every_resource() {
         "/subscriptions",
         "/subscriptions/{id}",
         "/deliveries/{eventId}",
+        "/schemas",
+        "/schemas/{name}",
+        "/schemas/{name}/versions",
+        "/schemas/{name}/versions/{version}",
         "/health",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is missing from {}", doc["paths"]);
@@ -1718,6 +1748,12 @@ async fn documented_event_bodies_are_accepted_and_others_refused() {
         json!({ "name": "a", "metadata": { "team": "checkout" } }),
         json!({ "name": "a", "metadata": [] }),
         json!({ "name": "a", "extra": 1 }),
+        json!({ "name": "a", "envelope": "resource" }),
+        json!({ "name": "a", "envelope": "resource", "dataType": "application/cloudevents+json" }),
+        json!({ "name": "a", "envelope": "resource", "dataType": "text/csv" }),
+        json!({ "name": "a", "envelope": null, "dataType": "text/csv" }),
+        json!({ "name": "a", "envelope": "cloudevent" }),
+        json!({ "name": "a", "schemaReferences": [] }),
     ];
     for body in bodies {
         let api = Api::new();
@@ -1735,7 +1771,11 @@ async fn every_documented_operation_is_routed() {
     let mut operations = 0;
 
     for (path, item) in doc["paths"].as_object().unwrap() {
-        let uri = path.replace("{name}", "orders.created").replace("{id}", "sub_x").replace("{eventId}", "evt_x");
+        let uri = path
+            .replace("{name}", "orders.created")
+            .replace("{id}", "sub_x")
+            .replace("{eventId}", "evt_x")
+            .replace("{version}", "1");
         assert!(!uri.contains('{'), "a parameter of {path} is not filled in");
         for method in item.as_object().unwrap().keys().filter(|k| *k != "parameters") {
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
@@ -1747,7 +1787,7 @@ async fn every_documented_operation_is_routed() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 21, "the API has 21 operations");
+    assert_eq!(operations, 28, "the API has 28 operations");
 }
 
 #[tokio::test]
@@ -1949,5 +1989,868 @@ async fn a_document_of_no_known_shape_is_a_bad_request() {
     {
         let reply = api.post_json("/ingest/aws", &document).await;
         assert_problem(&reply, StatusCode::BAD_REQUEST, "unknown-native-event");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /schemas: the registry
+// ---------------------------------------------------------------------------------------------
+
+const PERSON_V1: &str = "https://example.com/schemas/person/v1.json";
+const ADDRESS_V1: &str = "urn:example:address:1";
+
+/// A JSON Schema declaring its own URI.
+fn person_v1() -> Value {
+    json!({
+        "$id": PERSON_V1,
+        "type": "object",
+        "required": ["name"],
+        "properties": { "name": { "type": "string" }, "age": { "type": "integer", "minimum": 0 } }
+    })
+}
+
+/// An Avro record, registered under a URN (Avro declares none of its own).
+fn address_avro() -> Value {
+    json!({ "type": "record", "name": "Address",
+            "fields": [{ "name": "street", "type": "string" }, { "name": "zip", "type": "int" }] })
+}
+
+fn new_person() -> Value {
+    json!({ "name": "person", "format": "json-schema", "schema": person_v1(), "description": "Someone" })
+}
+
+fn new_address() -> Value {
+    json!({ "name": "address", "format": "avro", "schema": address_avro(), "uri": ADDRESS_V1 })
+}
+
+/// What every answer about one version holds, whichever route gave it.
+const VERSION_FIELDS: [&str; 7] = ["compatibility", "createdAt", "digest", "format", "name", "uri", "version"];
+
+fn keys(body: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = body.as_object().expect("an object").keys().map(String::as_str).collect();
+    keys.sort();
+    keys
+}
+
+impl Api {
+    /// GIVEN helper: registers a schema and insists it worked.
+    async fn register(&self, body: &Value) -> Value {
+        let (status, _, answer) = self.post_json("/schemas", body).await;
+        assert_eq!(status, StatusCode::CREATED, "registering {body}: {answer}");
+        answer
+    }
+
+    /// The names of the schemas the registry holds.
+    async fn schema_names(&self) -> Vec<String> {
+        let (status, _, body) = self.get("/schemas").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["items"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_owned()).collect()
+    }
+
+    /// How many deliveries an event's triggers made: what an accepted trigger leaves behind.
+    async fn delivery_count(&self, event: &str) -> usize {
+        self.all_pages(&format!("/events/{event}/deliveries")).await.concat().len()
+    }
+}
+
+#[tokio::test]
+async fn register_schema_answers_201_with_location_etag_and_version_1_without_its_document() {
+    let api = Api::new();
+
+    let (status, headers, body) = api.post_json("/schemas", &new_person()).await;
+
+    // THEN version 1, known by the $id it declares, under the default mode; the document is
+    // the client's own and is not sent back
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(location(&headers), "/schemas/person");
+    assert_eq!(etag(&headers), "\"1\"");
+    assert_eq!(keys(&body), VERSION_FIELDS);
+    assert_eq!(
+        (&body["name"], &body["version"], &body["uri"], &body["format"], &body["compatibility"], &body["createdAt"]),
+        (&json!("person"), &json!(1), &json!(PERSON_V1), &json!("json-schema"), &json!("BACKWARD"), &json!(START_TEXT))
+    );
+    let digest = body["digest"].as_str().unwrap();
+    assert!(digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()), "{digest}");
+}
+
+#[tokio::test]
+async fn register_schema_takes_the_uri_given_else_the_id_else_its_default_and_the_mode_given() {
+    let api = Api::new();
+
+    let address = api
+        .register(&json!({ "name": "address", "format": "avro", "schema": address_avro(),
+                                         "uri": ADDRESS_V1, "compatibility": "FULL" }))
+        .await;
+    let plain = api.register(&json!({ "name": "plain", "format": "json-schema", "schema": true })).await;
+
+    assert_eq!(
+        (&address["uri"], &address["format"], &address["compatibility"]),
+        (&json!(ADDRESS_V1), &json!("avro"), &json!("FULL"))
+    );
+    assert_eq!(plain["uri"], "/schemas/plain/versions/1");
+}
+
+#[tokio::test]
+async fn register_schema_with_a_taken_name_conflicts_and_keeps_the_first() {
+    let api = Api::new();
+    api.register(&new_person()).await;
+
+    let mut again = new_person();
+    again["schema"] = json!({ "type": "object" });
+    again["description"] = json!("Someone else");
+    let reply = api.post_json("/schemas", &again).await;
+
+    assert_problem(&reply, StatusCode::CONFLICT, "schema-exists");
+    let (_, headers, body) = api.get("/schemas/person").await;
+    assert_eq!((body["description"].clone(), etag(&headers)), (json!("Someone"), "\"1\""));
+}
+
+#[tokio::test]
+async fn a_schema_that_does_not_compile_or_parse_is_unprocessable_with_the_compilers_message() {
+    let api = Api::new();
+
+    let json_schema =
+        api.post_json("/schemas", &json!({ "name": "broken", "format": "json-schema", "schema": { "type": 5 } })).await;
+    let avro =
+        api.post_json("/schemas", &json!({ "name": "broken", "format": "avro", "schema": { "type": "recrod" } })).await;
+    let not_a_schema =
+        api.post_json("/schemas", &json!({ "name": "broken", "format": "json-schema", "schema": 5 })).await;
+
+    for (reply, says) in
+        [(&json_schema, "does not compile"), (&avro, "does not parse"), (&not_a_schema, "object or a boolean")]
+    {
+        assert_problem(reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+        assert_eq!(pointers(&reply.2), ["/schema"], "{}", reply.2);
+        assert!(reply.2["detail"].as_str().unwrap().contains(says), "{}", reply.2);
+    }
+    assert!(api.schema_names().await.is_empty(), "nothing registered");
+}
+
+#[tokio::test]
+async fn register_schema_with_an_unknown_format_or_mode_is_unprocessable_at_its_pointer() {
+    let api = Api::new();
+
+    for (field, value) in
+        [("format", json!("protobuf")), ("compatibility", json!("SIDEWAYS")), ("compatibility", json!("backward"))]
+    {
+        let mut body = new_person();
+        body[field] = value;
+        let reply = api.post_json("/schemas", &body).await;
+        assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+        assert_eq!(pointers(&reply.2), [format!("/{field}")], "{}", reply.2);
+    }
+    assert!(api.schema_names().await.is_empty());
+}
+
+#[tokio::test]
+async fn register_schema_with_a_relative_uri_a_fragment_or_an_id_it_contradicts_is_unprocessable() {
+    let api = Api::new();
+    let with = |uri: Option<&str>, schema: Value| {
+        let mut body = json!({ "name": "other", "format": "json-schema", "schema": schema });
+        if let Some(uri) = uri {
+            body["uri"] = json!(uri);
+        }
+        body
+    };
+
+    for (body, pointer) in [
+        (with(Some("/schemas/person/versions/1"), json!({})), "/uri"),
+        (with(Some("person.json"), json!({})), "/uri"),
+        (with(Some("urn:example:person#part"), json!({})), "/uri"),
+        (with(Some(&format!("urn:{}", "x".repeat(1021))), json!({})), "/uri"),
+        (with(None, json!({ "$id": "person.json" })), "/schema/$id"),
+        (with(Some("urn:b"), json!({ "$id": "urn:a" })), "/uri"),
+    ] {
+        let reply = api.post_json("/schemas", &body).await;
+        assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+        assert_eq!(pointers(&reply.2), [pointer], "{body}: {}", reply.2);
+    }
+    assert!(api.schema_names().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_uri_names_one_version_across_the_registry() {
+    // GIVEN person, known by its $id
+    let api = Api::new();
+    api.register(&new_person()).await;
+    api.register(&json!({ "name": "team", "format": "json-schema", "schema": {} })).await;
+
+    // WHEN another schema, or another version, would take that URI
+    let human =
+        api.post_json("/schemas", &json!({ "name": "human", "format": "json-schema", "schema": person_v1() })).await;
+    let version = api.post_json("/schemas/team/versions", &json!({ "schema": {}, "uri": PERSON_V1 })).await;
+
+    // THEN 409 naming the holder, and neither is written
+    for reply in [&human, &version] {
+        assert_problem(reply, StatusCode::CONFLICT, "schema-uri-taken");
+        assert!(reply.2["detail"].as_str().unwrap().contains("'person'"), "{}", reply.2);
+    }
+    assert_eq!(api.schema_names().await, ["person", "team"]);
+    assert_eq!(api.get("/schemas/team").await.2["latestVersion"], 1);
+}
+
+#[tokio::test]
+async fn a_dangling_ref_is_unprocessable_on_a_schema_and_on_an_event() {
+    let api = Api::new();
+    let nobody = "https://example.com/schemas/nobody.json";
+
+    let schema = api
+        .post_json(
+            "/schemas",
+            &json!({ "name": "team", "format": "json-schema",
+                                         "schema": { "properties": { "lead": { "$ref": nobody } } } }),
+        )
+        .await;
+    let event = api.post_json("/events", &json!({ "name": "teams.formed", "schema": { "$ref": nobody } })).await;
+
+    for reply in [&schema, &event] {
+        assert_problem(reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+        assert_eq!(pointers(&reply.2), ["/schema"], "{}", reply.2);
+        assert!(reply.2["detail"].as_str().unwrap().contains(nobody), "{}", reply.2);
+    }
+    assert!(api.schema_names().await.is_empty());
+    assert_problem(&api.get("/events/teams.formed").await, StatusCode::NOT_FOUND, "not-found");
+}
+
+#[tokio::test]
+async fn a_ref_to_a_registered_uri_resolves_and_the_event_answers_what_it_reaches() {
+    // GIVEN person, and team whose lead is a person
+    let api = Api::new();
+    let person = api.register(&new_person()).await;
+    let team = api
+        .register(&json!({ "name": "team", "format": "json-schema",
+                           "schema": { "type": "object", "properties": { "lead": { "$ref": PERSON_V1 } } } }))
+        .await;
+
+    // WHEN an event's schema refers to team by its default URI
+    let (status, _, event) = api
+        .post_json("/events", &json!({ "name": "teams.formed", "schema": { "$ref": "/schemas/team/versions/1" } }))
+        .await;
+
+    // THEN it is defined, with the versions it reaches (read-only: a client cannot send them)
+    assert_eq!(status, StatusCode::CREATED, "{event}");
+    let mut reached: Vec<Value> = event["schemaReferences"].as_array().unwrap().clone();
+    reached.sort_by_key(|r| r["schema"].as_str().unwrap().to_owned());
+    assert_eq!(
+        reached,
+        [
+            json!({ "uri": PERSON_V1, "schema": "person", "version": 1, "digest": person["digest"] }),
+            json!({ "uri": "/schemas/team/versions/1", "schema": "team", "version": 1, "digest": team["digest"] }),
+        ]
+    );
+    assert_eq!(api.get("/events/teams.formed").await.2, event);
+    let sent_back = api.put_json("/events/teams.formed", None, &json!({ "schemaReferences": [] })).await;
+    assert_problem(&sent_back, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+    // AND a trigger is validated through the reference
+    let refused = api.post_json("/events/teams.formed/trigger", &json!({ "lead": { "age": 3 } })).await;
+    assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY, "payload-rejected");
+    api.trigger("teams.formed", &json!({ "lead": { "name": "Ada" } })).await;
+}
+
+#[tokio::test]
+async fn add_version_answers_201_with_its_location_in_the_same_shape_as_version_1() {
+    let api = Api::new();
+    let first = api.register(&new_person()).await;
+
+    // WHEN a backward-compatible version comes (any age now, not only from 0)
+    let mut v2 = person_v1();
+    v2["$id"] = json!("https://example.com/schemas/person/v2.json");
+    v2["properties"]["age"] = json!({ "type": "integer" });
+    let (status, headers, body) = api.post_json("/schemas/person/versions", &json!({ "schema": v2 })).await;
+
+    // THEN version 2, located, answered as version 1 was
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(location(&headers), "/schemas/person/versions/2");
+    assert_eq!(keys(&body), keys(&first));
+    assert_eq!((&body["version"], &body["uri"]), (&json!(2), &json!("https://example.com/schemas/person/v2.json")));
+    // AND the schema moved on: a new revision, two versions
+    let (_, headers, schema) = api.get("/schemas/person").await;
+    assert_eq!((etag(&headers), &schema["latestVersion"]), ("\"2\"", &json!(2)));
+    // AND a version without a URI or $id of its own gets its default
+    let (_, _, third) = api.post_json("/schemas/person/versions", &json!({ "schema": { "type": "object" } })).await;
+    assert_eq!(third["uri"], "/schemas/person/versions/3", "{third}");
+}
+
+#[tokio::test]
+async fn add_incompatible_version_conflicts_listing_every_incompatibility_and_writes_nothing() {
+    // GIVEN person under BACKWARD
+    let api = Api::new();
+    api.register(&new_person()).await;
+
+    // WHEN a version would refuse what version 1 takes: a new required field, another age type
+    let breaking = json!({ "type": "object", "required": ["name", "email"],
+        "properties": { "name": { "type": "string" }, "age": { "type": "string" }, "email": { "type": "string" } } });
+    let reply = api.post_json("/schemas/person/versions", &json!({ "schema": breaking })).await;
+
+    // THEN 409, each incompatibility with its pointer into the new document and its reason
+    assert_problem(&reply, StatusCode::CONFLICT, "schema-incompatible");
+    let found = reply.2["incompatibilities"].as_array().expect("incompatibilities").clone();
+    assert!(found.len() >= 2, "{found:?}");
+    for incompatibility in &found {
+        assert!(incompatibility["pointer"].is_string(), "{incompatibility}");
+        assert!(incompatibility["reason"].as_str().is_some_and(|r| !r.is_empty()), "{incompatibility}");
+    }
+    let located: Vec<&str> = found.iter().map(|i| i["pointer"].as_str().unwrap()).collect();
+    assert!(located.iter().any(|p| p.starts_with("/properties/age")), "{located:?}");
+    assert!(located.iter().any(|p| p.starts_with("/required")), "{located:?}");
+    assert!(reply.2["detail"].as_str().unwrap().contains("BACKWARD"), "{}", reply.2);
+    // AND nothing was written
+    let (_, headers, schema) = api.get("/schemas/person").await;
+    assert_eq!((etag(&headers), &schema["latestVersion"]), ("\"1\"", &json!(1)));
+    assert_problem(&api.get("/schemas/person/versions/2").await, StatusCode::NOT_FOUND, "not-found");
+}
+
+#[tokio::test]
+async fn add_version_refuses_bad_bodies_an_unknown_schema_and_a_bad_name() {
+    let api = Api::new();
+    api.register(&new_person()).await;
+
+    let unknown = api.post_json("/schemas/nobody/versions", &json!({ "schema": {} })).await;
+    let bad_name = api.post_json("/schemas/-person/versions", &json!({ "schema": {} })).await;
+    let no_schema = api.post_json("/schemas/person/versions", &json!({ "uri": "urn:x" })).await;
+    let extra = api.post_json("/schemas/person/versions", &json!({ "schema": {}, "format": "avro" })).await;
+    let relative = api.post_json("/schemas/person/versions", &json!({ "schema": {}, "uri": "v2.json" })).await;
+    let malformed =
+        api.send(Method::POST, "/schemas/person/versions", &[("content-type", "application/json")], "{").await;
+
+    assert_problem(&unknown, StatusCode::NOT_FOUND, "not-found");
+    assert_problem(&bad_name, StatusCode::BAD_REQUEST, "invalid-request");
+    for reply in [&no_schema, &extra, &relative] {
+        assert_problem(reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+    }
+    assert_eq!(pointers(&relative.2), ["/uri"]);
+    assert_problem(&malformed, StatusCode::BAD_REQUEST, "malformed-body");
+    assert_eq!(api.get("/schemas/person").await.2["latestVersion"], 1);
+}
+
+#[tokio::test]
+async fn get_schema_answers_it_with_every_version_and_its_revision_as_etag() {
+    let api = Api::new();
+    let first = api.register(&new_person()).await;
+    api.clock.advance(Duration::from_secs(60));
+    let (_, _, second) = api.post_json("/schemas/person/versions", &json!({ "schema": { "type": "object" } })).await;
+
+    let (status, headers, body) = api.get("/schemas/person").await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(etag(&headers), "\"2\"");
+    assert_eq!(body["revision"], 2);
+    assert_eq!(
+        (&body["name"], &body["format"], &body["compatibility"]),
+        (&json!("person"), &json!("json-schema"), &json!("BACKWARD"))
+    );
+    assert_eq!((&body["description"], &body["latestVersion"]), (&json!("Someone"), &json!(2)));
+    assert_eq!((&body["createdAt"], &body["updatedAt"]), (&json!(START_TEXT), &json!("2025-01-01T00:01:00Z")));
+    let summary = |v: &Value| json!({ "version": v["version"], "uri": v["uri"], "digest": v["digest"], "createdAt": v["createdAt"] });
+    assert_eq!(body["versions"], json!([summary(&first), summary(&second)]), "oldest first");
+}
+
+#[tokio::test]
+async fn get_schema_version_answers_it_with_its_document() {
+    let api = Api::new();
+    let registered = api.register(&new_person()).await;
+
+    let (status, headers, body) = api.get("/schemas/person/versions/1").await;
+
+    // THEN what registering answered, with the document as registered and what it references
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers.get(header::CONTENT_TYPE).unwrap(), "application/json");
+    let mut with_document = registered.clone();
+    with_document["schema"] = person_v1();
+    with_document["references"] = json!([]);
+    assert_eq!(body, with_document);
+    // AND an Avro version too
+    api.register(&new_address()).await;
+    assert_eq!(api.get("/schemas/address/versions/1").await.2["schema"], address_avro());
+}
+
+#[tokio::test]
+async fn an_unknown_schema_or_version_is_not_found_and_says_which() {
+    let api = Api::new();
+    api.register(&new_person()).await;
+
+    let no_version = api.get("/schemas/person/versions/2").await;
+    let no_schema = api.get("/schemas/nobody/versions/1").await;
+    let largest = api.get("/schemas/person/versions/4294967295").await;
+
+    assert_problem(&no_version, StatusCode::NOT_FOUND, "not-found");
+    assert!(
+        no_version.2["detail"].as_str().unwrap().contains("schema version 'person/versions/2'"),
+        "{}",
+        no_version.2
+    );
+    assert_problem(&no_schema, StatusCode::NOT_FOUND, "not-found");
+    assert!(no_schema.2["detail"].as_str().unwrap().contains("schema 'nobody'"), "{}", no_schema.2);
+    assert_problem(&largest, StatusCode::NOT_FOUND, "not-found");
+    assert_problem(&api.get("/schemas/nobody").await, StatusCode::NOT_FOUND, "not-found");
+    assert_problem(&api.put_json("/schemas/nobody", None, &json!({})).await, StatusCode::NOT_FOUND, "not-found");
+    assert_problem(&api.delete("/schemas/nobody").await, StatusCode::NOT_FOUND, "not-found");
+}
+
+#[tokio::test]
+async fn a_bad_version_number_is_a_bad_request() {
+    let api = Api::new();
+    api.register(&new_person()).await;
+
+    for number in ["0", "01", "-1", "+1", "1.0", "x", "4294967296", "99999999999999999999", "%20"] {
+        let reply = api.get(&format!("/schemas/person/versions/{number}")).await;
+        assert_problem(&reply, StatusCode::BAD_REQUEST, "invalid-request");
+    }
+}
+
+#[tokio::test]
+async fn schema_routes_refuse_an_invalid_name_with_400() {
+    let api = Api::new();
+
+    for (method, uri) in [
+        (Method::GET, "/schemas/-person"),
+        (Method::PUT, "/schemas/-person"),
+        (Method::DELETE, "/schemas/per%20son"),
+        (Method::GET, "/schemas/-person/versions/1"),
+        (Method::POST, "/schemas/-person/versions"),
+        (Method::GET, "/schemas/%FF"),
+    ] {
+        let reply = api.send(method.clone(), uri, &[("content-type", "application/json")], "{}").await;
+        assert_problem(&reply, StatusCode::BAD_REQUEST, "invalid-request");
+    }
+}
+
+#[tokio::test]
+async fn change_schema_with_a_matching_if_match_makes_a_new_revision_and_the_mode_governs_what_follows() {
+    let api = Api::new();
+    api.register(&new_person()).await;
+    let breaking = json!({ "schema": { "type": "object", "required": ["email"] } });
+    assert_problem(
+        &api.post_json("/schemas/person/versions", &breaking).await,
+        StatusCode::CONFLICT,
+        "schema-incompatible",
+    );
+
+    // WHEN the mode becomes NONE, with the ETag read
+    let (status, headers, body) = api
+        .put_json("/schemas/person", Some("\"1\""), &json!({ "compatibility": "NONE", "description": "Anyone" }))
+        .await;
+
+    // THEN revision 2, the schema as listed
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(etag(&headers), "\"2\"");
+    assert_eq!(
+        (&body["compatibility"], &body["description"], &body["revision"]),
+        (&json!("NONE"), &json!("Anyone"), &json!(2))
+    );
+    assert_eq!(body["latestVersion"], 1, "versions stay");
+    assert!(body.get("versions").is_none(), "{body}");
+    // AND the version it refused is taken now
+    assert_eq!(api.post_json("/schemas/person/versions", &breaking).await.0, StatusCode::CREATED);
+    // AND a change without a mode goes back to BACKWARD, without a description to none
+    let (_, _, reset) = api.put_json("/schemas/person", None, &json!({})).await;
+    assert_eq!(reset["compatibility"], "BACKWARD");
+    assert!(reset.get("description").is_none(), "{reset}");
+}
+
+#[tokio::test]
+async fn change_schema_with_a_stale_or_garbage_if_match_or_a_bad_body_changes_nothing() {
+    let api = Api::new();
+    api.register(&new_person()).await;
+    api.put_json("/schemas/person", Some("\"1\""), &json!({ "compatibility": "FULL" })).await;
+
+    let stale = api.put_json("/schemas/person", Some("\"1\""), &json!({ "compatibility": "NONE" })).await;
+    let garbage = api.put_json("/schemas/person", Some("one"), &json!({ "compatibility": "NONE" })).await;
+    let unknown_mode = api.put_json("/schemas/person", None, &json!({ "compatibility": "LOOSE" })).await;
+    let long = api.put_json("/schemas/person", None, &json!({ "description": "d".repeat(1025) })).await;
+    let versions = api.put_json("/schemas/person", None, &json!({ "format": "avro" })).await;
+
+    assert_problem(&stale, StatusCode::PRECONDITION_FAILED, "version-mismatch");
+    assert_eq!(stale.2["currentVersion"], 2);
+    assert_problem(&garbage, StatusCode::BAD_REQUEST, "invalid-request");
+    assert_problem(&unknown_mode, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+    assert_eq!(pointers(&unknown_mode.2), ["/compatibility"]);
+    assert_problem(&long, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+    assert_eq!(pointers(&long.2), ["/description"]);
+    assert_problem(&versions, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+    let (_, headers, schema) = api.get("/schemas/person").await;
+    assert_eq!(
+        (etag(&headers), &schema["compatibility"], &schema["format"]),
+        ("\"2\"", &json!("FULL"), &json!("json-schema"))
+    );
+}
+
+#[tokio::test]
+async fn delete_schema_answers_204_and_frees_its_name_and_uris() {
+    let api = Api::new();
+    api.register(&new_person()).await;
+
+    let stale = api.send(Method::DELETE, "/schemas/person", &[("if-match", "\"7\"")], Vec::new()).await;
+    assert_problem(&stale, StatusCode::PRECONDITION_FAILED, "version-mismatch");
+    assert_eq!(api.get("/schemas/person").await.0, StatusCode::OK, "a stale If-Match deletes nothing");
+
+    let (status, _, body) = api.send(Method::DELETE, "/schemas/person", &[("if-match", "\"1\"")], Vec::new()).await;
+
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_problem(&api.get("/schemas/person").await, StatusCode::NOT_FOUND, "not-found");
+    assert_problem(&api.get("/schemas/person/versions/1").await, StatusCode::NOT_FOUND, "not-found");
+    // AND its $id can name a version of another schema now
+    api.register(&json!({ "name": "human", "format": "json-schema", "schema": person_v1() })).await;
+}
+
+#[tokio::test]
+async fn delete_referenced_schema_conflicts_naming_every_referrer_and_keeps_it() {
+    // GIVEN person, referred to by a schema and by an event
+    let api = Api::new();
+    api.register(&new_person()).await;
+    api.register(&json!({ "name": "team", "format": "json-schema",
+                          "schema": { "properties": { "lead": { "$ref": PERSON_V1 } } } }))
+        .await;
+    api.define(json!({ "name": "people.met", "schema": { "$ref": PERSON_V1 } })).await;
+
+    // WHEN it is deleted
+    let reply = api.delete("/schemas/person").await;
+
+    // THEN 409 naming both, and it stays
+    assert_problem(&reply, StatusCode::CONFLICT, "schema-referenced");
+    assert_eq!(
+        reply.2["referrers"],
+        json!([{ "kind": "event", "name": "people.met" }, { "kind": "schema", "name": "team" }])
+    );
+    let detail = reply.2["detail"].as_str().unwrap();
+    assert!(detail.contains("event 'people.met'") && detail.contains("schema 'team'"), "{detail}");
+    assert_eq!(api.get("/schemas/person/versions/1").await.0, StatusCode::OK);
+    // AND once nothing refers to it, it goes
+    assert_eq!(api.delete("/events/people.met").await.0, StatusCode::NO_CONTENT);
+    assert_eq!(api.delete("/schemas/team").await.0, StatusCode::NO_CONTENT);
+    assert_eq!(api.delete("/schemas/person").await.0, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn list_schemas_pages_through_every_schema_in_name_order() {
+    let api = Api::new();
+    for name in ["e", "c", "a", "d", "b"] {
+        api.register(&json!({ "name": name, "format": "json-schema", "schema": {} })).await;
+    }
+
+    let pages = api.all_pages("/schemas?limit=2").await;
+
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+    let names: Vec<&str> = pages.iter().flatten().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a", "b", "c", "d", "e"]);
+    let first = &pages[0][0];
+    assert_eq!(
+        (&first["latestVersion"], &first["revision"], &first["format"]),
+        (&json!(1), &json!(1), &json!("json-schema"))
+    );
+    assert!(first.get("versions").is_none(), "a list names schemas, not their versions: {first}");
+    assert_problem(&api.get("/schemas?limit=0").await, StatusCode::BAD_REQUEST, "invalid-request");
+    assert_problem(&api.get("/schemas?limit=x").await, StatusCode::BAD_REQUEST, "invalid-request");
+    assert_problem(&api.get("/schemas?cursor=bm9wZQ").await, StatusCode::BAD_REQUEST, "invalid-cursor");
+}
+
+#[tokio::test]
+async fn schema_bodies_are_refused_like_every_json_body() {
+    let api = Api::new();
+
+    let malformed = api.send(Method::POST, "/schemas", &[("content-type", "application/json")], "{\"name\":").await;
+    let text = api.send(Method::POST, "/schemas", &[("content-type", "text/plain")], new_person().to_string()).await;
+    let array = api.post_json("/schemas", &json!([new_person()])).await;
+    let unknown = api
+        .post_json("/schemas", &json!({ "name": "person", "format": "json-schema", "schema": {}, "versions": [] }))
+        .await;
+    let too_large = Api::with_limit(SMALL_LIMIT)
+        .post_json(
+            "/schemas",
+            &json!({ "name": "big", "format": "json-schema", "schema": { "description": "d".repeat(SMALL_LIMIT) } }),
+        )
+        .await;
+
+    assert_problem(&malformed, StatusCode::BAD_REQUEST, "malformed-body");
+    assert_problem(&text, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
+    assert_problem(&array, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+    assert_problem(&unknown, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+    assert_problem(&too_large, StatusCode::PAYLOAD_TOO_LARGE, "body-too-large");
+    assert!(api.schema_names().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_schema_document_over_the_size_limit_is_unprocessable_at_pointer_schema() {
+    let api = Api::new();
+    let big = json!({ "description": "d".repeat(gateway_core::schemas::MAX_SCHEMA_BYTES) });
+
+    let reply = api.post_json("/schemas", &json!({ "name": "big", "format": "json-schema", "schema": big })).await;
+
+    assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+    assert_eq!(pointers(&reply.2), ["/schema"]);
+    assert!(api.schema_names().await.is_empty());
+}
+
+#[tokio::test]
+async fn on_aws_the_events_function_serves_the_registry() {
+    let events = Api::with_group(RouteGroup::Events);
+    let triggers = Api::with_group(RouteGroup::Triggers);
+
+    assert_eq!(events.post_json("/schemas", &new_person()).await.0, StatusCode::CREATED);
+    assert_eq!(events.get("/schemas/person/versions/1").await.0, StatusCode::OK);
+    assert_problem(&triggers.get("/schemas").await, StatusCode::NOT_FOUND, "no-route");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resource lifecycle events
+// ---------------------------------------------------------------------------------------------
+
+/// GIVEN helper: person (JSON Schema) and address (Avro) registered, and `person.changed` a
+/// resource event whose own schema admits only those two, with one subscriber.
+async fn resource_events() -> Api {
+    let api = Api::new();
+    api.register(&new_person()).await;
+    api.register(&new_address()).await;
+    api.define(json!({
+        "name": "person.changed",
+        "envelope": "resource",
+        "schema": { "properties": { "resource": { "properties": { "schema": { "enum": [PERSON_V1, ADDRESS_V1] } } } } }
+    }))
+    .await;
+    api.subscribe("person.changed", "example-subscriber").await;
+    api
+}
+
+fn resource(action: &str, schema: &str, content: Value) -> Value {
+    json!({ "action": action, "resource": { "schema": schema, "content": content } })
+}
+
+#[tokio::test]
+async fn define_event_with_a_resource_envelope_answers_it_and_a_replace_can_drop_it() {
+    let api = Api::new();
+
+    let (status, _, body) =
+        api.post_json("/events", &json!({ "name": "person.changed", "envelope": "resource" })).await;
+
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["envelope"], "resource");
+    assert_eq!(api.get("/events/person.changed").await.2["envelope"], "resource");
+    let (_, _, replaced) = api.put_json("/events/person.changed", Some("\"1\""), &json!({})).await;
+    assert!(replaced.get("envelope").is_none(), "{replaced}");
+}
+
+#[tokio::test]
+async fn define_event_with_an_unknown_envelope_or_one_for_a_non_json_data_type_is_unprocessable() {
+    let api = Api::new();
+
+    let unknown = api.post_json("/events", &json!({ "name": "person.changed", "envelope": "cloudevent" })).await;
+    let csv = api
+        .post_json("/events", &json!({ "name": "person.changed", "envelope": "resource", "dataType": "text/csv" }))
+        .await;
+
+    for reply in [&unknown, &csv] {
+        assert_problem(reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+        assert_eq!(pointers(&reply.2), ["/envelope"], "{}", reply.2);
+    }
+    assert_problem(&api.get("/events/person.changed").await, StatusCode::NOT_FOUND, "not-found");
+}
+
+#[tokio::test]
+async fn a_resource_create_with_valid_content_is_accepted() {
+    let api = resource_events().await;
+
+    let person = api
+        .post_json(
+            "/events/person.changed/trigger",
+            &resource("create", PERSON_V1, json!({ "name": "Ada", "age": 36 })),
+        )
+        .await;
+    let address = api
+        .post_json(
+            "/events/person.changed/trigger",
+            &resource("create", ADDRESS_V1, json!({ "street": "Main St", "zip": 12345 })),
+        )
+        .await;
+
+    assert_eq!(person.0, StatusCode::ACCEPTED, "{}", person.2);
+    assert_eq!(address.0, StatusCode::ACCEPTED, "{}", address.2);
+    assert_eq!(api.delivery_count("person.changed").await, 2);
+}
+
+#[tokio::test]
+async fn a_resource_update_with_invalid_content_lists_every_violation_under_resource_content() {
+    let api = resource_events().await;
+
+    let person =
+        api.post_json("/events/person.changed/trigger", &resource("update", PERSON_V1, json!({ "age": -1 }))).await;
+    let address = api
+        .post_json(
+            "/events/person.changed/trigger",
+            &resource("update", ADDRESS_V1, json!({ "street": 5, "zip": "x" })),
+        )
+        .await;
+
+    assert_problem(&person, StatusCode::UNPROCESSABLE_ENTITY, "payload-rejected");
+    let mut found = pointers(&person.2);
+    found.sort();
+    assert_eq!(found, ["/resource/content", "/resource/content/age"], "{}", person.2);
+    assert_problem(&address, StatusCode::UNPROCESSABLE_ENTITY, "payload-rejected");
+    let mut found = pointers(&address.2);
+    found.sort();
+    assert_eq!(found, ["/resource/content/street", "/resource/content/zip"], "{}", address.2);
+    assert_eq!(api.delivery_count("person.changed").await, 0, "nothing accepted");
+}
+
+#[tokio::test]
+async fn a_resource_delete_carrying_a_resource_reference_is_accepted() {
+    let api = resource_events().await;
+
+    let reference = json!({ "tenantId": 1, "id": 42, "version": 3 });
+    let (status, _, receipt) =
+        api.post_json("/events/person.changed/trigger", &resource("delete", PERSON_V1, reference)).await;
+
+    assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+    assert_eq!(api.delivery_count("person.changed").await, 1);
+}
+
+#[tokio::test]
+async fn a_resource_naming_an_unregistered_schema_is_unprocessable_at_resource_schema() {
+    let api = resource_events().await;
+    let nobody = "https://example.com/schemas/nobody.json";
+
+    let reply =
+        api.post_json("/events/person.changed/trigger", &resource("create", nobody, json!({ "name": "Ada" }))).await;
+
+    // THEN the registry says so, and so does the event's own schema, which admits two URIs
+    assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "payload-rejected");
+    assert_eq!(pointers(&reply.2), ["/resource/schema", "/resource/schema"], "{}", reply.2);
+    assert!(reply.2["violations"].as_array().unwrap().iter().any(|v| v["message"].as_str().unwrap().contains(nobody)));
+    assert_eq!(api.delivery_count("person.changed").await, 0);
+}
+
+#[tokio::test]
+async fn a_broken_resource_envelope_lists_its_own_violations_first() {
+    let api = resource_events().await;
+
+    let rename = api.post_json("/events/person.changed/trigger", &resource("rename", PERSON_V1, json!({}))).await;
+    let bare = api.post_json("/events/person.changed/trigger", &json!({ "name": "Ada" })).await;
+
+    assert_problem(&rename, StatusCode::UNPROCESSABLE_ENTITY, "payload-rejected");
+    assert_eq!(pointers(&rename.2), ["/action"], "the content is not checked: {}", rename.2);
+    assert_problem(&bare, StatusCode::UNPROCESSABLE_ENTITY, "payload-rejected");
+    assert!(!pointers(&bare.2).is_empty());
+    assert_eq!(api.delivery_count("person.changed").await, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The registry in the document
+// ---------------------------------------------------------------------------------------------
+
+/// Each registry body is checked as the document states it, here against the router itself,
+/// over documents that compile or parse (which no schema can state).
+#[tokio::test]
+async fn documented_schema_bodies_are_accepted_and_others_refused() {
+    let doc = gateway_api::openapi();
+    let validator = |name: &str| {
+        jsonschema::validator_for(
+            &json!({ "$ref": format!("#/components/schemas/{name}"), "components": doc["components"].clone() }),
+        )
+        .unwrap_or_else(|e| panic!("{name} compiles: {e}"))
+    };
+    let json_schema = |more: Value| {
+        let mut body = json!({ "name": "a", "format": "json-schema", "schema": {} });
+        body.as_object_mut().unwrap().extend(more.as_object().unwrap().clone());
+        body
+    };
+    let new_schema = validator("NewSchema");
+    let bodies = [
+        json_schema(json!({})),
+        json_schema(json!({ "schema": true })),
+        json_schema(json!({ "schema": 5 })),
+        json_schema(json!({ "schema": "string" })),
+        json_schema(json!({ "schema": null })),
+        json_schema(json!({ "name": "-a" })),
+        json_schema(json!({ "name": null })),
+        json_schema(json!({ "format": "xml" })),
+        json_schema(json!({ "format": null })),
+        json_schema(json!({ "uri": "urn:example:a" })),
+        json_schema(json!({ "uri": "https://example.com/a.json#" })),
+        json_schema(json!({ "uri": "https://[::1]:8080/a?b" })),
+        json_schema(json!({ "uri": null })),
+        json_schema(json!({ "uri": "" })),
+        json_schema(json!({ "uri": "/schemas/a/versions/1" })),
+        json_schema(json!({ "uri": "urn:a#b" })),
+        json_schema(json!({ "uri": "https://exa mple.com" })),
+        json_schema(json!({ "uri": format!("urn:{}", "x".repeat(1020)) })),
+        json_schema(json!({ "uri": format!("urn:{}", "x".repeat(1021)) })),
+        json_schema(json!({ "compatibility": "FULL" })),
+        json_schema(json!({ "compatibility": "full" })),
+        json_schema(json!({ "compatibility": null })),
+        json_schema(json!({ "description": "d".repeat(1024) })),
+        json_schema(json!({ "description": "d".repeat(1025) })),
+        json_schema(json!({ "versions": [] })),
+        json!({ "name": "a", "format": "json-schema" }),
+        json!({ "format": "json-schema", "schema": {} }),
+        json!({ "name": "a", "schema": {} }),
+        json!({ "name": "a", "format": "avro", "schema": "string" }),
+        json!({ "name": "a", "format": "avro", "schema": ["null", "string"] }),
+        json!({ "name": "a", "format": "avro", "schema": address_avro() }),
+        json!({ "name": "a", "format": "avro", "schema": true }),
+        json!({ "name": "a", "format": "avro", "schema": 5 }),
+    ];
+    for body in bodies {
+        let api = Api::new();
+        let (status, _, answer) = api.post_json("/schemas", &body).await;
+        assert_eq!(new_schema.is_valid(&body), status == StatusCode::CREATED, "{body}: {status} {answer}");
+    }
+
+    let new_version = validator("NewSchemaVersion");
+    let replacement = validator("SchemaReplacement");
+    let api = Api::new();
+    api.register(&json!({ "name": "a", "format": "json-schema", "schema": {}, "compatibility": "NONE" })).await;
+    for body in [
+        json!({ "schema": {} }),
+        json!({ "schema": false, "uri": "urn:example:a:2" }),
+        json!({ "schema": {}, "uri": "a.json" }),
+        json!({}),
+        json!({ "schema": {}, "name": "a" }),
+    ] {
+        let (status, _, answer) = api.post_json("/schemas/a/versions", &body).await;
+        assert_eq!(new_version.is_valid(&body), status == StatusCode::CREATED, "{body}: {status} {answer}");
+    }
+    for body in [
+        json!({}),
+        json!({ "compatibility": "NONE", "description": null }),
+        json!({ "compatibility": null, "description": "d" }),
+        json!({ "compatibility": "none" }),
+        json!({ "description": "d".repeat(1025) }),
+        json!({ "format": "avro" }),
+    ] {
+        let (status, _, answer) = api.put_json("/schemas/a", None, &body).await;
+        assert_eq!(replacement.is_valid(&body), status == StatusCode::OK, "{body}: {status} {answer}");
+    }
+}
+
+#[tokio::test]
+async fn the_document_states_the_registrys_problem_members_and_resource_events() {
+    let doc = gateway_api::openapi();
+    let schemas = &doc["components"]["schemas"];
+
+    let problem = &schemas["Problem"]["properties"];
+    assert_eq!(problem["incompatibilities"]["items"]["$ref"], "#/components/schemas/Incompatibility");
+    assert_eq!(problem["referrers"]["items"]["$ref"], "#/components/schemas/Referrer");
+    assert_eq!(schemas["SchemaFormat"]["enum"], json!(["json-schema", "avro"]));
+    assert_eq!(schemas["Compatibility"]["enum"], json!(["BACKWARD", "FORWARD", "FULL", "NONE"]));
+    assert_eq!(schemas["NewSchema"]["properties"]["uri"]["maxLength"], 1024);
+    let limit = gateway_core::schemas::MAX_SCHEMA_BYTES.to_string();
+    assert!(schemas["NewSchema"]["properties"]["schema"]["description"].as_str().unwrap().contains(&limit));
+    assert_eq!(schemas["NewEvent"]["properties"]["envelope"]["anyOf"][0]["$ref"], "#/components/schemas/Envelope");
+    assert!(schemas["EventDefinition"]["properties"].get("schemaReferences").is_some());
+    let responses = |path: &str, method: &str| -> Vec<String> {
+        doc["paths"][path][method]["responses"].as_object().unwrap().keys().cloned().collect()
+    };
+    for (path, method, statuses) in [
+        ("/schemas", "post", &["201", "400", "404", "409", "413", "415", "422"][..]),
+        ("/schemas", "get", &["200", "400"]),
+        ("/schemas/{name}", "get", &["200", "400", "404"]),
+        ("/schemas/{name}", "put", &["200", "400", "404", "412", "413", "415", "422"]),
+        ("/schemas/{name}", "delete", &["204", "400", "404", "409", "412"]),
+        ("/schemas/{name}/versions", "post", &["201", "400", "404", "409", "413", "415", "422"]),
+        ("/schemas/{name}/versions/{version}", "get", &["200", "400", "404"]),
+    ] {
+        let found = responses(path, method);
+        for status in statuses.iter().chain(&["401", "503"]) {
+            assert!(found.contains(&status.to_string()), "{method} {path} documents {status}: {found:?}");
+        }
     }
 }

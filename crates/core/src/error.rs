@@ -3,7 +3,8 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::ids::{DataType, EventName, IdempotencyKey, SourceName, Version};
+use crate::formats::{Compatibility, Incompatibility};
+use crate::ids::{DataType, EventName, IdempotencyKey, SchemaName, SchemaUri, SourceName, Version};
 
 /// One thing wrong with an input, located by a JSON pointer into the document it came from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
@@ -67,6 +68,26 @@ pub enum Error {
 
     #[error("source '{0}' already exists")]
     SourceExists(SourceName),
+
+    #[error("schema '{0}' already exists")]
+    SchemaExists(SchemaName),
+
+    #[error(
+        "the URI '{uri}' already names version {version} of schema '{schema}'; URIs are unique across the registry"
+    )]
+    SchemaUriTaken { uri: SchemaUri, schema: SchemaName, version: u32 },
+
+    #[error("the new version of schema '{schema}' breaks its {mode} compatibility with version {latest}: {} incompatibilit{}", incompatibilities.len(), if incompatibilities.len() == 1 { "y" } else { "ies" })]
+    SchemaIncompatible { schema: SchemaName, mode: Compatibility, latest: u32, incompatibilities: Vec<Incompatibility> },
+
+    #[error("schema '{schema}' holds {max} versions, the most one may; register a new schema")]
+    SchemaFull { schema: SchemaName, max: u32 },
+
+    #[error(
+        "schema '{schema}' is referred to by {}; remove those references first",
+        crate::model::Referrer::list(referrers)
+    )]
+    SchemaReferenced { schema: SchemaName, referrers: Vec<crate::model::Referrer> },
 
     /// A native record that no source's pattern matches: nothing can trigger for it.
     #[error("no source matches this {kind} record")]

@@ -3,20 +3,27 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result, Violation};
+use crate::formats::{self, SchemaDocument, SchemaFormat};
 use crate::ids::{EventName, Version};
-use crate::model::{EventDefinition, EventDraft};
+use crate::model::{EventDefinition, EventDraft, SchemaReference};
 use crate::page::{Page, PageRequest};
-use crate::ports::{Clock, EventStore};
+use crate::ports::{Clock, EventStore, SchemaLookup};
 use crate::schema;
 
-const MAX_DESCRIPTION: usize = 1024;
+pub(crate) const MAX_DESCRIPTION: usize = 1024;
 
-pub async fn define_event(store: &dyn EventStore, clock: &dyn Clock, draft: EventDraft) -> Result<EventDefinition> {
+/// Defines an event; `registry` serves the registered schemas its schema may `$ref`.
+pub async fn define_event(
+    store: &dyn EventStore,
+    registry: &dyn SchemaLookup,
+    clock: &dyn Clock,
+    draft: EventDraft,
+) -> Result<EventDefinition> {
     let Some(name) = draft.name.clone() else {
         return Err(Error::invalid_body(vec![Violation::new("/name", "name is required")]));
     };
     let now = clock.now();
-    let event = build(name, draft, now, Version::FIRST, None)?;
+    let event = build(registry, name, draft, now, Version::FIRST, None).await?;
     store.create_event(&event).await?;
     Ok(event)
 }
@@ -32,6 +39,7 @@ pub async fn list_events(store: &dyn EventStore, page: &PageRequest) -> Result<P
 /// Replaces a definition; `if_match` guards against overwriting a change the client has not seen.
 pub async fn replace_event(
     store: &dyn EventStore,
+    registry: &dyn SchemaLookup,
     clock: &dyn Clock,
     name: &EventName,
     draft: EventDraft,
@@ -46,8 +54,11 @@ pub async fn replace_event(
         }
     }
     let current = store.get_event(name).await?.ok_or_else(|| not_found(name))?;
+    // The body first: a bad one is 422 whatever If-Match says (RFC 9110 §13.2.1 evaluates
+    // preconditions only for a request that would otherwise succeed).
+    let mut next =
+        build(registry, name.clone(), draft, clock.now(), current.version.next(), current.received_at).await?;
     check_version("event", name.as_str(), current.version, if_match)?;
-    let mut next = build(name.clone(), draft, clock.now(), current.version.next(), current.received_at)?;
     next.created_at = current.created_at;
     store.replace_event(&next).await?;
     Ok(next)
@@ -74,7 +85,8 @@ fn not_found(name: &EventName) -> Error {
 }
 
 /// Checks a draft as a whole, so the client hears every problem at once.
-fn build(
+async fn build(
+    registry: &dyn SchemaLookup,
     name: EventName,
     draft: EventDraft,
     now: chrono::DateTime<chrono::Utc>,
@@ -87,6 +99,13 @@ fn build(
         violations
             .push(Violation::new("/description", format!("description is longer than {MAX_DESCRIPTION} characters")));
     }
+    if draft.envelope.is_some() && !data_type.is_json() {
+        violations.push(Violation::new(
+            "/envelope",
+            format!("a resource envelope is JSON, but dataType is '{}'", data_type.as_str()),
+        ));
+    }
+    let mut schema_references = Vec::new();
     if let Some(schema) = &draft.schema {
         if !data_type.is_json() {
             violations.push(Violation::new(
@@ -95,8 +114,11 @@ fn build(
             ));
         } else if !(schema.is_object() || schema.is_boolean()) {
             violations.push(Violation::new("/schema", "a JSON Schema is an object or a boolean"));
-        } else if let Err(message) = schema::compile(schema) {
-            violations.push(Violation::new("/schema", format!("the schema does not compile: {message}")));
+        } else {
+            match compiles(registry, schema).await? {
+                Ok(references) => schema_references = references,
+                Err(found) => violations.extend(found),
+            }
         }
     }
     if !violations.is_empty() {
@@ -107,10 +129,48 @@ fn build(
         description: draft.description,
         schema: draft.schema.map(Arc::new),
         data_type,
+        envelope: draft.envelope,
+        schema_references,
         metadata: draft.metadata.unwrap_or_default(),
         received_at,
         created_at: now,
         updated_at: now,
         version,
     })
+}
+
+/// Whether an inline schema compiles with the registered documents it `$ref`s: what it reaches,
+/// or what is wrong (a `$ref` to no registered URI, a compiler's message).
+async fn compiles(
+    registry: &dyn SchemaLookup,
+    schema: &serde_json::Value,
+) -> Result<std::result::Result<Vec<SchemaReference>, Vec<Violation>>> {
+    let document = SchemaDocument::new(SchemaFormat::JsonSchema, schema);
+    let resolved = schema::resolve_references(registry, &document).await?;
+    if !resolved.missing.is_empty() {
+        return Ok(Err(dangling("/schema", &resolved.missing)));
+    }
+    let refused = resolved.refusals(None, "/schema");
+    if !refused.is_empty() {
+        return Ok(Err(refused));
+    }
+    Ok(match formats::compile(&document, &resolved.known) {
+        Ok(_) => Ok(resolved.references),
+        Err(message) => Err(vec![Violation::new("/schema", format!("the schema does not compile: {message}"))]),
+    })
+}
+
+/// The violations of `$ref`s to URIs the registry does not hold, at `pointer`.
+pub(crate) fn dangling(pointer: &str, missing: &[String]) -> Vec<Violation> {
+    missing
+        .iter()
+        .map(|uri| {
+            Violation::new(
+                pointer,
+                format!(
+                    "$ref '{uri}' names no registered schema; register it first (the gateway never fetches a $ref)"
+                ),
+            )
+        })
+        .collect()
 }

@@ -15,6 +15,8 @@ pub fn definition(name: &str) -> EventDefinition {
         description: None,
         schema: None,
         data_type: Default::default(),
+        envelope: None,
+        schema_references: Vec::new(),
         metadata: Metadata::new(),
         received_at: None,
         created_at: now,

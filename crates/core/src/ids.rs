@@ -77,6 +77,80 @@ user_name!(
     "A source's name (which native AWS records trigger which event): the same rules as an event name."
 );
 
+user_name!(SchemaName, "schema name", "person", "A registered schema's name: the same rules as an event name.");
+
+/// The URI a registered schema version is known by, in the registry's normal form
+/// (`formats::normalize_uri`): what a `$ref` and a resource envelope's `resource.schema` name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, example = "https://example.com/schemas/person/v1.json")]
+pub struct SchemaUri(String);
+
+impl SchemaUri {
+    /// Longest URI, in bytes (a DynamoDB key holds it with a short prefix).
+    pub const MAX_LEN: usize = 1024;
+
+    /// Reads any URI a client or a schema document gives, into the normal form.
+    pub fn parse(raw: &str) -> Result<Self, Violation> {
+        let too_long = || Violation::new("", format!("a schema URI is 1 to {} bytes", Self::MAX_LEN));
+        if raw.is_empty() || raw.len() > Self::MAX_LEN {
+            return Err(too_long());
+        }
+        // The registry's own scheme, under which paths such as /schemas/{name}/versions/{n} are
+        // resolved: a client's URI in it would be read as one of those paths.
+        if raw.get(..12).is_some_and(|s| s.eq_ignore_ascii_case("json-schema:")) {
+            return Err(Violation::new("", "the json-schema: scheme is the registry's own; use another"));
+        }
+        let normal = crate::formats::normalize_uri(raw)
+            .map_err(|why| Violation::new("", format!("'{}' is not a schema URI: {why}", truncate_for_message(raw))))?;
+        if normal.is_empty() {
+            return Err(Violation::new("", format!("'{}' names no document", truncate_for_message(raw))));
+        }
+        if normal.len() > Self::MAX_LEN {
+            return Err(too_long());
+        }
+        Ok(Self(normal))
+    }
+
+    /// The URI of a version registered with none of its own: `/schemas/{name}/versions/{n}`,
+    /// a path from the registry's root.
+    pub fn default_for(name: &SchemaName, version: u32) -> Self {
+        Self(format!("/schemas/{name}/versions/{version}"))
+    }
+
+    /// Whether it has a scheme (`https:`, `urn:`): only those may be given for a version, so that
+    /// no given URI takes another version's default. (A network-path reference, `//host/x`, has
+    /// none: read from the registry's root it loses its `//`.)
+    pub fn is_absolute(&self) -> bool {
+        let scheme = self.0.split_once(':').map(|(scheme, _)| scheme).unwrap_or_default();
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SchemaUri {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw).map_err(|v| v.message)
+    }
+}
+
+impl From<SchemaUri> for String {
+    fn from(uri: SchemaUri) -> Self {
+        uri.0
+    }
+}
+
+impl fmt::Display for SchemaUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Ids are a kind prefix plus a ULID, so they sort by creation time and say what they name.
 macro_rules! prefixed_id {
     ($name:ident, $prefix:literal, $what:literal, $example:literal, $pattern:literal) => {
@@ -520,6 +594,21 @@ mod tests {
             bare.location(),
             FunctionLocation { partition: None, region: None, account: None, name: "orders-ship" }
         );
+    }
+
+    #[test]
+    fn only_a_uri_with_a_scheme_is_absolute_and_the_registrys_own_scheme_is_refused() {
+        for absolute in ["https://example.com/a.json", "urn:example:a", "HTTPS://Example.com/a"] {
+            assert!(SchemaUri::parse(absolute).unwrap().is_absolute(), "{absolute}");
+        }
+        for relative in ["/schemas/a/versions/1", "a.json", "//example.com/x"] {
+            let parsed = SchemaUri::parse(relative);
+            assert!(parsed.as_ref().map_or(true, |uri| !uri.is_absolute()), "{relative}: {parsed:?}");
+        }
+        assert!(SchemaUri::parse("//").is_err(), "names nothing");
+        assert!(SchemaUri::parse("json-schema:///schemas/a/versions/1").is_err());
+        assert!(SchemaUri::parse("JSON-Schema://h/x").is_err());
+        assert!(SchemaUri::parse("urn:a#frag").is_err());
     }
 
     #[test]

@@ -304,7 +304,7 @@ mod tests {
                 schema: schema.clone(),
                 ..Default::default()
             };
-            let _ = events::define_event(&store, &SystemClock, draft).await;
+            let _ = events::define_event(&store, &store, &SystemClock, draft).await;
         }
         for (name, event, pattern) in sources {
             let draft: SourceDraft =
@@ -346,7 +346,14 @@ mod tests {
     ) -> IngestReport {
         let schemas = SchemaCache::new();
         let ports = IngestPorts {
-            trigger: TriggerPorts { source: store, acceptor, schemas: &schemas, clock: &SystemClock, ids: &UlidSource },
+            trigger: TriggerPorts {
+                source: store,
+                acceptor,
+                schemas: &schemas,
+                registry: store,
+                clock: &SystemClock,
+                ids: &UlidSource,
+            },
             sources: store,
             rejections: sink,
             max_payload_bytes: 64,
@@ -515,7 +522,7 @@ mod tests {
             schema: Some(json!({"type": "object", "required": ["orderId"]})),
             ..Default::default()
         };
-        events::replace_event(&store, &SystemClock, &EventName::parse("b.happened").unwrap(), strict, None)
+        events::replace_event(&store, &store, &SystemClock, &EventName::parse("b.happened").unwrap(), strict, None)
             .await
             .unwrap();
         let sink = Sink::default();
@@ -553,6 +560,7 @@ mod tests {
                 source: &store,
                 acceptor: &store,
                 schemas: &schemas,
+                registry: &store,
                 clock: &SystemClock,
                 ids: &UlidSource,
             },

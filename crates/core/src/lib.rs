@@ -6,6 +6,7 @@
 pub mod allowlist;
 pub mod digest;
 pub mod dispatch;
+pub mod envelope;
 pub mod error;
 pub mod events;
 pub mod fixtures;
@@ -20,6 +21,7 @@ pub mod pattern;
 pub mod ports;
 pub mod retention;
 pub mod schema;
+pub mod schemas;
 pub mod sources;
 pub mod store_contract;
 pub mod subscriptions;
@@ -27,10 +29,15 @@ pub mod trigger;
 
 pub use allowlist::{AccountId, FunctionAllowlist, Home};
 pub use error::{Error, Violation};
-pub use ids::{DataType, EventId, EventName, FunctionId, IdempotencyKey, SourceName, SubscriptionId, Version};
+pub use formats::{Compatibility, SchemaFormat};
+pub use ids::{
+    DataType, EventId, EventName, FunctionId, IdempotencyKey, SchemaName, SchemaUri, SourceName, SubscriptionId,
+    Version,
+};
 pub use model::{
-    Delivery, DeliveryStatus, EventDefinition, EventDraft, InvocationPayload, Metadata, Origin, Source, SourceDraft,
-    SourceKind, Subscription, SubscriptionDraft, Trigger, TriggerReceipt,
+    Delivery, DeliveryStatus, Envelope, EventDefinition, EventDraft, InvocationPayload, Metadata, Origin, Referrer,
+    Schema, SchemaChange, SchemaDraft, SchemaReference, SchemaVersion, SchemaVersionDraft, SchemaVersionSummary,
+    Source, SourceDraft, SourceKind, Subscription, SubscriptionDraft, Trigger, TriggerReceipt,
 };
 pub use page::{Page, PageRequest};
 pub use pattern::EventPattern;

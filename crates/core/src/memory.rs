@@ -1,7 +1,7 @@
 //! In-memory adapters for every port: what unit tests, API tests and benchmarks run on.
 //! Nothing here survives the process; the durable stores live in their own crates.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -9,13 +9,19 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
-use crate::ids::{DataType, EventId, EventName, FunctionId, IdempotencyKey, SourceName, SubscriptionId, Version};
-use crate::model::{Delivery, DeliveryStatus, EventDefinition, Origin, Source, Subscription, Trigger, TriggerReceipt};
+use crate::ids::{
+    DataType, EventId, EventName, FunctionId, IdempotencyKey, SchemaName, SchemaUri, SourceName, SubscriptionId,
+    Version,
+};
+use crate::model::{
+    Delivery, DeliveryStatus, EventDefinition, Origin, Referrer, Schema, SchemaReference, SchemaVersion,
+    SchemaVersionSummary, Source, Subscription, Trigger, TriggerReceipt,
+};
 use crate::page::{decode_cursor, encode_cursor, Page, PageRequest};
 use crate::ports::{
     Acceptance, AttemptOutcome, ClaimToken, Clock, DeliveryLog, DeliveryOutbox, DeliveryRecorder, DueDelivery,
-    EventStore, FunctionInvoker, InvokeError, Recorded, RecordedTrigger, SourceStore, SubscriptionStore,
-    TriggerAcceptor, TriggerSource, TriggerState,
+    EventStore, FunctionInvoker, InvokeError, Recorded, RecordedTrigger, SchemaLookup, SchemaStore, SourceStore,
+    SubscriptionStore, TriggerAcceptor, TriggerSource, TriggerState,
 };
 
 #[derive(Default)]
@@ -28,6 +34,48 @@ struct State {
     triggers: HashMap<EventId, StoredTrigger>,
     deliveries: BTreeMap<(EventId, SubscriptionId), QueuedDelivery>,
     receipts: HashMap<(EventName, IdempotencyKey), TriggerReceipt>,
+    schemas: BTreeMap<SchemaName, Schema>,
+    schema_versions: BTreeMap<(SchemaName, u32), SchemaVersion>,
+    schema_uris: HashMap<SchemaUri, (SchemaName, u32)>,
+}
+
+impl State {
+    /// `NotFound` for the first schema `references` name that is not registered (other than `own`).
+    fn check_referenced(&self, references: &[SchemaReference], own: Option<&SchemaName>) -> Result<()> {
+        match references.iter().find(|r| Some(&r.schema) != own && !self.schemas.contains_key(&r.schema)) {
+            Some(gone) => Err(Error::NotFound { what: "schema", id: gone.schema.to_string() }),
+            None => Ok(()),
+        }
+    }
+
+    fn referrers_of(&self, name: &SchemaName) -> Vec<Referrer> {
+        let names = |refs: &[SchemaReference]| refs.iter().any(|r| r.schema == *name);
+        let mut referrers: BTreeSet<Referrer> = BTreeSet::new();
+        referrers.extend(
+            self.events.values().filter(|e| names(&e.schema_references)).map(|e| Referrer::Event(e.name.clone())),
+        );
+        referrers.extend(
+            self.schema_versions
+                .values()
+                .filter(|v| v.name != *name && names(&v.references))
+                .map(|v| Referrer::Schema(v.name.clone())),
+        );
+        referrers.into_iter().collect()
+    }
+
+    fn take_uri(&self, version: &SchemaVersion) -> Result<()> {
+        match self.schema_uris.get(&version.uri) {
+            Some((schema, number)) => {
+                Err(Error::SchemaUriTaken { uri: version.uri.clone(), schema: schema.clone(), version: *number })
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn insert_version(&mut self, version: &SchemaVersion) {
+        self.schema_uris.insert(version.uri.clone(), (version.name.clone(), version.version));
+        self.schema_versions.insert((version.name.clone(), version.version), version.clone());
+    }
 }
 
 struct StoredTrigger {
@@ -72,6 +120,18 @@ fn page_of<T: Clone, K: Ord + Clone + serde::Serialize>(
     Page { items: items.into_iter().map(|(_, v)| v).collect(), next_cursor }
 }
 
+/// A page of a map ordered by name, after the cursor's name.
+fn page_by_name<K, T>(map: &BTreeMap<K, T>, page: &PageRequest) -> Result<Page<T>>
+where
+    K: Ord + Clone + serde::Serialize + serde::de::DeserializeOwned,
+    T: Clone,
+{
+    let after: Option<K> = after(page)?;
+    let items =
+        map.iter().filter(|(name, _)| after.as_ref().is_none_or(|a| *name > a)).map(|(k, v)| (k.clone(), v.clone()));
+    Ok(page_of(items, page))
+}
+
 fn after<K: serde::de::DeserializeOwned>(page: &PageRequest) -> Result<Option<K>> {
     page.cursor.as_deref().map(decode_cursor).transpose()
 }
@@ -83,6 +143,7 @@ impl EventStore for MemoryStore {
         if state.events.contains_key(&event.name) {
             return Err(Error::EventExists(event.name.clone()));
         }
+        state.check_referenced(&event.schema_references, None)?;
         state.events.insert(event.name.clone(), event.clone());
         Ok(())
     }
@@ -92,18 +153,12 @@ impl EventStore for MemoryStore {
     }
 
     async fn list_events(&self, page: &PageRequest) -> Result<Page<EventDefinition>> {
-        let after: Option<EventName> = after(page)?;
-        let state = self.state();
-        let items = state
-            .events
-            .iter()
-            .filter(|(name, _)| after.as_ref().is_none_or(|a| *name > a))
-            .map(|(k, v)| (k.clone(), v.clone()));
-        Ok(page_of(items, page))
+        page_by_name(&self.state().events, page)
     }
 
     async fn replace_event(&self, event: &EventDefinition) -> Result<()> {
         let mut state = self.state();
+        state.check_referenced(&event.schema_references, None)?;
         let Some(current) = state.events.get_mut(&event.name) else {
             return Err(Error::NotFound { what: "event", id: event.name.to_string() });
         };
@@ -235,14 +290,7 @@ impl SourceStore for MemoryStore {
     }
 
     async fn list_sources(&self, page: &PageRequest) -> Result<Page<Source>> {
-        let after: Option<SourceName> = after(page)?;
-        let state = self.state();
-        let items = state
-            .sources
-            .iter()
-            .filter(|(name, _)| after.as_ref().is_none_or(|a| *name > a))
-            .map(|(k, v)| (k.clone(), v.clone()));
-        Ok(page_of(items, page))
+        page_by_name(&self.state().sources, page)
     }
 
     async fn replace_source(&self, source: &Source) -> Result<()> {
@@ -275,6 +323,111 @@ impl SourceStore for MemoryStore {
 
     async fn all_sources(&self) -> Result<Vec<Source>> {
         Ok(self.state().sources.values().cloned().collect())
+    }
+}
+
+#[async_trait]
+impl SchemaLookup for MemoryStore {
+    async fn schema_by_uri(&self, uri: &SchemaUri) -> Result<Option<SchemaVersion>> {
+        let state = self.state();
+        Ok(state.schema_uris.get(uri).and_then(|key| state.schema_versions.get(key)).cloned())
+    }
+}
+
+#[async_trait]
+impl SchemaStore for MemoryStore {
+    async fn create_schema(&self, schema: &Schema, first: &SchemaVersion) -> Result<()> {
+        let mut state = self.state();
+        if state.schemas.contains_key(&schema.name) {
+            return Err(Error::SchemaExists(schema.name.clone()));
+        }
+        state.take_uri(first)?;
+        state.check_referenced(&first.references, Some(&schema.name))?;
+        state.schemas.insert(schema.name.clone(), schema.clone());
+        state.insert_version(first);
+        Ok(())
+    }
+
+    async fn add_schema_version(&self, schema: &Schema, version: &SchemaVersion) -> Result<()> {
+        let mut state = self.state();
+        let Some(current) = state.schemas.get(&schema.name) else {
+            return Err(Error::NotFound { what: "schema", id: schema.name.to_string() });
+        };
+        if current.revision.next() != schema.revision {
+            return Err(Error::VersionMismatch {
+                what: "schema",
+                id: schema.name.to_string(),
+                current: current.revision,
+            });
+        }
+        state.take_uri(version)?;
+        state.check_referenced(&version.references, Some(&schema.name))?;
+        state.schemas.insert(schema.name.clone(), schema.clone());
+        state.insert_version(version);
+        Ok(())
+    }
+
+    async fn get_schema(&self, name: &SchemaName) -> Result<Option<Schema>> {
+        Ok(self.state().schemas.get(name).cloned())
+    }
+
+    async fn list_schemas(&self, page: &PageRequest) -> Result<Page<Schema>> {
+        page_by_name(&self.state().schemas, page)
+    }
+
+    async fn get_schema_version(&self, name: &SchemaName, version: u32) -> Result<Option<SchemaVersion>> {
+        Ok(self.state().schema_versions.get(&(name.clone(), version)).cloned())
+    }
+
+    async fn schema_versions(&self, name: &SchemaName) -> Result<Vec<SchemaVersionSummary>> {
+        let state = self.state();
+        Ok(state
+            .schema_versions
+            .range((name.clone(), 0)..=(name.clone(), u32::MAX))
+            .map(|(_, v)| v.summary())
+            .collect())
+    }
+
+    async fn replace_schema(&self, schema: &Schema) -> Result<()> {
+        let mut state = self.state();
+        let Some(current) = state.schemas.get_mut(&schema.name) else {
+            return Err(Error::NotFound { what: "schema", id: schema.name.to_string() });
+        };
+        if current.revision.next() != schema.revision {
+            return Err(Error::VersionMismatch {
+                what: "schema",
+                id: schema.name.to_string(),
+                current: current.revision,
+            });
+        }
+        // Only what a change may change: the versions are the store's.
+        current.compatibility = schema.compatibility;
+        current.description = schema.description.clone();
+        current.updated_at = schema.updated_at;
+        current.revision = schema.revision;
+        Ok(())
+    }
+
+    async fn delete_schema(&self, name: &SchemaName, expected: Option<Version>) -> Result<()> {
+        let mut state = self.state();
+        let Some(current) = state.schemas.get(name) else {
+            return Err(Error::NotFound { what: "schema", id: name.to_string() });
+        };
+        if expected.is_some_and(|v| v != current.revision) {
+            return Err(Error::VersionMismatch { what: "schema", id: name.to_string(), current: current.revision });
+        }
+        let referrers = state.referrers_of(name);
+        if !referrers.is_empty() {
+            return Err(Error::SchemaReferenced { schema: name.clone(), referrers });
+        }
+        let versions: Vec<SchemaVersion> =
+            state.schema_versions.range((name.clone(), 0)..=(name.clone(), u32::MAX)).map(|(_, v)| v.clone()).collect();
+        for version in versions {
+            state.schema_uris.remove(&version.uri);
+            state.schema_versions.remove(&(version.name, version.version));
+        }
+        state.schemas.remove(name);
+        Ok(())
     }
 }
 

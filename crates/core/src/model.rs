@@ -8,7 +8,10 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::ids::{DataType, EventId, EventName, FunctionId, SourceName, SubscriptionId, Version};
+use crate::formats::{Compatibility, SchemaFormat};
+use crate::ids::{
+    DataType, EventId, EventName, FunctionId, SchemaName, SchemaUri, SourceName, SubscriptionId, Version,
+};
 use crate::pattern::EventPattern;
 
 /// Custom JSON attached by the user to an event or a subscription; the gateway never reads it.
@@ -27,6 +30,14 @@ pub struct EventDefinition {
     #[schema(value_type = Option<Value>)]
     pub schema: Option<Arc<Value>>,
     pub data_type: DataType,
+    /// `resource`: every payload is a resource lifecycle envelope, whose `resource.content` is
+    /// validated against the registered schema `resource.schema` names. Absent: any payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<Envelope>,
+    /// The registered schema versions `schema` reaches through `$ref`, resolved when the
+    /// definition was written (read-only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schema_references: Vec<SchemaReference>,
     #[serde(default)]
     #[schema(value_type = Object)]
     pub metadata: Metadata,
@@ -53,8 +64,165 @@ pub struct EventDraft {
     #[serde(default)]
     pub data_type: Option<DataType>,
     #[serde(default)]
+    pub envelope: Option<Envelope>,
+    #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Metadata>,
+}
+
+/// The shape an event's payloads take, beyond its own schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Envelope {
+    /// A resource lifecycle event: `{"action": "create" | "update" | "delete", "resource":
+    /// {"schema": <URI>, "content": {...}}}` (see `envelope.rs`).
+    Resource,
+}
+
+/// A registered schema version that a schema reaches through `$ref`: its URI, which schema and
+/// version it is, and the digest of its document, so that a validator compiled with it is never
+/// used with another document under the same URI.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaReference {
+    pub uri: SchemaUri,
+    pub schema: SchemaName,
+    pub version: u32,
+    /// SHA-256 of the version's document, hex.
+    pub digest: String,
+}
+
+/// What refers to a registered schema (through `$ref`, to any of its versions), and so keeps it
+/// from being deleted.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Referrer {
+    /// An event definition's `schema`.
+    Event(EventName),
+    /// Another registered schema's version.
+    Schema(SchemaName),
+}
+
+impl Referrer {
+    /// "event 'a', schema 'b'", for messages.
+    pub fn list(referrers: &[Referrer]) -> String {
+        referrers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl std::fmt::Display for Referrer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Event(name) => write!(f, "event '{name}'"),
+            Self::Schema(name) => write!(f, "schema '{name}'"),
+        }
+    }
+}
+
+/// A schema in the registry: a name, a format and a compatibility mode, over its versions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Schema {
+    pub name: SchemaName,
+    pub format: SchemaFormat,
+    pub compatibility: Compatibility,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The newest version's number (versions count from 1).
+    pub latest_version: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Counts every change to the schema (a new version, a new description or mode): its
+    /// `ETag`, for `If-Match`. Not a schema version.
+    pub revision: Version,
+}
+
+/// One version of a registered schema. Its document never changes once written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaVersion {
+    pub name: SchemaName,
+    pub version: u32,
+    pub uri: SchemaUri,
+    pub format: SchemaFormat,
+    /// The schema document.
+    #[schema(value_type = Object)]
+    pub schema: Arc<Value>,
+    /// SHA-256 of the document, hex.
+    pub digest: String,
+    /// The registered versions it reaches through `$ref`, transitively.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<SchemaReference>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a schema's listing of its versions shows of each: not the document, which may be 64 KiB
+/// (a thousand of them would not fit in an answer).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaVersionSummary {
+    #[schema(minimum = 1)]
+    pub version: u32,
+    pub uri: SchemaUri,
+    /// SHA-256 of the document, hex.
+    pub digest: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl SchemaVersion {
+    pub fn summary(&self) -> SchemaVersionSummary {
+        SchemaVersionSummary {
+            version: self.version,
+            uri: self.uri.clone(),
+            digest: self.digest.clone(),
+            created_at: self.created_at,
+        }
+    }
+
+    /// How a `$ref` to this version is recorded.
+    pub fn as_reference(&self) -> SchemaReference {
+        SchemaReference {
+            uri: self.uri.clone(),
+            schema: self.name.clone(),
+            version: self.version,
+            digest: self.digest.clone(),
+        }
+    }
+}
+
+/// What a client sends to register a schema (its version 1).
+#[derive(Clone, Debug, PartialEq, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SchemaDraft {
+    pub name: SchemaName,
+    pub format: SchemaFormat,
+    #[schema(value_type = Object)]
+    pub schema: Value,
+    #[serde(default)]
+    pub uri: Option<String>,
+    #[serde(default)]
+    pub compatibility: Option<Compatibility>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// What a client sends to add a version.
+#[derive(Clone, Debug, PartialEq, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SchemaVersionDraft {
+    #[schema(value_type = Object)]
+    pub schema: Value,
+    #[serde(default)]
+    pub uri: Option<String>,
+}
+
+/// What a client sends to change a schema's description or compatibility mode.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SchemaChange {
+    #[serde(default)]
+    pub compatibility: Option<Compatibility>,
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -170,8 +338,9 @@ pub struct Origin {
     /// The source's name.
     pub name: SourceName,
     pub kind: SourceKind,
-    /// The native record's id (SQS `messageId`, SNS `MessageId`, DynamoDB and Kinesis
-    /// `eventID`, EventBridge `id`, S3 `bucket/key/sequencer`).
+    /// The native record's id: what every delivery of the record shares (SQS `messageId`, SNS
+    /// `MessageId`, DynamoDB and Kinesis `eventID`, EventBridge `id`, S3
+    /// `bucket/key/version/eventName/sequencer`; see `gateway-aws-events`).
     pub id: String,
     /// The bucket, topic, queue or stream ARN, or the EventBridge event's first resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -9,17 +9,26 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
-use crate::ids::{EventId, EventName, FunctionId, IdempotencyKey, SourceName, SubscriptionId, Version};
-use crate::model::{Delivery, EventDefinition, Source, Subscription, Trigger, TriggerReceipt};
+use crate::ids::{
+    EventId, EventName, FunctionId, IdempotencyKey, SchemaName, SchemaUri, SourceName, SubscriptionId, Version,
+};
+use crate::model::{
+    Delivery, EventDefinition, Schema, SchemaVersion, SchemaVersionSummary, Source, Subscription, Trigger,
+    TriggerReceipt,
+};
 use crate::page::{Page, PageRequest};
 
+/// Events. A definition's `schema_references` make it a referrer of each schema they name (other
+/// than none): the store keeps that in step with every create, replace and delete, so that a
+/// schema an event refers to cannot be deleted.
 #[async_trait]
 pub trait EventStore: Send + Sync {
-    /// Fails with `EventExists` if the name is taken.
+    /// Fails with `EventExists` if the name is taken, `NotFound` if a schema it refers to is gone.
     async fn create_event(&self, event: &EventDefinition) -> Result<()>;
     async fn get_event(&self, name: &EventName) -> Result<Option<EventDefinition>>;
     async fn list_events(&self, page: &PageRequest) -> Result<Page<EventDefinition>>;
-    /// Writes `event` if the stored version is still `event.version - 1` (`VersionMismatch` otherwise).
+    /// Writes `event` if the stored version is still `event.version - 1` (`VersionMismatch`
+    /// otherwise); `NotFound` if a schema it refers to is gone.
     async fn replace_event(&self, event: &EventDefinition) -> Result<()>;
     /// Deletes the event if it is at `expected` (any version when `None`). Without `cascade`
     /// it fails with `EventHasSubscriptions` while any subscription exists and `EventHasSources`
@@ -50,6 +59,40 @@ pub trait SourceStore: Send + Sync {
     async fn delete_source(&self, name: &SourceName, expected: Option<Version>) -> Result<()>;
     /// Every source, in one read: what an incoming batch of native records is matched against.
     async fn all_sources(&self) -> Result<Vec<Source>>;
+}
+
+/// The registry's read side: what validating against a registered schema needs.
+#[async_trait]
+pub trait SchemaLookup: Send + Sync {
+    /// The registered version `uri` names, if any.
+    async fn schema_by_uri(&self, uri: &SchemaUri) -> Result<Option<SchemaVersion>>;
+}
+
+/// The schema registry. A version's `references` make its schema a referrer of each other schema
+/// they name; the store keeps that in step, so a referred-to schema cannot be deleted. A URI names
+/// at most one version across the registry.
+#[async_trait]
+pub trait SchemaStore: SchemaLookup {
+    /// Writes a new schema with its version 1. Fails with `SchemaExists` if the name is taken,
+    /// `SchemaUriTaken` if the URI is, `NotFound` if a schema it refers to is gone.
+    async fn create_schema(&self, schema: &Schema, first: &SchemaVersion) -> Result<()>;
+    /// Writes `version` (number `schema.latest_version`) and `schema`, if the stored schema is
+    /// still at revision `schema.revision - 1` (`VersionMismatch` otherwise; `NotFound` if it is
+    /// gone, or a schema the version refers to is); `SchemaUriTaken` if the URI is taken.
+    async fn add_schema_version(&self, schema: &Schema, version: &SchemaVersion) -> Result<()>;
+    async fn get_schema(&self, name: &SchemaName) -> Result<Option<Schema>>;
+    async fn list_schemas(&self, page: &PageRequest) -> Result<Page<Schema>>;
+    async fn get_schema_version(&self, name: &SchemaName, version: u32) -> Result<Option<SchemaVersion>>;
+    /// What every version of the schema is (not its document), oldest first; empty if there is
+    /// no such schema.
+    async fn schema_versions(&self, name: &SchemaName) -> Result<Vec<SchemaVersionSummary>>;
+    /// Writes `schema`'s description and compatibility if the stored schema is still at revision
+    /// `schema.revision - 1` (`VersionMismatch` otherwise, `NotFound` if it is gone).
+    async fn replace_schema(&self, schema: &Schema) -> Result<()>;
+    /// Deletes the schema and every version of it, if it is at revision `expected` (any when
+    /// `None`); `SchemaReferenced`, naming every referrer, while an event or another schema
+    /// refers to it.
+    async fn delete_schema(&self, name: &SchemaName, expected: Option<Version>) -> Result<()>;
 }
 
 /// What a trigger needs to read: the definition and every subscription, in one read.

@@ -11,13 +11,17 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
 use crate::error::Error;
-use crate::ids::{EventName, FunctionId, IdempotencyKey, SourceName, Version};
-use crate::model::{Delivery, DeliveryStatus, EventDefinition, Source, Subscription};
+use crate::formats::{Compatibility, SchemaFormat};
+use crate::ids::{EventName, FunctionId, IdempotencyKey, SchemaName, SchemaUri, SourceName, Version};
+use crate::model::{
+    Delivery, DeliveryStatus, Envelope, EventDefinition, Referrer, Schema, SchemaVersion, Source, Subscription,
+};
 use crate::page::PageRequest;
 use crate::pattern::EventPattern;
 use crate::ports::{
     Acceptance, AttemptOutcome, DeliveryLog, DeliveryOutbox, DeliveryRecorder, EventStore, IdSource, Recorded,
-    RecordedTrigger, SourceStore, SubscriptionStore, TriggerAcceptor, TriggerSource, TriggerState, UlidSource,
+    RecordedTrigger, SchemaStore, SourceStore, SubscriptionStore, TriggerAcceptor, TriggerSource, TriggerState,
+    UlidSource,
 };
 use crate::trigger::accepted_trigger;
 
@@ -41,6 +45,8 @@ fn definition(name: &EventName) -> EventDefinition {
         description: Some("contract".into()),
         schema: Some(std::sync::Arc::new(json!({"type": "object", "properties": {"id": {"type": "string"}}}))),
         data_type: Default::default(),
+        envelope: None,
+        schema_references: Vec::new(),
         metadata,
         received_at: None,
         created_at: at(0),
@@ -516,6 +522,220 @@ pub async fn recorder_contract<S: DeliveryRecorder>(store: &S) {
     assert_eq!(store.recorded_trigger(&trigger.event_id, &ids[..1]).await.unwrap().deliveries, vec![delivered]);
 }
 
+fn unique_schema(label: &str) -> SchemaName {
+    SchemaName::parse(&format!("contract.{label}.{}", ulid::Ulid::new().to_string().to_lowercase())).unwrap()
+}
+
+fn schema_of(name: &SchemaName) -> Schema {
+    Schema {
+        name: name.clone(),
+        format: SchemaFormat::JsonSchema,
+        compatibility: Compatibility::Backward,
+        description: Some("contract".into()),
+        latest_version: 1,
+        created_at: at(0),
+        updated_at: at(0),
+        revision: Version::FIRST,
+    }
+}
+
+/// Version `number` of `name`, at a URI of its own, referring to `references`.
+fn version_of(name: &SchemaName, number: u32, references: &[&SchemaVersion]) -> SchemaVersion {
+    let document = json!({"type": "object", "title": format!("{name} {number}")});
+    SchemaVersion {
+        name: name.clone(),
+        version: number,
+        uri: SchemaUri::parse(&format!("urn:contract:{name}:{number}")).unwrap(),
+        format: SchemaFormat::JsonSchema,
+        digest: crate::schema::document_digest(&document),
+        schema: std::sync::Arc::new(document),
+        references: references.iter().map(|v| v.as_reference()).collect(),
+        created_at: at(number as i64),
+    }
+}
+
+/// The schema registry: versions, URIs unique across the registry, revisions, and referrers
+/// (events and other schemas) that keep a schema from being deleted.
+pub async fn schemas_contract<S: RegistryStore + SchemaStore>(store: &S) {
+    schemas_read_back_by_name_version_and_uri(store).await;
+    schemas_list_in_name_order_across_pages(store).await;
+    a_version_is_added_at_the_next_revision_under_a_free_uri(store).await;
+    a_replace_changes_only_description_and_mode(store).await;
+    a_referred_to_schema_is_not_deleted_until_its_referrers_are_gone(store).await;
+    a_reference_to_a_gone_schema_is_refused(store).await;
+}
+
+async fn schemas_read_back_by_name_version_and_uri<S: RegistryStore + SchemaStore>(store: &S) {
+    let name = unique_schema("read");
+    let first = version_of(&name, 1, &[]);
+    store.create_schema(&schema_of(&name), &first).await.unwrap();
+    assert_eq!(store.get_schema(&name).await.unwrap(), Some(schema_of(&name)));
+    assert_eq!(store.get_schema_version(&name, 1).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.get_schema_version(&name, 2).await.unwrap(), None);
+    assert_eq!(store.schema_by_uri(&first.uri).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.schema_versions(&name).await.unwrap(), [first.summary()]);
+    let other = unique_schema("absent");
+    assert_eq!(store.get_schema(&other).await.unwrap(), None);
+    assert!(store.schema_versions(&other).await.unwrap().is_empty());
+    assert!(matches!(
+        store.create_schema(&schema_of(&name), &version_of(&name, 1, &[])).await,
+        Err(Error::SchemaExists(_))
+    ));
+    // Another schema may not take the URI.
+    let taker = unique_schema("taker");
+    let mut taking = version_of(&taker, 1, &[]);
+    taking.uri = first.uri.clone();
+    match store.create_schema(&schema_of(&taker), &taking).await {
+        Err(Error::SchemaUriTaken { schema, version, .. }) => assert_eq!((schema, version), (name.clone(), 1)),
+        other => panic!("expected SchemaUriTaken, got {other:?}"),
+    }
+    assert_eq!(store.get_schema(&taker).await.unwrap(), None, "nothing of it was written");
+}
+
+async fn schemas_list_in_name_order_across_pages<S: RegistryStore + SchemaStore>(store: &S) {
+    let prefix = unique_schema("list");
+    let names: Vec<SchemaName> = (0..5).map(|i| SchemaName::parse(&format!("{prefix}-{i}")).unwrap()).collect();
+    for name in names.iter().rev() {
+        store.create_schema(&schema_of(name), &version_of(name, 1, &[])).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.list_schemas(&PageRequest::new(Some(2), cursor).unwrap()).await.unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.into_iter().map(|s| s.name).filter(|n| n.as_str().starts_with(prefix.as_str())));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, names, "every schema once, in name order");
+}
+
+async fn a_version_is_added_at_the_next_revision_under_a_free_uri<S: RegistryStore + SchemaStore>(store: &S) {
+    let name = unique_schema("versions");
+    let first = version_of(&name, 1, &[]);
+    store.create_schema(&schema_of(&name), &first).await.unwrap();
+    let next = Schema { latest_version: 2, revision: Version(2), updated_at: at(2), ..schema_of(&name) };
+    let second = version_of(&name, 2, &[&first]);
+    // A URI another version holds is refused, and nothing is written.
+    let mut clashing = second.clone();
+    clashing.uri = first.uri.clone();
+    assert!(matches!(store.add_schema_version(&next, &clashing).await, Err(Error::SchemaUriTaken { .. })));
+    assert_eq!(store.get_schema(&name).await.unwrap().unwrap().latest_version, 1);
+    store.add_schema_version(&next, &second).await.unwrap();
+    assert_eq!(store.get_schema(&name).await.unwrap(), Some(next.clone()));
+    assert_eq!(store.schema_versions(&name).await.unwrap(), [first.summary(), second.summary()]);
+    assert_eq!(store.schema_by_uri(&second.uri).await.unwrap(), Some(second.clone()));
+    // A writer that read revision 1 and adds its version 2 too loses: one version 2.
+    let late = version_of(&name, 2, &[]);
+    let mut late_uri = late.clone();
+    late_uri.uri = SchemaUri::parse(&format!("urn:contract:{name}:late")).unwrap();
+    assert!(matches!(
+        store.add_schema_version(&next, &late_uri).await,
+        Err(Error::VersionMismatch { current: Version(2), .. })
+    ));
+    assert_eq!(store.get_schema_version(&name, 2).await.unwrap(), Some(second));
+    assert_eq!(store.schema_by_uri(&late_uri.uri).await.unwrap(), None);
+    let gone = unique_schema("gone");
+    let orphan = Schema { latest_version: 2, revision: Version(2), ..schema_of(&gone) };
+    assert!(matches!(
+        store.add_schema_version(&orphan, &version_of(&gone, 2, &[])).await,
+        Err(Error::NotFound { what: "schema", .. })
+    ));
+}
+
+async fn a_replace_changes_only_description_and_mode<S: RegistryStore + SchemaStore>(store: &S) {
+    let name = unique_schema("replace");
+    store.create_schema(&schema_of(&name), &version_of(&name, 1, &[])).await.unwrap();
+    let changed = Schema {
+        compatibility: Compatibility::Full,
+        description: None,
+        updated_at: at(5),
+        revision: Version(2),
+        ..schema_of(&name)
+    };
+    store.replace_schema(&changed).await.unwrap();
+    assert_eq!(store.get_schema(&name).await.unwrap(), Some(changed.clone()));
+    assert!(matches!(store.replace_schema(&changed).await, Err(Error::VersionMismatch { current: Version(2), .. })));
+    assert!(matches!(
+        store.delete_schema(&name, Some(Version(1))).await,
+        Err(Error::VersionMismatch { current: Version(2), .. })
+    ));
+    store.delete_schema(&name, Some(Version(2))).await.unwrap();
+    assert_eq!(store.get_schema(&name).await.unwrap(), None);
+    assert!(matches!(store.replace_schema(&changed).await, Err(Error::NotFound { .. })));
+    assert!(matches!(store.delete_schema(&name, None).await, Err(Error::NotFound { .. })));
+}
+
+async fn a_referred_to_schema_is_not_deleted_until_its_referrers_are_gone<S: RegistryStore + SchemaStore>(store: &S) {
+    // GIVEN `person`, an `address` schema whose version 2 refers to it, and an event whose
+    // schema refers to it too (and to address)
+    let person = unique_schema("person");
+    let person_v1 = version_of(&person, 1, &[]);
+    store.create_schema(&schema_of(&person), &person_v1).await.unwrap();
+    let address = unique_schema("address");
+    let address_v1 = version_of(&address, 1, &[]);
+    store.create_schema(&schema_of(&address), &address_v1).await.unwrap();
+    let address_next = Schema { latest_version: 2, revision: Version(2), ..schema_of(&address) };
+    // (a version referring to its own schema's earlier one makes no referrer)
+    store.add_schema_version(&address_next, &version_of(&address, 2, &[&person_v1, &address_v1])).await.unwrap();
+    let event = unique_name("refers");
+    let mut referring = definition(&event);
+    referring.envelope = Some(Envelope::Resource);
+    referring.schema_references = vec![person_v1.as_reference(), address_v1.as_reference()];
+    store.create_event(&referring).await.unwrap();
+    assert_eq!(store.get_event(&event).await.unwrap(), Some(referring.clone()), "references read back");
+
+    // THEN person names both referrers, address the event
+    let referrers = |result| match result {
+        Err(Error::SchemaReferenced { referrers, .. }) => referrers,
+        other => panic!("expected SchemaReferenced, got {other:?}"),
+    };
+    assert_eq!(
+        referrers(store.delete_schema(&person, None).await),
+        [Referrer::Event(event.clone()), Referrer::Schema(address.clone())]
+    );
+    assert_eq!(referrers(store.delete_schema(&address, None).await), [Referrer::Event(event.clone())]);
+
+    // WHEN the event stops referring to address, then is deleted
+    let mut narrower = referring.clone();
+    narrower.schema_references = vec![person_v1.as_reference()];
+    narrower.version = Version(2);
+    store.replace_event(&narrower).await.unwrap();
+    // THEN address may go (its own reference to person goes with it), and then person
+    store.delete_schema(&address, None).await.unwrap();
+    assert_eq!(referrers(store.delete_schema(&person, None).await), [Referrer::Event(event.clone())]);
+    store.delete_event(&event, None, false).await.unwrap();
+    store.delete_schema(&person, None).await.unwrap();
+    // AND their URIs are free again
+    assert_eq!(store.schema_by_uri(&person_v1.uri).await.unwrap(), None);
+    store.create_schema(&schema_of(&person), &person_v1).await.unwrap();
+}
+
+async fn a_reference_to_a_gone_schema_is_refused<S: RegistryStore + SchemaStore>(store: &S) {
+    let gone = unique_schema("gone");
+    let phantom = version_of(&gone, 1, &[]);
+    let event = unique_name("dangling");
+    let mut referring = definition(&event);
+    referring.schema_references = vec![phantom.as_reference()];
+    assert!(matches!(store.create_event(&referring).await, Err(Error::NotFound { what: "schema", .. })));
+    assert_eq!(store.get_event(&event).await.unwrap(), None);
+    let name = unique_schema("referring");
+    assert!(matches!(
+        store.create_schema(&schema_of(&name), &version_of(&name, 1, &[&phantom])).await,
+        Err(Error::NotFound { what: "schema", .. })
+    ));
+    assert_eq!(store.get_schema(&name).await.unwrap(), None);
+    // A definition that referred to nothing cannot be replaced into referring to it either.
+    let plain = unique_name("plain");
+    store.create_event(&definition(&plain)).await.unwrap();
+    let mut replaced = definition(&plain);
+    replaced.version = Version(2);
+    replaced.schema_references = vec![phantom.as_reference()];
+    assert!(matches!(store.replace_event(&replaced).await, Err(Error::NotFound { what: "schema", .. })));
+}
+
 #[cfg(test)]
 mod tests {
     use crate::memory::{MemoryRecorder, MemoryStore};
@@ -527,6 +747,7 @@ mod tests {
         super::trigger_contract(&store).await;
         super::outbox_contract(&store).await;
         super::sources_contract(&store).await;
+        super::schemas_contract(&store).await;
     }
 
     #[tokio::test]

@@ -4,11 +4,14 @@
 use chrono::{DateTime, Utc};
 use serde::de::IgnoredAny;
 
-use crate::error::{Error, Result};
-use crate::ids::{EventName, IdempotencyKey};
-use crate::model::{Delivery, DeliveryStatus, EventDefinition, Origin, Subscription, Trigger, TriggerReceipt};
-use crate::ports::{Acceptance, Clock, IdSource, TriggerAcceptor, TriggerSource};
-use crate::schema::{self, SchemaCache};
+use crate::envelope::{self, Content};
+use crate::error::{Error, Result, Violation};
+use crate::ids::{EventName, IdempotencyKey, SchemaUri};
+use crate::model::{
+    Delivery, DeliveryStatus, Envelope, EventDefinition, Origin, Subscription, Trigger, TriggerReceipt,
+};
+use crate::ports::{Acceptance, Clock, IdSource, SchemaLookup, TriggerAcceptor, TriggerSource};
+use crate::schema::SchemaCache;
 
 pub struct TriggerRequest<'a> {
     pub event: EventName,
@@ -26,6 +29,8 @@ pub struct TriggerPorts<'a> {
     pub source: &'a dyn TriggerSource,
     pub acceptor: &'a dyn TriggerAcceptor,
     pub schemas: &'a SchemaCache,
+    /// Where the schemas of resource envelopes, and those an event's schema `$ref`s, are found.
+    pub registry: &'a dyn SchemaLookup,
     pub clock: &'a dyn Clock,
     pub ids: &'a dyn IdSource,
 }
@@ -34,7 +39,7 @@ pub async fn trigger(ports: TriggerPorts<'_>, request: TriggerRequest<'_>) -> Re
     let Some((definition, subscriptions)) = ports.source.trigger_target(&request.event).await? else {
         return Err(Error::NotFound { what: "event", id: request.event.to_string() });
     };
-    check_payload(ports.schemas, &definition, request.content_type, &request.payload)?;
+    check_payload(ports.schemas, ports.registry, &definition, request.content_type, &request.payload).await?;
     let mut trigger = accepted_trigger(&definition, &subscriptions, request.payload, ports.clock.now(), ports.ids);
     trigger.source = request.source;
     match ports.acceptor.accept(&trigger, request.idempotency_key.as_ref()).await? {
@@ -43,9 +48,11 @@ pub async fn trigger(ports: TriggerPorts<'_>, request: TriggerRequest<'_>) -> Re
     }
 }
 
-/// Checks media type, JSON syntax and schema, in that order: the cheapest refusal first.
-pub fn check_payload(
+/// Checks media type, JSON syntax, the envelope and the schemas, in that order: the cheapest
+/// refusal first.
+pub async fn check_payload(
     schemas: &SchemaCache,
+    registry: &dyn SchemaLookup,
     definition: &EventDefinition,
     content_type: Option<&str>,
     payload: &[u8],
@@ -62,22 +69,54 @@ pub fn check_payload(
     if !definition.data_type.is_json() {
         return Ok(());
     }
-    let Some(schema) = &definition.schema else {
+    if definition.schema.is_none() && definition.envelope.is_none() {
         return serde_json::from_slice::<IgnoredAny>(payload)
             .map(drop)
             .map_err(|e| Error::MalformedPayload(e.to_string()));
-    };
+    }
     let value: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| Error::MalformedPayload(e.to_string()))?;
-    let validator = schemas.validator(schema).map_err(|message| {
-        Error::unavailable(format!("stored schema of '{}' does not compile: {message}", definition.name))
-    })?;
-    let violations = schema::violations(&validator, &value);
+    let content = match definition.envelope {
+        Some(Envelope::Resource) => {
+            Some(envelope::read(&value).map_err(|violations| rejected(definition, violations))?)
+        }
+        None => None,
+    };
+    let mut violations = Vec::new();
+    if let Some(schema) = &definition.schema {
+        violations.extend(schemas.event_validator(registry, definition, schema).await?.violations(&value));
+    }
+    if let Some(Content::Resource { schema, content }) = content {
+        violations.extend(content_violations(schemas, registry, schema, content).await?);
+    }
     if violations.is_empty() {
         Ok(())
     } else {
-        Err(Error::PayloadRejected { event: definition.name.clone(), violations })
+        Err(rejected(definition, violations))
     }
+}
+
+/// What is wrong with a resource's content under the registered version its envelope names.
+async fn content_violations(
+    schemas: &SchemaCache,
+    registry: &dyn SchemaLookup,
+    schema: &str,
+    content: &serde_json::Value,
+) -> Result<Vec<Violation>> {
+    let unknown = |why: String| Ok(vec![Violation::new(envelope::SCHEMA_POINTER, why)]);
+    let uri = match SchemaUri::parse(schema) {
+        Ok(uri) => uri,
+        Err(v) => return unknown(v.message),
+    };
+    let Some(version) = registry.schema_by_uri(&uri).await? else {
+        return unknown(format!("'{uri}' names no registered schema version; register it first (POST /schemas)"));
+    };
+    let validator = schemas.version_validator(registry, &version).await?;
+    Ok(validator.violations(content).into_iter().map(|v| v.at(envelope::CONTENT_POINTER)).collect())
+}
+
+fn rejected(definition: &EventDefinition, violations: Vec<Violation>) -> Error {
+    Error::PayloadRejected { event: definition.name.clone(), violations }
 }
 
 pub fn accepted_trigger(
@@ -125,11 +164,18 @@ mod tests {
 
     async fn define(store: &MemoryStore, name: &EventName, schema: serde_json::Value) {
         let draft = EventDraft { name: Some(name.clone()), schema: Some(schema), ..Default::default() };
-        events::define_event(store, &SystemClock, draft).await.expect("the definition is valid");
+        events::define_event(store, store, &SystemClock, draft).await.expect("the definition is valid");
     }
 
     async fn trigger_with(store: &MemoryStore, schemas: &SchemaCache, name: &EventName, payload: &str) -> Result<()> {
-        let ports = TriggerPorts { source: store, acceptor: store, schemas, clock: &SystemClock, ids: &UlidSource };
+        let ports = TriggerPorts {
+            source: store,
+            acceptor: store,
+            schemas,
+            registry: store,
+            clock: &SystemClock,
+            ids: &UlidSource,
+        };
         let request = TriggerRequest {
             event: name.clone(),
             content_type: Some("application/json"),
@@ -162,5 +208,94 @@ mod tests {
             }
             other => panic!("expected the payload to be rejected, got {other:?}"),
         }
+    }
+
+    fn pointers(result: Result<()>) -> Vec<String> {
+        match result {
+            Err(Error::PayloadRejected { violations, .. }) => violations.into_iter().map(|v| v.pointer).collect(),
+            other => panic!("expected the payload to be rejected, got {other:?}"),
+        }
+    }
+
+    /// `person` (JSON Schema) and `address` (Avro) registered, and `person.changed` a resource
+    /// event whose own schema admits only those two.
+    async fn resource_events() -> (MemoryStore, EventName) {
+        use crate::model::SchemaDraft;
+        use crate::{schemas, SchemaFormat, SchemaName};
+        let store = MemoryStore::new();
+        let person = json!({"$id": "https://example.com/schemas/person/v1.json", "type": "object",
+            "required": ["name"], "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}}});
+        let address = json!({"type": "record", "name": "Address",
+            "fields": [{"name": "street", "type": "string"}, {"name": "zip", "type": "int"}]});
+        for (name, format, schema, uri) in [
+            ("person", SchemaFormat::JsonSchema, person, None),
+            ("address", SchemaFormat::Avro, address, Some("urn:example:address:1".to_owned())),
+        ] {
+            let draft = SchemaDraft {
+                name: SchemaName::parse(name).unwrap(),
+                format,
+                schema,
+                uri,
+                compatibility: None,
+                description: None,
+            };
+            schemas::register_schema(&store, &SystemClock, draft).await.unwrap();
+        }
+        let name = EventName::parse("person.changed").unwrap();
+        let draft = EventDraft {
+            name: Some(name.clone()),
+            envelope: Some(crate::Envelope::Resource),
+            schema: Some(json!({"properties": {"resource": {"properties": {"schema":
+                {"enum": ["https://example.com/schemas/person/v1.json", "urn:example:address:1"]}}}}})),
+            ..Default::default()
+        };
+        events::define_event(&store, &store, &SystemClock, draft).await.unwrap();
+        (store, name)
+    }
+
+    #[tokio::test]
+    async fn a_resource_events_content_is_validated_against_the_registered_version_its_envelope_names() {
+        let (store, name) = resource_events().await;
+        let schemas = SchemaCache::new();
+        let send = |payload: serde_json::Value| {
+            let (store, schemas, name) = (&store, &schemas, &name);
+            async move { trigger_with(store, schemas, name, &payload.to_string()).await }
+        };
+        let person = "https://example.com/schemas/person/v1.json";
+
+        // A create with valid content, JSON Schema and Avro
+        send(json!({"action": "create", "resource": {"schema": person, "content": {"name": "Ada", "age": 36}}}))
+            .await
+            .expect("valid person");
+        send(json!({"action": "create", "resource": {"schema": "urn:example:address:1",
+            "content": {"street": "Main St", "zip": 12345}}}))
+        .await
+        .expect("valid address");
+        // An update with invalid content: every violation, under /resource/content
+        let invalid = send(json!({"action": "update", "resource": {"schema": person, "content": {"age": -1}}})).await;
+        let mut found = pointers(invalid);
+        found.sort();
+        assert_eq!(found, ["/resource/content", "/resource/content/age"]);
+        let avro = send(json!({"action": "update", "resource": {"schema": "urn:example:address:1",
+            "content": {"street": 5, "zip": "x"}}}))
+        .await;
+        let mut found = pointers(avro);
+        found.sort();
+        assert_eq!(found, ["/resource/content/street", "/resource/content/zip"]);
+        // A delete carrying a ResourceReference: no registry needed
+        send(json!({"action": "delete", "resource": {"schema": person,
+            "content": {"tenantId": 1, "id": 42, "version": 3}}}))
+        .await
+        .expect("a reference");
+        // An envelope naming an unregistered schema: at /resource/schema (and the event's own
+        // schema, which admits two URIs, says so too)
+        let unknown = send(json!({"action": "create", "resource": {"schema": "https://example.com/nobody.json",
+            "content": {"name": "Ada"}}}))
+        .await;
+        assert_eq!(pointers(unknown), ["/resource/schema", "/resource/schema"]);
+        // A broken envelope: its own violations, nothing checked further
+        let broken = send(json!({"action": "rename", "resource": {"schema": person, "content": {}}})).await;
+        assert_eq!(pointers(broken), ["/action"]);
+        assert!(matches!(trigger_with(&store, &schemas, &name, "not json").await, Err(Error::MalformedPayload(_))));
     }
 }

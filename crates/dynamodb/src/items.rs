@@ -7,8 +7,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use gateway_core::ports::{TriggerState, TRIGGER_STATE_LIFETIME};
 use gateway_core::{
-    DataType, Delivery, DeliveryRetention, DeliveryStatus, EventDefinition, EventId, EventName, EventPattern,
-    FunctionId, IdempotencyKey, Metadata, Source, SourceName, Subscription, SubscriptionId, TriggerReceipt, Version,
+    Compatibility, DataType, Delivery, DeliveryRetention, DeliveryStatus, Envelope, EventDefinition, EventId,
+    EventName, EventPattern, FunctionId, IdempotencyKey, Metadata, Referrer, Schema, SchemaFormat, SchemaName,
+    SchemaReference, SchemaUri, SchemaVersion, SchemaVersionSummary, Source, SourceName, Subscription, SubscriptionId,
+    TriggerReceipt, Version,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -32,6 +34,13 @@ pub const EVENTS_INDEX: &str = "EVENTS";
 pub const SOURCES_PK: &str = "SOURCES";
 pub const SOURCE_PREFIX: &str = "SOURCE#";
 pub const SUBSCRIPTIONS_INDEX: &str = "SUBSCRIPTIONS";
+pub const SCHEMA_SK: &str = "#SCHEMA";
+/// Marks a schema whose deletion took more than one transaction and is not finished yet.
+pub const DELETING_SK: &str = "#DELETING";
+pub const VERSION_PREFIX: &str = "#VERSION#";
+pub const URI_SK: &str = "#URI";
+pub const REFERRER_PREFIX: &str = "REFERRER#";
+pub const SCHEMAS_INDEX: &str = "SCHEMAS";
 
 pub fn event_pk(name: &EventName) -> String {
     format!("EVENT#{name}")
@@ -62,6 +71,28 @@ pub fn source_sk(name: &SourceName) -> String {
     format!("{SOURCE_PREFIX}{name}")
 }
 
+pub fn schema_pk(name: &SchemaName) -> String {
+    format!("SCHEMA#{name}")
+}
+
+/// Zero-padded to u32's ten digits, so that versions sort by number.
+pub fn version_sk(version: u32) -> String {
+    format!("{VERSION_PREFIX}{version:010}")
+}
+
+/// URIs are at most 1024 bytes (`SchemaUri::MAX_LEN`): within the 2048 a partition key may hold.
+pub fn uri_pk(uri: &SchemaUri) -> String {
+    format!("URI#{uri}")
+}
+
+/// `REFERRER#EVENT#<name>` sorts before `REFERRER#SCHEMA#<name>`, as `Referrer`'s order has it.
+pub fn referrer_sk(referrer: &Referrer) -> String {
+    match referrer {
+        Referrer::Event(name) => format!("{REFERRER_PREFIX}EVENT#{name}"),
+        Referrer::Schema(name) => format!("{REFERRER_PREFIX}SCHEMA#{name}"),
+    }
+}
+
 /// Event names have no `#`, so the first `#` after the name ends it whatever the key holds.
 pub fn key_pk(event: &EventName, key: &IdempotencyKey) -> String {
     format!("IDEMPOTENCY#{event}#{}", key.as_str())
@@ -81,6 +112,15 @@ pub struct EventItem {
     #[serde(default, skip_serializing_if = "Option::is_none", with = "json_text::option")]
     pub schema: Option<Arc<Value>>,
     pub data_type: DataType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<Envelope>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schema_references: Vec<SchemaReference>,
+    /// The schemas `schemaReferences` name, once each, sorted: what the event has an edge in
+    /// (`REFERRER#EVENT#<name>`) under each, and what a replace compares to know whether the edges
+    /// change. Absent when it refers to none (so are items written before the registry).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refers_to: Vec<SchemaName>,
     #[serde(with = "json_text")]
     pub metadata: Metadata,
     #[serde(with = "time")]
@@ -99,7 +139,7 @@ pub struct EventItem {
 /// Attributes of [`EventItem`] that a replace leaves alone.
 pub const EVENT_ITEM_FIXED: &[&str] = &[PK, SK, GSI1PK, GSI1SK, "name", "subscriptionCount", "sourceCount"];
 /// Optional attributes of [`EventItem`] that a replace removes when absent.
-pub const EVENT_ITEM_OPTIONAL: &[&str] = &["description", "schema"];
+pub const EVENT_ITEM_OPTIONAL: &[&str] = &["description", "schema", "envelope", "schemaReferences", "refersTo"];
 
 impl EventItem {
     pub fn new(event: &EventDefinition) -> Self {
@@ -112,6 +152,9 @@ impl EventItem {
             description: event.description.clone(),
             schema: event.schema.clone(),
             data_type: event.data_type.clone(),
+            envelope: event.envelope,
+            schema_references: event.schema_references.clone(),
+            refers_to: referred_schemas(&event.schema_references, None),
             metadata: event.metadata.clone(),
             created_at: event.created_at,
             updated_at: event.updated_at,
@@ -127,6 +170,8 @@ impl EventItem {
             description: self.description,
             schema: self.schema,
             data_type: self.data_type,
+            envelope: self.envelope,
+            schema_references: self.schema_references,
             metadata: self.metadata,
             received_at,
             created_at: self.created_at,
@@ -134,6 +179,16 @@ impl EventItem {
             version: self.version,
         }
     }
+}
+
+/// The schemas `references` name, once each and sorted, leaving out `own` (a version that refers
+/// to an earlier version of its own schema does not make the schema its own referrer).
+pub fn referred_schemas(references: &[SchemaReference], own: Option<&SchemaName>) -> Vec<SchemaName> {
+    let mut names: Vec<SchemaName> =
+        references.iter().map(|r| r.schema.clone()).filter(|name| Some(name) != own).collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// When the event was last triggered: `EVENT#<name>` / `#RECEIVED`, apart from the definition so
@@ -265,6 +320,206 @@ impl SourceItem {
             version: self.version,
         }
     }
+}
+
+/// A schema: `SCHEMA#<name>` / `#SCHEMA`, listed through `gsi1` (`SCHEMAS`, name). Its versions
+/// and the edges of its referrers share its partition.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaItem {
+    pub pk: String,
+    pub sk: String,
+    pub gsi1pk: String,
+    pub gsi1sk: String,
+    pub name: SchemaName,
+    pub format: SchemaFormat,
+    pub compatibility: Compatibility,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub latest_version: u32,
+    #[serde(with = "time")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "time")]
+    pub updated_at: DateTime<Utc>,
+    pub revision: Version,
+    /// How many edges (`REFERRER#...`) the partition holds, kept by every transaction that writes
+    /// or removes one: a delete is conditional on it being 0.
+    #[serde(default)]
+    pub referrer_count: u64,
+    /// The other schemas any of its versions refers to, once each, sorted: where its own edges
+    /// (`REFERRER#SCHEMA#<name>`) are, for the delete to remove them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refers_to: Vec<SchemaName>,
+}
+
+impl SchemaItem {
+    pub fn new(schema: &Schema, refers_to: Vec<SchemaName>) -> Self {
+        Self {
+            pk: schema_pk(&schema.name),
+            sk: SCHEMA_SK.to_owned(),
+            gsi1pk: SCHEMAS_INDEX.to_owned(),
+            gsi1sk: schema.name.to_string(),
+            name: schema.name.clone(),
+            format: schema.format,
+            compatibility: schema.compatibility,
+            description: schema.description.clone(),
+            latest_version: schema.latest_version,
+            created_at: schema.created_at,
+            updated_at: schema.updated_at,
+            revision: schema.revision,
+            referrer_count: 0,
+            refers_to,
+        }
+    }
+
+    pub fn into_schema(self) -> Schema {
+        Schema {
+            name: self.name,
+            format: self.format,
+            compatibility: self.compatibility,
+            description: self.description,
+            latest_version: self.latest_version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            revision: self.revision,
+        }
+    }
+}
+
+/// A schema version, stored twice in one transaction: in its schema's partition
+/// (`SCHEMA#<name>` / `#VERSION#<n>`, read by number and listed in order) and by URI
+/// (`URI#<uri>` / `#URI`: what a resource trigger reads, in one GetItem, and what keeps a URI to
+/// one version across the registry). A version never changes, so the copies never disagree.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionItem {
+    pub pk: String,
+    pub sk: String,
+    pub name: SchemaName,
+    pub version: u32,
+    pub uri: SchemaUri,
+    pub format: SchemaFormat,
+    #[serde(with = "json_text")]
+    pub schema: Arc<Value>,
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<SchemaReference>,
+    #[serde(with = "time")]
+    pub created_at: DateTime<Utc>,
+}
+
+impl VersionItem {
+    pub fn under_schema(version: &SchemaVersion) -> Self {
+        Self::with_keys(version, schema_pk(&version.name), version_sk(version.version))
+    }
+
+    pub fn by_uri(version: &SchemaVersion) -> Self {
+        Self::with_keys(version, uri_pk(&version.uri), URI_SK.to_owned())
+    }
+
+    fn with_keys(version: &SchemaVersion, pk: String, sk: String) -> Self {
+        Self {
+            pk,
+            sk,
+            name: version.name.clone(),
+            version: version.version,
+            uri: version.uri.clone(),
+            format: version.format,
+            schema: version.schema.clone(),
+            digest: version.digest.clone(),
+            references: version.references.clone(),
+            created_at: version.created_at,
+        }
+    }
+
+    pub fn into_version(self) -> SchemaVersion {
+        SchemaVersion {
+            name: self.name,
+            version: self.version,
+            uri: self.uri,
+            format: self.format,
+            schema: self.schema,
+            digest: self.digest,
+            references: self.references,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// What a schema's listing shows of a version item (read with a projection: not the document).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionSummaryItem {
+    pub version: u32,
+    pub uri: SchemaUri,
+    pub digest: String,
+    #[serde(with = "time")]
+    pub created_at: DateTime<Utc>,
+}
+
+impl VersionSummaryItem {
+    /// The attributes to project.
+    pub const ATTRIBUTES: [&'static str; 4] = ["version", "uri", "digest", "createdAt"];
+
+    pub fn into_summary(self) -> SchemaVersionSummary {
+        SchemaVersionSummary { version: self.version, uri: self.uri, digest: self.digest, created_at: self.created_at }
+    }
+}
+
+/// What a delete needs of a version item: its key and its URI (read with a projection).
+#[derive(Debug, Deserialize)]
+pub struct VersionKey {
+    pub sk: String,
+    pub version: u32,
+    pub uri: SchemaUri,
+}
+
+/// An edge: `SCHEMA#<referred-to>` / `REFERRER#EVENT#<name>` or `REFERRER#SCHEMA#<name>`, written
+/// and removed in the transaction that makes the referrer refer to the schema or stop, with the
+/// schema's `referrerCount`. A delete refused for its referrers lists them with one Query.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferrerItem {
+    pub pk: String,
+    pub sk: String,
+    pub kind: ReferrerKind,
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReferrerKind {
+    Event,
+    Schema,
+}
+
+impl ReferrerItem {
+    pub fn new(schema: &SchemaName, referrer: &Referrer) -> Self {
+        let (kind, name) = match referrer {
+            Referrer::Event(name) => (ReferrerKind::Event, name.to_string()),
+            Referrer::Schema(name) => (ReferrerKind::Schema, name.to_string()),
+        };
+        Self { pk: schema_pk(schema), sk: referrer_sk(referrer), kind, name }
+    }
+
+    /// The referrer it names; `None` if the name is not one the API writes.
+    pub fn referrer(&self) -> Option<Referrer> {
+        match self.kind {
+            ReferrerKind::Event => EventName::parse(&self.name).ok().map(Referrer::Event),
+            ReferrerKind::Schema => SchemaName::parse(&self.name).ok().map(Referrer::Schema),
+        }
+    }
+}
+
+/// A schema being deleted in more than one transaction: `SCHEMA#<name>` / `#DELETING`, written
+/// with the first (which deletes the schema item) and deleted after the last. While it is there,
+/// the name cannot be registered again; whoever meets it finishes the deletion first.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletingItem {
+    pub pk: String,
+    pub sk: String,
+    pub name: SchemaName,
 }
 
 /// One delivery: `TRIGGER#<eventId>` / `DELIVERY#<subscriptionId>`, listed per event newest
@@ -478,5 +733,77 @@ mod tests {
             .sum::<u64>();
         assert_eq!(longest, 35 * 24 * 3600, "14 + 7 + 14 days");
         assert!(TRIGGER_STATE_LIFETIME.as_secs() >= longest);
+    }
+
+    #[test]
+    fn an_event_item_written_before_the_registry_still_reads() {
+        use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+
+        // GIVEN a definition item exactly as the store wrote it before envelopes and references
+        let item: crate::Item = [
+            ("pk", S("EVENT#orders.created".into())),
+            ("sk", S("#DEF".into())),
+            ("gsi1pk", S("EVENTS".into())),
+            ("gsi1sk", S("orders.created".into())),
+            ("name", S("orders.created".into())),
+            ("schema", S(r#"{"type":"object"}"#.into())),
+            ("dataType", S("application/json".into())),
+            ("metadata", S("{}".into())),
+            ("createdAt", S("2026-01-01T00:00:00.000000000Z".into())),
+            ("updatedAt", S("2026-01-01T00:00:00.000000000Z".into())),
+            ("version", N("3".into())),
+            ("subscriptionCount", N("2".into())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+
+        // WHEN it is read
+        let read: super::EventItem = crate::from_item(item).unwrap();
+
+        // THEN it is a plain event that refers to no schema
+        assert!(read.refers_to.is_empty());
+        let definition = read.into_definition(None);
+        assert_eq!((definition.envelope, definition.schema_references.len()), (None, 0));
+        assert_eq!(definition.version, gateway_core::Version(3));
+    }
+
+    #[test]
+    fn an_event_item_keeps_its_envelope_and_references_and_names_each_schema_once() {
+        let mut event = gateway_core::fixtures::definition("people.changed");
+        event.envelope = Some(gateway_core::Envelope::Resource);
+        let reference = |schema: &str, version: u32| gateway_core::SchemaReference {
+            uri: gateway_core::SchemaUri::parse(&format!("urn:{schema}:{version}")).unwrap(),
+            schema: gateway_core::SchemaName::parse(schema).unwrap(),
+            version,
+            digest: "d".repeat(64),
+        };
+        event.schema_references = vec![reference("person", 1), reference("address", 1), reference("person", 2)];
+        let item = crate::to_item(&super::EventItem::new(&event)).unwrap();
+        let read: super::EventItem = crate::from_item(item.clone()).unwrap();
+        let names: Vec<&str> = read.refers_to.iter().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["address", "person"], "sorted, once each");
+        assert_eq!(read.into_definition(event.received_at), event);
+        // A plain event writes none of the new attributes, so a replace can ask for their absence.
+        let plain = crate::to_item(&super::EventItem::new(&gateway_core::fixtures::definition("plain"))).unwrap();
+        for attribute in ["envelope", "schemaReferences", "refersTo"] {
+            assert!(item.contains_key(attribute) && !plain.contains_key(attribute), "{attribute}");
+        }
+    }
+
+    #[test]
+    fn version_keys_sort_by_number_and_referrer_keys_as_referrers_do() {
+        assert!(super::version_sk(9) < super::version_sk(10));
+        assert!(super::version_sk(999) < super::version_sk(u32::MAX));
+        let event = |n: &str| gateway_core::Referrer::Event(gateway_core::EventName::parse(n).unwrap());
+        let schema = |n: &str| gateway_core::Referrer::Schema(gateway_core::SchemaName::parse(n).unwrap());
+        let mut referrers = vec![schema("a"), event("b"), event("a.b"), schema("B"), event("a")];
+        let mut by_key = referrers.clone();
+        by_key.sort_by_key(super::referrer_sk);
+        referrers.sort();
+        assert_eq!(by_key, referrers);
+        // Every partition's own items (`#...`) sort before its edges.
+        assert!(super::version_sk(u32::MAX).as_str() < super::REFERRER_PREFIX);
+        assert!(super::SCHEMA_SK < super::VERSION_PREFIX && super::DELETING_SK < super::SCHEMA_SK);
     }
 }

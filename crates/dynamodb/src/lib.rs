@@ -1,7 +1,7 @@
 //! The DynamoDB adapter: the gateway's cloud store, in one table.
 //!
-//! It keeps the registry (event definitions, subscriptions), the delivery log and the
-//! idempotency keys. Every request path is a GetItem, a Query or a BatchGetItem on a key; there
+//! It keeps the registry (event definitions, subscriptions, sources), the schema registry, the
+//! delivery log and the idempotency keys. Every request path is a GetItem, a Query or a BatchGetItem on a key; there
 //! is no Scan. The key schema, item shapes and which call serves which route are written down in
 //! docs/DYNAMODB.md; [`create_table`] creates exactly that table (the SAM template mirrors it).
 //!
@@ -11,7 +11,9 @@
 mod deliveries;
 mod idempotency;
 pub mod items;
+mod referrers;
 mod registry;
+mod schemas;
 mod sources;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,7 +29,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 use gateway_core::page::{decode_cursor, encode_cursor};
-use gateway_core::{DeliveryRetention, Error, PageRequest};
+use gateway_core::{DeliveryRetention, Error, PageRequest, SchemaName};
 
 pub use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -121,6 +123,53 @@ impl DynamoStore {
         Ok((items, Some(encode_cursor(&position))))
     }
 
+    /// A consistent Query of partition `pk`'s items whose sort key begins with `prefix`.
+    pub(crate) fn prefix_query(&self, pk: impl Into<String>, prefix: &str) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(self.table.as_ref())
+            .consistent_read(true)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":prefix", s(prefix))
+    }
+
+    /// One page of a listing through `gsi1`: the partition keys of the items `<prefix><gsi1sk>` /
+    /// `sk` that the index partition `index` holds, in `gsi1sk` order. A cursor is only taken
+    /// back if it names such an item of this index.
+    pub(crate) async fn index_page(
+        &self,
+        index: &str,
+        prefix: &str,
+        sk: &str,
+        page: &PageRequest,
+    ) -> Result<(Vec<String>, Option<String>)> {
+        let query = self
+            .client
+            .query()
+            .table_name(self.table.as_ref())
+            .index_name(GSI1)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", GSI1PK)
+            .expression_attribute_values(":pk", s(index));
+        let (keys, next_cursor) = self
+            .query_page(query, page, &[PK, SK, GSI1PK, GSI1SK], |c| {
+                c[GSI1PK] == index && c[SK] == sk && c[PK] == format!("{prefix}{}", c[GSI1SK])
+            })
+            .await?;
+        let pks = keys.iter().map(|k| string_attr(k, PK).map(str::to_owned)).collect::<Result<Vec<_>>>()?;
+        Ok((pks, next_cursor))
+    }
+
+    /// The items `<pk>` / `sk` of a listed page, in one consistent read, in the page's order.
+    /// The index is eventually consistent: an item deleted since it listed it is left out.
+    pub(crate) async fn listed_items(&self, pks: Vec<String>, sk: &str) -> Result<Vec<Item>> {
+        let mut found = self.batch_get(pks.iter().map(|pk| key(pk, sk)).collect()).await?;
+        Ok(pks.into_iter().filter_map(|pk| found.remove(&(pk, sk.to_owned()))).collect())
+    }
+
     /// Reads items by key, strongly consistent, 100 keys a call, retrying unprocessed keys.
     /// Returns them by `(pk, sk)`; keys with no item are absent.
     pub(crate) async fn batch_get(&self, keys: Vec<Item>) -> Result<HashMap<(String, String), Item>> {
@@ -161,6 +210,55 @@ impl DynamoStore {
         Ok(found)
     }
 
+    /// One item by key, strongly consistent.
+    pub(crate) async fn get(&self, key: Item) -> Result<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    /// Updates an item if `condition` holds; `false` if it does not.
+    pub(crate) async fn update_if(&self, key: Item, update: String, condition: &str, expr: &Expr) -> Result<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(unavailable("UpdateItem", e)),
+        }
+    }
+
+    /// Runs a transaction whose actions are guarded: when DynamoDB cancels it, `Ok(Err(_))` says
+    /// which guards' conditions failed.
+    pub(crate) async fn transact_guarded(&self, tx: Tx) -> Result<Result<(), Cancelled>> {
+        let Tx { actions, guards } = tx;
+        Ok(self.transact(actions).await?.map_err(|reasons| {
+            let failed = guards
+                .into_iter()
+                .zip(&reasons)
+                .filter(|(_, reason)| *reason == "ConditionalCheckFailed")
+                .map(|(guard, _)| guard)
+                .collect();
+            Cancelled { failed, reasons }
+        }))
+    }
+
     /// Runs a transaction. `Ok(Err(reasons))` when DynamoDB cancelled it: one reason code per
     /// item (`None`, `ConditionalCheckFailed`, ...). Conflicts with other transactions are
     /// retried a few times first.
@@ -192,6 +290,69 @@ impl DynamoStore {
             }
             return Ok(Err(reasons));
         }
+    }
+}
+
+/// What the condition of a transaction's action stands for, so that a cancellation can be told
+/// in the domain's words.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Guard {
+    /// No condition, or one that only fails if the table is not as the API writes it.
+    Unguarded,
+    /// The item the call is about: absent (a create) or at the version read (a change).
+    Subject,
+    /// The schema's deletion is not under way (no `#DELETING`).
+    NotDeleting,
+    /// The version's URI is free.
+    Uri,
+    /// This schema, referred to, exists.
+    Referenced(SchemaName),
+}
+
+/// A transaction's actions and their guards, one each, in order.
+#[derive(Default)]
+pub(crate) struct Tx {
+    actions: Vec<TransactWriteItem>,
+    guards: Vec<Guard>,
+}
+
+impl Tx {
+    pub fn push(&mut self, action: TransactWriteItem, guard: Guard) {
+        self.actions.push(action);
+        self.guards.push(guard);
+    }
+
+    pub fn len(&self) -> usize {
+        self.actions.len()
+    }
+}
+
+/// The largest transaction DynamoDB takes.
+pub(crate) const MAX_ACTIONS: usize = 100;
+
+/// A cancelled transaction: the guards that failed, and every reason, for messages.
+#[derive(Debug)]
+pub(crate) struct Cancelled {
+    failed: Vec<Guard>,
+    reasons: Vec<String>,
+}
+
+impl Cancelled {
+    pub fn failed(&self, guard: &Guard) -> bool {
+        self.failed.contains(guard)
+    }
+
+    /// The first referred-to schema found missing.
+    pub fn missing_schema(&self) -> Option<&SchemaName> {
+        self.failed.iter().find_map(|g| match g {
+            Guard::Referenced(name) => Some(name),
+            _ => None,
+        })
+    }
+
+    /// A cancellation the caller has no domain answer for.
+    pub fn unavailable(&self, what: impl std::fmt::Display) -> Error {
+        Error::unavailable(format!("{what} was cancelled: {:?}", self.reasons))
     }
 }
 

@@ -23,15 +23,7 @@ impl DynamoStore {
     }
 
     fn sources_query(&self) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
-        self.client
-            .query()
-            .table_name(self.table.as_ref())
-            .consistent_read(true)
-            .key_condition_expression("#pk = :pk AND begins_with(#sk, :source)")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#sk", SK)
-            .expression_attribute_values(":pk", s(SOURCES_PK))
-            .expression_attribute_values(":source", s(SOURCE_PREFIX))
+        self.prefix_query(SOURCES_PK, SOURCE_PREFIX)
     }
 
     /// The sources that trigger `event`: read from the one partition, filtered (there are few).

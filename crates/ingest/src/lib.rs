@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gateway_core::ingest::{self, IngestPorts, IngestReport};
-use gateway_core::ports::{Clock, IdSource, SourceStore, TriggerAcceptor, TriggerSource};
+use gateway_core::ports::{Clock, IdSource, SchemaLookup, SourceStore, TriggerAcceptor, TriggerSource};
 use gateway_core::schema::SchemaCache;
 use gateway_core::trigger::TriggerPorts;
 use gateway_core::SourceKind;
@@ -50,6 +50,8 @@ pub struct Ingestor {
     pub trigger_source: Arc<dyn TriggerSource>,
     pub acceptor: Arc<dyn TriggerAcceptor>,
     pub sources: Arc<dyn SourceStore>,
+    /// The registered schemas of resource events, and what event schemas `$ref`.
+    pub registry: Arc<dyn SchemaLookup>,
     pub rejections: Arc<dyn DeadLetters>,
     pub schemas: SchemaCache,
     pub clock: Arc<dyn Clock>,
@@ -70,6 +72,7 @@ impl Ingestor {
                 source: self.trigger_source.as_ref(),
                 acceptor: self.acceptor.as_ref(),
                 schemas: &self.schemas,
+                registry: self.registry.as_ref(),
                 clock: self.clock.as_ref(),
                 ids: self.ids.as_ref(),
             },

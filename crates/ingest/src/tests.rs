@@ -47,7 +47,9 @@ impl TriggerAcceptor for FailsSome {
 async fn ingestor(pattern: serde_json::Value) -> (Ingestor, Arc<Kept>) {
     let store = MemoryStore::new();
     let name = EventName::parse("things.happened").unwrap();
-    events::define_event(&store, &SystemClock, EventDraft { name: Some(name), ..Default::default() }).await.unwrap();
+    events::define_event(&store, &store, &SystemClock, EventDraft { name: Some(name), ..Default::default() })
+        .await
+        .unwrap();
     let draft: SourceDraft =
         serde_json::from_value(json!({"name": "things", "event": "things.happened", "pattern": pattern})).unwrap();
     sources::define_source(&store, &SystemClock, draft).await.unwrap();
@@ -55,7 +57,8 @@ async fn ingestor(pattern: serde_json::Value) -> (Ingestor, Arc<Kept>) {
     let ingestor = Ingestor {
         trigger_source: Arc::new(store.clone()),
         acceptor: Arc::new(FailsSome(store.clone())),
-        sources: Arc::new(store),
+        sources: Arc::new(store.clone()),
+        registry: Arc::new(store),
         rejections: kept.clone(),
         schemas: SchemaCache::new(),
         clock: Arc::new(SystemClock),

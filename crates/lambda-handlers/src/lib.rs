@@ -102,6 +102,7 @@ pub fn cloud_gateway(settings: HttpSettings, aws: &aws_config::SdkConfig) -> Gat
         events: Arc::new(store.clone()),
         subscriptions: Arc::new(store.clone()),
         sources: Arc::new(store.clone()),
+        registry: Arc::new(store.clone()),
         trigger_source: Arc::new(store.clone()),
         acceptor,
         deliveries: Arc::new(store),
@@ -184,7 +185,8 @@ pub async fn serve_ingest() -> Result<(), BoxError> {
     let ingestor = Ingestor {
         trigger_source: Arc::new(store.clone()),
         acceptor: Arc::new(SnsAcceptor::with_store(publisher, store.clone())),
-        sources: Arc::new(store),
+        sources: Arc::new(store.clone()),
+        registry: Arc::new(store),
         rejections: Arc::new(rejections),
         schemas: SchemaCache::new(),
         clock: Arc::new(SystemClock),

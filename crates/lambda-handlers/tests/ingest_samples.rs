@@ -96,7 +96,7 @@ async fn store() -> MemoryStore {
     for (kind, data_type, pattern) in KINDS {
         let event = json!({"name": format!("{kind}.things"), "dataType": data_type});
         let draft: EventDraft = serde_json::from_value(event).unwrap();
-        events::define_event(&store, &SystemClock, draft).await.unwrap();
+        events::define_event(&store, &store, &SystemClock, draft).await.unwrap();
         let source = json!({"name": kind, "event": format!("{kind}.things"), "pattern": serde_json::from_str::<Value>(pattern).unwrap()});
         let draft: SourceDraft = serde_json::from_value(source).unwrap();
         sources::define_source(&store, &SystemClock, draft).await.unwrap();
@@ -115,6 +115,7 @@ async fn every_sample_triggers_its_kinds_source_once_through_the_ingest_function
             trigger_source: Arc::new(store.clone()),
             acceptor: counting.clone(),
             sources: Arc::new(store.clone()),
+            registry: Arc::new(store.clone()),
             rejections: kept.clone(),
             schemas: SchemaCache::new(),
             clock: Arc::new(SystemClock),
@@ -151,6 +152,7 @@ async fn every_sample_answers_the_same_through_the_local_ingest_route() {
             events: Arc::new(store.clone()),
             subscriptions: Arc::new(store.clone()),
             sources: Arc::new(store.clone()),
+            registry: Arc::new(store.clone()),
             trigger_source: Arc::new(store.clone()),
             acceptor: Arc::new(store.clone()),
             deliveries: Arc::new(store.clone()),

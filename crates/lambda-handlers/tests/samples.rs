@@ -31,7 +31,7 @@ fn sample(path: &str) -> String {
     std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("events/{path}: {e}"))
 }
 
-/// A store holding the event, subscription and trigger the samples name, each at version 1.
+/// A store holding the event, subscription, trigger and schema the samples name, each at version 1.
 async fn seeded_store() -> MemoryStore {
     let store = MemoryStore::new();
     let now = SystemClock.now();
@@ -41,6 +41,8 @@ async fn seeded_store() -> MemoryStore {
         description: None,
         schema: Some(Arc::new(json!({"type": "object", "required": ["orderId"]}))),
         data_type: Default::default(),
+        envelope: None,
+        schema_references: Vec::new(),
         metadata: Default::default(),
         received_at: None,
         created_at: now,
@@ -65,6 +67,10 @@ async fn seeded_store() -> MemoryStore {
         d.event_id = trigger.event_id;
     }
     store.accept(&trigger, None).await.unwrap();
+    // The schema `register-schema.json` registers, as version 1.
+    let registered: Value = serde_json::from_str(&sample("events-api/register-schema.json")).unwrap();
+    let draft = serde_json::from_str(registered["body"].as_str().unwrap()).unwrap();
+    gateway_core::schemas::register_schema(&store, &SystemClock, draft).await.unwrap();
     store
 }
 
@@ -73,6 +79,7 @@ fn gateway(store: MemoryStore) -> Gateway {
         events: Arc::new(store.clone()),
         subscriptions: Arc::new(store.clone()),
         sources: Arc::new(store.clone()),
+        registry: Arc::new(store.clone()),
         trigger_source: Arc::new(store.clone()),
         acceptor: Arc::new(store.clone()),
         deliveries: Arc::new(store),
@@ -112,6 +119,8 @@ async fn every_events_api_sample_gets_its_expected_answer() {
         ("events-api/get-event.json", false, 200),
         ("events-api/replace-event.json", false, 200),
         ("events-api/delete-event.json", false, 204),
+        ("events-api/register-schema.json", true, 201),
+        ("events-api/add-schema-version.json", false, 201),
         ("events-api/health.json", true, 200),
         ("events-api/openapi-document.json", true, 200),
     ] {

@@ -108,6 +108,7 @@ pub async fn run(mut config: Config, home: Home, lambda: aws_sdk_lambda::Client)
         events: Arc::new(store.clone()),
         subscriptions: Arc::new(store.clone()),
         sources: Arc::new(store.clone()),
+        registry: Arc::new(store.clone()),
         trigger_source: Arc::new(store.clone()),
         acceptor: Arc::new(WakingAcceptor { store: store.clone(), wake: wake.clone() }),
         deliveries: Arc::new(store.clone()),

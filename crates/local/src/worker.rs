@@ -115,7 +115,7 @@ mod tests {
         let store = MemoryStore::new();
         let name = EventName::parse("orders.created").unwrap();
         let draft = EventDraft { name: Some(name.clone()), ..Default::default() };
-        gateway_core::events::define_event(&store, &SystemClock, draft).await.unwrap();
+        gateway_core::events::define_event(&store, &store, &SystemClock, draft).await.unwrap();
         for f in functions {
             let draft = SubscriptionDraft {
                 event: Some(name.clone()),

@@ -1,9 +1,11 @@
 //! The SQLite adapter: the local gateway's durable store.
 //!
-//! One file holds the registry (events, subscriptions), accepted triggers with their payloads,
-//! and the delivery outbox. A trigger's acceptance is one transaction: the trigger, all its
-//! deliveries, its idempotency key and the event's `receivedAt` are written together or not at
-//! all, so a 202 is only ever answered for deliveries that will run.
+//! One file holds the registry (events, subscriptions, sources, and the schema registry with
+//! who refers to each schema), accepted triggers with their payloads, and the delivery outbox.
+//! A trigger's acceptance is one transaction: the trigger, all its deliveries, its idempotency
+//! key and the event's `receivedAt` are written together or not at all, so a 202 is only ever
+//! answered for deliveries that will run. Each registry write is one transaction with the
+//! referrer edges it adds or drops, so a schema is never deleted while something refers to it.
 
 mod schema;
 
@@ -16,13 +18,14 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use gateway_core::page::{decode_cursor, encode_cursor};
 use gateway_core::ports::{
     Acceptance, AttemptOutcome, ClaimToken, DeliveryLog, DeliveryOutbox, DueDelivery, EventStore, Recorded,
-    SourceStore, SubscriptionStore, TriggerAcceptor, TriggerSource,
+    SchemaLookup, SchemaStore, SourceStore, SubscriptionStore, TriggerAcceptor, TriggerSource,
 };
 use gateway_core::{
     DataType, Delivery, DeliveryRetention, DeliveryStatus, Error, EventDefinition, EventId, EventName, IdempotencyKey,
-    Page, PageRequest, Source, SourceName, Subscription, SubscriptionId, Trigger, TriggerReceipt, Version,
+    Page, PageRequest, Referrer, Schema, SchemaName, SchemaReference, SchemaUri, SchemaVersion, SchemaVersionSummary,
+    Source, SourceName, Subscription, SubscriptionId, Trigger, TriggerReceipt, Version,
 };
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Params, Transaction};
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -210,8 +213,10 @@ fn definition_json(event: &EventDefinition) -> DbResult<String> {
 impl EventStore for SqliteStore {
     async fn create_event(&self, event: &EventDefinition) -> DbResult<()> {
         let (name, version, body) = (event.name.clone(), event.version.0, definition_json(event)?);
+        let references = event.schema_references.clone();
         self.run(move |conn| {
-            let inserted = conn
+            let tx = conn.transaction().map_err(db_err)?;
+            let inserted = tx
                 .execute(
                     "INSERT INTO events (name, version, body) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
                     params![name.as_str(), version, body],
@@ -220,7 +225,8 @@ impl EventStore for SqliteStore {
             if inserted == 0 {
                 return Err(Error::EventExists(name));
             }
-            Ok(())
+            refer(&tx, &Referrer::Event(name), &references)?;
+            tx.commit().map_err(db_err)
         })
         .await
     }
@@ -252,20 +258,27 @@ impl EventStore for SqliteStore {
 
     async fn replace_event(&self, event: &EventDefinition) -> DbResult<()> {
         let (name, version, body) = (event.name.clone(), event.version, definition_json(event)?);
+        let references = event.schema_references.clone();
         self.run(move |conn| {
-            let updated = conn
+            let tx = conn.transaction().map_err(db_err)?;
+            let updated = tx
                 .execute(
                     "UPDATE events SET version = ?2, body = ?3 WHERE name = ?1 AND version = ?4",
                     params![name.as_str(), version.0, body, version.0 - 1],
                 )
                 .map_err(db_err)?;
-            if updated == 1 {
-                return Ok(());
+            if updated != 1 {
+                return match event_version(&tx, &name)? {
+                    None => Err(Error::NotFound { what: "event", id: name.to_string() }),
+                    Some(current) => Err(Error::VersionMismatch { what: "event", id: name.to_string(), current }),
+                };
             }
-            match event_version(conn, &name)? {
-                None => Err(Error::NotFound { what: "event", id: name.to_string() }),
-                Some(current) => Err(Error::VersionMismatch { what: "event", id: name.to_string(), current }),
-            }
+            // The new definition's references replace the old ones, so a schema it no longer
+            // refers to may be deleted.
+            let referrer = Referrer::Event(name);
+            unrefer(&tx, &referrer)?;
+            refer(&tx, &referrer, &references)?;
+            tx.commit().map_err(db_err)
         })
         .await
     }
@@ -295,6 +308,7 @@ impl EventStore for SqliteStore {
             tx.execute("DELETE FROM subscriptions WHERE event = ?1", [name.as_str()]).map_err(db_err)?;
             tx.execute("DELETE FROM sources WHERE event = ?1", [name.as_str()]).map_err(db_err)?;
             tx.execute("DELETE FROM events WHERE name = ?1", [name.as_str()]).map_err(db_err)?;
+            unrefer(&tx, &Referrer::Event(name))?;
             tx.commit().map_err(db_err)
         })
         .await
@@ -503,6 +517,264 @@ impl SourceStore for SqliteStore {
                 .map(|r| r.map_err(db_err).and_then(|body| from_json::<Source>(&body)))
                 .collect::<DbResult<Vec<_>>>()?;
             Ok(rows)
+        })
+        .await
+    }
+}
+
+/// The one row `sql` selects, its first column read as a JSON body.
+fn body_of<T: serde::de::DeserializeOwned>(conn: &Connection, sql: &str, params: impl Params) -> DbResult<Option<T>> {
+    conn.query_row(sql, params, |row| row.get::<_, String>(0))
+        .optional()
+        .map_err(db_err)?
+        .map(|body| from_json(&body))
+        .transpose()
+}
+
+/// Every row `sql` selects, each one's first column read as a JSON body.
+fn bodies_of<T: serde::de::DeserializeOwned>(conn: &Connection, sql: &str, params: impl Params) -> DbResult<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+    let rows = stmt
+        .query_map(params, |row| row.get::<_, String>(0))
+        .map_err(db_err)?
+        .map(|r| r.map_err(db_err).and_then(|body| from_json(&body)))
+        .collect::<DbResult<Vec<_>>>()?;
+    Ok(rows)
+}
+
+fn schema_revision(tx: &Connection, name: &SchemaName) -> DbResult<Option<Version>> {
+    tx.query_row("SELECT revision FROM schemas WHERE name = ?1", [name.as_str()], |row| row.get::<_, u64>(0))
+        .optional()
+        .map(|v| v.map(Version))
+        .map_err(db_err)
+}
+
+/// `NotFound` if the schema is gone, `VersionMismatch` if its stored revision does not `fit`.
+fn check_revision(tx: &Connection, name: &SchemaName, fits: impl FnOnce(Version) -> bool) -> DbResult<()> {
+    match schema_revision(tx, name)? {
+        None => Err(Error::NotFound { what: "schema", id: name.to_string() }),
+        Some(current) if !fits(current) => {
+            Err(Error::VersionMismatch { what: "schema", id: name.to_string(), current })
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// How a referrer is kept in `schema_referrers`: its kind, and its name.
+fn referrer_key(referrer: &Referrer) -> (&'static str, &str) {
+    match referrer {
+        Referrer::Event(name) => ("event", name.as_str()),
+        Referrer::Schema(name) => ("schema", name.as_str()),
+    }
+}
+
+fn referrer_from_row(kind: &str, name: &str) -> DbResult<Referrer> {
+    let corrupt = || Error::unavailable(format!("stored referrer {kind} '{name}' is invalid"));
+    match kind {
+        "event" => EventName::parse(name).map(Referrer::Event).map_err(|_| corrupt()),
+        "schema" => SchemaName::parse(name).map(Referrer::Schema).map_err(|_| corrupt()),
+        _ => Err(corrupt()),
+    }
+}
+
+/// Records `referrer` as referring to each schema `references` name, each of which must be
+/// registered (`NotFound` otherwise): checked in the writer's transaction, so that a schema
+/// deleted meanwhile cannot be left referred to. A schema's references to its own versions make
+/// no referrer, or it could never be deleted.
+fn refer(tx: &Connection, referrer: &Referrer, references: &[SchemaReference]) -> DbResult<()> {
+    let (kind, name) = referrer_key(referrer);
+    let own = match referrer {
+        Referrer::Schema(own) => Some(own),
+        Referrer::Event(_) => None,
+    };
+    let mut record = tx
+        .prepare_cached(
+            "INSERT INTO schema_referrers (schema, kind, referrer) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        )
+        .map_err(db_err)?;
+    for referred in references.iter().map(|r| &r.schema).filter(|s| Some(*s) != own) {
+        if schema_revision(tx, referred)?.is_none() {
+            return Err(Error::NotFound { what: "schema", id: referred.to_string() });
+        }
+        record.execute(params![referred.as_str(), kind, name]).map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Forgets everything `referrer` refers to: it is gone, or about to refer anew.
+fn unrefer(tx: &Connection, referrer: &Referrer) -> DbResult<()> {
+    let (kind, name) = referrer_key(referrer);
+    tx.execute("DELETE FROM schema_referrers WHERE kind = ?1 AND referrer = ?2", params![kind, name])
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Everything that refers to `name`, sorted.
+fn referrers_of(tx: &Connection, name: &SchemaName) -> DbResult<Vec<Referrer>> {
+    let mut stmt =
+        tx.prepare_cached("SELECT kind, referrer FROM schema_referrers WHERE schema = ?1").map_err(db_err)?;
+    let mut referrers = stmt
+        .query_map([name.as_str()], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+        .map_err(db_err)?
+        .map(|r| r.map_err(db_err).and_then(|(kind, referrer)| referrer_from_row(&kind, &referrer)))
+        .collect::<DbResult<Vec<_>>>()?;
+    referrers.sort();
+    Ok(referrers)
+}
+
+/// Writes `version` (its JSON is `body`) under its URI, and records what it refers to.
+/// `SchemaUriTaken`, naming the holder, if another version has the URI.
+fn insert_version(tx: &Connection, version: &SchemaVersion, body: &str) -> DbResult<()> {
+    let inserted = tx
+        .execute(
+            "INSERT INTO schema_versions (schema, version, uri, body) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(uri) DO NOTHING",
+            params![version.name.as_str(), version.version, version.uri.as_str(), body],
+        )
+        .map_err(db_err)?;
+    if inserted == 0 {
+        let (holder, number) = tx
+            .query_row("SELECT schema, version FROM schema_versions WHERE uri = ?1", [version.uri.as_str()], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, u32>(1)?))
+            })
+            .map_err(db_err)?;
+        let holder = SchemaName::parse(&holder)
+            .map_err(|_| Error::unavailable("stored schema version has an invalid schema name"))?;
+        return Err(Error::SchemaUriTaken { uri: version.uri.clone(), schema: holder, version: number });
+    }
+    refer(tx, &Referrer::Schema(version.name.clone()), &version.references)
+}
+
+#[async_trait]
+impl SchemaLookup for SqliteStore {
+    async fn schema_by_uri(&self, uri: &SchemaUri) -> DbResult<Option<SchemaVersion>> {
+        let uri = uri.clone();
+        self.run(move |conn| body_of(conn, "SELECT body FROM schema_versions WHERE uri = ?1", [uri.as_str()])).await
+    }
+}
+
+#[async_trait]
+impl SchemaStore for SqliteStore {
+    async fn create_schema(&self, schema: &Schema, first: &SchemaVersion) -> DbResult<()> {
+        let (name, revision, body) = (schema.name.clone(), schema.revision.0, to_json(schema)?);
+        let (first, first_body) = (first.clone(), to_json(first)?);
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            let inserted = tx
+                .execute(
+                    "INSERT INTO schemas (name, revision, body) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
+                    params![name.as_str(), revision, body],
+                )
+                .map_err(db_err)?;
+            if inserted == 0 {
+                return Err(Error::SchemaExists(name));
+            }
+            insert_version(&tx, &first, &first_body)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn add_schema_version(&self, schema: &Schema, version: &SchemaVersion) -> DbResult<()> {
+        let (name, revision, body) = (schema.name.clone(), schema.revision, to_json(schema)?);
+        let (version, version_body) = (version.clone(), to_json(version)?);
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            check_revision(&tx, &name, |current| current.next() == revision)?;
+            insert_version(&tx, &version, &version_body)?;
+            tx.execute(
+                "UPDATE schemas SET revision = ?2, body = ?3 WHERE name = ?1",
+                params![name.as_str(), revision.0, body],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn get_schema(&self, name: &SchemaName) -> DbResult<Option<Schema>> {
+        let name = name.clone();
+        self.run(move |conn| body_of(conn, "SELECT body FROM schemas WHERE name = ?1", [name.as_str()])).await
+    }
+
+    async fn list_schemas(&self, page: &PageRequest) -> DbResult<Page<Schema>> {
+        let after: String =
+            page.cursor.as_deref().map(decode_cursor::<SchemaName>).transpose()?.map(String::from).unwrap_or_default();
+        let limit = page.limit;
+        self.run(move |conn| {
+            let rows: Vec<Schema> = bodies_of(
+                conn,
+                "SELECT body FROM schemas WHERE name > ?1 ORDER BY name LIMIT ?2",
+                params![after, limit + 1],
+            )?;
+            Ok(page_from(rows, limit, |s| s.name.clone()))
+        })
+        .await
+    }
+
+    async fn get_schema_version(&self, name: &SchemaName, version: u32) -> DbResult<Option<SchemaVersion>> {
+        let name = name.clone();
+        self.run(move |conn| {
+            body_of(
+                conn,
+                "SELECT body FROM schema_versions WHERE schema = ?1 AND version = ?2",
+                params![name.as_str(), version],
+            )
+        })
+        .await
+    }
+
+    async fn schema_versions(&self, name: &SchemaName) -> DbResult<Vec<SchemaVersionSummary>> {
+        let name = name.clone();
+        // Only what a listing shows: not the documents, which may be 64 KiB each.
+        self.run(move |conn| {
+            bodies_of(
+                conn,
+                "SELECT json_object('version', version, 'uri', uri, 'digest', json_extract(body, '$.digest'), \
+                 'createdAt', json_extract(body, '$.createdAt')) FROM schema_versions WHERE schema = ?1 ORDER BY version",
+                [name.as_str()],
+            )
+        })
+        .await
+    }
+
+    async fn replace_schema(&self, schema: &Schema) -> DbResult<()> {
+        let change = schema.clone();
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            check_revision(&tx, &change.name, |current| current.next() == change.revision)?;
+            let stored: Schema = body_of(&tx, "SELECT body FROM schemas WHERE name = ?1", [change.name.as_str()])?
+                .ok_or_else(|| Error::NotFound { what: "schema", id: change.name.to_string() })?;
+            // Only what a change may change: the versions, and so the latest one, are the store's.
+            let next = Schema {
+                compatibility: change.compatibility,
+                description: change.description,
+                updated_at: change.updated_at,
+                revision: change.revision,
+                ..stored
+            };
+            tx.execute(
+                "UPDATE schemas SET revision = ?2, body = ?3 WHERE name = ?1",
+                params![next.name.as_str(), next.revision.0, to_json(&next)?],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn delete_schema(&self, name: &SchemaName, expected: Option<Version>) -> DbResult<()> {
+        let name = name.clone();
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            check_revision(&tx, &name, |current| expected.is_none_or(|v| v == current))?;
+            let referrers = referrers_of(&tx, &name)?;
+            if !referrers.is_empty() {
+                return Err(Error::SchemaReferenced { schema: name, referrers });
+            }
+            unrefer(&tx, &Referrer::Schema(name.clone()))?;
+            tx.execute("DELETE FROM schema_versions WHERE schema = ?1", [name.as_str()]).map_err(db_err)?;
+            tx.execute("DELETE FROM schemas WHERE name = ?1", [name.as_str()]).map_err(db_err)?;
+            tx.commit().map_err(db_err)
         })
         .await
     }
@@ -817,6 +1089,15 @@ mod tests {
         store_contract::trigger_contract(&store).await;
         store_contract::outbox_contract(&store).await;
         store_contract::sources_contract(&store).await;
+        store_contract::schemas_contract(&store).await;
+    }
+
+    /// A file in a folder of its own, removed with the folder when the test is done with it.
+    fn temp_file() -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("gateway-sqlite-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gateway.db");
+        (dir, path)
     }
 
     /// Accepts a trigger of `event` received at `received_at`, with one delivery per subscription.
@@ -875,9 +1156,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_database_made_before_claim_tokens_and_sources_gets_the_columns_on_open() {
-        let dir = std::env::temp_dir().join(format!("gateway-sqlite-{}", ulid::Ulid::new()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("gateway.db");
+        let (dir, path) = temp_file();
         let old = Connection::open(&path).unwrap();
         let before = schema::SCHEMA.replace("    claim_token     TEXT,\n", "").replace(
             "    receipt         TEXT NOT NULL,\n    -- The native record that triggered it (JSON), if one did.\n    source          TEXT\n",
@@ -938,15 +1217,199 @@ mod tests {
 
     #[tokio::test]
     async fn data_survives_reopening_the_file() {
-        let dir = std::env::temp_dir().join(format!("gateway-sqlite-{}", ulid::Ulid::new()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("gateway.db");
+        let (dir, path) = temp_file();
         let store = SqliteStore::open(&path).unwrap();
         store_contract::registry_contract(&store).await;
         let listed = store.list_events(&PageRequest::first(100)).await.unwrap().items.len();
         drop(store);
         let reopened = SqliteStore::open(&path).unwrap();
         assert_eq!(reopened.list_events(&PageRequest::first(100)).await.unwrap().items.len(), listed);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    fn schema(name: &str) -> Schema {
+        let at: DateTime<Utc> = "2026-03-01T12:00:00Z".parse().unwrap();
+        Schema {
+            name: SchemaName::parse(name).unwrap(),
+            format: gateway_core::SchemaFormat::JsonSchema,
+            compatibility: gateway_core::Compatibility::Backward,
+            description: None,
+            latest_version: 1,
+            created_at: at,
+            updated_at: at,
+            revision: Version::FIRST,
+        }
+    }
+
+    /// `schema` after its version `number` was added.
+    fn at_version(schema: &Schema, number: u32) -> Schema {
+        Schema { latest_version: number, revision: schema.revision.next(), ..schema.clone() }
+    }
+
+    /// Version `number` of `name`, at `urn:test:{name}:{number}`, referring to `references`.
+    fn version(name: &str, number: u32, references: &[&SchemaVersion]) -> SchemaVersion {
+        let document = serde_json::json!({"type": "object", "title": format!("{name} {number}")});
+        SchemaVersion {
+            name: SchemaName::parse(name).unwrap(),
+            version: number,
+            uri: SchemaUri::parse(&format!("urn:test:{name}:{number}")).unwrap(),
+            format: gateway_core::SchemaFormat::JsonSchema,
+            digest: gateway_core::schema::document_digest(&document),
+            schema: Arc::new(document),
+            references: references.iter().map(|v| v.as_reference()).collect(),
+            created_at: "2026-03-01T12:00:00Z".parse().unwrap(),
+        }
+    }
+
+    fn referrers(result: DbResult<()>) -> Vec<Referrer> {
+        match result {
+            Err(Error::SchemaReferenced { referrers, .. }) => referrers,
+            other => panic!("expected SchemaReferenced, got {other:?}"),
+        }
+    }
+
+    fn edge_count(store: &SqliteStore) -> u64 {
+        let conn = store.conn.lock().unwrap();
+        conn.query_row("SELECT count(*) FROM schema_referrers", [], |row| row.get(0)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn writers_racing_for_one_uri_leave_it_with_one_holder_and_nothing_of_the_others() {
+        // GIVEN eight schemas whose first versions all claim the same URI, each writer having
+        // found it free (as the use case checks before writing)
+        let store = SqliteStore::in_memory().unwrap();
+        let uri = SchemaUri::parse("urn:test:contested").unwrap();
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                let name = format!("racer-{i}");
+                let first = SchemaVersion { uri: uri.clone(), ..version(&name, 1, &[]) };
+                tokio::spawn(async move {
+                    let outcome = store.create_schema(&schema(&name), &first).await;
+                    (name, outcome)
+                })
+            })
+            .collect();
+        // WHEN they all write at once
+        let mut outcomes = Vec::new();
+        for writer in writers {
+            outcomes.push(writer.await.unwrap());
+        }
+        // THEN one holds the URI, every other is told who does, and left no schema behind
+        let winners: Vec<&String> = outcomes.iter().filter(|(_, r)| r.is_ok()).map(|(name, _)| name).collect();
+        assert_eq!(winners.len(), 1, "{outcomes:?}");
+        let holder = store.schema_by_uri(&uri).await.unwrap().expect("the URI names a version");
+        assert_eq!(holder.name.as_str(), winners[0]);
+        for (name, outcome) in outcomes.iter().filter(|(_, r)| r.is_err()) {
+            match outcome {
+                Err(Error::SchemaUriTaken { schema, version: 1, .. }) => assert_eq!(*schema, holder.name),
+                other => panic!("expected SchemaUriTaken, got {other:?}"),
+            }
+            let name = SchemaName::parse(name).unwrap();
+            assert_eq!(store.get_schema(&name).await.unwrap(), None, "its schema row went with its version");
+        }
+    }
+
+    #[tokio::test]
+    async fn referrer_edges_follow_every_replace_and_delete_of_their_referrer() {
+        // GIVEN schemas a and b, an event referring to both, and a schema s whose version 1
+        // refers to a and whose version 2 refers only to s's own version 1
+        let store = SqliteStore::in_memory().unwrap();
+        let (a, b) = (version("a", 1, &[]), version("b", 1, &[]));
+        store.create_schema(&schema("a"), &a).await.unwrap();
+        store.create_schema(&schema("b"), &b).await.unwrap();
+        let s1 = version("s", 1, &[&a]);
+        store.create_schema(&schema("s"), &s1).await.unwrap();
+        store.add_schema_version(&at_version(&schema("s"), 2), &version("s", 2, &[&s1])).await.unwrap();
+        let name = EventName::parse("people.changed").unwrap();
+        let mut event = fixtures::definition("people.changed");
+        event.schema_references = vec![a.as_reference(), b.as_reference()];
+        store.create_event(&event).await.unwrap();
+        let by_event = Referrer::Event(name.clone());
+        let by_s = Referrer::Schema(SchemaName::parse("s").unwrap());
+        assert_eq!(edge_count(&store), 3, "event to a and b, s to a; s to itself is no edge");
+
+        // WHEN the event is replaced with the same references, THEN they still hold
+        let same = EventDefinition { description: Some("renamed".into()), version: Version(2), ..event.clone() };
+        store.replace_event(&same).await.unwrap();
+        assert_eq!(referrers(store.delete_schema(&a.name, None).await), [by_event.clone(), by_s.clone()]);
+        assert_eq!(referrers(store.delete_schema(&b.name, None).await), [Referrer::Event(name.clone())]);
+
+        // WHEN it is replaced referring to a only, THEN b may go
+        let narrower = EventDefinition { schema_references: vec![a.as_reference()], version: Version(3), ..same };
+        store.replace_event(&narrower).await.unwrap();
+        store.delete_schema(&b.name, None).await.unwrap();
+
+        // WHEN a refused replace would have dropped its references, THEN they are kept
+        let stale = EventDefinition { schema_references: Vec::new(), ..narrower.clone() };
+        assert!(matches!(store.replace_event(&stale).await, Err(Error::VersionMismatch { .. })));
+        assert_eq!(referrers(store.delete_schema(&a.name, None).await), [by_event, by_s.clone()]);
+
+        // WHEN the event and then s are deleted, THEN a may go, and no edge is left
+        store.delete_event(&name, None, false).await.unwrap();
+        assert_eq!(referrers(store.delete_schema(&a.name, None).await), [by_s]);
+        store.delete_schema(&s1.name, None).await.unwrap();
+        store.delete_schema(&a.name, None).await.unwrap();
+        assert_eq!(edge_count(&store), 0);
+    }
+
+    #[tokio::test]
+    async fn schemas_versions_and_referrers_survive_reopening_the_file() {
+        let (dir, path) = temp_file();
+        let store = SqliteStore::open(&path).unwrap();
+        let person = version("person", 1, &[]);
+        store.create_schema(&schema("person"), &person).await.unwrap();
+        let person_next = at_version(&schema("person"), 2);
+        let person_2 = version("person", 2, &[]);
+        store.add_schema_version(&person_next, &person_2).await.unwrap();
+        store.create_schema(&schema("team"), &version("team", 1, &[&person_2])).await.unwrap();
+        let mut event = fixtures::definition("people.changed");
+        event.envelope = Some(gateway_core::Envelope::Resource);
+        event.schema_references = vec![person.as_reference()];
+        store.create_event(&event).await.unwrap();
+        drop(store);
+
+        let reopened = SqliteStore::open(&path).unwrap();
+        assert_eq!(reopened.get_schema(&person.name).await.unwrap(), Some(person_next));
+        assert_eq!(reopened.schema_versions(&person.name).await.unwrap(), [person.summary(), person_2.summary()]);
+        assert_eq!(reopened.schema_by_uri(&person.uri).await.unwrap(), Some(person.clone()));
+        assert_eq!(reopened.get_event(&event.name).await.unwrap(), Some(event.clone()));
+        assert_eq!(
+            referrers(reopened.delete_schema(&person.name, None).await),
+            [Referrer::Event(event.name), Referrer::Schema(SchemaName::parse("team").unwrap())]
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_database_made_before_the_schema_registry_gets_its_tables_and_keeps_its_events() {
+        // GIVEN a file with the tables of before the registry, and an event as it was stored then
+        let (dir, path) = temp_file();
+        let (before, _) = schema::SCHEMA.split_once("-- The schema registry.").expect("the registry's tables are last");
+        assert!(!before.contains("schema_versions"), "the old schema has no registry");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(before).unwrap();
+        let body = r#"{"name":"orders.created","schema":{"type":"object"},"dataType":"application/json",
+            "metadata":{"team":"orders"},"createdAt":"2026-01-01T00:00:00Z","updatedAt":"2026-01-01T00:00:00Z","version":1}"#;
+        old.execute("INSERT INTO events (name, version, body) VALUES ('orders.created', 1, ?1)", [body]).unwrap();
+        drop(old);
+
+        // WHEN it is opened
+        let store = SqliteStore::open(&path).unwrap();
+
+        // THEN the event reads back with neither envelope nor references, and the registry works
+        let name = EventName::parse("orders.created").unwrap();
+        let event = store.get_event(&name).await.unwrap().expect("the old event is kept");
+        assert_eq!((event.envelope, event.schema_references.len()), (None, 0));
+        store_contract::schemas_contract(&store).await;
+        // AND the old event may now refer to a registered schema, which it then keeps
+        let order = version("order", 1, &[]);
+        store.create_schema(&schema("order"), &order).await.unwrap();
+        let referring = EventDefinition { schema_references: vec![order.as_reference()], version: Version(2), ..event };
+        store.replace_event(&referring).await.unwrap();
+        assert_eq!(referrers(store.delete_schema(&order.name, None).await), [Referrer::Event(name)]);
+        drop(store);
+        SqliteStore::open(&path).expect("opening again adds nothing twice");
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -67,10 +67,39 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event, event_id, subscription_id);
+
+-- The schema registry. `revision` is kept beside the body so that a write can check it.
+CREATE TABLE IF NOT EXISTS schemas (
+    name     TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL,
+    body     TEXT NOT NULL
+);
+
+-- Every version of every schema, its document in the body. A URI names one version across the
+-- registry: the constraint, not a read before the write, is what refuses a second holder.
+CREATE TABLE IF NOT EXISTS schema_versions (
+    schema  TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    uri     TEXT NOT NULL UNIQUE,
+    body    TEXT NOT NULL,
+    PRIMARY KEY (schema, version)
+);
+
+-- Who refers to which schema: an event (`kind` 'event') through its schema_references, or
+-- another schema (`kind` 'schema') through any of its versions' references. Kept in the
+-- referrer's write transactions, so that deleting a schema reads its referrers from one index.
+CREATE TABLE IF NOT EXISTS schema_referrers (
+    schema   TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    referrer TEXT NOT NULL,
+    PRIMARY KEY (schema, kind, referrer)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS schema_referrers_by_referrer ON schema_referrers (kind, referrer);
 "#;
 
 /// Columns added after a database may have been created, each with the statement that adds it:
-/// `CREATE TABLE IF NOT EXISTS` leaves an existing table as it is.
+/// `CREATE TABLE IF NOT EXISTS` leaves an existing table as it is. (A table added later, like the
+/// schema registry's, needs no entry: the same statement creates it in an old file.)
 pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("deliveries", "claim_token", "ALTER TABLE deliveries ADD COLUMN claim_token TEXT"),
     ("triggers", "source", "ALTER TABLE triggers ADD COLUMN source TEXT"),

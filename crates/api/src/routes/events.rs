@@ -57,10 +57,11 @@ fn location(name: &EventName) -> String {
                 ("deliveries" = (operation_id = "deliveries_of_event", parameters(("name" = "$response.body#/name")))),
             )),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "A registered schema its `$ref`s reach was deleted while it was being defined", body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "The name is taken", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, description = "Body too large", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "Invalid fields, or a schema that does not compile", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid fields, a schema that does not compile, a `$ref` to a URI the registry does not hold (at /schema), or a schema or envelope for a dataType that is not JSON", body = Problem, content_type = PROBLEM_JSON),
     ))]
 async fn create_event(
     State(g): State<SharedGateway>,
@@ -68,7 +69,7 @@ async fn create_event(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let draft: EventDraft = json_body(&headers, body, g.max_payload_bytes)?;
-    let event = events::define_event(g.events.as_ref(), g.clock.as_ref(), draft).await?;
+    let event = events::define_event(g.events.as_ref(), g.registry.as_ref(), g.clock.as_ref(), draft).await?;
     Ok(versioned(StatusCode::CREATED, event.version, Some(location(&event.name)), &event))
 }
 
@@ -118,11 +119,11 @@ async fn get_event(
                 ("delete" = (operation_id = "delete_event", parameters(("name" = "$response.body#/name"), ("If-Match" = "$response.header.ETag")))),
             )),
         (status = 400, description = "Invalid name or If-Match, or malformed JSON", body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, description = "No such event", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such event (or a registered schema its `$ref`s reach was deleted meanwhile)", body = Problem, content_type = PROBLEM_JSON),
         (status = 412, description = "If-Match names another version; `currentVersion` says which is current", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, description = "Body too large", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "Invalid fields, another name than the path's, or a schema that does not compile", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid fields, another name than the path's, a schema that does not compile, a `$ref` to a URI the registry does not hold (at /schema), or a schema or envelope for a dataType that is not JSON", body = Problem, content_type = PROBLEM_JSON),
     ))]
 async fn replace_event(
     State(g): State<SharedGateway>,
@@ -133,7 +134,8 @@ async fn replace_event(
     let name = path_param(name, EventName::parse)?;
     let expected = if_match(&headers)?;
     let draft: EventDraft = json_body(&headers, body, g.max_payload_bytes)?;
-    let event = events::replace_event(g.events.as_ref(), g.clock.as_ref(), &name, draft, expected).await?;
+    let event =
+        events::replace_event(g.events.as_ref(), g.registry.as_ref(), g.clock.as_ref(), &name, draft, expected).await?;
     Ok(versioned(StatusCode::OK, event.version, None, &event))
 }
 

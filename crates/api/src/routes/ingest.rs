@@ -154,6 +154,7 @@ async fn ingest_aws(
             source: g.trigger_source.as_ref(),
             acceptor: g.acceptor.as_ref(),
             schemas: &g.schemas,
+            registry: g.registry.as_ref(),
             clock: g.clock.as_ref(),
             ids: g.ids.as_ref(),
         },

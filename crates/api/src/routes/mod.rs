@@ -3,6 +3,7 @@
 pub mod events;
 pub mod ingest;
 pub mod meta;
+pub mod schemas;
 pub mod sources;
 pub mod subscriptions;
 pub mod triggers;

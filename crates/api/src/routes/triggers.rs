@@ -41,6 +41,13 @@ struct DeliveryPage {
 /// What the payload must be is the event's: its `Content-Type` must be the event's `dataType`
 /// (415), and a JSON payload must satisfy the event's `schema` (422, every violation listed).
 /// An event whose `dataType` is not JSON takes any bytes of that type.
+///
+/// An event with `"envelope": "resource"` takes resource lifecycle envelopes, `{"action":
+/// "create" | "update" | "delete", "resource": {"schema": <URI>, "content": {...}}}`: the envelope
+/// is checked first, then `resource.content` against the registered schema version
+/// `resource.schema` names (422 with pointers under `/resource/content`; an unregistered URI is
+/// 422 at `/resource/schema`), unless the content is a `ResourceReference` (`tenantId`, `id`,
+/// `version`, numbers). The payload reaches subscribers unchanged.
 #[utoipa::path(post, path = "/events/{name}/trigger", tag = "triggers",
     params(("name" = EventName, Path), IdempotencyKeyHeader),
     request_body(content = serde_json::Value, content_type = "application/json", description = "The payload: any JSON for an event of JSON dataType (then checked against its schema), or raw bytes of the event's dataType"),
@@ -55,7 +62,7 @@ struct DeliveryPage {
         (status = 404, description = "No such event", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, description = "Payload over the limit", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "Content-Type is not the event's dataType", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "Payload breaks the schema (every violation listed), or the Idempotency-Key was first used with another payload", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Payload breaks the schema or, for a resource event, the envelope or the registered schema its `resource.schema` names (every violation listed, with its pointer), or the Idempotency-Key was first used with another payload", body = Problem, content_type = PROBLEM_JSON),
     ))]
 async fn trigger_event(
     State(g): State<SharedGateway>,
@@ -73,6 +80,7 @@ async fn trigger_event(
         source: g.trigger_source.as_ref(),
         acceptor: g.acceptor.as_ref(),
         schemas: &g.schemas,
+        registry: g.registry.as_ref(),
         clock: g.clock.as_ref(),
         ids: g.ids.as_ref(),
     };
