@@ -157,6 +157,69 @@ pub fn truncated(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::{FixedClock, RecordingInvoker};
+    use crate::model::DeliveryPolicy;
+    use crate::ports::UlidSource;
+    use crate::{fixtures, trigger, DataType};
+
+    fn delivery(policy: DeliveryPolicy) -> Delivery {
+        let definition = fixtures::definition("orders.created");
+        let mut sub = fixtures::subscription(&definition.name, "my-app-orders", Default::default());
+        sub.delivery = policy;
+        let t = trigger::accepted_trigger(&definition, &[sub], b"{}".to_vec(), t0(), &UlidSource);
+        t.deliveries[0].clone()
+    }
+
+    fn t0() -> chrono::DateTime<chrono::Utc> {
+        "2026-12-02T10:00:00Z".parse().unwrap()
+    }
+
+    async fn run(invoker: &RecordingInvoker, d: &Delivery, allowlist: &str, budget: Option<Duration>) -> Attempted {
+        let data_type = DataType::default();
+        let invocation = Invocation { delivery: d, data_type: &data_type, payload: b"{}", source: None };
+        let allowlist = FunctionAllowlist::parse(allowlist).unwrap();
+        attempt(invoker, &allowlist, &RetryPolicy::default(), &FixedClock::at(t0()), budget, invocation).await
+    }
+
+    #[tokio::test]
+    async fn an_async_delivery_is_invoked_and_a_sync_one_delivered_each_attempt_in_the_history() {
+        let invoker = RecordingInvoker::default();
+        let async_one = run(&invoker, &delivery(DeliveryPolicy::default()), "my-app-", None).await;
+        assert_eq!((async_one.delivery.status, async_one.delivery.attempts), (DeliveryStatus::Invoked, 1));
+        assert_eq!(async_one.delivery.history[0].result, AttemptResult::Invoked);
+        let sync = DeliveryPolicy { mode: DeliveryMode::Sync, timeout_seconds: Some(60), ..Default::default() };
+        let sync_one = run(&invoker, &delivery(sync), "my-app-", Some(Duration::from_secs(20))).await;
+        assert_eq!(sync_one.delivery.status, DeliveryStatus::Delivered);
+        assert_eq!(
+            invoker.modes(),
+            [InvocationMode::Async, InvocationMode::Sync { timeout: Duration::from_secs(20) }],
+            "a sync wait is bounded by the caller's budget as well as the policy's timeout"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_is_retried_under_the_policy_then_failed() {
+        let invoker = RecordingInvoker::failing(2);
+        let policy = DeliveryPolicy { mode: DeliveryMode::Sync, max_attempts: Some(2), ..Default::default() };
+        let first = run(&invoker, &delivery(policy), "my-app-", None).await;
+        assert_eq!(first.delivery.status, DeliveryStatus::Pending);
+        let retry = first.retry.expect("retried");
+        assert!(retry.delay >= Duration::from_millis(500) && retry.delay <= Duration::from_secs(1), "{retry:?}");
+        let second = run(&invoker, &first.delivery, "my-app-", None).await;
+        assert_eq!((second.delivery.status, second.delivery.attempts, second.retry), (DeliveryStatus::Failed, 2, None));
+        assert_eq!(second.delivery.last_error.as_deref(), Some("attempt 2 of 2: function is throttled"));
+        let numbers: Vec<_> = second.delivery.history.iter().map(|a| (a.number, a.result)).collect();
+        assert_eq!(numbers, [(1, AttemptResult::Failed), (2, AttemptResult::Failed)]);
+    }
+
+    #[tokio::test]
+    async fn a_function_outside_the_allowlist_is_never_invoked_and_not_retried() {
+        let invoker = RecordingInvoker::default();
+        let refused = run(&invoker, &delivery(DeliveryPolicy::default()), "other-app-", None).await;
+        assert_eq!(refused.delivery.status, DeliveryStatus::Failed);
+        assert!(refused.delivery.last_error.unwrap().contains("outside the allowlist"));
+        assert!(invoker.calls().is_empty());
+    }
 
     #[test]
     fn errors_are_cut_on_a_character_boundary() {
