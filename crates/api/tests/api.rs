@@ -2927,6 +2927,22 @@ impl Api {
         assert_eq!(recorded, outcomes.len(), "every delivery named was due");
     }
 
+    /// GIVEN helper: plays the delivery worker once, failing every delivery that is due.
+    async fn fail_everything_due(&self) -> usize {
+        let now = gateway_core::ports::Clock::now(self.clock.as_ref());
+        let due = self.store.claim_due(now, 10_000, Duration::from_secs(30)).await.expect("claims");
+        for due in &due {
+            let failed = Delivery {
+                status: DeliveryStatus::Failed,
+                attempts: due.delivery.attempts + 1,
+                last_error: Some("boom".into()),
+                ..due.delivery.clone()
+            };
+            self.store.record_attempt(due, &Attempted { delivery: failed, retry: None }).await.expect("recorded");
+        }
+        due.len()
+    }
+
     /// The delivery of `event_id` to `subscription`, as GET /deliveries/{eventId} shows it.
     async fn delivery(&self, event_id: &str, subscription: &str) -> Value {
         let (status, _, deliveries) = self.get(&format!("/deliveries/{event_id}")).await;
@@ -3448,6 +3464,29 @@ async fn a_redrive_by_subscription_redrives_its_failed_deliveries_in_the_window_
 }
 
 #[tokio::test]
+async fn a_redrive_by_subscription_takes_at_most_500_and_says_when_more_are_left() {
+    // GIVEN 501 failed deliveries of one subscription
+    let api = Api::new();
+    api.define_named("orders.created").await;
+    let sub = api.subscribe("orders.created", "orders-mailer").await;
+    for _ in 0..501 {
+        api.trigger("orders.created", &json!({})).await;
+    }
+    assert_eq!(api.fail_everything_due().await, 501);
+    api.clock.advance(Duration::from_secs(1));
+    let window = json!({ "since": "2024-12-31T00:00:00Z" });
+
+    // WHEN the subscription is redriven, and again
+    let (status, _, first) = api.redrive_subscription(&sub, &window).await;
+    let (_, _, second) = api.redrive_subscription(&sub, &window).await;
+
+    // THEN the first takes 500 and says more are left; the second goes on with the last one
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(first, json!({ "redriven": 500, "more": true }));
+    assert_eq!(second, json!({ "redriven": 1 }));
+}
+
+#[tokio::test]
 async fn a_redrive_by_subscription_refuses_a_bad_window_at_its_pointer() {
     let api = Api::new();
     let (event_id, sub) = api.failed_delivery().await;
@@ -3604,6 +3643,7 @@ async fn documented_redrive_bodies_are_accepted_and_others_refused() {
         json!({ "since": "2024-12-31T00:00:00Z" }),
         json!({ "since": "2024-12-31T00:00:00Z", "until": null }),
         json!({ "since": "2024-12-31T00:00:00.123456789Z", "until": "2025-01-01T00:00:00-01:00" }),
+        json!({ "since": "2024-12-31T00:00:00.123456789012Z" }),
         json!({ "since": "2024-12-31T00:00:00+23:59" }),
         json!({ "since": "0001-01-01T00:00:00Z" }),
         json!({ "since": "2024-12-31t00:00:00z" }),

@@ -121,8 +121,8 @@ async fn deliveries_of_event(
 /// `pending`: an attempt is due, running or waiting for its backoff. `delivered`: a `sync`
 /// invocation returned without a function error. `invoked`: Lambda accepted an `async` invocation
 /// and runs the function under its own retries; the gateway did not see it succeed. `failed`: no
-/// attempt left; on AWS it is dead-lettered with its last error; `POST
-/// /deliveries/{eventId}/redrive` runs it again.
+/// attempt left; on AWS it is dead-lettered with its last error. A failed delivery runs again
+/// after a redrive (`POST /deliveries/{eventId}/redrive`).
 ///
 /// A trigger's log is kept for at least the delivery retention (30 days by default) after it
 /// was received; after that it may be gone, and this is 404 as for an id never seen.
