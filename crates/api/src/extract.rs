@@ -305,6 +305,41 @@ mod tests {
     }
 
     #[test]
+    fn date_time_reads_rfc_3339_with_an_offset_as_utc_and_nothing_else() {
+        let utc = |raw: &str| date_time(raw).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+        for (raw, want) in [
+            ("2025-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
+            ("2025-01-01T01:30:00+01:30", "2025-01-01T00:00:00Z"),
+            ("2024-12-31T23:00:00-01:00", "2025-01-01T00:00:00Z"),
+            ("2025-01-01T00:00:00.5Z", "2025-01-01T00:00:00.500Z"),
+            ("2024-02-29T12:00:00Z", "2024-02-29T12:00:00Z"),
+        ] {
+            assert_eq!(utc(raw).as_deref(), Some(want), "{raw}");
+        }
+        for raw in [
+            "",
+            "2025-01-01",
+            "2025-01-01T00:00:00",
+            "2025-01-01T00:00Z",
+            "2025-01-01 00:00:00Z",
+            "2025-01-01t00:00:00z",
+            "2025-01-01T00:00:00.Z",
+            "2025-01-01T00:00:00+0100",
+            "2025-01-01T00:00:00+01",
+            "2025-01-01T00:00:60Z",
+            "2025-01-01T24:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "2025-13-01T00:00:00Z",
+            "2025-01-01T00:00:00+24:00",
+            "+2025-01-01T00:00:00Z",
+            "2025-01-01T00:00:00Z ",
+            "２０２５-01-01T00:00:00Z",
+        ] {
+            assert_eq!(date_time(raw), None, "{raw:?} is refused");
+        }
+    }
+
+    #[test]
     fn if_match_refuses_what_is_not_an_etag_of_this_api() {
         let mut h = HeaderMap::new();
         for raw in [
