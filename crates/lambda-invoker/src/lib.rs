@@ -65,8 +65,9 @@ impl FunctionInvoker for LambdaInvoker {
             }
         };
         match result {
-            // `sync`: the function's own error. `async`: only a synchronous runner (a local
-            // emulator) reports one; Lambda itself answers 202 and runs the function later.
+            // `sync`: the function's own error, as Lambda reports it. `async`: Lambda answers 202
+            // and runs the function later, so it never reports one here (an emulator that runs
+            // the function at once might; `cargo lambda watch` answers HTTP 500, see `classify`).
             Ok(output) => match output.function_error() {
                 Some(kind) => Err(InvokeError {
                     message: function_failed(function, kind, output.payload().map(Blob::as_ref)),
@@ -91,6 +92,11 @@ impl FunctionInvoker for LambdaInvoker {
             },
         }
     }
+}
+
+/// Whether `body` is a function error as Lambda's runtime reports it: JSON with `errorType`.
+fn is_function_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("errorType").is_some_and(|t| t.is_string()))
 }
 
 /// How many bytes of a function error's payload are kept when it is not the usual JSON.
@@ -213,12 +219,15 @@ fn classify(function: &FunctionId, err: SdkError<SdkInvokeError, HttpResponse>) 
         (Some(code), Some(message), _) => format!("invoking '{function}': {code}: {message}"),
         (Some(code), None, _) => format!("invoking '{function}': {code}"),
         (None, _, Some(raw)) => {
-            let body = raw.body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
-            format!(
-                "invoking '{function}': HTTP {}: {}",
-                raw.status().as_u16(),
-                body.chars().take(300).collect::<String>()
-            )
+            let (status, body) = (raw.status().as_u16(), raw.body().bytes().unwrap_or_default());
+            if is_function_error(body) {
+                // `cargo lambda watch` answers a function's error (to either invocation type) so:
+                // an HTTP 500 carrying the error, without Lambda's `X-Amz-Function-Error`.
+                function_failed(function, &format!("HTTP {status}"), Some(body))
+            } else {
+                let body = String::from_utf8_lossy(body);
+                format!("invoking '{function}': HTTP {status}: {}", body.chars().take(300).collect::<String>())
+            }
         }
         _ => format!("invoking '{function}': {}", DisplayErrorContext(&err)),
     };

@@ -232,6 +232,19 @@ async fn a_sync_invoke_may_run_longer_than_the_clients_own_limit() {
 }
 
 #[tokio::test]
+async fn a_function_error_cargo_lambda_watch_answers_as_http_500_names_its_type_and_message() {
+    // As `cargo lambda watch` 1.9 answers a failing function, whichever the invocation type: 500,
+    // the error as the body, no X-Amz-Function-Error.
+    let failed = Replay::answering(500, vec![], r#"{"errorType":"AlwaysFails","errorMessage":"fails on purpose"}"#);
+    let function = FunctionId::parse("orders-ship").unwrap();
+    for mode in [SYNC, InvocationMode::Async] {
+        let err = invoker_answered_with(failed.clone()).invoke(&function, b"{}", mode).await.unwrap_err();
+        assert!(err.retryable, "{mode:?}");
+        assert_eq!(err.message, "function 'orders-ship' failed (HTTP 500): AlwaysFails: fails on purpose");
+    }
+}
+
+#[tokio::test]
 async fn a_function_error_an_emulator_reports_to_an_async_invoke_is_retried() {
     // cargo lambda watch runs the function even for an Event invoke and reports its error.
     let failed = Replay::answering(
