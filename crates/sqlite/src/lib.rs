@@ -128,7 +128,7 @@ impl SqliteStore {
     }
 
     /// Forgets up to `limit` triggers received before `retention` ended whose deliveries are
-    /// all settled (delivered or failed), payload and delivery records together, so a trigger's
+    /// all settled (delivered, invoked or failed), payload and delivery records together, so a trigger's
     /// log is never shown in part. A trigger with a pending delivery stays, however old: its
     /// rows are the outbox. Returns how many went; call again while that is `limit`, in batches
     /// so that requests are not held up and a shutdown can come in between.
