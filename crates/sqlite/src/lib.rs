@@ -1174,27 +1174,12 @@ impl DeliveryRedrive for SqliteStore {
     }
 
     async fn redrive(&self, next: &Delivery) -> DbResult<bool> {
-        let (event_id, subscription_id) = (next.event_id.to_string(), next.subscription_id.to_string());
         let Some(previous) = next.generation.checked_sub(1) else {
             return Ok(false); // generation 0 is the trigger's own series: never a redrive
         };
-        let redriven_at = next.redriven_at.unwrap_or(next.updated_at);
-        let values = (
-            next.status.as_str(),
-            next.attempts,
-            next.generation,
-            ts(redriven_at),
-            policy_json(&next.policy)?,
-            next.function_id.to_string(),
-            to_json(&next.metadata)?,
-            next.last_error.clone(),
-            history_json(&next.history)?,
-            ts(next.updated_at),
-            redriven_at.timestamp_millis(),
-        );
+        let next = next.clone();
         self.run(move |conn| {
-            let (status, attempts, generation, at, policy, function_id, metadata, last_error, history, updated_at, due) =
-                values;
+            let due = next.redriven_at.unwrap_or(next.updated_at);
             // One conditional write: of two redrives racing (or one repeated), only the first
             // finds the delivery still failed at the earlier generation.
             let updated = conn
@@ -1204,19 +1189,19 @@ impl DeliveryRedrive for SqliteStore {
                      next_attempt_at = ?13, leased_until = NULL, claim_token = NULL
                      WHERE event_id = ?1 AND subscription_id = ?2 AND status = 'failed' AND generation = ?14",
                     params![
-                        event_id,
-                        subscription_id,
-                        status,
-                        attempts,
-                        generation,
-                        at,
-                        policy,
-                        function_id,
-                        metadata,
-                        last_error,
-                        history,
-                        updated_at,
-                        due,
+                        next.event_id.to_string(),
+                        next.subscription_id.to_string(),
+                        next.status.as_str(),
+                        next.attempts,
+                        next.generation,
+                        ts(due),
+                        policy_json(&next.policy)?,
+                        next.function_id.as_str(),
+                        to_json(&next.metadata)?,
+                        next.last_error,
+                        history_json(&next.history)?,
+                        ts(next.updated_at),
+                        due.timestamp_millis(),
                         previous
                     ],
                 )
