@@ -126,7 +126,7 @@ pub async fn run(mut config: Config, home: Home, lambda: aws_sdk_lambda::Client)
         retry: config.retry.clone(),
         concurrency: config.concurrency,
         poll_interval: config.poll_interval,
-        lease: config.invoke_timeout * 2,
+        lease: worker::claim_lease(&config.retry, config.invoke_timeout),
         wake,
     };
 
