@@ -251,7 +251,6 @@ fn a_sync_delivery_to_a_failing_function_fails_after_its_max_attempts_with_the_f
 }
 
 #[test]
-#[ignore = "needs the redrive routes (dlv-api)"]
 fn a_redriven_delivery_runs_again_as_a_new_series_with_the_subscription_as_it_is_now() {
     // GIVEN a sync delivery that failed after its 2 attempts
     let f = a_failed_sync_delivery("redrive");
