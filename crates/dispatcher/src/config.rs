@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use gateway_core::delivery::{MAX_AGE_SECONDS, MAX_ATTEMPTS, TIMEOUT_SECONDS};
 use gateway_core::dispatch::RetryPolicy;
 use gateway_core::DeliveryRetention;
 
@@ -19,7 +20,8 @@ pub struct Config {
     /// `GATEWAY_FUNCTION_ALLOWLIST` (required, with `AWS_REGION` and `GATEWAY_ACCOUNT_ID`: see
     /// `gateway_core::allowlist::cloud_allowlist`), `GATEWAY_MAX_ATTEMPTS` (8),
     /// `GATEWAY_RETRY_BASE_MS` (1000), `GATEWAY_RETRY_MAX_MS` (300000, at most 900000),
-    /// `GATEWAY_CONCURRENCY` (16).
+    /// `GATEWAY_MAX_AGE_SECONDS` (86400, 60 to 86400), `GATEWAY_SYNC_TIMEOUT_SECONDS` (30, 1 to
+    /// 900), `GATEWAY_CONCURRENCY` (16): the defaults a subscription's delivery policy falls back on.
     pub settings: DispatchSettings,
     /// `GATEWAY_DELIVERY_RETENTION_DAYS` (30): the TTL of the delivery records it writes.
     pub delivery_retention: DeliveryRetention,
@@ -51,9 +53,17 @@ impl Config {
             }
         };
         let retry = RetryPolicy {
-            max_attempts: number("GATEWAY_MAX_ATTEMPTS", 8)?.clamp(1, 1000) as u32,
+            max_attempts: number("GATEWAY_MAX_ATTEMPTS", 8)?.clamp(1, u64::from(MAX_ATTEMPTS)) as u32,
             base_delay: Duration::from_millis(number("GATEWAY_RETRY_BASE_MS", 1000)?),
             max_delay: Duration::from_millis(number("GATEWAY_RETRY_MAX_MS", 300_000)?).min(MAX_DELAY),
+            max_age: Duration::from_secs(
+                number("GATEWAY_MAX_AGE_SECONDS", 86_400)?
+                    .clamp(u64::from(*MAX_AGE_SECONDS.start()), u64::from(*MAX_AGE_SECONDS.end())),
+            ),
+            timeout: Duration::from_secs(
+                number("GATEWAY_SYNC_TIMEOUT_SECONDS", 30)?
+                    .clamp(u64::from(*TIMEOUT_SECONDS.start()), u64::from(*TIMEOUT_SECONDS.end())),
+            ),
         };
         Ok(Self {
             table_name: required("GATEWAY_TABLE")?,

@@ -217,7 +217,9 @@ pub async fn serve_dispatcher() -> Result<(), BoxError> {
     let dispatcher = Dispatcher::new(Arc::new(store), Arc::new(invoker), Arc::new(queue), config.settings);
     let dispatcher = &dispatcher;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, BoxError>(dispatcher.handle(event.payload).await)
+        // A sync attempt waits at most until shortly before the invocation's deadline.
+        let deadline = gateway_dispatcher::invocation_deadline(event.context.deadline);
+        Ok::<SqsBatchResponse, BoxError>(dispatcher.handle_before(event.payload, deadline).await)
     }))
     .await
 }
