@@ -11,12 +11,15 @@ use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use chrono::{DateTime, Utc};
 use gateway_api::{Gateway, RouteGroup};
-use gateway_core::ports::{Acceptance, SystemClock, TriggerAcceptor, UlidSource};
+use gateway_core::ports::{Acceptance, DeliveryRedrive, SystemClock, TriggerAcceptor, UlidSource};
 use gateway_core::schema::SchemaCache;
-use gateway_core::{DeliveryRetention, Error, FunctionAllowlist, IdempotencyKey, Trigger};
+use gateway_core::{
+    Delivery, DeliveryRetention, Error, EventId, FunctionAllowlist, IdempotencyKey, SubscriptionId, Trigger,
+};
 use gateway_dispatcher::{Dispatcher, SqsRetryQueue};
-use gateway_dynamodb::DynamoStore;
+use gateway_dynamodb::{DynamoRedrive, DynamoStore, SqsRedriveQueue};
 use gateway_ingest::{Ingestor, SqsRejections};
 use gateway_lambda_invoker::LambdaInvoker;
 use gateway_sns::{SnsAcceptor, SnsPublisher};
@@ -43,6 +46,9 @@ pub struct HttpSettings {
     pub table: String,
     /// `GATEWAY_TOPIC_ARN`: required by the function serving triggers only.
     pub topic_arn: Option<String>,
+    /// `GATEWAY_DELIVERY_QUEUE_URL`: where a redrive hands deliveries over; required by the
+    /// function serving triggers (and the redrive routes) only.
+    pub delivery_queue_url: Option<String>,
     /// `GATEWAY_FUNCTION_ALLOWLIST` (required; in the cloud there is no "any function" default),
     /// at home in `AWS_REGION` and `GATEWAY_ACCOUNT_ID`.
     pub allowlist: FunctionAllowlist,
@@ -70,6 +76,7 @@ impl HttpSettings {
             topic_arn: if serves_triggers { Some(required("GATEWAY_TOPIC_ARN")?) } else { None },
             allowlist: gateway_core::allowlist::cloud_allowlist(&get)
                 .map_err(|(var, problem)| ConfigError { var, problem })?,
+            delivery_queue_url: if serves_triggers { Some(required("GATEWAY_DELIVERY_QUEUE_URL")?) } else { None },
             max_payload_bytes,
             delivery_retention: DeliveryRetention::parse(get("GATEWAY_DELIVERY_RETENTION_DAYS").as_deref())
                 .map_err(|problem| ConfigError { var: "GATEWAY_DELIVERY_RETENTION_DAYS", problem })?,
@@ -85,6 +92,49 @@ struct NoTriggersHere;
 impl TriggerAcceptor for NoTriggersHere {
     async fn accept(&self, _: &Trigger, _: Option<&IdempotencyKey>) -> gateway_core::error::Result<Acceptance> {
         Err(Error::unavailable("this function does not serve triggers"))
+    }
+}
+
+/// Stands in for the redrive in functions that do not serve the redrive routes, so they need
+/// neither the delivery queue nor the permission to send to it.
+struct NoRedriveHere;
+
+#[async_trait]
+impl DeliveryRedrive for NoRedriveHere {
+    async fn failed_of_trigger(
+        &self,
+        _: &EventId,
+        _: Option<&SubscriptionId>,
+    ) -> gateway_core::error::Result<Option<Vec<Delivery>>> {
+        Err(Error::unavailable("this function does not serve redrives"))
+    }
+    async fn failed_of_subscription(
+        &self,
+        _: &SubscriptionId,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+        _: u32,
+    ) -> gateway_core::error::Result<Vec<Delivery>> {
+        Err(Error::unavailable("this function does not serve redrives"))
+    }
+    async fn redrive(&self, _: &Delivery) -> gateway_core::error::Result<bool> {
+        Err(Error::unavailable("this function does not serve redrives"))
+    }
+}
+
+/// The redrive a route group needs: the table's failed records and the delivery queue
+/// (`DynamoRedrive`), for the function that serves the redrive routes (`Gateway::redrive`).
+pub fn cloud_redrive(
+    settings: &HttpSettings,
+    store: &DynamoStore,
+    aws: &aws_config::SdkConfig,
+) -> Arc<dyn DeliveryRedrive> {
+    match &settings.delivery_queue_url {
+        Some(url) => Arc::new(DynamoRedrive::new(
+            store.clone(),
+            Arc::new(SqsRedriveQueue::new(aws_sdk_sqs::Client::new(aws), url.clone())),
+        )),
+        None => Arc::new(NoRedriveHere),
     }
 }
 
@@ -259,6 +309,20 @@ mod tests {
 
     fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn the_function_serving_triggers_needs_the_delivery_queue_for_redrives_and_the_others_do_not() {
+        let base = [
+            ("GATEWAY_TABLE", "gateway"),
+            ("GATEWAY_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:t"),
+            ("GATEWAY_FUNCTION_ALLOWLIST", "my-app-"),
+            ("AWS_REGION", "us-east-1"),
+        ];
+        let err = HttpSettings::from_lookup(RouteGroup::Triggers, env(Box::leak(Box::new(base)))).unwrap_err();
+        assert!(err.to_string().starts_with("GATEWAY_DELIVERY_QUEUE_URL: is required"), "{err}");
+        let events = HttpSettings::from_lookup(RouteGroup::Events, env(Box::leak(Box::new(base)))).unwrap();
+        assert_eq!(events.delivery_queue_url, None);
     }
 
     #[test]
