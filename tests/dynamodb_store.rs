@@ -833,7 +833,7 @@ async fn a_redrive_starts_a_new_series_once_and_hands_the_kept_payload_to_the_de
 
     // THEN the record is generation 1, pending, out of the failed index and without the payload
     let recorded = store.recorded_trigger(&t.event_id, &[sub.subscription_id]).await.unwrap().deliveries;
-    assert_eq!(recorded, [next.clone()]);
+    assert_eq!(recorded, std::slice::from_ref(&next));
     let item = &delivery_item(&raw, &t).await;
     assert!(!item.contains_key("payload") && !item.contains_key("gsi2pk"), "{item:?}");
     // AND one message of the current version carries it, with the trigger's payload
@@ -862,7 +862,7 @@ async fn a_redrive_that_cannot_reach_the_queue_leaves_the_delivery_failed_and_sa
 
     assert!(matches!(err, Error::Unavailable(_)), "a 503 to retry: {err:?}");
     let recorded = store.recorded_trigger(&t.event_id, &[sub.subscription_id]).await.unwrap().deliveries;
-    assert_eq!(recorded, [failed.clone()], "failed again, at generation 0");
+    assert_eq!(recorded, std::slice::from_ref(&failed), "failed again, at generation 0");
     let listed = redrive
         .failed_of_subscription(&sub.subscription_id, t.received_at, Utc::now() + chrono::Duration::hours(1), 10)
         .await

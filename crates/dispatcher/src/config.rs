@@ -121,6 +121,43 @@ mod tests {
     }
 
     #[test]
+    fn the_policy_defaults_are_a_day_of_age_and_thirty_seconds_of_sync_wait_within_the_policy_limits() {
+        let base = [
+            ("GATEWAY_TABLE", "gateway"),
+            ("GATEWAY_DELIVERY_QUEUE_URL", "https://sqs/1/deliveries"),
+            ("GATEWAY_DEAD_LETTER_QUEUE_URL", "https://sqs/1/dlq"),
+            ("GATEWAY_FUNCTION_ALLOWLIST", "orders-"),
+            ("AWS_REGION", "eu-west-1"),
+        ];
+        let with = |extra: &'static [(&'static str, &'static str)]| {
+            move |k: &str| base.iter().chain(extra).find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        let defaults = Config::from_lookup(with(&[])).unwrap().settings.retry;
+        assert_eq!((defaults.max_age, defaults.timeout), (Duration::from_secs(86_400), Duration::from_secs(30)));
+        let set =
+            Config::from_lookup(with(&[("GATEWAY_MAX_AGE_SECONDS", "600"), ("GATEWAY_SYNC_TIMEOUT_SECONDS", "120")]))
+                .unwrap()
+                .settings
+                .retry;
+        assert_eq!((set.max_age, set.timeout), (Duration::from_secs(600), Duration::from_secs(120)));
+        let out = Config::from_lookup(with(&[
+            ("GATEWAY_MAX_AGE_SECONDS", "10"),
+            ("GATEWAY_SYNC_TIMEOUT_SECONDS", "3600"),
+            ("GATEWAY_MAX_ATTEMPTS", "500"),
+        ]))
+        .unwrap()
+        .settings
+        .retry;
+        assert_eq!(
+            (out.max_age, out.timeout, out.max_attempts),
+            (Duration::from_secs(60), Duration::from_secs(900), 185),
+            "held to what a subscription's policy may say"
+        );
+        let err = Config::from_lookup(with(&[("GATEWAY_SYNC_TIMEOUT_SECONDS", "soon")])).unwrap_err();
+        assert_eq!(err.var, "GATEWAY_SYNC_TIMEOUT_SECONDS");
+    }
+
+    #[test]
     fn the_dispatcher_refuses_to_start_without_an_allowlist_instead_of_allowing_every_function() {
         let err = Config::from_lookup(|k| match k {
             "GATEWAY_TABLE" => Some("gateway".into()),
