@@ -908,3 +908,60 @@ async fn a_failure_without_a_kept_payload_is_not_redriven_by_the_api_and_the_ans
     let recorded = store.recorded_trigger(&t.event_id, &[sub.subscription_id]).await.unwrap().deliveries;
     assert_eq!(recorded, [failed]);
 }
+
+#[tokio::test]
+async fn a_delivery_write_lands_exactly_when_the_core_says_it_supersedes_the_record() {
+    // GIVEN every pair of states a record and a later write may be in (status, attempts,
+    // generation), the record reset to the first before each write. A generation-0 record is
+    // stored without `generation`, as every record from before redrives is.
+    let moto = Moto::start("supersedes");
+    let store = store(&moto).await;
+    let raw = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+    let sub = subscription("orders.created", "fn-a", Metadata::new());
+    let t = gateway_core::trigger::accepted_trigger(
+        &definition("orders.created"),
+        std::slice::from_ref(&sub),
+        b"{}".to_vec(),
+        Utc::now(),
+        &UlidSource,
+    );
+    use DeliveryStatus::*;
+    let mut states = Vec::new();
+    for status in [Pending, Invoked, Delivered, Failed] {
+        for attempts in [1, 2] {
+            for generation in [0, 1] {
+                states.push(Delivery { status, attempts, generation, ..t.deliveries[0].clone() });
+            }
+        }
+    }
+    let key = |d: &Delivery| {
+        HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(format!("TRIGGER#{}", d.event_id))),
+            ("sk".to_owned(), AttributeValue::S(format!("DELIVERY#{}", d.subscription_id))),
+        ])
+    };
+    for recorded in &states {
+        for written in &states {
+            raw.delete_item().table_name("gateway").set_key(Some(key(recorded))).send().await.unwrap();
+            store.record_delivery(recorded).await.unwrap();
+
+            // WHEN the write comes
+            store.record_delivery(written).await.unwrap();
+
+            // THEN the record is the write if and only if `Delivery::supersedes` says so
+            let now = store.recorded_trigger(&t.event_id, &[sub.subscription_id]).await.unwrap().deliveries;
+            let expected = if written.supersedes(recorded) { written } else { recorded };
+            assert_eq!(
+                now,
+                std::slice::from_ref(expected),
+                "recorded {:?}/{}/g{}, written {:?}/{}/g{}",
+                recorded.status,
+                recorded.attempts,
+                recorded.generation,
+                written.status,
+                written.attempts,
+                written.generation
+            );
+        }
+    }
+}
