@@ -46,8 +46,10 @@ pub struct HttpSettings {
     pub table: String,
     /// `GATEWAY_TOPIC_ARN`: required by the function serving triggers only.
     pub topic_arn: Option<String>,
-    /// `GATEWAY_DELIVERY_QUEUE_URL`: where a redrive hands deliveries over; required by the
-    /// function serving triggers (and the redrive routes) only.
+    /// `GATEWAY_DELIVERY_QUEUE_URL`: where a redrive hands deliveries over; read by the
+    /// function serving triggers (and the redrive routes) only. The template always sets it;
+    /// without it (a `sam local invoke` or a test that only triggers) the redrive routes answer
+    /// 503 and everything else works.
     pub delivery_queue_url: Option<String>,
     /// `GATEWAY_FUNCTION_ALLOWLIST` (required; in the cloud there is no "any function" default),
     /// at home in `AWS_REGION` and `GATEWAY_ACCOUNT_ID`.
@@ -76,7 +78,8 @@ impl HttpSettings {
             topic_arn: if serves_triggers { Some(required("GATEWAY_TOPIC_ARN")?) } else { None },
             allowlist: gateway_core::allowlist::cloud_allowlist(&get)
                 .map_err(|(var, problem)| ConfigError { var, problem })?,
-            delivery_queue_url: if serves_triggers { Some(required("GATEWAY_DELIVERY_QUEUE_URL")?) } else { None },
+            delivery_queue_url: get("GATEWAY_DELIVERY_QUEUE_URL")
+                .filter(|url| serves_triggers && !url.trim().is_empty()),
             max_payload_bytes,
             delivery_retention: DeliveryRetention::parse(get("GATEWAY_DELIVERY_RETENTION_DAYS").as_deref())
                 .map_err(|problem| ConfigError { var: "GATEWAY_DELIVERY_RETENTION_DAYS", problem })?,
@@ -95,8 +98,8 @@ impl TriggerAcceptor for NoTriggersHere {
     }
 }
 
-/// Stands in for the redrive in functions that do not serve the redrive routes, so they need
-/// neither the delivery queue nor the permission to send to it.
+/// Stands in for the redrive in functions that do not serve the redrive routes (or were given
+/// no delivery queue), so they need neither the queue nor the permission to send to it.
 struct NoRedriveHere;
 
 #[async_trait]
@@ -106,7 +109,7 @@ impl DeliveryRedrive for NoRedriveHere {
         _: &EventId,
         _: Option<&SubscriptionId>,
     ) -> gateway_core::error::Result<Option<Vec<Delivery>>> {
-        Err(Error::unavailable("this function does not serve redrives"))
+        Err(Error::unavailable("this function cannot redrive: it has no GATEWAY_DELIVERY_QUEUE_URL"))
     }
     async fn failed_of_subscription(
         &self,
@@ -115,10 +118,10 @@ impl DeliveryRedrive for NoRedriveHere {
         _: DateTime<Utc>,
         _: u32,
     ) -> gateway_core::error::Result<Vec<Delivery>> {
-        Err(Error::unavailable("this function does not serve redrives"))
+        Err(Error::unavailable("this function cannot redrive: it has no GATEWAY_DELIVERY_QUEUE_URL"))
     }
     async fn redrive(&self, _: &Delivery) -> gateway_core::error::Result<bool> {
-        Err(Error::unavailable("this function does not serve redrives"))
+        Err(Error::unavailable("this function cannot redrive: it has no GATEWAY_DELIVERY_QUEUE_URL"))
     }
 }
 
@@ -312,17 +315,20 @@ mod tests {
     }
 
     #[test]
-    fn the_function_serving_triggers_needs_the_delivery_queue_for_redrives_and_the_others_do_not() {
-        let base = [
+    fn only_the_function_serving_triggers_takes_the_delivery_queue_for_redrives() {
+        const BASE: &[(&str, &str)] = &[
             ("GATEWAY_TABLE", "gateway"),
             ("GATEWAY_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:t"),
             ("GATEWAY_FUNCTION_ALLOWLIST", "my-app-"),
             ("AWS_REGION", "us-east-1"),
+            ("GATEWAY_DELIVERY_QUEUE_URL", "https://sqs/123456789012/deliveries"),
         ];
-        let err = HttpSettings::from_lookup(RouteGroup::Triggers, env(Box::leak(Box::new(base)))).unwrap_err();
-        assert!(err.to_string().starts_with("GATEWAY_DELIVERY_QUEUE_URL: is required"), "{err}");
-        let events = HttpSettings::from_lookup(RouteGroup::Events, env(Box::leak(Box::new(base)))).unwrap();
+        let triggers = HttpSettings::from_lookup(RouteGroup::Triggers, env(BASE)).unwrap();
+        assert_eq!(triggers.delivery_queue_url.as_deref(), Some("https://sqs/123456789012/deliveries"));
+        let events = HttpSettings::from_lookup(RouteGroup::Events, env(BASE)).unwrap();
         assert_eq!(events.delivery_queue_url, None);
+        let without = HttpSettings::from_lookup(RouteGroup::Triggers, env(&BASE[..4])).unwrap();
+        assert_eq!(without.delivery_queue_url, None, "it still starts: only the redrive routes need it");
     }
 
     #[test]
