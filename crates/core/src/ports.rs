@@ -403,6 +403,14 @@ pub trait DeliveryRecorder: Send + Sync {
     async fn record_trigger(&self, trigger: &Trigger) -> Result<()>;
     /// Writes one delivery's state after an attempt (`attempts` counts it).
     async fn record_delivery(&self, delivery: &Delivery) -> Result<()>;
+    /// Writes a delivery that ended `failed`, keeping beside it, where the store can, the
+    /// trigger's payload as `message` carries it, so that it can be redriven without its message
+    /// (the cloud keeps it only with failures: a trigger that succeeds costs no more). By default
+    /// the record alone.
+    async fn record_failed(&self, delivery: &Delivery, message: &crate::message::DeliveryMessage) -> Result<()> {
+        let _ = message;
+        self.record_delivery(delivery).await
+    }
     /// The trigger's settled state and the recorded state of these of its deliveries
     /// (unrecorded ones are left out), in one read.
     async fn recorded_trigger(&self, event_id: &EventId, subscriptions: &[SubscriptionId]) -> Result<RecordedTrigger>;

@@ -55,6 +55,8 @@ async fn seeded_store() -> MemoryStore {
         event: name.clone(),
         function_id: FunctionId::parse("my-app-orders").unwrap(),
         metadata: Default::default(),
+        filter: None,
+        delivery: Default::default(),
         created_at: now,
         updated_at: now,
         version: Version::FIRST,
@@ -232,8 +234,15 @@ async fn the_dispatcher_sample_invokes_its_function_and_reports_no_failure() {
     let payload: Value = serde_json::from_slice(&first.expect("the first trigger was delivered").1).unwrap();
     assert_eq!(payload["data"], json!({"orderId": "o-1", "total": 42.5}));
     assert!(queue.0.lock().unwrap().is_empty(), "nothing to retry");
-    for (event_id, subscription_id) in &delivered {
-        let recorded = log.delivery(event_id, subscription_id).expect("every delivery is recorded");
-        assert_eq!(recorded.status, gateway_core::DeliveryStatus::Delivered);
-    }
+    // The first message is of version 1 (no `type`, no policy: async, recorded `invoked`), the
+    // second of version 2 with a sync policy (recorded `delivered`, its history carried on).
+    let statuses: Vec<_> = delivered
+        .iter()
+        .map(|(event_id, subscription_id)| {
+            let recorded = log.delivery(event_id, subscription_id).expect("every delivery is recorded");
+            (recorded.status, recorded.attempts, recorded.history.len())
+        })
+        .collect();
+    use gateway_core::DeliveryStatus::{Delivered, Invoked};
+    assert_eq!(statuses, [(Invoked, 1, 1), (Delivered, 3, 3)]);
 }
