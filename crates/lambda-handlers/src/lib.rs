@@ -143,8 +143,9 @@ pub fn cloud_redrive(
 
 /// The gateway a route group needs, over DynamoDB and SNS.
 pub fn cloud_gateway(settings: HttpSettings, aws: &aws_config::SdkConfig) -> Gateway {
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), settings.table)
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), settings.table.clone())
         .with_delivery_retention(settings.delivery_retention);
+    let redrive = cloud_redrive(&settings, &store, aws);
     let acceptor: Arc<dyn TriggerAcceptor> = match settings.topic_arn {
         Some(topic) => {
             Arc::new(SnsAcceptor::with_store(SnsPublisher::new(aws_sdk_sns::Client::new(aws), topic), store.clone()))
@@ -159,6 +160,7 @@ pub fn cloud_gateway(settings: HttpSettings, aws: &aws_config::SdkConfig) -> Gat
         trigger_source: Arc::new(store.clone()),
         acceptor,
         deliveries: Arc::new(store),
+        redrive,
         schemas: SchemaCache::new(),
         clock: Arc::new(SystemClock),
         ids: Arc::new(UlidSource),
