@@ -36,6 +36,10 @@ const MAX_ATTEMPTS: u64 = 3;
 /// 404, which no retry can mend.
 const NOT_DEPLOYED: &str = "example-not-deployed";
 
+/// One pipeline at a time in this process: each starts its own moto_server and cargo lambda
+/// watch on free ports, and two picking ports at once may pick the same.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// moto_server with the template's resources, and cargo lambda watch serving the functions.
 struct Pipeline {
     /// Declared first so that it stops first, while moto still answers.
@@ -49,9 +53,12 @@ struct Pipeline {
     dir: PathBuf,
     /// moto's endpoint, for the test's own clients.
     aws: aws_config::SdkConfig,
+    /// Declared last so that it is let go once the processes above have stopped.
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 async fn pipeline() -> Pipeline {
+    let turn = ONE_AT_A_TIME.lock().await;
     build_functions();
     let moto = Moto::start("pipeline");
     let aws = moto.sdk_config().await;
@@ -110,6 +117,7 @@ async fn pipeline() -> Pipeline {
         dead_letters,
         dir,
         aws,
+        _turn: turn,
     }
 }
 
