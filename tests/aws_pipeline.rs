@@ -350,7 +350,6 @@ async fn a_trigger_reaches_the_subscriber_once_and_failed_deliveries_are_dead_le
 }
 
 #[tokio::test]
-#[ignore = "needs the lambda-invoker's sync mode (RequestResponse, FunctionError), on branch dlv-local"]
 async fn a_sync_delivery_fails_with_the_function_error_is_dead_lettered_and_runs_again_when_redriven() {
     // GIVEN a sync subscription with two attempts to the function that always fails
     let cloud = pipeline().await;
