@@ -143,7 +143,13 @@ mod tests {
         crate::ports::EventStore::create_event(&store, &definition).await.unwrap();
         let sub = fixtures::subscription(&definition.name, "fn-a", Default::default());
         store.create_subscription(&sub).await.unwrap();
-        let t = trigger::accepted_trigger(&definition, std::slice::from_ref(&sub), b"{}".to_vec(), clock.now(), &UlidSource);
+        let t = trigger::accepted_trigger(
+            &definition,
+            std::slice::from_ref(&sub),
+            b"{}".to_vec(),
+            clock.now(),
+            &UlidSource,
+        );
         store.accept(&t, None).await.unwrap();
         let due = store.claim_due(clock.now(), 10, Duration::from_secs(30)).await.unwrap().remove(0);
         let failed = Delivery {

@@ -12,7 +12,9 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use gateway_api::{Gateway, RouteGroup};
 use gateway_core::memory::{MemoryRecorder, MemoryStore, RecordingInvoker};
 use gateway_core::message::DeliveryMessage;
-use gateway_core::ports::{Clock, EventStore, SubscriptionStore, SystemClock, TriggerAcceptor, UlidSource};
+use gateway_core::ports::{
+    Clock, DeliveryOutbox, EventStore, SubscriptionStore, SystemClock, TriggerAcceptor, UlidSource,
+};
 use gateway_core::schema::SchemaCache;
 use gateway_core::{
     EventDefinition, EventId, EventName, FunctionAllowlist, FunctionId, Subscription, SubscriptionId, Version,
@@ -163,6 +165,31 @@ async fn every_trigger_api_sample_gets_its_expected_answer() {
         invoke_http(RouteGroup::Triggers, "trigger-api/list-event-deliveries.json", seeded_store().await).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["items"][0]["subscriptionId"], SUBSCRIPTION);
+}
+
+/// The seeded store, its one delivery failed (as after its last attempt).
+async fn store_with_a_failed_delivery() -> MemoryStore {
+    let store = seeded_store().await;
+    let due = store.claim_due(SystemClock.now(), 10, Duration::from_secs(30)).await.unwrap().remove(0);
+    let failed = gateway_core::Delivery {
+        status: gateway_core::DeliveryStatus::Failed,
+        attempts: 1,
+        last_error: Some("boom".into()),
+        ..due.delivery.clone()
+    };
+    store.record_attempt(&due, &gateway_core::ports::Attempted { delivery: failed, retry: None }).await.unwrap();
+    store
+}
+
+#[tokio::test]
+async fn the_redrive_samples_redrive_the_failed_delivery_once() {
+    for path in ["trigger-api/redrive-trigger.json", "trigger-api/redrive-subscription.json"] {
+        let store = store_with_a_failed_delivery().await;
+        let (status, receipt) = invoke_http(RouteGroup::Triggers, path, store.clone()).await;
+        assert_eq!((status, &receipt), (202, &json!({"redriven": 1})), "{path}");
+        let (status, again) = invoke_http(RouteGroup::Triggers, path, store).await;
+        assert_eq!((status, &again), (202, &json!({"redriven": 0})), "{path}: a second redrive while pending");
+    }
 }
 
 #[tokio::test]
