@@ -10,8 +10,9 @@
 //! lambda watch` runs a function during the Invoke call even for `InvocationType=Event`, and
 //! answers with the function's error when it throws, so the dispatcher sees the failure and
 //! retries it. Real Lambda answers 202 to every async invoke it accepts and retries the function
-//! itself: there the same delivery is recorded `delivered` ("Lambda accepted it") after one
-//! attempt. The README's "What each delivery status means" says both.
+//! itself: there the same delivery is recorded `invoked` ("Lambda accepted it") after one
+//! attempt. A `sync` subscription is what records the function's real outcome on AWS too. The
+//! README's "What each delivery status means" says both.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -35,6 +36,10 @@ const MAX_ATTEMPTS: u64 = 3;
 /// 404, which no retry can mend.
 const NOT_DEPLOYED: &str = "example-not-deployed";
 
+/// One pipeline at a time in this process: each starts its own moto_server and cargo lambda
+/// watch on free ports, and two picking ports at once may pick the same.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// moto_server with the template's resources, and cargo lambda watch serving the functions.
 struct Pipeline {
     /// Declared first so that it stops first, while moto still answers.
@@ -46,9 +51,14 @@ struct Pipeline {
     queue_arn: String,
     dead_letters: String,
     dir: PathBuf,
+    /// moto's endpoint, for the test's own clients.
+    aws: aws_config::SdkConfig,
+    /// Declared last so that it is let go once the processes above have stopped.
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 async fn pipeline() -> Pipeline {
+    let turn = ONE_AT_A_TIME.lock().await;
     build_functions();
     let moto = Moto::start("pipeline");
     let aws = moto.sdk_config().await;
@@ -106,6 +116,8 @@ async fn pipeline() -> Pipeline {
         queue,
         dead_letters,
         dir,
+        aws,
+        _turn: turn,
     }
 }
 
@@ -137,7 +149,10 @@ impl Pipeline {
     }
 
     fn subscribe(&self, function: &str, metadata: Value) -> ApiResponse {
-        let body = json!({"event": EVENT, "functionId": function, "metadata": metadata});
+        self.subscribe_with(json!({"event": EVENT, "functionId": function, "metadata": metadata}))
+    }
+
+    fn subscribe_with(&self, body: Value) -> ApiResponse {
         let request = http_api_event("POST", "ANY /subscriptions", "/subscriptions", &[], Some(&body));
         self.api("subscriptions-api", request)
     }
@@ -207,6 +222,15 @@ impl Pipeline {
             }
             all.extend(batch);
         }
+    }
+
+    /// Every message in the dead-letter queue, taken off it.
+    async fn take_dead_letters(&self) -> Vec<aws_sdk_sqs::types::Message> {
+        let all = self.dead_letters().await;
+        for message in &all {
+            delete(&self.sqs, &self.dead_letters, message).await;
+        }
+        all
     }
 
     /// The invocation payloads `function` logged for the trigger `event_id`.
@@ -310,8 +334,9 @@ async fn a_trigger_reaches_the_subscriber_once_and_failed_deliveries_are_dead_le
     let of = |function: &str| {
         log.iter().find(|d| d["functionId"] == function).unwrap_or_else(|| panic!("no delivery to {function}: {log:?}"))
     };
+    // async: Lambda (here watch) took the event; the gateway does not claim it succeeded
     let delivered = of("example-subscriber");
-    assert_eq!((&delivered["status"], &delivered["attempts"]), (&json!("delivered"), &json!(1)));
+    assert_eq!((&delivered["status"], &delivered["attempts"]), (&json!("invoked"), &json!(1)));
     let failed = of("example-failing-subscriber");
     assert_eq!((&failed["status"], &failed["attempts"]), (&json!("failed"), &json!(MAX_ATTEMPTS)));
     assert!(failed["lastError"].as_str().is_some_and(|e| e.contains("fails on purpose")));
@@ -321,5 +346,78 @@ async fn a_trigger_reaches_the_subscriber_once_and_failed_deliveries_are_dead_le
     // AND nothing is left behind on the delivery queue
     assert_eq!(messages_in(&cloud.sqs, &cloud.queue).await, 0);
     eprintln!("the pipeline ran in {:?}", started.elapsed());
+    std::fs::remove_dir_all(&cloud.dir).ok();
+}
+
+#[tokio::test]
+async fn a_sync_delivery_fails_with_the_function_error_is_dead_lettered_and_runs_again_when_redriven() {
+    // GIVEN a sync subscription with two attempts to the function that always fails
+    let cloud = pipeline().await;
+    cloud.define_orders_event();
+    let body = json!({"event": EVENT, "functionId": "example-failing-subscriber",
+                      "delivery": {"mode": "sync", "maxAttempts": 2}});
+    let subscribed = cloud.subscribe_with(body);
+    assert_eq!(subscribed.status, 201, "{}", subscribed.body);
+    assert_eq!(subscribed.body["delivery"], json!({"mode": "sync", "maxAttempts": 2}));
+
+    // WHEN it is triggered and the delivery queue drained
+    let accepted = cloud.trigger(&json!({"orderId": "o-3", "total": 3}));
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let event_id = accepted.body["eventId"].as_str().expect("an eventId").to_owned();
+    cloud.drain_delivery_queue().await;
+
+    // THEN it ran twice and is failed with the function's own error type and message (real
+    // Lambda reports them as FunctionError with its payload; watch as an HTTP 500 with the same
+    // payload: either way the record names both)
+    let expected = format!("example-failing-subscriber fails on purpose: {event_id}");
+    let log = cloud.deliveries(&event_id);
+    assert_eq!(log.len(), 1, "{log:?}");
+    let d = &log[0];
+    assert_eq!((&d["status"], &d["attempts"]), (&json!("failed"), &json!(2)), "{d}");
+    let error = d["lastError"].as_str().unwrap_or_default();
+    assert!(error.contains("attempt 2 of 2") && error.contains("AlwaysFails") && error.contains(&expected), "{d}");
+    assert_eq!(d["history"].as_array().map(Vec::len), Some(2), "{d}");
+    wait_until("the failing function's log lines", Duration::from_secs(30), || {
+        cloud.invocations_of("example-failing-subscriber", &event_id).len() >= 2
+    });
+    // AND it is in the dead-letter queue with that error
+    let dead = cloud.take_dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    let letter = DeliveryMessage::read(dead[0].body.as_deref().unwrap_or_default()).expect("a delivery message");
+    assert!(letter.deliveries[0].last_error.as_deref().unwrap_or_default().contains(&expected));
+
+    // WHEN it is redriven through the gateway's cloud redrive (the routes' port), as
+    // `POST /deliveries/{eventId}/redrive` does
+    let store = gateway_dynamodb::DynamoStore::new(aws_sdk_dynamodb::Client::new(&cloud.aws), TABLE);
+    let redrive = gateway_dynamodb::DynamoRedrive::new(
+        store.clone(),
+        std::sync::Arc::new(gateway_dynamodb::SqsRedriveQueue::new(cloud.sqs.clone(), &cloud.queue)),
+    );
+    let event = gateway_core::EventId::parse(&event_id).unwrap();
+    let clock = gateway_core::ports::SystemClock;
+    let receipt = gateway_core::redrive::redrive_trigger(&redrive, &store, &clock, &event, None).await.unwrap();
+    assert_eq!(receipt.redriven, 1);
+    cloud.drain_delivery_queue().await;
+
+    // THEN it ran again as generation 1 (its two attempts counted afresh) and failed again
+    let d = cloud.deliveries(&event_id).remove(0);
+    assert_eq!((&d["status"], &d["attempts"], &d["generation"]), (&json!("failed"), &json!(2), &json!(1)), "{d}");
+    assert!(d["redrivenAt"].is_string(), "{d}");
+    wait_until("the redriven attempts' log lines", Duration::from_secs(30), || {
+        cloud.invocations_of("example-failing-subscriber", &event_id).len() >= 4
+    });
+
+    // WHEN its new dead letter is moved back to the delivery queue, as SQS's DLQ redrive does
+    let dead = cloud.take_dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    let newest = dead[0].body.clone().unwrap_or_default();
+    assert_eq!(DeliveryMessage::read(&newest).unwrap().deliveries[0].generation, 1);
+    cloud.sqs.send_message().queue_url(&cloud.queue).message_body(newest).send().await.unwrap();
+    cloud.drain_delivery_queue().await;
+
+    // THEN it still works: a new series, generation 2
+    let d = cloud.deliveries(&event_id).remove(0);
+    assert_eq!((&d["status"], &d["attempts"], &d["generation"]), (&json!("failed"), &json!(2), &json!(2)), "{d}");
+    assert_eq!(messages_in(&cloud.sqs, &cloud.queue).await, 0);
     std::fs::remove_dir_all(&cloud.dir).ok();
 }

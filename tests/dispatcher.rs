@@ -13,35 +13,62 @@ use end_to_end::moto::{delete, messages_in, queue_arn, receive, sqs_event, subsc
 use gateway_core::dispatch::RetryPolicy;
 use gateway_core::message::DeliveryMessage;
 use gateway_core::ports::{
-    DeliveryLog, DeliveryRecorder, FunctionInvoker, InvokeError, SystemClock, TriggerAcceptor, TriggerState, UlidSource,
+    DeliveryLog, DeliveryRecorder, FunctionInvoker, InvocationMode, InvokeError, Invoked, SystemClock, TriggerAcceptor,
+    TriggerState, UlidSource,
 };
 use gateway_core::schema::SchemaCache;
 use gateway_core::trigger::{trigger, TriggerPorts, TriggerRequest};
-use gateway_core::{DeliveryStatus, EventDraft, EventName, FunctionAllowlist, FunctionId, SubscriptionDraft};
+use gateway_core::{
+    DeliveryMode, DeliveryPolicy, DeliveryStatus, EventDraft, EventName, FunctionAllowlist, FunctionId,
+    SubscriptionDraft,
+};
 use gateway_dispatcher::{DispatchSettings, Dispatcher, SqsRetryQueue};
-use gateway_dynamodb::{create_table, DynamoStore};
+use gateway_dynamodb::{create_table, DynamoRedrive, DynamoStore, SqsRedriveQueue};
 use gateway_sns::{SnsAcceptor, SnsPublisher, TriggerPublisher};
 use serde_json::{json, Value};
 
-/// Records every invocation; the functions named in `failing` fail every time.
+/// Records every invocation and its mode; the functions named in `failing` fail every time, as
+/// `LambdaInvoker` reports a function's own error.
 struct RecordingInvoker {
-    failing: HashSet<&'static str>,
+    failing: Mutex<HashSet<&'static str>>,
     calls: Mutex<Vec<(String, Value)>>,
+    modes: Mutex<Vec<InvocationMode>>,
 }
 
 #[async_trait]
 impl FunctionInvoker for RecordingInvoker {
-    async fn invoke(&self, function: &FunctionId, payload: &[u8]) -> Result<(), InvokeError> {
-        let payload = serde_json::from_slice(payload).expect("the invocation payload is JSON");
+    async fn invoke(
+        &self,
+        function: &FunctionId,
+        payload: &[u8],
+        mode: InvocationMode,
+    ) -> Result<Invoked, InvokeError> {
+        let payload: Value = serde_json::from_slice(payload).expect("the invocation payload is JSON");
+        let event_id = payload["eventId"].as_str().unwrap_or_default().to_owned();
         self.calls.lock().unwrap().push((function.to_string(), payload));
-        if self.failing.contains(function.as_str()) {
-            return Err(InvokeError { message: format!("function '{function}' failed: Unhandled"), retryable: true });
+        self.modes.lock().unwrap().push(mode);
+        if self.failing.lock().unwrap().contains(function.as_str()) {
+            return Err(InvokeError {
+                message: format!("function '{function}' failed (Unhandled): Error: fails on purpose: {event_id}"),
+                retryable: true,
+            });
         }
-        Ok(())
+        Ok(match mode {
+            InvocationMode::Async => Invoked::Accepted,
+            InvocationMode::Sync { .. } => Invoked::Succeeded,
+        })
     }
 }
 
 impl RecordingInvoker {
+    fn failing(functions: &[&'static str]) -> Arc<Self> {
+        Arc::new(Self {
+            failing: Mutex::new(functions.iter().copied().collect()),
+            calls: Mutex::default(),
+            modes: Mutex::default(),
+        })
+    }
+
     fn calls_to(&self, function: &str) -> Vec<Value> {
         let calls = self.calls.lock().unwrap();
         calls.iter().filter(|(f, _)| f == function).map(|(_, p)| p.clone()).collect()
@@ -85,6 +112,11 @@ async fn cloud() -> Cloud {
 
 impl Cloud {
     async fn define(&self, functions: &[&str]) -> EventName {
+        self.define_with(functions, None).await
+    }
+
+    /// The event, and a subscription of each function under `delivery` (the default if none).
+    async fn define_with(&self, functions: &[&str], delivery: Option<DeliveryPolicy>) -> EventName {
         let name = EventName::parse("orders.created").unwrap();
         let draft = EventDraft {
             name: Some(name.clone()),
@@ -97,6 +129,8 @@ impl Cloud {
                 event: Some(name.clone()),
                 function_id: FunctionId::parse(f).unwrap(),
                 metadata: Some(serde_json::Map::from_iter([("for".to_owned(), json!(f))])),
+                filter: None,
+                delivery,
             };
             gateway_core::subscriptions::subscribe(
                 &self.store,
@@ -164,10 +198,15 @@ async fn deliveries_run_once_each_and_a_failing_one_is_retried_alone_then_dead_l
     // GIVEN an event with three subscribed functions, one of which always fails
     let cloud = cloud().await;
     let name = cloud.define(&["orders-ship", "orders-bill", "orders-flaky"]).await;
-    let invoker = Arc::new(RecordingInvoker { failing: HashSet::from(["orders-flaky"]), calls: Mutex::default() });
+    let invoker = RecordingInvoker::failing(&["orders-flaky"]);
     let settings = DispatchSettings {
         allowlist: FunctionAllowlist::parse("orders-").unwrap(),
-        retry: RetryPolicy { max_attempts: 3, base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(2) },
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(2),
+            ..RetryPolicy::default()
+        },
         concurrency: 8,
         ..Default::default()
     };
@@ -235,7 +274,8 @@ async fn deliveries_run_once_each_and_a_failing_one_is_retried_alone_then_dead_l
                 assert_eq!((d.status, d.attempts), (DeliveryStatus::Failed, 3));
                 assert!(d.last_error.as_deref().unwrap().contains("Unhandled"));
             }
-            _ => assert_eq!((d.status, d.attempts), (DeliveryStatus::Delivered, 1)),
+            // async: Lambda took the event; the gateway never saw the function succeed
+            _ => assert_eq!((d.status, d.attempts), (DeliveryStatus::Invoked, 1)),
         }
     }
     assert_eq!(messages_in(&cloud.sqs, &cloud.queue).await, 0);
@@ -245,7 +285,7 @@ async fn deliveries_run_once_each_and_a_failing_one_is_retried_alone_then_dead_l
 async fn a_function_outside_the_allowlist_is_dead_lettered_without_being_invoked() {
     let cloud = cloud().await;
     let name = cloud.define(&["orders-ship", "admin-drop-tables"]).await;
-    let invoker = Arc::new(RecordingInvoker { failing: HashSet::new(), calls: Mutex::default() });
+    let invoker = RecordingInvoker::failing(&[]);
     let settings = DispatchSettings { allowlist: FunctionAllowlist::parse("orders-").unwrap(), ..Default::default() };
     let queue = SqsRetryQueue::new(cloud.sqs.clone(), &cloud.queue, &cloud.dead_letters);
     let dispatcher = Dispatcher::new(Arc::new(cloud.store.clone()), invoker.clone(), Arc::new(queue), settings);
@@ -337,7 +377,7 @@ async fn a_fan_out_that_fails_midway_answers_an_error_and_none_of_its_deliveries
     assert!(message.unconfirmed);
 
     // AND when the dispatcher gets that message, even at once, no function runs and it is gone
-    let invoker = Arc::new(RecordingInvoker { failing: HashSet::new(), calls: Mutex::default() });
+    let invoker = RecordingInvoker::failing(&[]);
     let dispatcher = dispatcher_at(&cloud, invoker.clone(), message.received_at);
     let response = dispatcher.handle(serde_json::from_value(sqs_event(&cloud.queue_arn, &out)).unwrap()).await;
     assert!(response.batch_item_failures.is_empty());
@@ -359,7 +399,7 @@ async fn a_published_trigger_nobody_settled_is_held_back_then_dropped_after_the_
     );
     let answer = cloud.trigger_through(&acceptor, &name, &json!({"orderId": "o-10"})).await;
     assert!(matches!(answer, Err(gateway_core::Error::NotAccepted(_))), "{answer:?}");
-    let invoker = Arc::new(RecordingInvoker { failing: HashSet::new(), calls: Mutex::default() });
+    let invoker = RecordingInvoker::failing(&[]);
 
     // WHEN the dispatcher gets its message within the acceptance window
     let first = receive(&cloud.sqs, &cloud.queue, 1).await;
@@ -389,4 +429,109 @@ async fn a_published_trigger_nobody_settled_is_held_back_then_dropped_after_the_
     assert_eq!(messages_in(&cloud.sqs, &cloud.queue).await, 0);
     let state = cloud.store.recorded_trigger(&message.event_id, &[]).await.unwrap().state;
     assert_eq!(state, Some(TriggerState::Abandoned));
+}
+
+impl Cloud {
+    /// Polls until the delivery queue is empty, waiting out the retries' `DelaySeconds`.
+    async fn drain(&self, dispatcher: &Dispatcher) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while messages_in(&self.sqs, &self.queue).await > 0 {
+            self.poll(dispatcher).await;
+            assert!(Instant::now() < deadline, "the delivery queue did not empty");
+        }
+    }
+
+    /// Every message of the dead-letter queue, taken off it.
+    async fn take_dead_letters(&self) -> Vec<aws_sdk_sqs::types::Message> {
+        let mut all = Vec::new();
+        loop {
+            let batch = receive(&self.sqs, &self.dead_letters, 1).await;
+            if batch.is_empty() {
+                return all;
+            }
+            for m in &batch {
+                delete(&self.sqs, &self.dead_letters, m).await;
+            }
+            all.extend(batch);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_sync_delivery_fails_after_its_attempts_with_the_function_error_and_is_redriven_from_the_api_and_the_dlq() {
+    // GIVEN a sync subscription (two attempts) to a function that fails, and the dispatcher
+    let cloud = cloud().await;
+    let policy = DeliveryPolicy { mode: DeliveryMode::Sync, max_attempts: Some(2), ..Default::default() };
+    let name = cloud.define_with(&["orders-failing"], Some(policy)).await;
+    let invoker = RecordingInvoker::failing(&["orders-failing"]);
+    let settings = DispatchSettings {
+        allowlist: FunctionAllowlist::parse("orders-").unwrap(),
+        retry: RetryPolicy {
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(1),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let queue = SqsRetryQueue::new(cloud.sqs.clone(), &cloud.queue, &cloud.dead_letters);
+    let dispatcher = Dispatcher::new(Arc::new(cloud.store.clone()), invoker.clone(), Arc::new(queue), settings);
+
+    // WHEN it is triggered and the queue drained
+    let payload = json!({"orderId": "o-7"});
+    let receipt = cloud.trigger(&name, &payload).await;
+    cloud.drain(&dispatcher).await;
+
+    // THEN it was invoked synchronously twice, and ends failed with the function's own error
+    assert_eq!(invoker.calls_to("orders-failing").len(), 2);
+    assert!(invoker.modes.lock().unwrap().iter().all(|m| matches!(m, InvocationMode::Sync { .. })));
+    let log = cloud.store.deliveries_of_trigger(&receipt.event_id).await.unwrap().unwrap();
+    let d = &log[0];
+    assert_eq!((d.status, d.attempts, d.generation), (DeliveryStatus::Failed, 2, 0));
+    let expected = format!("fails on purpose: {}", receipt.event_id);
+    assert!(d.last_error.as_deref().unwrap().contains(&expected), "{:?}", d.last_error);
+    assert_eq!(d.history.len(), 2);
+    // AND it is in the dead-letter queue with that error
+    let dead = cloud.take_dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    let letter = DeliveryMessage::read(dead[0].body.as_deref().unwrap()).unwrap();
+    assert!(letter.deliveries[0].last_error.as_deref().unwrap().contains(&expected));
+
+    // WHEN the operator moves the dead letter back to the delivery queue (SQS's DLQ redrive)
+    cloud.sqs.send_message().queue_url(&cloud.queue).message_body(dead[0].body.clone().unwrap()).send().await.unwrap();
+    cloud.drain(&dispatcher).await;
+
+    // THEN it runs again as a new series, generation 1, its two attempts counted afresh
+    assert_eq!(invoker.calls_to("orders-failing").len(), 4);
+    let d = cloud.store.deliveries_of_trigger(&receipt.event_id).await.unwrap().unwrap().remove(0);
+    assert_eq!((d.status, d.attempts, d.generation), (DeliveryStatus::Failed, 2, 1));
+    assert!(d.redriven_at.is_some());
+    let second = cloud.take_dead_letters().await;
+    assert_eq!(second.len(), 1);
+
+    // WHEN the function is fixed and the failed delivery redriven through the gateway's redrive
+    invoker.failing.lock().unwrap().clear();
+    let redrive =
+        DynamoRedrive::new(cloud.store.clone(), Arc::new(SqsRedriveQueue::new(cloud.sqs.clone(), &cloud.queue)));
+    let answer = gateway_core::redrive::redrive_trigger(&redrive, &cloud.store, &SystemClock, &receipt.event_id, None)
+        .await
+        .unwrap();
+    assert_eq!(answer.redriven, 1);
+    let again = gateway_core::redrive::redrive_trigger(&redrive, &cloud.store, &SystemClock, &receipt.event_id, None)
+        .await
+        .unwrap();
+    assert_eq!(again.redriven, 0, "pending already: not twice");
+    cloud.drain(&dispatcher).await;
+
+    // THEN it ran once more, as generation 2, and is delivered; its history spans the series
+    assert_eq!(invoker.calls_to("orders-failing").len(), 5);
+    let d = cloud.store.deliveries_of_trigger(&receipt.event_id).await.unwrap().unwrap().remove(0);
+    assert_eq!((d.status, d.attempts, d.generation), (DeliveryStatus::Delivered, 1, 2));
+    let series: Vec<_> = d.history.iter().map(|a| (a.generation, a.number)).collect();
+    assert_eq!(series, [(0, 1), (0, 2), (1, 1), (1, 2), (2, 1)]);
+    assert!(cloud.take_dead_letters().await.is_empty());
+
+    // AND the stale dead letter of generation 0, moved back late, runs nothing
+    cloud.sqs.send_message().queue_url(&cloud.queue).message_body(dead[0].body.clone().unwrap()).send().await.unwrap();
+    cloud.drain(&dispatcher).await;
+    assert_eq!(invoker.calls_to("orders-failing").len(), 5);
 }

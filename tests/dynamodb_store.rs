@@ -10,9 +10,11 @@ use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{TimeZone, Utc};
-use end_to_end::moto::{topic, Moto};
+use end_to_end::moto::{receive, topic, Moto};
 use gateway_core::error::Result;
 use gateway_core::fixtures;
+use gateway_core::message::DeliveryMessage;
+use gateway_core::ports::DeliveryRedrive;
 use gateway_core::ports::{
     Acceptance, DeliveryLog, DeliveryRecorder, EventStore, IdSource, IdempotencyKeys, KeyClaim, SchemaLookup,
     SchemaStore, SubscriptionStore, TriggerAcceptor, TriggerSource, TriggerState, UlidSource,
@@ -25,7 +27,7 @@ use gateway_core::{
     Page, PageRequest, Referrer, Schema, SchemaFormat, SchemaName, SchemaUri, SchemaVersion, Subscription,
     SubscriptionId, Trigger, Version,
 };
-use gateway_dynamodb::{create_table, DynamoStore};
+use gateway_dynamodb::{create_table, DynamoRedrive, DynamoStore, RedriveQueue, SqsRedriveQueue};
 use gateway_sns::{SnsAcceptor, SnsPublisher};
 use serde_json::json;
 
@@ -712,4 +714,254 @@ async fn an_event_or_a_schema_refers_to_at_most_24_schemas_and_may_swap_them_all
         store.delete_schema(&firsts[23].name, None).await,
         Err(Error::SchemaReferenced { referrers, .. }) if referrers == [Referrer::Schema(third.name.clone())]
     ));
+}
+
+/// The delivery queue as a redrive hands deliveries to it: every message, or a failure.
+#[derive(Default)]
+struct TestQueue {
+    sent: Mutex<Vec<DeliveryMessage>>,
+    broken: Mutex<bool>,
+}
+
+#[async_trait]
+impl RedriveQueue for TestQueue {
+    async fn enqueue(&self, message: &DeliveryMessage) -> std::result::Result<(), String> {
+        if *self.broken.lock().unwrap() {
+            return Err("SQS is down".into());
+        }
+        self.sent.lock().unwrap().push(message.clone());
+        Ok(())
+    }
+}
+
+/// A trigger of `orders.created` received at `received`, its one delivery (to fn-a, under the
+/// given subscription) recorded failed after two attempts with the payload kept.
+async fn failed_delivery(
+    store: &DynamoStore,
+    sub: &Subscription,
+    received: chrono::DateTime<Utc>,
+) -> (Trigger, Delivery) {
+    let t = gateway_core::trigger::accepted_trigger(
+        &definition("orders.created"),
+        std::slice::from_ref(sub),
+        br#"{"orderId":"o-1"}"#.to_vec(),
+        received,
+        &UlidSource,
+    );
+    settle(store, &t, TriggerState::Accepted).await;
+    store.record_trigger(&t).await.unwrap();
+    let failed = Delivery {
+        status: DeliveryStatus::Failed,
+        attempts: 2,
+        last_error: Some("attempt 2 of 2: boom".into()),
+        ..t.deliveries[0].clone()
+    };
+    store.record_failed(&failed, &DeliveryMessage::for_trigger(&t).unwrap()).await.unwrap();
+    (t, failed)
+}
+
+/// The one delivery record of `t`, as stored.
+async fn delivery_item(raw: &aws_sdk_dynamodb::Client, t: &Trigger) -> HashMap<String, AttributeValue> {
+    let items = partition(raw, &format!("TRIGGER#{}", t.event_id)).await;
+    items.into_iter().find(|i| i["sk"].as_s().unwrap().starts_with("DELIVERY#")).expect("a delivery record")
+}
+
+#[tokio::test]
+async fn failed_deliveries_are_found_by_trigger_and_by_subscription_and_time_without_a_scan() {
+    // GIVEN three failed deliveries of one subscription, an hour apart, and one of another
+    let moto = Moto::start("failed-index");
+    let (store, requests, _) = counted_store(&moto).await;
+    let redrive = DynamoRedrive::new(store.clone(), Arc::new(TestQueue::default()));
+    let sub = subscription("orders.created", "fn-a", Metadata::new());
+    let other = subscription("orders.created", "fn-b", Metadata::new());
+    let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap();
+    let hour = chrono::Duration::hours(1);
+    let (first, _) = failed_delivery(&store, &sub, t0).await;
+    let (second, _) = failed_delivery(&store, &sub, t0 + hour).await;
+    let (third, _) = failed_delivery(&store, &sub, t0 + hour * 2).await;
+    failed_delivery(&store, &other, t0 + hour).await;
+    // AND a delivery of the subscription that failed and then succeeded on a redrive: no longer failed
+    let (healed, failed) = failed_delivery(&store, &sub, t0 + hour).await;
+    let series = gateway_core::store_contract::redriven(&failed, Default::default(), t0 + hour * 5);
+    store.record_delivery(&Delivery { status: DeliveryStatus::Invoked, attempts: 1, ..series }).await.unwrap();
+    requests.take();
+
+    // WHEN the failures of [t0, t0 + 2h) are asked for
+    let found = redrive.failed_of_subscription(&sub.subscription_id, t0, t0 + hour * 2, 10).await.unwrap();
+
+    // THEN the first two come, oldest first, from one index Query and one BatchGetItem
+    let ids: Vec<_> = found.iter().map(|d| d.event_id).collect();
+    assert_eq!(ids, [first.event_id, second.event_id], "since is in, until is out, the healed one is gone");
+    assert_eq!(requests.take(), ["Query", "BatchGetItem"]);
+    let limited = redrive.failed_of_subscription(&sub.subscription_id, t0, t0 + hour * 3, 1).await.unwrap();
+    assert_eq!(limited.iter().map(|d| d.event_id).collect::<Vec<_>>(), [first.event_id]);
+    let all = redrive.failed_of_subscription(&sub.subscription_id, t0, t0 + hour * 3, 10).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[2].event_id, third.event_id);
+
+    // AND by trigger: one Query of its partition
+    requests.take();
+    let of_trigger = redrive.failed_of_trigger(&first.event_id, None).await.unwrap().unwrap();
+    assert_eq!((of_trigger.len(), of_trigger[0].attempts), (1, 2));
+    assert_eq!(requests.take(), ["Query"]);
+    assert_eq!(redrive.failed_of_trigger(&healed.event_id, None).await.unwrap(), Some(Vec::new()));
+    let none = redrive.failed_of_trigger(&first.event_id, Some(&other.subscription_id)).await.unwrap();
+    assert_eq!(none, Some(Vec::new()));
+    assert_eq!(redrive.failed_of_trigger(&UlidSource.event_id(), None).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_redrive_starts_a_new_series_once_and_hands_the_kept_payload_to_the_delivery_queue() {
+    // GIVEN a failed delivery with its payload kept, and the real delivery queue on SQS
+    let moto = Moto::start("redrive");
+    let (store, requests, raw) = counted_store(&moto).await;
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let queue = sqs.create_queue().queue_name("deliveries").send().await.unwrap().queue_url.unwrap();
+    let redrive = DynamoRedrive::new(store.clone(), Arc::new(SqsRedriveQueue::new(sqs.clone(), &queue)));
+    let sub = subscription("orders.created", "fn-a", Metadata::new());
+    let (t, failed) = failed_delivery(&store, &sub, Utc::now()).await;
+    let item = &delivery_item(&raw, &t).await;
+    assert!(item.contains_key("payload") && item.contains_key("gsi2pk"), "{item:?}");
+
+    // WHEN it is redriven under a sync policy, twice
+    let policy = gateway_core::DeliveryPolicy { mode: gateway_core::DeliveryMode::Sync, ..Default::default() };
+    let next = gateway_core::store_contract::redriven(&failed, policy, Utc::now());
+    requests.take();
+    assert!(redrive.redrive(&next).await.unwrap());
+    assert_eq!(requests.take(), ["UpdateItem"], "one write; the SQS send is the other request");
+    assert!(!redrive.redrive(&next).await.unwrap(), "the second finds it pending: nothing happens");
+
+    // THEN the record is generation 1, pending, out of the failed index and without the payload
+    let recorded = store.recorded_trigger(&t.event_id, &[sub.subscription_id]).await.unwrap().deliveries;
+    assert_eq!(recorded, std::slice::from_ref(&next));
+    let item = &delivery_item(&raw, &t).await;
+    assert!(!item.contains_key("payload") && !item.contains_key("gsi2pk"), "{item:?}");
+    // AND one message of the current version carries it, with the trigger's payload
+    let messages = receive(&sqs, &queue, 1).await;
+    assert_eq!(messages.len(), 1);
+    let message = DeliveryMessage::read(messages[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!((message.version, message.unconfirmed), (gateway_core::message::MESSAGE_VERSION, false));
+    assert_eq!(message.payload().unwrap(), br#"{"orderId":"o-1"}"#);
+    assert_eq!(message.deliveries, [gateway_core::message::DeliveryEntry::of(&next)]);
+    let event = messages[0].message_attributes.as_ref().and_then(|a| a.get("event")).and_then(|v| v.string_value());
+    assert_eq!(event, Some("orders.created"));
+}
+
+#[tokio::test]
+async fn a_redrive_that_cannot_reach_the_queue_leaves_the_delivery_failed_and_says_so() {
+    let moto = Moto::start("redrive-down");
+    let store = store(&moto).await;
+    let queue = Arc::new(TestQueue::default());
+    *queue.broken.lock().unwrap() = true;
+    let redrive = DynamoRedrive::new(store.clone(), queue.clone());
+    let sub = subscription("orders.created", "fn-a", Metadata::new());
+    let (t, failed) = failed_delivery(&store, &sub, Utc::now()).await;
+    let next = gateway_core::store_contract::redriven(&failed, Default::default(), Utc::now());
+
+    let err = redrive.redrive(&next).await.unwrap_err();
+
+    assert!(matches!(err, Error::Unavailable(_)), "a 503 to retry: {err:?}");
+    let recorded = store.recorded_trigger(&t.event_id, &[sub.subscription_id]).await.unwrap().deliveries;
+    assert_eq!(recorded, std::slice::from_ref(&failed), "failed again, at generation 0");
+    let listed = redrive
+        .failed_of_subscription(&sub.subscription_id, t.received_at, Utc::now() + chrono::Duration::hours(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1, "back in the failed index");
+    // Once the queue answers, the same redrive goes through.
+    *queue.broken.lock().unwrap() = false;
+    assert!(redrive.redrive(&next).await.unwrap());
+    assert_eq!(queue.sent.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failure_without_a_kept_payload_is_not_redriven_by_the_api_and_the_answer_says_why() {
+    // GIVEN a delivery recorded failed before payloads were kept (no `payload` on its record)
+    let moto = Moto::start("redrive-no-payload");
+    let store = store(&moto).await;
+    let queue = Arc::new(TestQueue::default());
+    let redrive = DynamoRedrive::new(store.clone(), queue.clone());
+    let sub = subscription("orders.created", "fn-a", Metadata::new());
+    let t = gateway_core::trigger::accepted_trigger(
+        &definition("orders.created"),
+        std::slice::from_ref(&sub),
+        b"{}".to_vec(),
+        Utc::now(),
+        &UlidSource,
+    );
+    let failed = Delivery { status: DeliveryStatus::Failed, attempts: 8, ..t.deliveries[0].clone() };
+    store.record_delivery(&failed).await.unwrap();
+    let next = gateway_core::store_contract::redriven(&failed, Default::default(), Utc::now());
+
+    // WHEN it is redriven
+    let err = redrive.redrive(&next).await.unwrap_err();
+
+    // THEN the answer names it and the way out, and nothing changed or was sent
+    match err {
+        Error::InvalidInput { violations, .. } => {
+            assert!(violations[0].message.contains(&t.event_id.to_string()), "{}", violations[0].message);
+            assert!(violations[0].message.contains("dead-letter queue"), "{}", violations[0].message);
+        }
+        other => panic!("expected InvalidInput, got {other:?}"),
+    }
+    assert!(queue.sent.lock().unwrap().is_empty());
+    let recorded = store.recorded_trigger(&t.event_id, &[sub.subscription_id]).await.unwrap().deliveries;
+    assert_eq!(recorded, [failed]);
+}
+
+#[tokio::test]
+async fn a_delivery_write_lands_exactly_when_the_core_says_it_supersedes_the_record() {
+    // GIVEN every pair of states a record and a later write may be in (status, attempts,
+    // generation), the record reset to the first before each write. A generation-0 record is
+    // stored without `generation`, as every record from before redrives is.
+    let moto = Moto::start("supersedes");
+    let store = store(&moto).await;
+    let raw = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+    let sub = subscription("orders.created", "fn-a", Metadata::new());
+    let t = gateway_core::trigger::accepted_trigger(
+        &definition("orders.created"),
+        std::slice::from_ref(&sub),
+        b"{}".to_vec(),
+        Utc::now(),
+        &UlidSource,
+    );
+    use DeliveryStatus::*;
+    let mut states = Vec::new();
+    for status in [Pending, Invoked, Delivered, Failed] {
+        for attempts in [1, 2] {
+            for generation in [0, 1] {
+                states.push(Delivery { status, attempts, generation, ..t.deliveries[0].clone() });
+            }
+        }
+    }
+    let key = |d: &Delivery| {
+        HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(format!("TRIGGER#{}", d.event_id))),
+            ("sk".to_owned(), AttributeValue::S(format!("DELIVERY#{}", d.subscription_id))),
+        ])
+    };
+    for recorded in &states {
+        for written in &states {
+            raw.delete_item().table_name("gateway").set_key(Some(key(recorded))).send().await.unwrap();
+            store.record_delivery(recorded).await.unwrap();
+
+            // WHEN the write comes
+            store.record_delivery(written).await.unwrap();
+
+            // THEN the record is the write if and only if `Delivery::supersedes` says so
+            let now = store.recorded_trigger(&t.event_id, &[sub.subscription_id]).await.unwrap().deliveries;
+            let expected = if written.supersedes(recorded) { written } else { recorded };
+            assert_eq!(
+                now,
+                std::slice::from_ref(expected),
+                "recorded {:?}/{}/g{}, written {:?}/{}/g{}",
+                recorded.status,
+                recorded.attempts,
+                recorded.generation,
+                written.status,
+                written.attempts,
+                written.generation
+            );
+        }
+    }
 }

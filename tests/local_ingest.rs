@@ -48,7 +48,7 @@ fn an_s3_notification_triggers_its_source_and_the_subscriber_gets_the_record_as_
 
     // AND the subscriber received the record as the payload, and where it came from as source
     wait_until("the delivery", Duration::from_secs(120), || {
-        http(port, "GET", &format!("/deliveries/{event_id}"), None).body[0]["status"] == "delivered"
+        http(port, "GET", &format!("/deliveries/{event_id}"), None).body[0]["status"] == "invoked"
     });
     wait_until("the function's log line", Duration::from_secs(10), || {
         logged_invocations(&watch.log_text()).iter().any(|i| i["eventId"] == event_id.as_str())

@@ -30,7 +30,16 @@ pub fn build_binaries() {
         let status = Command::new(cargo)
             // `--bin` at the workspace root, as `cargo lambda watch` runs functions: the same
             // feature resolution, so watch finds them built instead of compiling again.
-            .args(["build", "--quiet", "--bin", "event-gateway", "--bin", "example-subscriber"])
+            .args([
+                "build",
+                "--quiet",
+                "--bin",
+                "event-gateway",
+                "--bin",
+                "example-subscriber",
+                "--bin",
+                "example-failing-subscriber",
+            ])
             .current_dir(workspace_root())
             .status()
             .expect("cargo runs");

@@ -72,9 +72,157 @@ fn subscription_body(event: Value, required: &[&str], description: &str) -> Valu
                 "type": ["object", "null"],
                 "description": "Custom JSON, handed to the function with every invocation; `{}` when absent.",
             },
+            "filter": {
+                "anyOf": [schema_ref("EventPatternDocument"), { "type": "null" }],
+                "example": { "data": { "total": [{ "numeric": [">", 100] }], "country": ["DE", "FR"] } },
+                "description": "An EventBridge event pattern over the invocation document each trigger would hand the function (`event`, `dataType`, `data`, and `source` for a native record): a trigger it does not match makes no delivery for this subscription, and its receipt lists only the deliveries made. `data` is there for a JSON payload only, so a pattern on `data` never matches a payload of another `dataType`. Absent or null: every trigger. An invalid pattern is 422 with every problem's pointer under /filter. A redrive does not apply it again: the trigger was matched when it came.",
+            },
+            "delivery": {
+                "anyOf": [schema_ref("DeliveryPolicy"), { "type": "null" }],
+                "description": "How its deliveries run: `async` or `sync`, and the retry limits. Absent or null: every field at its default.",
+            },
         },
         "additionalProperties": false,
     })
+}
+
+/// A subscription's delivery policy, request and answer alike: what `delivery::check_policy`
+/// takes, the rule between `mode` and `timeoutSeconds` included.
+fn delivery_policy() -> Value {
+    use gateway_core::delivery::{RetryPolicy, MAX_AGE_SECONDS, MAX_ATTEMPTS, TIMEOUT_SECONDS};
+    let defaults = RetryPolicy::default();
+    json!({
+        "type": "object",
+        "description": format!("How a subscription's deliveries run. A limit left out (or null) is the gateway's own setting: {} attempts, a series of at most {} seconds and {} seconds for a `sync` invocation unless the gateway is configured otherwise. Retries wait an exponential backoff with jitter, and stop at `maxAttempts` or `maxAgeSeconds`, whichever comes first: the delivery is then `failed` (on AWS, dead-lettered with its last error). Every range is checked when the subscription is written (422 at its pointer under /delivery).", defaults.max_attempts, defaults.max_age.as_secs(), defaults.timeout.as_secs()),
+        "properties": {
+            "mode": {
+                "$ref": "#/components/schemas/DeliveryMode",
+                "description": "`async` when absent.",
+            },
+            "maxAttempts": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "maximum": MAX_ATTEMPTS,
+                "description": format!("Attempts in all, the first included: 1 to {MAX_ATTEMPTS}."),
+            },
+            "maxAgeSeconds": {
+                "type": ["integer", "null"],
+                "minimum": MAX_AGE_SECONDS.start(),
+                "maximum": MAX_AGE_SECONDS.end(),
+                "description": format!("No attempt starts later than this after its series began (the trigger, or its redrive): {} to {} seconds.", MAX_AGE_SECONDS.start(), MAX_AGE_SECONDS.end()),
+            },
+            "timeoutSeconds": {
+                "type": ["integer", "null"],
+                "minimum": TIMEOUT_SECONDS.start(),
+                "maximum": TIMEOUT_SECONDS.end(),
+                "description": format!("`sync` only (422 with `async`, which returns once Lambda has queued the event): how long an invocation is waited for, {} to {} seconds, and never longer than the dispatcher has left of its own run.", TIMEOUT_SECONDS.start(), TIMEOUT_SECONDS.end()),
+            },
+        },
+        "additionalProperties": false,
+        // `timeoutSeconds` (other than null) needs `"mode": "sync"`.
+        "anyOf": [
+            { "properties": { "timeoutSeconds": { "type": "null" } } },
+            { "required": ["mode"], "properties": { "mode": { "const": "sync" } } },
+        ],
+        "example": { "mode": "sync", "maxAttempts": 3, "maxAgeSeconds": 3600, "timeoutSeconds": 10 },
+    })
+}
+
+/// What the delivery log's answers mean, beyond the core's types: each status and result, and
+/// the fields every delivery carries.
+fn delivery_log_schemas(components: &mut Value) {
+    let schemas = &mut components["schemas"];
+    schemas["DeliveryMode"] = json!({
+        "type": "string",
+        "enum": ["async", "sync"],
+        "description": "How the function is invoked. `async` (the default): `InvocationType=Event`; Lambda queues the event and runs the function under its own retry policy, and the delivery ends `invoked`. `sync`: `InvocationType=RequestResponse`; the gateway waits for the function and records its real outcome: `delivered`, or its error (`FunctionError`, the payload's `errorType` and `errorMessage`) as a failed attempt, retried under the policy.",
+    });
+    schemas["DeliveryStatus"] = json!({
+        "type": "string",
+        "enum": ["pending", "delivered", "invoked", "failed"],
+        "description": "`pending`: not settled; an attempt is due, running, or waiting for its backoff. `delivered`: a `sync` invocation returned without a function error, so the function succeeded. `invoked`: Lambda accepted an `async` invocation and runs the function under its own retries; the gateway did not see it succeed. `failed`: no attempt left (`maxAttempts`, `maxAgeSeconds`, or an error no retry can mend), `lastError` says why; on AWS it is in the dead-letter queue. Only a failed delivery can be redriven.",
+    });
+    schemas["AttemptResult"] = json!({
+        "type": "string",
+        "enum": ["succeeded", "invoked", "failed"],
+        "description": "`succeeded`: a `sync` invocation returned without a function error. `invoked`: Lambda accepted an `async` invocation. `failed`: the invoke failed, or the function did; `error` says which and why.",
+    });
+    schemas["DeliveryPolicy"] = delivery_policy();
+    let delivery = &mut schemas["Delivery"];
+    // Always written, though a record from before them reads as their defaults.
+    if let Some(required) = delivery["required"].as_array_mut() {
+        required.extend([json!("generation"), json!("policy")]);
+    }
+    delivery["properties"]["history"]["description"] = json!(format!(
+        "The last {} attempts, oldest first, across every series (`generation`).",
+        gateway_core::model::MAX_HISTORY
+    ));
+    delivery["properties"]["history"]["maxItems"] = json!(gateway_core::model::MAX_HISTORY);
+    delivery["properties"]["lastError"]["description"] = json!("The last failed attempt's error, if any.");
+    schemas["Attempt"]["properties"]["number"]["minimum"] = json!(1);
+    let receipt = &mut schemas["RedriveReceipt"]["properties"];
+    receipt["redriven"]["description"] = json!("How many failed deliveries are pending again, each as a new series.");
+    receipt["notRedriven"]["description"] =
+        json!("Failed deliveries that were found and left failed, with why (their subscription was deleted). Absent when none.");
+    receipt["more"]["description"] = json!(format!(
+        "Present (true) when more failed deliveries match than one request redrives ({}): send the same request again.",
+        gateway_core::redrive::MAX_REDRIVE
+    ));
+}
+
+/// A body that may be left out: utoipa writes an optional body as `oneOf` null and the schema,
+/// but a JSON `null` is no object, which every body of this API must be.
+fn optional_body(doc: &mut Value, path: &str, method: &str, schema: &str) {
+    let body = &mut doc["paths"][path][method]["requestBody"];
+    if body.is_object() {
+        body["required"] = json!(false);
+        body["content"]["application/json"]["schema"] = schema_ref(schema);
+    }
+}
+
+/// The redrive bodies.
+fn redrive_schemas() -> [(&'static str, Value); 2] {
+    let time = |description: &str| {
+        json!({
+            "type": "string",
+            "format": "date-time",
+            "pattern": crate::extract::DATE_TIME_PATTERN,
+            "example": "2026-12-02T10:00:00Z",
+            "description": description,
+        })
+    };
+    let mut until = time("The end of the window, excluded: triggers received before it. Defaults to now (null too); it must be later than `since` (else 422 at /until).");
+    until["type"] = json!(["string", "null"]);
+    [
+        (
+            "TriggerRedrive",
+            json!({
+                "type": "object",
+                "description": "Which of the trigger's failed deliveries to redrive: all of them when `subscriptionId` is absent or null (or the body is empty).",
+                "properties": {
+                    "subscriptionId": {
+                        "anyOf": [schema_ref("SubscriptionId"), { "type": "null" }],
+                        "description": "Only the delivery to this subscription (404 if the trigger has none).",
+                    },
+                },
+                "additionalProperties": false,
+            }),
+        ),
+        (
+            "SubscriptionRedrive",
+            json!({
+                "type": "object",
+                "description": "The window of triggers whose failed deliveries to the subscription are redriven: those received in [since, until). Times are RFC 3339 date-times with an offset (`Z` or `+hh:mm`), without a leap second.",
+                "required": ["since"],
+                "properties": {
+                    "since": time("The start of the window, included: triggers received at or after it. It must be earlier than `until`, or than now when `until` is left out (else 422 at /since)."),
+                    "until": until,
+                },
+                "additionalProperties": false,
+                "example": { "since": "2026-12-01T00:00:00Z", "until": "2026-12-02T00:00:00Z" },
+            }),
+        ),
+    ]
 }
 
 /// A request body whose schema is written out as JSON (utoipa's builders cannot say `anyOf`
@@ -101,6 +249,8 @@ written_schema!(NewEvent);
 written_schema!(EventReplacement);
 written_schema!(NewSubscription);
 written_schema!(SubscriptionReplacement);
+written_schema!(TriggerRedrive);
+written_schema!(SubscriptionRedrive);
 written_schema!(NewSource);
 written_schema!(SourceReplacement);
 written_schema!(NativeEventDocument);
@@ -269,7 +419,7 @@ fn event_pattern_schemas() -> [(&'static str, Value); 4] {
                 "type": "object",
                 "minProperties": 1,
                 "example": {"eventSource": ["aws:s3"], "s3": {"bucket": {"name": ["uploads-prod"]}, "object": {"key": [{"prefix": "incoming/"}]}}},
-                "description": "An EventBridge event pattern, matched against each native record as AWS delivers it: fields are ANDed, the values listed for a field ORed, `$or` ORs whole sub-patterns. Beyond this schema: a numeric range's lower bound must be below its upper, a wildcard may not hold `**` and escapes only `*` and `\\`, a cidr must be an IPv4 or IPv6 network (not /32 or /128), a field named outside a `$or` may not be named inside it and operator names cannot name fields there, at most 32 levels, 4096 characters of JSON and 1000 combinations of `$or`s. An invalid pattern is 422 with every problem's pointer under /pattern.",
+                "description": "An EventBridge event pattern: fields are ANDed, the values listed for a field ORed, `$or` ORs whole sub-patterns. Beyond this schema: a numeric range's lower bound must be below its upper, a wildcard may not hold `**` and escapes only `*` and `\\`, a cidr must be an IPv4 or IPv6 network (not /32 or /128), a field named outside a `$or` may not be named inside it and operator names cannot name fields there, at most 32 levels, 4096 characters of JSON and 1000 combinations of `$or`s. An invalid pattern is 422 with every problem's pointer under the field holding it (a source's /pattern, a subscription's /filter).",
                 "properties": {"$or": {"type": "array", "minItems": 2, "items": schema_ref("EventPatternDocument")}},
                 "additionalProperties": {"anyOf": [schema_ref("EventPatternLeaf"), schema_ref("EventPatternDocument")]},
             }),
@@ -340,7 +490,10 @@ fn source_body(name: Value, event: Value, required: &[&str], description: &str) 
         "properties": {
             "name": name,
             "event": event,
-            "pattern": schema_ref("EventPatternDocument"),
+            "pattern": {
+                "$ref": "#/components/schemas/EventPatternDocument",
+                "description": "Matched against each native record as AWS delivers it (each element of `Records`, or the whole EventBridge event).",
+            },
             "description": { "type": ["string", "null"], "maxLength": 1024 },
             "metadata": {
                 "type": ["object", "null"],
@@ -411,7 +564,7 @@ fn written_schemas() -> [(&'static str, Value); 6] {
                     "description": "The subscription's event: it may be repeated, not changed (422).",
                 }),
                 &["functionId"],
-                "The function and metadata replacing a subscription's.",
+                "The function, metadata, filter and delivery policy replacing a subscription's.",
             ),
         ),
     ]
@@ -421,14 +574,18 @@ fn written_schemas() -> [(&'static str, Value); 6] {
 /// 401 and 503 that every operation but `/health` (and, for 503, `/openapi.json`) can answer.
 pub fn complete(doc: &mut Value) {
     let components = &mut doc["components"];
-    for (name, schema) in written_schemas().into_iter().chain(event_pattern_schemas()).chain(registry_schemas()) {
+    for (name, schema) in
+        written_schemas().into_iter().chain(event_pattern_schemas()).chain(registry_schemas()).chain(redrive_schemas())
+    {
         components["schemas"][name] = schema;
     }
+    delivery_log_schemas(components);
     components["securitySchemes"][BEARER] = json!({
         "type": "http",
         "scheme": "bearer",
         "description": "Only on the local gateway, and only when it runs with GATEWAY_API_TOKEN: then every request but GET /health must carry `Authorization: Bearer <token>` (else 401), and the gateway may listen beyond loopback. On AWS, API Gateway authorizes requests with IAM (SigV4) before they reach the gateway, and this scheme does not apply.",
     });
+    optional_body(doc, "/deliveries/{eventId}/redrive", "post", "TriggerRedrive");
     // Optional: `{}` (no credentials) is one of the alternatives, as on AWS and by default.
     doc["security"] = json!([{}, { BEARER: [] }]);
 

@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query};
 use axum::http::{header, HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
 use gateway_core::{Error, PageRequest, Version, Violation};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -30,6 +31,18 @@ pub fn json_body<T: DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     limit: usize,
 ) -> Result<T, ApiError> {
+    json_body_with_objects(headers, body, limit, &[])
+}
+
+/// [`json_body`] for a body whose `objects` fields hold structs: serde reads a struct from a
+/// JSON array too (`"delivery": ["sync"]` as `{"mode": "sync"}`), so an array there is refused
+/// at its pointer, as the document's `"type": "object"` says.
+pub fn json_body_with_objects<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+    objects: &[&str],
+) -> Result<T, ApiError> {
     if let Some(content_type) = content_type(headers) {
         let is_json = content_type
             .parse::<mime::Mime>()
@@ -47,6 +60,18 @@ pub fn json_body<T: DeserializeOwned>(
             Err(e) => ApiError::MalformedBody(e.to_string()),
         });
     }
+    if !objects.is_empty() {
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(&bytes) {
+            let arrays: Vec<Violation> = objects
+                .iter()
+                .filter(|name| fields.get(**name).is_some_and(serde_json::Value::is_array))
+                .map(|name| Violation::new(format!("/{name}"), "must be an object, not an array"))
+                .collect();
+            if !arrays.is_empty() {
+                return Err(Error::invalid_body(arrays).into());
+            }
+        }
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let pointer = json_pointer(e.path());
@@ -54,6 +79,12 @@ pub fn json_body<T: DeserializeOwned>(
         match inner.classify() {
             serde_json::error::Category::Data => {
                 Error::invalid_body(vec![Violation::new(pointer, strip_position(&inner))]).into()
+            }
+            // serde_json reads an enum from anything but a string or an object as a syntax error
+            // (`"mode": null` is "expected value"), though the body is well-formed JSON: that is
+            // a wrong value at its pointer, not a malformed body.
+            serde_json::error::Category::Syntax if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() => {
+                Error::invalid_body(vec![Violation::new(pointer, "not a value this field takes")]).into()
             }
             _ => ApiError::MalformedBody(inner.to_string()),
         }
@@ -210,6 +241,52 @@ pub fn version_number(raw: &str) -> Result<u32, Violation> {
     }
 }
 
+/// The date-times the API takes in a body, as the document's pattern states them: RFC 3339's
+/// `date-time` with an offset (`Z` or `±hh:mm`) and without a leap second, in upper case.
+pub const DATE_TIME_PATTERN: &str =
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9](?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:[0-9]{2})$";
+
+/// A body's date-time, exactly what [`DATE_TIME_PATTERN`] and the `date-time` format admit
+/// together: the shape is checked here (chrono alone also takes a space for the `T`, lower case
+/// and leap seconds), the calendar by chrono (no 30 February, no hour 24, no offset of a day).
+pub fn date_time(raw: &str) -> Option<DateTime<Utc>> {
+    let b = raw.as_bytes();
+    let digits = |from: usize, to: usize| b.get(from..to).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    let shaped = digits(0, 4)
+        && at(4, b'-')
+        && digits(5, 7)
+        && at(7, b'-')
+        && digits(8, 10)
+        && at(10, b'T')
+        && digits(11, 13)
+        && at(13, b':')
+        && digits(14, 16)
+        && at(16, b':')
+        && digits(17, 19)
+        && b[17] <= b'5';
+    if !shaped {
+        return None;
+    }
+    let mut rest = &b[19..];
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let n = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        rest = &fraction[n..];
+    }
+    let offset = match rest {
+        [b'Z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()),
+        _ => false,
+    };
+    if !offset {
+        return None;
+    }
+    DateTime::parse_from_rfc3339(raw).ok().map(|t| t.with_timezone(&Utc))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +302,41 @@ mod tests {
         }
         h.insert(header::IF_MATCH, "\"abc\"".parse().unwrap());
         assert!(if_match(&h).is_err());
+    }
+
+    #[test]
+    fn date_time_reads_rfc_3339_with_an_offset_as_utc_and_nothing_else() {
+        let utc = |raw: &str| date_time(raw).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+        for (raw, want) in [
+            ("2025-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
+            ("2025-01-01T01:30:00+01:30", "2025-01-01T00:00:00Z"),
+            ("2024-12-31T23:00:00-01:00", "2025-01-01T00:00:00Z"),
+            ("2025-01-01T00:00:00.5Z", "2025-01-01T00:00:00.500Z"),
+            ("2024-02-29T12:00:00Z", "2024-02-29T12:00:00Z"),
+        ] {
+            assert_eq!(utc(raw).as_deref(), Some(want), "{raw}");
+        }
+        for raw in [
+            "",
+            "2025-01-01",
+            "2025-01-01T00:00:00",
+            "2025-01-01T00:00Z",
+            "2025-01-01 00:00:00Z",
+            "2025-01-01t00:00:00z",
+            "2025-01-01T00:00:00.Z",
+            "2025-01-01T00:00:00+0100",
+            "2025-01-01T00:00:00+01",
+            "2025-01-01T00:00:60Z",
+            "2025-01-01T24:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "2025-13-01T00:00:00Z",
+            "2025-01-01T00:00:00+24:00",
+            "+2025-01-01T00:00:00Z",
+            "2025-01-01T00:00:00Z ",
+            "２０２５-01-01T00:00:00Z",
+        ] {
+            assert_eq!(date_time(raw), None, "{raw:?} is refused");
+        }
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use gateway_core::ports::{
-    Clock, DeliveryLog, EventStore, IdSource, SchemaStore, SourceStore, SubscriptionStore, TriggerAcceptor,
-    TriggerSource,
+    Clock, DeliveryLog, DeliveryRedrive, EventStore, IdSource, SchemaStore, SourceStore, SubscriptionStore,
+    TriggerAcceptor, TriggerSource,
 };
 use gateway_core::schema::SchemaCache;
 use gateway_core::FunctionAllowlist;
@@ -36,6 +36,9 @@ pub struct Gateway {
     pub trigger_source: Arc<dyn TriggerSource>,
     pub acceptor: Arc<dyn TriggerAcceptor>,
     pub deliveries: Arc<dyn DeliveryLog>,
+    /// Puts failed deliveries back to pending (`POST /deliveries/{eventId}/redrive`,
+    /// `POST /subscriptions/{id}/redrive`); on AWS it also hands them to the delivery queue.
+    pub redrive: Arc<dyn DeliveryRedrive>,
     /// Compiled validators (events' schemas and registered versions), shared by every request.
     pub schemas: SchemaCache,
     pub clock: Arc<dyn Clock>,
@@ -56,7 +59,11 @@ pub enum RouteGroup {
     Events,
     /// `/subscriptions` CRUD.
     Subscriptions,
-    /// Triggers and the delivery log.
+    /// Triggers and the delivery log: `POST /events/{name}/trigger`, `GET /events/{name}/deliveries`,
+    /// `GET /deliveries/{eventId}`, and both redrives, `POST /deliveries/{eventId}/redrive` and
+    /// `POST /subscriptions/{id}/redrive`. A redrive hands deliveries to the delivery queue as a
+    /// trigger does, so it is served where that permission already is; the subscriptions function
+    /// keeps only its table.
     Triggers,
 }
 
@@ -90,6 +97,7 @@ pub fn openapi() -> serde_json::Value {
     doc.merge(routes::schemas::Doc::openapi());
     doc.merge(routes::ingest::Doc::openapi());
     doc.merge(routes::triggers::Doc::openapi());
+    doc.merge(routes::redrive::Doc::openapi());
     let mut doc = serde_json::to_value(doc).expect("the generated document serializes");
     doc::complete(&mut doc);
     doc
@@ -107,12 +115,13 @@ pub fn router(gateway: Gateway, group: RouteGroup) -> Router {
             .merge(routes::schemas::routes())
             .merge(routes::subscriptions::routes())
             .merge(routes::triggers::routes())
+            .merge(routes::redrive::routes())
             .merge(routes::ingest::routes()),
         RouteGroup::Events => {
             router.merge(routes::events::routes()).merge(routes::sources::routes()).merge(routes::schemas::routes())
         }
         RouteGroup::Subscriptions => router.merge(routes::subscriptions::routes()),
-        RouteGroup::Triggers => router.merge(routes::triggers::routes()),
+        RouteGroup::Triggers => router.merge(routes::triggers::routes()).merge(routes::redrive::routes()),
     };
     routes::finish(router, gateway.max_payload_bytes).with_state(Arc::new(gateway))
 }

@@ -37,6 +37,9 @@ const HOME_ACCOUNT: &str = "123456789012";
 struct Api {
     router: Router,
     clock: Arc<FixedClock>,
+    /// The store behind the router, for what no route does: the delivery worker's claims and
+    /// attempts.
+    store: Arc<MemoryStore>,
 }
 
 impl Api {
@@ -48,7 +51,7 @@ impl Api {
     fn with_token(token: &str) -> Self {
         let api = Self::new();
         let token = gateway_api::auth::ApiToken::new(token).expect("a valid token");
-        Self { router: gateway_api::auth::require_token(api.router, token), clock: api.clock }
+        Self { router: gateway_api::auth::require_token(api.router, token), ..api }
     }
 
     fn with_limit(max_payload_bytes: usize) -> Self {
@@ -71,7 +74,8 @@ impl Api {
             registry: store.clone(),
             trigger_source: store.clone(),
             acceptor: store.clone(),
-            deliveries: store,
+            deliveries: store.clone(),
+            redrive: store.clone(),
             schemas: SchemaCache::new(),
             clock: clock.clone(),
             ids: Arc::new(UlidSource),
@@ -80,7 +84,7 @@ impl Api {
                 .at_home(Home::new("eu-west-1", Some(AccountId::parse(HOME_ACCOUNT).unwrap()))),
             max_payload_bytes,
         };
-        Self { router: gateway_api::router(gateway, group), clock }
+        Self { router: gateway_api::router(gateway, group), clock, store }
     }
 
     async fn send(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Reply {
@@ -1787,7 +1791,7 @@ async fn every_documented_operation_is_routed() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 28, "the API has 28 operations");
+    assert_eq!(operations, 30, "the API has 30 operations");
 }
 
 #[tokio::test]
@@ -2853,4 +2857,891 @@ async fn the_document_states_the_registrys_problem_members_and_resource_events()
             assert!(found.contains(&status.to_string()), "{method} {path} documents {status}: {found:?}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delivery strategy: filters and delivery policies on subscriptions, the delivery log's
+// statuses and history, redrive
+// ---------------------------------------------------------------------------------------------
+
+use gateway_core::model::{Attempt, AttemptResult, Delivery, DeliveryStatus};
+use gateway_core::ports::{Attempted, DeliveryOutbox};
+
+/// A policy at every limit's upper edge.
+fn sync_policy() -> Value {
+    json!({ "mode": "sync", "maxAttempts": 185, "maxAgeSeconds": 86400, "timeoutSeconds": 900 })
+}
+
+/// Only orders over 100 to Germany or France.
+fn big_orders() -> Value {
+    json!({ "data": { "total": [{ "numeric": [">", 100] }], "country": ["DE", "FR"] } })
+}
+
+impl Api {
+    /// POST /subscriptions to orders.created with `fields` added to an allowed function.
+    async fn subscribe_with(&self, fields: Value) -> Reply {
+        let mut body = json!({ "event": "orders.created", "functionId": "orders-mailer" });
+        body.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+        self.post_json("/subscriptions", &body).await
+    }
+
+    /// GIVEN helper: plays the delivery worker once. Claims what is due and records one attempt
+    /// for each delivery of `event_id` whose subscription `outcomes` names, ending as it says
+    /// (`failed`, `delivered` or `invoked`); the others stay pending.
+    async fn attempt(&self, event_id: &str, outcomes: &[(&str, DeliveryStatus)]) {
+        let now = gateway_core::ports::Clock::now(self.clock.as_ref());
+        let due = self.store.claim_due(now, 100, Duration::from_secs(30)).await.expect("claims");
+        let mut recorded = 0;
+        for due in &due {
+            let d = &due.delivery;
+            let Some((_, status)) = outcomes
+                .iter()
+                .find(|(sub, _)| d.event_id.to_string() == event_id && d.subscription_id.to_string() == *sub)
+            else {
+                continue;
+            };
+            let (result, error) = match status {
+                DeliveryStatus::Failed => (AttemptResult::Failed, Some("Unhandled: boom".to_owned())),
+                DeliveryStatus::Delivered => (AttemptResult::Succeeded, None),
+                DeliveryStatus::Invoked => (AttemptResult::Invoked, None),
+                DeliveryStatus::Pending => panic!("an attempt the worker records settles here"),
+            };
+            let mut after = Delivery {
+                status: *status,
+                attempts: d.attempts + 1,
+                last_error: error.clone(),
+                updated_at: now,
+                ..d.clone()
+            };
+            after.remember(Attempt {
+                generation: d.generation,
+                number: d.attempts + 1,
+                started_at: now,
+                duration_ms: 12,
+                result,
+                error,
+            });
+            self.store.record_attempt(due, &Attempted { delivery: after, retry: None }).await.expect("recorded");
+            recorded += 1;
+        }
+        assert_eq!(recorded, outcomes.len(), "every delivery named was due");
+    }
+
+    /// GIVEN helper: plays the delivery worker once, failing every delivery that is due.
+    async fn fail_everything_due(&self) -> usize {
+        let now = gateway_core::ports::Clock::now(self.clock.as_ref());
+        let due = self.store.claim_due(now, 10_000, Duration::from_secs(30)).await.expect("claims");
+        for due in &due {
+            let failed = Delivery {
+                status: DeliveryStatus::Failed,
+                attempts: due.delivery.attempts + 1,
+                last_error: Some("boom".into()),
+                ..due.delivery.clone()
+            };
+            self.store.record_attempt(due, &Attempted { delivery: failed, retry: None }).await.expect("recorded");
+        }
+        due.len()
+    }
+
+    /// The delivery of `event_id` to `subscription`, as GET /deliveries/{eventId} shows it.
+    async fn delivery(&self, event_id: &str, subscription: &str) -> Value {
+        let (status, _, deliveries) = self.get(&format!("/deliveries/{event_id}")).await;
+        assert_eq!(status, StatusCode::OK, "{deliveries}");
+        deliveries
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["subscriptionId"] == subscription)
+            .unwrap_or_else(|| panic!("a delivery to {subscription} in {deliveries}"))
+            .clone()
+    }
+
+    /// GIVEN helper: orders.created with one subscription, triggered once, its delivery failed.
+    /// Returns (event id, subscription id).
+    async fn failed_delivery(&self) -> (String, String) {
+        self.define_named("orders.created").await;
+        let sub = self.subscribe("orders.created", "orders-mailer").await;
+        let event_id =
+            self.trigger("orders.created", &json!({ "total": 5 })).await["eventId"].as_str().unwrap().to_owned();
+        self.attempt(&event_id, &[(&sub, DeliveryStatus::Failed)]).await;
+        assert_eq!(self.delivery(&event_id, &sub).await["status"], "failed");
+        (event_id, sub)
+    }
+
+    async fn redrive(&self, event_id: &str, body: &Value) -> Reply {
+        self.post_json(&format!("/deliveries/{event_id}/redrive"), body).await
+    }
+
+    async fn redrive_subscription(&self, subscription: &str, body: &Value) -> Reply {
+        self.post_json(&format!("/subscriptions/{subscription}/redrive"), body).await
+    }
+}
+
+#[tokio::test]
+async fn subscribe_with_a_filter_and_a_delivery_policy_answers_them_everywhere() {
+    let api = Api::new();
+    api.define_named("orders.created").await;
+
+    // WHEN a subscription is made with a filter and a sync policy
+    let (status, _, body) = api.subscribe_with(json!({ "filter": big_orders(), "delivery": sync_policy() })).await;
+
+    // THEN both come back as sent, on create, read and list
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["filter"], big_orders());
+    assert_eq!(body["delivery"], sync_policy());
+    let id = body["subscriptionId"].as_str().unwrap();
+    assert_eq!(api.get(&format!("/subscriptions/{id}")).await.2, body);
+    assert_eq!(api.get("/subscriptions").await.2["items"][0], body);
+}
+
+#[tokio::test]
+async fn subscribe_without_a_filter_or_policy_answers_the_default_async_policy() {
+    let api = Api::new();
+    api.define_named("orders.created").await;
+
+    for fields in [json!({}), json!({ "filter": null, "delivery": null }), json!({ "delivery": {} })] {
+        let (status, _, body) = api.subscribe_with(fields.clone()).await;
+
+        assert_eq!(status, StatusCode::CREATED, "{fields}: {body}");
+        assert!(body.get("filter").is_none(), "no filter: every trigger: {body}");
+        assert_eq!(body["delivery"], json!({ "mode": "async" }), "{fields}");
+    }
+}
+
+#[tokio::test]
+async fn replace_subscription_sets_then_clears_its_filter_and_policy() {
+    let api = Api::new();
+    api.define_named("orders.created").await;
+    let id = api.subscribe("orders.created", "orders-mailer").await;
+    let uri = format!("/subscriptions/{id}");
+
+    // WHEN a replace adds a filter and a policy
+    let policy = json!({ "mode": "sync", "maxAttempts": 1, "maxAgeSeconds": 60, "timeoutSeconds": 1 });
+    let (status, _, set) = api
+        .put_json(
+            &uri,
+            Some("\"1\""),
+            &json!({ "functionId": "orders-mailer", "filter": big_orders(), "delivery": policy }),
+        )
+        .await;
+
+    // THEN they are the subscription's (the lower edges of every limit are fine)
+    assert_eq!(status, StatusCode::OK, "{set}");
+    assert_eq!((&set["filter"], &set["delivery"]), (&big_orders(), &policy));
+    assert_eq!(api.get(&uri).await.2, set);
+
+    // AND a replace without them takes them away
+    let (status, _, cleared) = api.put_json(&uri, Some("\"2\""), &json!({ "functionId": "orders-mailer" })).await;
+    assert_eq!(status, StatusCode::OK, "{cleared}");
+    assert!(cleared.get("filter").is_none(), "{cleared}");
+    assert_eq!(cleared["delivery"], json!({ "mode": "async" }));
+}
+
+#[tokio::test]
+async fn an_invalid_filter_is_unprocessable_with_every_problem_under_filter_and_changes_nothing() {
+    let api = Api::new();
+    api.define_named("orders.created").await;
+    let id = api.subscribe("orders.created", "orders-mailer").await;
+
+    for (filter, expected) in [
+        // A numeric range whose bounds are the wrong way round, and a leaf that is no list.
+        (
+            json!({ "data": { "total": [{ "numeric": [">", 100, "<", 5] }], "country": "DE" } }),
+            vec!["/filter/data/country", "/filter/data/total/0/numeric"],
+        ),
+        (json!([]), vec!["/filter"]),
+        (json!({}), vec!["/filter"]),
+        (json!({ "data": { "total": [{ "between": [1, 2] }] } }), vec!["/filter/data/total/0/between"]),
+    ] {
+        // WHEN a subscription is made, or replaced, with it
+        let created = api.subscribe_with(json!({ "filter": filter })).await;
+        let replaced = api
+            .put_json(&format!("/subscriptions/{id}"), None, &json!({ "functionId": "orders-v2", "filter": filter }))
+            .await;
+
+        // THEN 422, each problem located under /filter
+        for reply in [&created, &replaced] {
+            assert_problem(reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+            let mut found = pointers(&reply.2);
+            found.sort();
+            assert_eq!(found, expected, "{filter}: {}", reply.2);
+        }
+    }
+    // AND nothing was made or changed
+    let (_, _, list) = api.get("/subscriptions").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["items"][0]["functionId"], "orders-mailer");
+    assert_eq!(list["items"][0]["version"], 1);
+}
+
+#[tokio::test]
+async fn every_policy_limit_is_taken_at_its_edges_and_refused_just_outside_at_its_pointer() {
+    let api = Api::new();
+    api.define_named("orders.created").await;
+
+    for (field, inside, outside) in [
+        ("maxAttempts", [1, 185], [json!(0), json!(186)]),
+        ("maxAgeSeconds", [60, 86400], [json!(59), json!(86401)]),
+        ("timeoutSeconds", [1, 900], [json!(0), json!(901)]),
+    ] {
+        for value in inside {
+            let (status, _, body) = api.subscribe_with(json!({ "delivery": { "mode": "sync", field: value } })).await;
+            assert_eq!(status, StatusCode::CREATED, "{field} {value}: {body}");
+            assert_eq!(body["delivery"][field], value);
+        }
+        // Out of range, negative, past u32, fractional, a string: all 422 at the field.
+        for value in outside.into_iter().chain([json!(-1), json!(4_294_967_296u64), json!(1.5), json!("3")]) {
+            let reply = api.subscribe_with(json!({ "delivery": { "mode": "sync", field: value } })).await;
+            assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+            assert_eq!(pointers(&reply.2), [format!("/delivery/{field}")], "{field} {value}: {}", reply.2);
+        }
+    }
+    assert_eq!(api.get("/subscriptions").await.2["items"].as_array().unwrap().len(), 6, "only the six inside");
+}
+
+#[tokio::test]
+async fn timeout_seconds_is_for_sync_only() {
+    let api = Api::new();
+    api.define_named("orders.created").await;
+
+    // WHEN an async policy (said, or by default) sets a timeout
+    for delivery in [json!({ "mode": "async", "timeoutSeconds": 10 }), json!({ "timeoutSeconds": 10 })] {
+        let reply = api.subscribe_with(json!({ "delivery": delivery })).await;
+
+        // THEN 422 at the timeout, saying why
+        assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+        assert_eq!(pointers(&reply.2), ["/delivery/timeoutSeconds"], "{delivery}");
+        assert!(reply.2["detail"].as_str().unwrap().contains("sync"), "{}", reply.2);
+    }
+    // AND a null timeout is no timeout
+    let (status, _, body) =
+        api.subscribe_with(json!({ "delivery": { "mode": "async", "timeoutSeconds": null } })).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["delivery"], json!({ "mode": "async" }));
+}
+
+#[tokio::test]
+async fn a_delivery_policy_with_an_unknown_field_or_mode_is_unprocessable_at_its_pointer() {
+    let api = Api::new();
+    api.define_named("orders.created").await;
+    let id = api.subscribe("orders.created", "orders-mailer").await;
+
+    for (delivery, pointer) in [
+        (json!({ "mode": "async", "retries": 3 }), "/delivery/retries"),
+        (json!({ "mode": "fast" }), "/delivery/mode"),
+        (json!({ "mode": "SYNC" }), "/delivery/mode"),
+        (json!({ "mode": null }), "/delivery/mode"),
+        (json!("sync"), "/delivery"),
+        (json!([]), "/delivery"),
+        // serde would read a struct from an array: `["sync"]` as `{"mode": "sync"}`.
+        (json!(["sync"]), "/delivery"),
+    ] {
+        let created = api.subscribe_with(json!({ "delivery": delivery })).await;
+        let replaced = api
+            .put_json(
+                &format!("/subscriptions/{id}"),
+                None,
+                &json!({ "functionId": "orders-v2", "delivery": delivery }),
+            )
+            .await;
+
+        for reply in [created, replaced] {
+            assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+            assert_eq!(pointers(&reply.2), [pointer], "{delivery}: {}", reply.2);
+        }
+    }
+    let (_, _, list) = api.get("/subscriptions").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!((&list["items"][0]["functionId"], &list["items"][0]["version"]), (&json!("orders-mailer"), &json!(1)));
+}
+
+#[tokio::test]
+async fn a_trigger_makes_deliveries_only_for_subscriptions_whose_filter_matches() {
+    // GIVEN one subscription for every order and one for big orders to DE or FR only
+    let api = Api::new();
+    api.define_named("orders.created").await;
+    let every = api.subscribe("orders.created", "orders-audit").await;
+    let (_, _, big) = api.subscribe_with(json!({ "filter": big_orders() })).await;
+
+    // WHEN a small order and a big one are triggered
+    let small = api.trigger("orders.created", &json!({ "total": 50, "country": "DE" })).await;
+    let large = api.trigger("orders.created", &json!({ "total": 150, "country": "FR" })).await;
+
+    // THEN the receipt lists only the deliveries made, and so does the log
+    let subscribers = |receipt: &Value| -> Vec<String> {
+        let mut ids: Vec<String> = receipt["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["subscriptionId"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(subscribers(&small), std::slice::from_ref(&every));
+    let mut both = vec![every, big["subscriptionId"].as_str().unwrap().to_owned()];
+    both.sort();
+    assert_eq!(subscribers(&large), both);
+    let (_, _, log) = api.get(&format!("/deliveries/{}", small["eventId"].as_str().unwrap())).await;
+    assert_eq!(log.as_array().unwrap().len(), 1, "{log}");
+}
+
+#[tokio::test]
+async fn a_delivery_shows_its_generation_policy_and_an_empty_history_before_any_attempt() {
+    let api = Api::new();
+    api.define_named("orders.created").await;
+    let (_, _, sub) = api.subscribe_with(json!({ "delivery": { "mode": "sync", "maxAttempts": 3 } })).await;
+    let event_id = api.trigger("orders.created", &json!({})).await["eventId"].as_str().unwrap().to_owned();
+
+    let d = api.delivery(&event_id, sub["subscriptionId"].as_str().unwrap()).await;
+
+    assert_eq!(d["status"], "pending");
+    assert_eq!(d["attempts"], 0);
+    assert_eq!(d["generation"], 0);
+    assert_eq!(d["policy"], json!({ "mode": "sync", "maxAttempts": 3 }), "the subscription's policy at trigger time");
+    assert!(d.get("redrivenAt").is_none() && d.get("history").is_none(), "{d}");
+}
+
+#[tokio::test]
+async fn a_failed_delivery_shows_its_attempts_history_and_last_error_in_both_listings() {
+    // GIVEN a trigger whose delivery failed its first attempt for good
+    let api = Api::new();
+    let (event_id, sub) = api.failed_delivery().await;
+
+    // WHEN the log is read by trigger and by event
+    let d = api.delivery(&event_id, &sub).await;
+    let (_, _, page) = api.get("/events/orders.created/deliveries").await;
+
+    // THEN it is failed after one attempt, with the attempt in its history
+    assert_eq!(d["status"], "failed");
+    assert_eq!(d["attempts"], 1);
+    assert_eq!(d["lastError"], "Unhandled: boom");
+    assert_eq!(
+        d["history"],
+        json!([{
+            "generation": 0, "number": 1, "startedAt": START_TEXT, "durationMs": 12,
+            "result": "failed", "error": "Unhandled: boom"
+        }])
+    );
+    assert_eq!(page["items"], json!([d]), "the event's listing shows the same");
+}
+
+#[tokio::test]
+async fn an_async_delivery_lambda_accepted_is_invoked_not_delivered() {
+    let api = Api::new();
+    api.define_named("orders.created").await;
+    let sub = api.subscribe("orders.created", "orders-mailer").await;
+    let event_id = api.trigger("orders.created", &json!({})).await["eventId"].as_str().unwrap().to_owned();
+
+    api.attempt(&event_id, &[(&sub, DeliveryStatus::Invoked)]).await;
+
+    let d = api.delivery(&event_id, &sub).await;
+    assert_eq!(d["status"], "invoked");
+    assert_eq!(d["history"][0]["result"], "invoked");
+    assert!(d["history"][0].get("error").is_none(), "{d}");
+}
+
+#[tokio::test]
+async fn a_redrive_of_a_failed_delivery_makes_it_pending_again_once() {
+    // GIVEN a failed delivery, an hour later
+    let api = Api::new();
+    let (event_id, sub) = api.failed_delivery().await;
+    api.clock.advance(Duration::from_secs(3600));
+
+    // WHEN the trigger is redriven
+    let (status, _, receipt) = api.redrive(&event_id, &json!({})).await;
+
+    // THEN 202, one redriven
+    assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+    assert_eq!(receipt, json!({ "redriven": 1 }));
+    // AND the delivery is a new series: pending, generation 1, no attempt yet, redriven now,
+    // the first series' attempt still in its history
+    let d = api.delivery(&event_id, &sub).await;
+    assert_eq!(d["status"], "pending");
+    assert_eq!((&d["generation"], &d["attempts"]), (&json!(1), &json!(0)));
+    assert_eq!(d["redrivenAt"], "2025-01-01T01:00:00Z");
+    assert_eq!(d["history"].as_array().unwrap().len(), 1);
+    assert_eq!(d["history"][0]["generation"], 0);
+
+    // AND a second redrive while it is pending redrives nothing
+    let (status, _, again) = api.redrive(&event_id, &json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(again, json!({ "redriven": 0 }));
+    assert_eq!(api.delivery(&event_id, &sub).await["generation"], 1);
+}
+
+#[tokio::test]
+async fn a_redrive_never_touches_a_delivered_or_invoked_delivery() {
+    // GIVEN one trigger with three deliveries: delivered, invoked and failed
+    let api = Api::new();
+    api.define_named("orders.created").await;
+    let delivered = api.subscribe("orders.created", "orders-a").await;
+    let invoked = api.subscribe("orders.created", "orders-b").await;
+    let failed = api.subscribe("orders.created", "orders-c").await;
+    let event_id = api.trigger("orders.created", &json!({})).await["eventId"].as_str().unwrap().to_owned();
+    api.attempt(
+        &event_id,
+        &[
+            (&delivered, DeliveryStatus::Delivered),
+            (&invoked, DeliveryStatus::Invoked),
+            (&failed, DeliveryStatus::Failed),
+        ],
+    )
+    .await;
+
+    // WHEN each of the settled ones is redriven by name, then the whole trigger
+    for sub in [&delivered, &invoked] {
+        let (status, _, receipt) = api.redrive(&event_id, &json!({ "subscriptionId": sub })).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+        assert_eq!(receipt, json!({ "redriven": 0 }), "a delivery that is not failed is left alone");
+    }
+    let (_, _, receipt) = api.redrive(&event_id, &json!({})).await;
+
+    // THEN only the failed one was redriven
+    assert_eq!(receipt, json!({ "redriven": 1 }));
+    for (sub, status, generation) in [(&delivered, "delivered", 0), (&invoked, "invoked", 0), (&failed, "pending", 1)] {
+        let d = api.delivery(&event_id, sub).await;
+        assert_eq!((&d["status"], &d["generation"]), (&json!(status), &json!(generation)), "{d}");
+    }
+}
+
+#[tokio::test]
+async fn a_redrive_naming_a_subscription_redrives_only_its_delivery() {
+    let api = Api::new();
+    api.define_named("orders.created").await;
+    let a = api.subscribe("orders.created", "orders-a").await;
+    let b = api.subscribe("orders.created", "orders-b").await;
+    let event_id = api.trigger("orders.created", &json!({})).await["eventId"].as_str().unwrap().to_owned();
+    api.attempt(&event_id, &[(&a, DeliveryStatus::Failed), (&b, DeliveryStatus::Failed)]).await;
+
+    let (status, _, receipt) = api.redrive(&event_id, &json!({ "subscriptionId": a })).await;
+
+    assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+    assert_eq!(receipt, json!({ "redriven": 1 }));
+    assert_eq!(api.delivery(&event_id, &a).await["status"], "pending");
+    assert_eq!(api.delivery(&event_id, &b).await["status"], "failed");
+}
+
+#[tokio::test]
+async fn a_redrive_without_a_body_an_empty_one_or_null_redrives_every_failed_delivery() {
+    let empty_json: &[(&str, &str)] = &[("content-type", "application/json")];
+    for (headers, body) in [
+        (&[][..], ""),
+        (empty_json, ""),
+        (&[("content-type", "text/plain")][..], ""),
+        (empty_json, "{}"),
+        (empty_json, "{\"subscriptionId\": null}"),
+        (&[][..], "{}"),
+    ] {
+        let api = Api::new();
+        let (event_id, sub) = api.failed_delivery().await;
+
+        let (status, _, receipt) =
+            api.send(Method::POST, &format!("/deliveries/{event_id}/redrive"), headers, body).await;
+
+        assert_eq!(status, StatusCode::ACCEPTED, "{headers:?} {body:?}: {receipt}");
+        assert_eq!(receipt, json!({ "redriven": 1 }), "{headers:?} {body:?}");
+        assert_eq!(api.delivery(&event_id, &sub).await["status"], "pending");
+    }
+}
+
+#[tokio::test]
+async fn a_redrive_of_an_unknown_trigger_or_a_subscription_it_has_no_delivery_to_is_not_found() {
+    let api = Api::new();
+    let (event_id, _) = api.failed_delivery().await;
+    let other = api.subscribe("orders.created", "orders-later").await;
+
+    let unknown = api.redrive("evt_01JDQ3V6J9K2M4N5P6Q7R8S9T0", &json!({})).await;
+    let never = api.redrive(&event_id, &json!({ "subscriptionId": "sub_01JDQ3V6J9K2M4N5P6Q7R8S9T0" })).await;
+    // Subscribed after the trigger: the trigger has no delivery to it.
+    let later = api.redrive(&event_id, &json!({ "subscriptionId": other })).await;
+
+    assert_problem(&unknown, StatusCode::NOT_FOUND, "not-found");
+    assert!(unknown.2["detail"].as_str().unwrap().contains("trigger"), "{}", unknown.2);
+    for reply in [&never, &later] {
+        assert_problem(reply, StatusCode::NOT_FOUND, "not-found");
+        assert!(reply.2["detail"].as_str().unwrap().contains("subscription"), "{}", reply.2);
+    }
+    assert_eq!(api.get(&format!("/deliveries/{event_id}")).await.2[0]["status"], "failed", "nothing redriven");
+}
+
+#[tokio::test]
+async fn a_redrive_of_a_trigger_refuses_bad_ids_and_bodies_and_redrives_nothing() {
+    let api = Api::with_limit(SMALL_LIMIT);
+    let (event_id, sub) = api.failed_delivery().await;
+    let uri = format!("/deliveries/{event_id}/redrive");
+    let json_type = [("content-type", "application/json")];
+
+    for id in ["nope", "sub_01JDQ3V6J9K2M4N5P6Q7R8S9T0"] {
+        assert_problem(&api.redrive(id, &json!({})).await, StatusCode::BAD_REQUEST, "invalid-request");
+    }
+    assert_problem(&api.send(Method::POST, &uri, &json_type, "{").await, StatusCode::BAD_REQUEST, "malformed-body");
+    assert_problem(
+        &api.send(Method::POST, &uri, &[("content-type", "text/plain")], "{}").await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+    );
+    let large = format!("{{\"subscriptionId\": \"{}\"}}", "x".repeat(SMALL_LIMIT));
+    assert_problem(
+        &api.send(Method::POST, &uri, &json_type, large).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body-too-large",
+    );
+    for (body, pointer) in [
+        (json!({ "subscriptionId": "nope" }), "/subscriptionId"),
+        (json!({ "subscriptionId": 5 }), "/subscriptionId"),
+        (json!({ "subscriptionId": sub, "all": true }), "/all"),
+        (json!([]), ""),
+        (json!(null), ""),
+    ] {
+        let reply = api.redrive(&event_id, &body).await;
+        assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+        assert_eq!(pointers(&reply.2), [pointer], "{body}: {}", reply.2);
+    }
+    assert_eq!(api.delivery(&event_id, &sub).await["status"], "failed", "nothing redriven");
+}
+
+#[tokio::test]
+async fn a_redrive_leaves_a_delivery_whose_subscription_was_deleted_failed_and_says_why() {
+    let api = Api::new();
+    let (event_id, sub) = api.failed_delivery().await;
+    assert_eq!(api.delete(&format!("/subscriptions/{sub}")).await.0, StatusCode::NO_CONTENT);
+
+    let (status, _, receipt) = api.redrive(&event_id, &json!({})).await;
+
+    assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+    assert_eq!(
+        receipt,
+        json!({ "redriven": 0, "notRedriven": [
+            { "eventId": event_id, "subscriptionId": sub, "reason": "its subscription was deleted" }
+        ] })
+    );
+    assert_eq!(api.delivery(&event_id, &sub).await["status"], "failed");
+}
+
+#[tokio::test]
+async fn a_redrive_runs_under_the_subscription_as_it_is_now() {
+    // GIVEN a failed delivery whose subscription was then given another function and policy
+    let api = Api::new();
+    let (event_id, sub) = api.failed_delivery().await;
+    let policy = json!({ "mode": "sync", "maxAttempts": 2 });
+    let (status, _, _) = api
+        .put_json(&format!("/subscriptions/{sub}"), None, &json!({ "functionId": "orders-fixed", "delivery": policy }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // WHEN it is redriven
+    assert_eq!(api.redrive(&event_id, &json!({})).await.2, json!({ "redriven": 1 }));
+
+    // THEN its new series has the function and policy of now
+    let d = api.delivery(&event_id, &sub).await;
+    assert_eq!((&d["functionId"], &d["policy"]), (&json!("orders-fixed"), &policy));
+}
+
+#[tokio::test]
+async fn a_redrive_by_subscription_redrives_its_failed_deliveries_in_the_window_once() {
+    // GIVEN a failed delivery of a trigger received at START, an hour later
+    let api = Api::new();
+    let (event_id, sub) = api.failed_delivery().await;
+    api.clock.advance(Duration::from_secs(3600));
+
+    // WHEN a window that leaves it out, then one holding it, are redriven
+    let (status, _, before) =
+        api.redrive_subscription(&sub, &json!({ "since": "2024-12-31T00:00:00Z", "until": START_TEXT })).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{before}");
+    assert_eq!(before, json!({ "redriven": 0 }), "until is excluded");
+    let (status, _, receipt) = api.redrive_subscription(&sub, &json!({ "since": START_TEXT })).await;
+
+    // THEN 202 with one redriven (since is included, until defaults to now)
+    assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+    assert_eq!(receipt, json!({ "redriven": 1 }));
+    assert_eq!(api.delivery(&event_id, &sub).await["generation"], 1);
+    // AND again, with an offset that names the same instant, nothing more
+    let (_, _, again) = api
+        .redrive_subscription(&sub, &json!({ "since": "2025-01-01T01:00:00+01:00", "until": "2025-01-01T01:30:00.5Z" }))
+        .await;
+    assert_eq!(again, json!({ "redriven": 0 }));
+}
+
+#[tokio::test]
+async fn a_redrive_by_subscription_takes_at_most_500_and_says_when_more_are_left() {
+    // GIVEN 501 failed deliveries of one subscription
+    let api = Api::new();
+    api.define_named("orders.created").await;
+    let sub = api.subscribe("orders.created", "orders-mailer").await;
+    for _ in 0..501 {
+        api.trigger("orders.created", &json!({})).await;
+    }
+    assert_eq!(api.fail_everything_due().await, 501);
+    api.clock.advance(Duration::from_secs(1));
+    let window = json!({ "since": "2024-12-31T00:00:00Z" });
+
+    // WHEN the subscription is redriven, and again
+    let (status, _, first) = api.redrive_subscription(&sub, &window).await;
+    let (_, _, second) = api.redrive_subscription(&sub, &window).await;
+
+    // THEN the first takes 500 and says more are left; the second goes on with the last one
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(first, json!({ "redriven": 500, "more": true }));
+    assert_eq!(second, json!({ "redriven": 1 }));
+}
+
+#[tokio::test]
+async fn a_redrive_by_subscription_refuses_a_bad_window_at_its_pointer() {
+    let api = Api::new();
+    let (event_id, sub) = api.failed_delivery().await;
+
+    for (body, expected) in [
+        (json!({}), vec!["/since"]),
+        (json!({ "until": START_TEXT }), vec!["/since"]),
+        (json!({ "since": null }), vec!["/since"]),
+        (json!({ "since": "yesterday" }), vec!["/since"]),
+        (json!({ "since": "2025-01-01" }), vec!["/since"]),
+        (json!({ "since": "2025-01-01T00:00:00" }), vec!["/since"]),
+        (json!({ "since": "2025-01-01 00:00:00Z" }), vec!["/since"]),
+        (json!({ "since": "2025-01-01t00:00:00z" }), vec!["/since"]),
+        (json!({ "since": "2025-02-30T00:00:00Z" }), vec!["/since"]),
+        (json!({ "since": "2024-12-31T23:59:60Z" }), vec!["/since"]),
+        (json!({ "since": "2025-01-01T00:00:00+24:00" }), vec!["/since"]),
+        (json!({ "since": 1735689600 }), vec!["/since"]),
+        (json!({ "since": "2024-12-31T00:00:00Z", "until": "soon" }), vec!["/until"]),
+        (json!({ "since": "bad", "until": "worse" }), vec!["/since", "/until"]),
+        // An empty window, or one the wrong way round.
+        (json!({ "since": START_TEXT, "until": START_TEXT }), vec!["/until"]),
+        (json!({ "since": START_TEXT, "until": "2024-12-31T00:00:00Z" }), vec!["/until"]),
+        // A start not before now, until left to default to now.
+        (json!({ "since": START_TEXT }), vec!["/since"]),
+        (json!({ "since": "2025-06-01T00:00:00Z", "until": null }), vec!["/since"]),
+        (json!({ "since": "2024-12-31T00:00:00Z", "from": "x" }), vec!["/from"]),
+    ] {
+        let reply = api.redrive_subscription(&sub, &body).await;
+        assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+        assert_eq!(pointers(&reply.2), expected, "{body}: {}", reply.2);
+    }
+    assert_eq!(api.delivery(&event_id, &sub).await["status"], "failed", "nothing redriven");
+}
+
+#[tokio::test]
+async fn a_redrive_by_subscription_refuses_bad_ids_unknown_subscriptions_and_bad_bodies() {
+    let api = Api::with_limit(SMALL_LIMIT);
+    let (event_id, sub) = api.failed_delivery().await;
+    let window = json!({ "since": "2024-12-31T00:00:00Z" });
+    let uri = format!("/subscriptions/{sub}/redrive");
+    let json_type = [("content-type", "application/json")];
+
+    for id in ["nope", "evt_01JDQ3V6J9K2M4N5P6Q7R8S9T0"] {
+        assert_problem(&api.redrive_subscription(id, &window).await, StatusCode::BAD_REQUEST, "invalid-request");
+    }
+    let unknown = api.redrive_subscription("sub_01JDQ3V6J9K2M4N5P6Q7R8S9T0", &window).await;
+    assert_problem(&unknown, StatusCode::NOT_FOUND, "not-found");
+    assert!(unknown.2["detail"].as_str().unwrap().contains("subscription"), "{}", unknown.2);
+    assert_problem(&api.send(Method::POST, &uri, &json_type, "{").await, StatusCode::BAD_REQUEST, "malformed-body");
+    assert_problem(&api.send(Method::POST, &uri, &json_type, "").await, StatusCode::BAD_REQUEST, "malformed-body");
+    assert_problem(
+        &api.send(Method::POST, &uri, &[("content-type", "text/plain")], window.to_string()).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+    );
+    let large = format!("{{\"since\": \"{}\"}}", "x".repeat(SMALL_LIMIT));
+    assert_problem(
+        &api.send(Method::POST, &uri, &json_type, large).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body-too-large",
+    );
+    assert_problem(&api.redrive_subscription(&sub, &json!([])).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+    assert_eq!(api.delivery(&event_id, &sub).await["status"], "failed", "nothing redriven");
+}
+
+#[tokio::test]
+async fn on_aws_the_trigger_function_serves_both_redrives_and_the_subscriptions_function_neither() {
+    let triggers = Api::with_group(RouteGroup::Triggers);
+    let subscriptions = Api::with_group(RouteGroup::Subscriptions);
+    let window = json!({ "since": "2024-12-31T00:00:00Z" });
+    let (trigger, sub) = ("evt_01JDQ3V6J9K2M4N5P6Q7R8S9T0", "sub_01JDQ3V6J9K2M4N5P6Q7R8S9T0");
+
+    // Served, by the routes' own answer for what this empty store does not hold.
+    assert_problem(&triggers.redrive(trigger, &json!({})).await, StatusCode::NOT_FOUND, "not-found");
+    assert_problem(&triggers.redrive_subscription(sub, &window).await, StatusCode::NOT_FOUND, "not-found");
+    // Not served: API Gateway sends them to the trigger function.
+    assert_problem(&subscriptions.redrive(trigger, &json!({})).await, StatusCode::NOT_FOUND, "no-route");
+    assert_problem(&subscriptions.redrive_subscription(sub, &window).await, StatusCode::NOT_FOUND, "no-route");
+}
+
+/// The subscription bodies as the document states them, against the router itself.
+#[tokio::test]
+async fn documented_subscription_bodies_are_accepted_and_others_refused() {
+    let doc = gateway_api::openapi();
+    let validator = |name: &str| {
+        jsonschema::validator_for(
+            &json!({ "$ref": format!("#/components/schemas/{name}"), "components": doc["components"].clone() }),
+        )
+        .unwrap_or_else(|e| panic!("{name} compiles: {e}"))
+    };
+    let new_subscription = validator("NewSubscription");
+    let replacement = validator("SubscriptionReplacement");
+    let with = |more: Value| {
+        let mut body = json!({ "event": "orders.created", "functionId": "orders-mailer" });
+        body.as_object_mut().unwrap().extend(more.as_object().unwrap().clone());
+        body
+    };
+    let mut bodies = vec![
+        with(json!({})),
+        with(json!({ "filter": big_orders() })),
+        with(json!({ "filter": null, "delivery": null })),
+        with(json!({ "filter": {} })),
+        with(json!({ "filter": [] })),
+        with(json!({ "filter": { "a": "b" } })),
+        with(json!({ "filter": { "a": [] } })),
+        with(json!({ "filter": { "a": [{ "prefix": "x", "suffix": "y" }] } })),
+        with(json!({ "delivery": {} })),
+        with(json!({ "delivery": sync_policy() })),
+        with(json!({ "delivery": { "mode": "async" } })),
+        with(json!({ "delivery": { "mode": "sync" } })),
+        with(json!({ "delivery": { "mode": "fast" } })),
+        with(json!({ "delivery": { "mode": null } })),
+        with(json!({ "delivery": { "mode": "async", "timeoutSeconds": 5 } })),
+        with(json!({ "delivery": { "timeoutSeconds": 5 } })),
+        with(json!({ "delivery": { "timeoutSeconds": null } })),
+        with(json!({ "delivery": { "maxAttempts": null, "maxAgeSeconds": null } })),
+        with(json!({ "delivery": { "extra": 1 } })),
+        with(json!({ "delivery": [] })),
+        with(json!({ "delivery": "sync" })),
+    ];
+    for (field, low, high) in [("maxAttempts", 1, 185), ("maxAgeSeconds", 60, 86400), ("timeoutSeconds", 1, 900)] {
+        for value in [low - 1, low, high, high + 1] {
+            bodies.push(with(json!({ "delivery": { "mode": "sync", field: value } })));
+        }
+        bodies.push(with(json!({ "delivery": { "mode": "sync", field: 1.5 } })));
+    }
+    for body in bodies {
+        let api = Api::new();
+        api.define_named("orders.created").await;
+        let (status, _, answer) = api.post_json("/subscriptions", &body).await;
+        assert_eq!(new_subscription.is_valid(&body), status == StatusCode::CREATED, "POST {body}: {status} {answer}");
+        assert!(matches!(status, StatusCode::CREATED | StatusCode::UNPROCESSABLE_ENTITY), "{body}: {status}");
+
+        let id = api.subscribe("orders.created", "orders-mailer").await;
+        let (status, _, answer) = api.put_json(&format!("/subscriptions/{id}"), None, &body).await;
+        assert_eq!(replacement.is_valid(&body), status == StatusCode::OK, "PUT {body}: {status} {answer}");
+    }
+}
+
+/// The redrive bodies as the document states them, against the router itself.
+#[tokio::test]
+async fn documented_redrive_bodies_are_accepted_and_others_refused() {
+    let doc = gateway_api::openapi();
+    let validator = |name: &str| {
+        jsonschema::options()
+            .should_validate_formats(true)
+            .build(&json!({ "$ref": format!("#/components/schemas/{name}"), "components": doc["components"].clone() }))
+            .unwrap_or_else(|e| panic!("{name} compiles: {e}"))
+    };
+    let window = validator("SubscriptionRedrive");
+    let one = validator("TriggerRedrive");
+    // Every window here is ordered and ends before now, which no schema can say.
+    for body in [
+        json!({ "since": "2024-12-31T00:00:00Z" }),
+        json!({ "since": "2024-12-31T00:00:00Z", "until": null }),
+        json!({ "since": "2024-12-31T00:00:00.123456789Z", "until": "2025-01-01T00:00:00-01:00" }),
+        json!({ "since": "2024-12-31T00:00:00.123456789012Z" }),
+        json!({ "since": "2024-12-31T00:00:00+23:59" }),
+        json!({ "since": "0001-01-01T00:00:00Z" }),
+        json!({ "since": "2024-12-31t00:00:00z" }),
+        json!({ "since": "2024-12-31 00:00:00Z" }),
+        json!({ "since": "2024-12-31T00:00:00" }),
+        json!({ "since": "2024-12-31T00:00:60Z" }),
+        json!({ "since": "2024-12-31T24:00:00Z" }),
+        json!({ "since": "2024-02-30T00:00:00Z" }),
+        json!({ "since": "2024-12-31T00:00:00.Z" }),
+        json!({ "since": "2024-12-31T00:00:00+0100" }),
+        json!({ "since": "+2024-12-31T00:00:00Z" }),
+        json!({ "since": null }),
+        json!({ "until": "2024-12-31T00:00:00Z" }),
+        json!({}),
+        json!({ "since": "2024-12-31T00:00:00Z", "extra": 1 }),
+    ] {
+        let api = Api::new();
+        let sub = api.failed_delivery().await.1;
+        let (status, _, answer) = api.redrive_subscription(&sub, &body).await;
+        assert_eq!(window.is_valid(&body), status == StatusCode::ACCEPTED, "{body}: {status} {answer}");
+    }
+    for body in [
+        json!({}),
+        json!({ "subscriptionId": null }),
+        json!({ "subscriptionId": "nope" }),
+        json!({ "subscription": "x" }),
+    ] {
+        let api = Api::new();
+        let event_id = api.failed_delivery().await.0;
+        let (status, _, answer) = api.redrive(&event_id, &body).await;
+        assert_eq!(one.is_valid(&body), status == StatusCode::ACCEPTED, "{body}: {status} {answer}");
+    }
+}
+
+#[tokio::test]
+async fn the_document_states_the_delivery_policy_the_statuses_and_the_redrive_routes() {
+    let doc = gateway_api::openapi();
+    let schemas = &doc["components"]["schemas"];
+
+    // Every limit the server enforces, the mode's values, nothing else, and sync-only timeouts.
+    let policy = &schemas["DeliveryPolicy"];
+    assert_eq!(policy["additionalProperties"], false);
+    for (field, min, max) in [("maxAttempts", 1, 185), ("maxAgeSeconds", 60, 86400), ("timeoutSeconds", 1, 900)] {
+        assert_eq!(
+            (&policy["properties"][field]["minimum"], &policy["properties"][field]["maximum"]),
+            (&json!(min), &json!(max))
+        );
+    }
+    assert_eq!(schemas["DeliveryMode"]["enum"], json!(["async", "sync"]));
+    assert!(policy["properties"]["timeoutSeconds"]["description"].as_str().unwrap().contains("`sync` only"));
+    for body in ["NewSubscription", "SubscriptionReplacement"] {
+        let properties = &schemas[body]["properties"];
+        assert_eq!(properties["delivery"]["anyOf"][0]["$ref"], "#/components/schemas/DeliveryPolicy", "{body}");
+        assert_eq!(properties["filter"]["anyOf"][0]["$ref"], "#/components/schemas/EventPatternDocument", "{body}");
+        assert!(properties["filter"]["description"].as_str().unwrap().contains("/filter"), "{body}");
+    }
+    assert_eq!(schemas["Subscription"]["properties"]["delivery"]["$ref"], "#/components/schemas/DeliveryPolicy");
+
+    // Each status, and what it means.
+    assert_eq!(schemas["DeliveryStatus"]["enum"], json!(["pending", "delivered", "invoked", "failed"]));
+    let meaning = schemas["DeliveryStatus"]["description"].as_str().unwrap();
+    for said in [
+        "`pending`",
+        "`delivered`: a `sync` invocation returned without a function error",
+        "`invoked`: Lambda accepted an `async` invocation",
+        "did not see it succeed",
+        "`failed`: no attempt left",
+        "dead-letter",
+    ] {
+        assert!(meaning.contains(said), "{said:?} in {meaning}");
+    }
+    let delivery = &schemas["Delivery"]["properties"];
+    for field in ["status", "attempts", "generation", "redrivenAt", "policy", "history"] {
+        assert!(delivery.get(field).is_some(), "Delivery.{field}");
+    }
+    let attempt = &schemas["Attempt"]["properties"];
+    for field in ["generation", "number", "startedAt", "durationMs", "result", "error"] {
+        assert!(attempt.get(field).is_some(), "Attempt.{field}");
+    }
+    assert_eq!(schemas["AttemptResult"]["enum"], json!(["succeeded", "invoked", "failed"]));
+
+    // The redrive routes: what they answer, an optional body for one trigger, a required window.
+    let responses = |path: &str| -> Vec<String> {
+        doc["paths"][path]["post"]["responses"].as_object().unwrap().keys().cloned().collect()
+    };
+    for path in ["/deliveries/{eventId}/redrive", "/subscriptions/{id}/redrive"] {
+        let found = responses(path);
+        for status in ["202", "400", "401", "404", "413", "415", "422", "503"] {
+            assert!(found.contains(&status.to_owned()), "POST {path} documents {status}: {found:?}");
+        }
+        assert_eq!(
+            doc["paths"][path]["post"]["responses"]["202"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/RedriveReceipt"
+        );
+    }
+    let trigger_body = &doc["paths"]["/deliveries/{eventId}/redrive"]["post"]["requestBody"];
+    assert_eq!(trigger_body["required"], false);
+    assert_eq!(trigger_body["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/TriggerRedrive");
+    assert_eq!(schemas["SubscriptionRedrive"]["required"], json!(["since"]));
+    assert_eq!(schemas["SubscriptionRedrive"]["properties"]["since"]["format"], "date-time");
 }

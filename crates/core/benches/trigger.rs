@@ -212,6 +212,9 @@ fn source_of(
                     ("team".to_owned(), json!("fulfilment")),
                     ("priority".to_owned(), json!(i % 3)),
                 ]),
+                // No filter and the default policy: what today's subscriptions are.
+                filter: None,
+                delivery: Default::default(),
                 created_at: now,
                 updated_at: now,
                 version: Version::FIRST,

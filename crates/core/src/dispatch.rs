@@ -1,39 +1,20 @@
 //! The dispatch use case: one attempt to run one delivery, and what to do after it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
 use crate::allowlist::FunctionAllowlist;
+use crate::delivery::{self, Next, Tried};
 use crate::ids::DataType;
-use crate::model::{Delivery, InvocationData, InvocationPayload, Origin};
-use crate::ports::{AttemptOutcome, FunctionInvoker};
+use crate::model::{
+    Attempt, AttemptResult, Delivery, DeliveryMode, DeliveryStatus, InvocationData, InvocationPayload, Origin,
+};
+use crate::ports::{Attempted, Clock, FunctionInvoker, InvocationMode, Invoked, Retry};
 
-/// How often and how patiently a failed invocation is tried again.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included; after the last failure the delivery is failed.
-    pub max_attempts: u32,
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self { max_attempts: 8, base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(300) }
-    }
-}
-
-impl RetryPolicy {
-    /// Exponential backoff: `base * 2^(attempt-1)`, capped at `max_delay`.
-    pub fn delay_after(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-        self.base_delay.saturating_mul(factor).min(self.max_delay)
-    }
-}
+pub use crate::delivery::RetryPolicy;
 
 /// One delivery, and what its function is invoked with: the trigger's payload of `data_type`,
 /// and the native record that triggered it, if one did.
@@ -69,51 +50,181 @@ pub fn invocation_payload(invocation: Invocation<'_>) -> Result<Vec<u8>, String>
     serde_json::to_vec(&body).map_err(|e| e.to_string())
 }
 
-/// Makes attempt number `delivery.attempts + 1` and says what the delivery log should record.
+/// Makes attempt number `delivery.attempts + 1` of the delivery's series and says what the
+/// delivery log should record: the decision is [`delivery::next_step`]'s.
+///
+/// `budget` is how long the caller can still wait (the dispatcher's own deadline): a `sync`
+/// invocation waits at most the smaller of it and the policy's timeout.
 pub async fn attempt(
     invoker: &dyn FunctionInvoker,
     allowlist: &FunctionAllowlist,
-    policy: &RetryPolicy,
-    now: DateTime<Utc>,
+    defaults: &RetryPolicy,
+    clock: &dyn Clock,
+    budget: Option<Duration>,
     invocation: Invocation<'_>,
-) -> AttemptOutcome {
+) -> Attempted {
     let delivery = invocation.delivery;
-    if !allowlist.allows(&delivery.function_id) {
-        return AttemptOutcome::Failed {
+    let limits = defaults.limits(&delivery.policy);
+    let number = delivery.attempts + 1;
+    let started_at = clock.now();
+    let started = Instant::now();
+    let tried = if !allowlist.allows(&delivery.function_id) {
+        Tried::Failed {
             error: format!(
                 "function '{}' is outside the allowlist ({}); not invoked",
                 delivery.function_id,
                 allowlist.describe()
             ),
-        };
-    }
-    let body = match invocation_payload(invocation) {
-        Ok(body) => body,
-        Err(error) => return AttemptOutcome::Failed { error },
-    };
-    let attempt = delivery.attempts + 1;
-    match invoker.invoke(&delivery.function_id, &body).await {
-        Ok(()) => AttemptOutcome::Delivered,
-        Err(e) if e.retryable && attempt < policy.max_attempts => {
-            let delay = chrono::Duration::from_std(policy.delay_after(attempt)).unwrap_or(chrono::Duration::MAX);
-            AttemptOutcome::RetryAt { at: now + delay, error: e.message }
+            retryable: false,
         }
-        Err(e) => AttemptOutcome::Failed { error: format!("attempt {attempt}: {}", e.message) },
+    } else {
+        match invocation_payload(invocation) {
+            Err(error) => Tried::Failed { error, retryable: false },
+            Ok(body) => {
+                let mode = match limits.mode {
+                    DeliveryMode::Async => InvocationMode::Async,
+                    DeliveryMode::Sync => {
+                        InvocationMode::Sync { timeout: budget.map_or(limits.timeout, |b| b.min(limits.timeout)) }
+                    }
+                };
+                match invoker.invoke(&delivery.function_id, &body, mode).await {
+                    Ok(Invoked::Succeeded) => Tried::Succeeded,
+                    Ok(Invoked::Accepted) => Tried::Invoked,
+                    Err(e) => Tried::Failed { error: e.message, retryable: e.retryable },
+                }
+            }
+        }
+    };
+    let duration = started.elapsed();
+    let now = clock.now();
+    let result = match &tried {
+        Tried::Succeeded => AttemptResult::Succeeded,
+        Tried::Invoked => AttemptResult::Invoked,
+        Tried::Failed { .. } => AttemptResult::Failed,
+    };
+    let attempt_error = match &tried {
+        Tried::Failed { error, .. } => Some(truncated(error, MAX_ATTEMPT_ERROR_BYTES)),
+        _ => None,
+    };
+    let next =
+        delivery::next_step(&limits, number, delivery.series_started_at(), now, tried, delivery::random_jitter());
+    let mut after = Delivery { attempts: number, updated_at: now, ..delivery.clone() };
+    after.remember(Attempt {
+        generation: delivery.generation,
+        number,
+        started_at,
+        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        result,
+        error: attempt_error,
+    });
+    let retry = match next {
+        Next::Settled(status) => {
+            after.status = status;
+            None
+        }
+        Next::RetryAt { at, delay, error } => {
+            after.status = DeliveryStatus::Pending;
+            after.last_error = Some(truncated(&error, MAX_ERROR_BYTES));
+            Some(Retry { at, delay })
+        }
+        Next::Failed { error } => {
+            after.status = DeliveryStatus::Failed;
+            after.last_error = Some(truncated(&error, MAX_ERROR_BYTES));
+            None
+        }
+    };
+    Attempted { delivery: after, retry }
+}
+
+/// A delivery's last error is cut to this many bytes (a re-enqueued message must stay within the
+/// room its publisher left).
+pub const MAX_ERROR_BYTES: usize = 1024;
+/// Each attempt in the history keeps this much of its error.
+pub const MAX_ATTEMPT_ERROR_BYTES: usize = 256;
+
+/// `text` cut to at most `max` bytes, on a character boundary, marked with `…` when cut.
+pub fn truncated(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
     }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::{FixedClock, RecordingInvoker};
+    use crate::model::DeliveryPolicy;
+    use crate::ports::UlidSource;
+    use crate::{fixtures, trigger, DataType};
+
+    fn delivery(policy: DeliveryPolicy) -> Delivery {
+        let definition = fixtures::definition("orders.created");
+        let mut sub = fixtures::subscription(&definition.name, "my-app-orders", Default::default());
+        sub.delivery = policy;
+        let t = trigger::accepted_trigger(&definition, &[sub], b"{}".to_vec(), t0(), &UlidSource);
+        t.deliveries[0].clone()
+    }
+
+    fn t0() -> chrono::DateTime<chrono::Utc> {
+        "2026-12-02T10:00:00Z".parse().unwrap()
+    }
+
+    async fn run(invoker: &RecordingInvoker, d: &Delivery, allowlist: &str, budget: Option<Duration>) -> Attempted {
+        let data_type = DataType::default();
+        let invocation = Invocation { delivery: d, data_type: &data_type, payload: b"{}", source: None };
+        let allowlist = FunctionAllowlist::parse(allowlist).unwrap();
+        attempt(invoker, &allowlist, &RetryPolicy::default(), &FixedClock::at(t0()), budget, invocation).await
+    }
+
+    #[tokio::test]
+    async fn an_async_delivery_is_invoked_and_a_sync_one_delivered_each_attempt_in_the_history() {
+        let invoker = RecordingInvoker::default();
+        let async_one = run(&invoker, &delivery(DeliveryPolicy::default()), "my-app-", None).await;
+        assert_eq!((async_one.delivery.status, async_one.delivery.attempts), (DeliveryStatus::Invoked, 1));
+        assert_eq!(async_one.delivery.history[0].result, AttemptResult::Invoked);
+        let sync = DeliveryPolicy { mode: DeliveryMode::Sync, timeout_seconds: Some(60), ..Default::default() };
+        let sync_one = run(&invoker, &delivery(sync), "my-app-", Some(Duration::from_secs(20))).await;
+        assert_eq!(sync_one.delivery.status, DeliveryStatus::Delivered);
+        assert_eq!(
+            invoker.modes(),
+            [InvocationMode::Async, InvocationMode::Sync { timeout: Duration::from_secs(20) }],
+            "a sync wait is bounded by the caller's budget as well as the policy's timeout"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_is_retried_under_the_policy_then_failed() {
+        let invoker = RecordingInvoker::failing(2);
+        let policy = DeliveryPolicy { mode: DeliveryMode::Sync, max_attempts: Some(2), ..Default::default() };
+        let first = run(&invoker, &delivery(policy), "my-app-", None).await;
+        assert_eq!(first.delivery.status, DeliveryStatus::Pending);
+        let retry = first.retry.expect("retried");
+        assert!(retry.delay >= Duration::from_millis(500) && retry.delay <= Duration::from_secs(1), "{retry:?}");
+        let second = run(&invoker, &first.delivery, "my-app-", None).await;
+        assert_eq!((second.delivery.status, second.delivery.attempts, second.retry), (DeliveryStatus::Failed, 2, None));
+        assert_eq!(second.delivery.last_error.as_deref(), Some("attempt 2 of 2: function is throttled"));
+        let numbers: Vec<_> = second.delivery.history.iter().map(|a| (a.number, a.result)).collect();
+        assert_eq!(numbers, [(1, AttemptResult::Failed), (2, AttemptResult::Failed)]);
+    }
+
+    #[tokio::test]
+    async fn a_function_outside_the_allowlist_is_never_invoked_and_not_retried() {
+        let invoker = RecordingInvoker::default();
+        let refused = run(&invoker, &delivery(DeliveryPolicy::default()), "other-app-", None).await;
+        assert_eq!(refused.delivery.status, DeliveryStatus::Failed);
+        assert!(refused.delivery.last_error.unwrap().contains("outside the allowlist"));
+        assert!(invoker.calls().is_empty());
+    }
 
     #[test]
-    fn backoff_doubles_and_stops_at_the_cap() {
-        let p =
-            RetryPolicy { max_attempts: 10, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
-        assert_eq!(p.delay_after(1), Duration::from_millis(100));
-        assert_eq!(p.delay_after(2), Duration::from_millis(200));
-        assert_eq!(p.delay_after(4), Duration::from_millis(800));
-        assert_eq!(p.delay_after(5), Duration::from_secs(1));
-        assert_eq!(p.delay_after(64), Duration::from_secs(1));
+    fn errors_are_cut_on_a_character_boundary() {
+        assert_eq!(truncated("short", 10), "short");
+        let cut = truncated(&"é".repeat(600), 1024);
+        assert!(cut.len() <= 1024 && cut.ends_with('…'), "{}", cut.len());
     }
 }

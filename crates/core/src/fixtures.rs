@@ -33,6 +33,8 @@ pub fn subscription(event: &EventName, function: &str, metadata: Metadata) -> Su
         event: event.clone(),
         function_id: FunctionId::parse(function).expect("a valid function id"),
         metadata,
+        filter: None,
+        delivery: Default::default(),
         created_at: now,
         updated_at: now,
         version: Version::FIRST,

@@ -4,6 +4,7 @@
 //! Nothing in this crate speaks HTTP, AWS or SQL; adapters in other crates implement the ports.
 
 pub mod allowlist;
+pub mod delivery;
 pub mod digest;
 pub mod dispatch;
 pub mod envelope;
@@ -19,6 +20,7 @@ pub mod model;
 pub mod page;
 pub mod pattern;
 pub mod ports;
+pub mod redrive;
 pub mod retention;
 pub mod schema;
 pub mod schemas;
@@ -35,9 +37,10 @@ pub use ids::{
     Version,
 };
 pub use model::{
-    Delivery, DeliveryStatus, Envelope, EventDefinition, EventDraft, InvocationPayload, Metadata, Origin, Referrer,
-    Schema, SchemaChange, SchemaDraft, SchemaReference, SchemaVersion, SchemaVersionDraft, SchemaVersionSummary,
-    Source, SourceDraft, SourceKind, Subscription, SubscriptionDraft, Trigger, TriggerReceipt,
+    Attempt, AttemptResult, Delivery, DeliveryMode, DeliveryPolicy, DeliveryStatus, Envelope, EventDefinition,
+    EventDraft, InvocationPayload, Metadata, Origin, Referrer, Schema, SchemaChange, SchemaDraft, SchemaReference,
+    SchemaVersion, SchemaVersionDraft, SchemaVersionSummary, Source, SourceDraft, SourceKind, Subscription,
+    SubscriptionDraft, Trigger, TriggerReceipt,
 };
 pub use page::{Page, PageRequest};
 pub use pattern::EventPattern;

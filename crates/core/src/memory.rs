@@ -19,9 +19,9 @@ use crate::model::{
 };
 use crate::page::{decode_cursor, encode_cursor, Page, PageRequest};
 use crate::ports::{
-    Acceptance, AttemptOutcome, ClaimToken, Clock, DeliveryLog, DeliveryOutbox, DeliveryRecorder, DueDelivery,
-    EventStore, FunctionInvoker, InvokeError, Recorded, RecordedTrigger, SchemaLookup, SchemaStore, SourceStore,
-    SubscriptionStore, TriggerAcceptor, TriggerSource, TriggerState,
+    Acceptance, Attempted, ClaimToken, Clock, DeliveryLog, DeliveryOutbox, DeliveryRecorder, DeliveryRedrive,
+    DueDelivery, EventStore, FunctionInvoker, InvocationMode, InvokeError, Invoked, Recorded, RecordedTrigger,
+    SchemaLookup, SchemaStore, SourceStore, SubscriptionStore, TriggerAcceptor, TriggerSource, TriggerState,
 };
 
 #[derive(Default)]
@@ -546,7 +546,7 @@ impl DeliveryOutbox for MemoryStore {
         Ok(due)
     }
 
-    async fn record_attempt(&self, due: &DueDelivery, outcome: &AttemptOutcome) -> Result<Recorded> {
+    async fn record_attempt(&self, due: &DueDelivery, attempted: &Attempted) -> Result<Recorded> {
         let mut state = self.state();
         let (event_id, subscription_id) = (due.delivery.event_id, due.delivery.subscription_id);
         let Some(queued) = state.deliveries.get_mut(&(event_id, subscription_id)) else {
@@ -555,23 +555,74 @@ impl DeliveryOutbox for MemoryStore {
         if queued.claim.as_ref() != Some(&due.claim) || queued.delivery.status != DeliveryStatus::Pending {
             return Ok(Recorded::ClaimLost);
         }
-        let now = Utc::now();
         queued.leased_until = None;
         queued.claim = None;
-        queued.delivery.attempts += 1;
-        queued.delivery.updated_at = now;
-        match outcome {
-            AttemptOutcome::Delivered => queued.delivery.status = DeliveryStatus::Delivered,
-            AttemptOutcome::RetryAt { at, error } => {
-                queued.next_attempt_at = *at;
-                queued.delivery.last_error = Some(error.clone());
-            }
-            AttemptOutcome::Failed { error } => {
-                queued.delivery.status = DeliveryStatus::Failed;
-                queued.delivery.last_error = Some(error.clone());
-            }
+        queued.delivery = attempted.delivery.clone();
+        if let Some(retry) = attempted.retry {
+            queued.next_attempt_at = retry.at;
         }
         Ok(Recorded::Recorded)
+    }
+}
+
+#[async_trait]
+impl DeliveryRedrive for MemoryStore {
+    async fn failed_of_trigger(
+        &self,
+        event_id: &EventId,
+        subscription: Option<&SubscriptionId>,
+    ) -> Result<Option<Vec<Delivery>>> {
+        let state = self.state();
+        if !state.triggers.contains_key(event_id) {
+            return Ok(None);
+        }
+        Ok(Some(
+            state
+                .deliveries
+                .values()
+                .map(|q| &q.delivery)
+                .filter(|d| d.event_id == *event_id && d.status == DeliveryStatus::Failed)
+                .filter(|d| subscription.is_none_or(|s| d.subscription_id == *s))
+                .cloned()
+                .collect(),
+        ))
+    }
+
+    async fn failed_of_subscription(
+        &self,
+        subscription: &SubscriptionId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>> {
+        let state = self.state();
+        let mut found: Vec<Delivery> = state
+            .deliveries
+            .values()
+            .map(|q| &q.delivery)
+            .filter(|d| d.subscription_id == *subscription && d.status == DeliveryStatus::Failed)
+            .filter(|d| d.received_at >= since && d.received_at < until)
+            .cloned()
+            .collect();
+        found.sort_by_key(|d| (d.received_at, d.event_id));
+        found.truncate(limit as usize);
+        Ok(found)
+    }
+
+    async fn redrive(&self, next: &Delivery) -> Result<bool> {
+        let mut state = self.state();
+        let Some(queued) = state.deliveries.get_mut(&(next.event_id, next.subscription_id)) else {
+            return Ok(false);
+        };
+        let current = &queued.delivery;
+        if current.status != DeliveryStatus::Failed || current.generation + 1 != next.generation {
+            return Ok(false);
+        }
+        queued.delivery = next.clone();
+        queued.next_attempt_at = next.redriven_at.unwrap_or(next.updated_at);
+        queued.leased_until = None;
+        queued.claim = None;
+        Ok(true)
     }
 }
 
@@ -621,8 +672,7 @@ impl DeliveryRecorder for MemoryRecorder {
     async fn record_delivery(&self, d: &Delivery) -> Result<()> {
         let mut log = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
         let key = (d.event_id, d.subscription_id);
-        let further = log.get(&key).is_some_and(|r| r.status == DeliveryStatus::Delivered || r.attempts > d.attempts);
-        if !further {
+        if log.get(&key).is_none_or(|recorded| d.supersedes(recorded)) {
             log.insert(key, d.clone());
         }
         Ok(())
@@ -661,28 +711,43 @@ impl Clock for FixedClock {
 #[derive(Default)]
 pub struct RecordingInvoker {
     calls: Mutex<Vec<(FunctionId, Vec<u8>)>>,
+    modes: Mutex<Vec<InvocationMode>>,
     failures: Mutex<u32>,
 }
 
 impl RecordingInvoker {
     pub fn failing(failures: u32) -> Self {
-        Self { calls: Mutex::default(), failures: Mutex::new(failures) }
+        Self { failures: Mutex::new(failures), ..Self::default() }
     }
 
     pub fn calls(&self) -> Vec<(FunctionId, Vec<u8>)> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    /// How each call asked to invoke, in order.
+    pub fn modes(&self) -> Vec<InvocationMode> {
+        self.modes.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 #[async_trait]
 impl FunctionInvoker for RecordingInvoker {
-    async fn invoke(&self, function: &FunctionId, payload: &[u8]) -> std::result::Result<(), InvokeError> {
+    async fn invoke(
+        &self,
+        function: &FunctionId,
+        payload: &[u8],
+        mode: InvocationMode,
+    ) -> std::result::Result<Invoked, InvokeError> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).push((function.clone(), payload.to_vec()));
+        self.modes.lock().unwrap_or_else(|p| p.into_inner()).push(mode);
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if *failures > 0 {
             *failures -= 1;
             return Err(InvokeError { message: "function is throttled".into(), retryable: true });
         }
-        Ok(())
+        Ok(match mode {
+            InvocationMode::Async => Invoked::Accepted,
+            InvocationMode::Sync { .. } => Invoked::Succeeded,
+        })
     }
 }

@@ -12,14 +12,28 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::ids::{DataType, EventId, EventName, FunctionId, SubscriptionId};
-use crate::model::{Delivery, DeliveryStatus, Metadata, Origin, Trigger};
+use crate::model::{Attempt, Delivery, DeliveryPolicy, DeliveryStatus, Metadata, Origin, Trigger};
 
 /// The largest SNS message (and, before 2025, SQS message): body and attributes together.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
+/// What every delivery message says it is (`type`).
+pub const MESSAGE_TYPE: &str = "gateway.delivery";
+/// The message format this code writes. Version 1 (no `type`, no `version`) had no generations,
+/// policies or histories: it reads as generation 0 with the gateway's default policy. A version
+/// newer than this is refused, never half-read, and so stays in the queue for the code that
+/// wrote it (or, after its retries, in the dead-letter queue).
+pub const MESSAGE_VERSION: u32 = 2;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryMessage {
+    /// `gateway.delivery` ([`MESSAGE_TYPE`]); absent in version 1.
+    #[serde(rename = "type", default = "message_type")]
+    pub kind: String,
+    /// [`MESSAGE_VERSION`] when written; 1 when absent.
+    #[serde(default = "first_version")]
+    pub version: u32,
     pub event_id: EventId,
     pub event: EventName,
     pub received_at: DateTime<Utc>,
@@ -39,7 +53,15 @@ pub struct DeliveryMessage {
     pub deliveries: Vec<DeliveryEntry>,
 }
 
-/// One delivery in a message, with how many attempts it has already had.
+fn message_type() -> String {
+    MESSAGE_TYPE.to_owned()
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+/// One delivery in a message, with how many attempts its series has already had.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryEntry {
@@ -51,6 +73,38 @@ pub struct DeliveryEntry {
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The series (0: the trigger's; one more per redrive).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redriven_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "DeliveryPolicy::is_default")]
+    pub policy: DeliveryPolicy,
+    /// The attempts so far (the last `MAX_HISTORY`), carried so that each record write holds the
+    /// whole history without reading it first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Attempt>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl DeliveryEntry {
+    /// The entry that carries `delivery` on.
+    pub fn of(delivery: &Delivery) -> Self {
+        Self {
+            subscription_id: delivery.subscription_id,
+            function_id: delivery.function_id.clone(),
+            metadata: delivery.metadata.clone(),
+            attempts: delivery.attempts,
+            last_error: delivery.last_error.clone(),
+            generation: delivery.generation,
+            redriven_at: delivery.redriven_at,
+            policy: delivery.policy,
+            history: delivery.history.clone(),
+        }
+    }
 }
 
 impl DeliveryMessage {
@@ -67,6 +121,8 @@ impl DeliveryMessage {
             (raw, Some("base64".to_owned()))
         };
         Ok(Self {
+            kind: message_type(),
+            version: MESSAGE_VERSION,
             event_id: trigger.event_id,
             event: trigger.event.clone(),
             received_at: trigger.received_at,
@@ -75,18 +131,23 @@ impl DeliveryMessage {
             data_encoding,
             unconfirmed: true,
             source: trigger.source.clone(),
-            deliveries: trigger
-                .deliveries
-                .iter()
-                .map(|d| DeliveryEntry {
-                    subscription_id: d.subscription_id,
-                    function_id: d.function_id.clone(),
-                    metadata: d.metadata.clone(),
-                    attempts: d.attempts,
-                    last_error: d.last_error.clone(),
-                })
-                .collect(),
+            deliveries: trigger.deliveries.iter().map(DeliveryEntry::of).collect(),
         })
+    }
+
+    /// Reads a message, refusing one of another type or of a version newer than this code's.
+    pub fn read(body: &str) -> Result<Self, String> {
+        let message: Self = serde_json::from_str(body).map_err(|e| e.to_string())?;
+        if message.kind != MESSAGE_TYPE {
+            return Err(format!("a message of type '{}' is not a delivery message", message.kind));
+        }
+        if message.version > MESSAGE_VERSION {
+            return Err(format!(
+                "delivery message version {} is newer than this dispatcher's ({MESSAGE_VERSION})",
+                message.version
+            ));
+        }
+        Ok(message)
     }
 
     /// The same trigger carrying only `deliveries`.
@@ -94,10 +155,10 @@ impl DeliveryMessage {
         Self { deliveries, ..self.clone() }
     }
 
-    /// The same trigger carrying only `deliveries`, known to be accepted: what the dispatcher
-    /// re-enqueues or dead-letters once it has run the message.
+    /// The same trigger carrying only `deliveries`, known to be accepted, in this code's format:
+    /// what the dispatcher re-enqueues or dead-letters once it has run the message.
     pub fn accepted_with(&self, deliveries: Vec<DeliveryEntry>) -> Self {
-        Self { deliveries, unconfirmed: false, ..self.clone() }
+        Self { deliveries, unconfirmed: false, kind: message_type(), version: MESSAGE_VERSION, ..self.clone() }
     }
 
     /// The payload as the client sent it.
@@ -113,7 +174,8 @@ impl DeliveryMessage {
         }
     }
 
-    /// The delivery-log record of `entry` as the message has it: pending, after `entry.attempts`.
+    /// The delivery-log record of `entry` as the message has it: pending, after `entry.attempts`
+    /// of its series.
     pub fn record_of(&self, entry: &DeliveryEntry) -> Delivery {
         Delivery {
             event_id: self.event_id,
@@ -126,6 +188,10 @@ impl DeliveryMessage {
             last_error: entry.last_error.clone(),
             received_at: self.received_at,
             updated_at: self.received_at,
+            generation: entry.generation,
+            redriven_at: entry.redriven_at,
+            policy: entry.policy,
+            history: entry.history.clone(),
         }
     }
 }
@@ -162,13 +228,30 @@ mod tests {
         let old = r#"{"eventId":"evt_01JDQ3V6J9K2M4N5P6Q7R8S9T0","event":"orders.created","receivedAt":"2026-11-23T12:00:00Z",
             "dataType":"application/json","data":{"orderId":"o-1"},
             "deliveries":[{"subscriptionId":"sub_01JDQ3V6J9K2M4N5P6Q7R8S9T0","functionId":"my-app-orders","metadata":{},"attempts":0}]}"#;
-        let message: DeliveryMessage = serde_json::from_str(old).unwrap();
+        let message = DeliveryMessage::read(old).unwrap();
         assert!(!message.unconfirmed);
+        assert_eq!((message.kind.as_str(), message.version), (MESSAGE_TYPE, 1), "an old message reads as version 1");
+        let entry = &message.deliveries[0];
+        assert_eq!((entry.generation, entry.policy, entry.history.len()), (0, DeliveryPolicy::default(), 0));
+        let record = message.record_of(entry);
+        assert_eq!((record.generation, record.attempts, record.status), (0, 0, DeliveryStatus::Pending));
         let t = trigger("application/json", b"{}");
         let published = DeliveryMessage::for_trigger(&t).unwrap();
         let again = published.accepted_with(published.deliveries.clone());
         assert!(published.unconfirmed && !again.unconfirmed);
         assert!(!serde_json::to_string(&again).unwrap().contains("unconfirmed"));
+    }
+
+    #[test]
+    fn messages_say_their_type_and_version_and_a_newer_or_foreign_one_is_refused() {
+        let t = trigger("application/json", b"{}");
+        let text = serde_json::to_string(&DeliveryMessage::for_trigger(&t).unwrap()).unwrap();
+        assert!(text.starts_with(r#"{"type":"gateway.delivery","version":2,"#), "{text}");
+        let newer = text.replace(r#""version":2"#, r#""version":3"#);
+        assert!(DeliveryMessage::read(&newer).unwrap_err().contains("newer"));
+        let foreign = text.replace("gateway.delivery", "something.else");
+        assert!(DeliveryMessage::read(&foreign).unwrap_err().contains("not a delivery message"));
+        assert!(DeliveryMessage::read(&text).is_ok());
     }
 
     #[test]

@@ -234,6 +234,13 @@ pub struct Subscription {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub metadata: Metadata,
+    /// An EventBridge event pattern over the invocation document; a trigger it does not match
+    /// makes no delivery for this subscription. None: every trigger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<EventPattern>,
+    /// How its deliveries run; every field left out takes the gateway's default.
+    #[serde(default)]
+    pub delivery: DeliveryPolicy,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: Version,
@@ -250,6 +257,64 @@ pub struct SubscriptionDraft {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Metadata>,
+    /// An EventBridge event pattern; every problem in it is reported with its pointer.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Value>,
+    #[serde(default)]
+    pub delivery: Option<DeliveryPolicy>,
+}
+
+/// How a subscribed function is invoked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryMode {
+    /// `InvocationType=Event`: Lambda queues the event and runs the function under its own retry
+    /// policy; the gateway learns only that Lambda took it (`invoked`).
+    #[default]
+    Async,
+    /// `InvocationType=RequestResponse`: the gateway waits for the function and records its real
+    /// outcome; a function error is a failed attempt, retried under the policy.
+    Sync,
+}
+
+impl DeliveryMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Async => "async",
+            Self::Sync => "sync",
+        }
+    }
+}
+
+/// A subscription's delivery policy. Each limit left out is the gateway's default
+/// (`delivery::RetryPolicy`); the ranges are checked when the subscription is written
+/// (`delivery::check_policy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeliveryPolicy {
+    #[serde(default)]
+    pub mode: DeliveryMode,
+    /// Attempts in all, the first included (1 to 185).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 185)]
+    pub max_attempts: Option<u32>,
+    /// No attempt starts later than this after the series began (the trigger, or its redrive):
+    /// 60 to 86400.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 60, maximum = 86400)]
+    pub max_age_seconds: Option<u32>,
+    /// How long a `sync` invocation is waited for (1 to 900; also bounded by the dispatcher's own
+    /// deadline). Only `sync` may set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 900)]
+    pub timeout_seconds: Option<u32>,
+}
+
+impl DeliveryPolicy {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Which native AWS records trigger which event: those its EventBridge pattern matches.
@@ -350,8 +415,15 @@ pub struct Origin {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
+    /// Not settled: an attempt is due, running, or waiting for its backoff.
     Pending,
+    /// A `sync` invocation returned without a function error: the function succeeded.
     Delivered,
+    /// An `async` invocation was accepted by Lambda, which runs the function under its own
+    /// retry policy: the gateway has not seen it succeed.
+    Invoked,
+    /// No attempt left (`maxAttempts`, `maxAgeSeconds`, or an error no retry can mend); on AWS it
+    /// is in the dead-letter queue with its last error. It may be redriven.
     Failed,
 }
 
@@ -360,6 +432,7 @@ impl DeliveryStatus {
         match self {
             Self::Pending => "pending",
             Self::Delivered => "delivered",
+            Self::Invoked => "invoked",
             Self::Failed => "failed",
         }
     }
@@ -368,10 +441,49 @@ impl DeliveryStatus {
         match raw {
             "pending" => Some(Self::Pending),
             "delivered" => Some(Self::Delivered),
+            "invoked" => Some(Self::Invoked),
             "failed" => Some(Self::Failed),
             _ => None,
         }
     }
+
+    /// Whether the gateway is done with the delivery (nothing more will be attempted).
+    pub fn is_settled(self) -> bool {
+        self != Self::Pending
+    }
+
+    /// Whether the function was reached: it succeeded (`sync`) or Lambda took the event (`async`).
+    pub fn is_handed_over(self) -> bool {
+        matches!(self, Self::Delivered | Self::Invoked)
+    }
+}
+
+/// How one attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptResult {
+    /// `sync`: the function returned without an error.
+    Succeeded,
+    /// `async`: Lambda accepted the event.
+    Invoked,
+    /// The invoke failed, or the function did (`error` says which and why).
+    Failed,
+}
+
+/// One attempt of a delivery, as its history keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// Which series it belongs to: 0 for the trigger's, one more for each redrive.
+    #[serde(default)]
+    pub generation: u32,
+    /// Its number within the series, from 1.
+    pub number: u32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub result: AttemptResult,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One trigger's delivery to one subscribed function, and how it has gone so far.
@@ -387,11 +499,59 @@ pub struct Delivery {
     #[schema(value_type = Object)]
     pub metadata: Metadata,
     pub status: DeliveryStatus,
+    /// Attempts made in the current series (what `maxAttempts` counts).
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     pub received_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The series of attempts: 0 for the trigger's own, one more for each redrive. A record
+    /// never goes back to an earlier generation.
+    #[serde(default)]
+    pub generation: u32,
+    /// When the current series was redriven; none for the trigger's own series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redriven_at: Option<DateTime<Utc>>,
+    /// The subscription's delivery policy when the series began (trigger or redrive).
+    #[serde(default)]
+    pub policy: DeliveryPolicy,
+    /// The last [`MAX_HISTORY`] attempts, oldest first, across every series.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Attempt>,
+}
+
+/// How many attempts a delivery's history keeps.
+pub const MAX_HISTORY: usize = 10;
+
+impl Delivery {
+    /// When the current series began: what `maxAgeSeconds` is counted from.
+    pub fn series_started_at(&self) -> DateTime<Utc> {
+        self.redriven_at.unwrap_or(self.received_at)
+    }
+
+    /// Whether this state may replace `recorded`, the stored state of the same delivery: records
+    /// never move backwards. A later series (generation) always wins; within a series, a delivery
+    /// the function was handed (`delivered`, `invoked`) stays so, and otherwise more attempts win,
+    /// a settled state over a pending one at the same count. So writes may come late, twice or
+    /// out of order.
+    pub fn supersedes(&self, recorded: &Delivery) -> bool {
+        if self.generation != recorded.generation {
+            return self.generation > recorded.generation;
+        }
+        if recorded.status.is_handed_over() {
+            return false;
+        }
+        (self.attempts, self.status.is_settled()) >= (recorded.attempts, recorded.status.is_settled())
+    }
+
+    /// Adds an attempt to the history, forgetting the oldest past [`MAX_HISTORY`].
+    pub fn remember(&mut self, attempt: Attempt) {
+        self.history.push(attempt);
+        if self.history.len() > MAX_HISTORY {
+            let extra = self.history.len() - MAX_HISTORY;
+            self.history.drain(..extra);
+        }
+    }
 }
 
 /// An accepted trigger: the payload once, and one pending delivery per subscription.

@@ -164,12 +164,19 @@ pub enum Recorded {
     ClaimLost,
 }
 
-/// How one attempt ended, as the delivery log records it.
+/// A delivery after one attempt: its new state, with the attempt in its history, and when it
+/// is tried again if it is pending.
 #[derive(Clone, Debug, PartialEq)]
-pub enum AttemptOutcome {
-    Delivered,
-    RetryAt { at: DateTime<Utc>, error: String },
-    Failed { error: String },
+pub struct Attempted {
+    pub delivery: Delivery,
+    /// Set when the delivery is pending again: when, and after how long.
+    pub retry: Option<Retry>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Retry {
+    pub at: DateTime<Utc>,
+    pub delay: Duration,
 }
 
 /// The local gateway's queue of deliveries: a transactional outbox in its store.
@@ -180,10 +187,11 @@ pub trait DeliveryOutbox: Send + Sync {
     async fn claim_due(&self, now: DateTime<Utc>, limit: u32, lease: Duration) -> Result<Vec<DueDelivery>>;
     /// Records the outcome of the attempt made under `due.claim`, if that claim is still the
     /// delivery's (then the claim ends); otherwise writes nothing and answers `ClaimLost`.
-    async fn record_attempt(&self, due: &DueDelivery, outcome: &AttemptOutcome) -> Result<Recorded>;
+    async fn record_attempt(&self, due: &DueDelivery, attempted: &Attempted) -> Result<Recorded>;
 }
 
-/// Why an invocation did not happen.
+/// Why an invocation did not happen, or failed: the invoke itself, or (`sync`, or a runner that
+/// reports it) the function's own error, with its type and message.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct InvokeError {
@@ -192,10 +200,60 @@ pub struct InvokeError {
     pub retryable: bool,
 }
 
-/// Runs a function asynchronously with a payload; success means the platform accepted it.
+/// How to invoke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvocationMode {
+    /// Hand the event to Lambda's queue (`InvocationType=Event`).
+    Async,
+    /// Wait for the function (`InvocationType=RequestResponse`), at most `timeout`.
+    Sync { timeout: Duration },
+}
+
+/// What a successful invoke tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invoked {
+    /// Lambda accepted the event; the function has not run yet.
+    Accepted,
+    /// The function ran and returned without an error.
+    Succeeded,
+}
+
+/// Runs a function with a payload.
 #[async_trait]
 pub trait FunctionInvoker: Send + Sync {
-    async fn invoke(&self, function: &FunctionId, payload: &[u8]) -> std::result::Result<(), InvokeError>;
+    async fn invoke(
+        &self,
+        function: &FunctionId,
+        payload: &[u8],
+        mode: InvocationMode,
+    ) -> std::result::Result<Invoked, InvokeError>;
+}
+
+/// Failed deliveries, and putting them back to pending as a new series of attempts.
+#[async_trait]
+pub trait DeliveryRedrive: Send + Sync {
+    /// The failed deliveries of trigger `event_id` (of one subscription only, if given); `None`
+    /// if there is no such trigger.
+    async fn failed_of_trigger(
+        &self,
+        event_id: &EventId,
+        subscription: Option<&SubscriptionId>,
+    ) -> Result<Option<Vec<Delivery>>>;
+    /// The failed deliveries of `subscription` whose trigger was received in `[since, until)`,
+    /// oldest first, at most `limit`.
+    async fn failed_of_subscription(
+        &self,
+        subscription: &SubscriptionId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>>;
+    /// Writes `next` (pending, generation one more than the stored record's, no attempts yet in
+    /// the series) and makes it due now, if the stored record is still failed at generation
+    /// `next.generation - 1`; false (and nothing written) otherwise, so redriving twice runs it
+    /// once. On AWS this also hands the delivery to the queue, with the payload kept beside the
+    /// failure.
+    async fn redrive(&self, next: &Delivery) -> Result<bool>;
 }
 
 pub trait Clock: Send + Sync {
@@ -345,6 +403,14 @@ pub trait DeliveryRecorder: Send + Sync {
     async fn record_trigger(&self, trigger: &Trigger) -> Result<()>;
     /// Writes one delivery's state after an attempt (`attempts` counts it).
     async fn record_delivery(&self, delivery: &Delivery) -> Result<()>;
+    /// Writes a delivery that ended `failed`, keeping beside it, where the store can, the
+    /// trigger's payload as `message` carries it, so that it can be redriven without its message
+    /// (the cloud keeps it only with failures: a trigger that succeeds costs no more). By default
+    /// the record alone.
+    async fn record_failed(&self, delivery: &Delivery, message: &crate::message::DeliveryMessage) -> Result<()> {
+        let _ = message;
+        self.record_delivery(delivery).await
+    }
     /// The trigger's settled state and the recorded state of these of its deliveries
     /// (unrecorded ones are left out), in one read.
     async fn recorded_trigger(&self, event_id: &EventId, subscriptions: &[SubscriptionId]) -> Result<RecordedTrigger>;

@@ -14,14 +14,15 @@ use crate::error::Error;
 use crate::formats::{Compatibility, SchemaFormat};
 use crate::ids::{EventName, FunctionId, IdempotencyKey, SchemaName, SchemaUri, SourceName, Version};
 use crate::model::{
-    Delivery, DeliveryStatus, Envelope, EventDefinition, Referrer, Schema, SchemaVersion, Source, Subscription,
+    Attempt, AttemptResult, Delivery, DeliveryMode, DeliveryPolicy, DeliveryStatus, Envelope, EventDefinition,
+    Referrer, Schema, SchemaVersion, Source, Subscription,
 };
 use crate::page::PageRequest;
 use crate::pattern::EventPattern;
 use crate::ports::{
-    Acceptance, AttemptOutcome, DeliveryLog, DeliveryOutbox, DeliveryRecorder, EventStore, IdSource, Recorded,
-    RecordedTrigger, SchemaStore, SourceStore, SubscriptionStore, TriggerAcceptor, TriggerSource, TriggerState,
-    UlidSource,
+    Acceptance, Attempted, DeliveryLog, DeliveryOutbox, DeliveryRecorder, DeliveryRedrive, DueDelivery, EventStore,
+    IdSource, Recorded, RecordedTrigger, Retry, SchemaStore, SourceStore, SubscriptionStore, TriggerAcceptor,
+    TriggerSource, TriggerState, UlidSource,
 };
 use crate::trigger::accepted_trigger;
 
@@ -61,6 +62,8 @@ fn subscription(event: &EventName, function: &str) -> Subscription {
         event: event.clone(),
         function_id: FunctionId::parse(function).unwrap(),
         metadata: serde_json::Map::new(),
+        filter: None,
+        delivery: Default::default(),
         created_at: at(1),
         updated_at: at(1),
         version: Version::FIRST,
@@ -147,6 +150,29 @@ async fn delete_event_honours_version_and_subscriptions<S: RegistryStore>(store:
 }
 
 async fn subscriptions_need_an_existing_event_and_read_back<S: RegistryStore>(store: &S) {
+    let with_strategy = {
+        let name = unique_name("strategy");
+        store.create_event(&definition(&name)).await.unwrap();
+        let sub = Subscription {
+            filter: Some(EventPattern::parse(&json!({"data": {"total": [{"numeric": [">", 100]}]}})).unwrap()),
+            delivery: DeliveryPolicy {
+                mode: DeliveryMode::Sync,
+                max_attempts: Some(3),
+                max_age_seconds: Some(600),
+                timeout_seconds: Some(10),
+            },
+            ..subscription(&name, "fn-strategy")
+        };
+        store.create_subscription(&sub).await.unwrap();
+        sub
+    };
+    assert_eq!(
+        store.get_subscription(&with_strategy.subscription_id).await.unwrap(),
+        Some(with_strategy.clone()),
+        "a filter and a delivery policy read back as written"
+    );
+    let (_, subs) = store.trigger_target(&with_strategy.event).await.unwrap().unwrap();
+    assert_eq!(subs, vec![with_strategy], "and reach the trigger");
     let orphan = subscription(&unique_name("nothing"), "fn-a");
     assert!(matches!(store.create_subscription(&orphan).await, Err(Error::NotFound { what: "event", .. })));
     assert_eq!(store.get_subscription(&orphan.subscription_id).await.unwrap(), None);
@@ -359,11 +385,18 @@ pub async fn outbox_contract<S: RegistryStore + TriggerAcceptor + DeliveryLog + 
     let claim_of =
         |due: &[crate::ports::DueDelivery], id| due.iter().find(|d| d.delivery.subscription_id == id).cloned().unwrap();
     let (claim_a, claim_b) = (claim_of(&claimed, a.subscription_id), claim_of(&claimed, b.subscription_id));
-    assert_eq!(store.record_attempt(&claim_a, &AttemptOutcome::Delivered).await.unwrap(), Recorded::Recorded);
-    let retry = AttemptOutcome::RetryAt { at: at(100), error: "throttled".into() };
+    let delivered = attempted(&claim_a, DeliveryStatus::Delivered, None, at(2));
+    assert_eq!(store.record_attempt(&claim_a, &delivered).await.unwrap(), Recorded::Recorded);
+    let retry = Attempted {
+        retry: Some(Retry { at: at(100), delay: Duration::from_secs(98) }),
+        ..attempted(&claim_b, DeliveryStatus::Pending, Some("throttled"), at(2))
+    };
     assert_eq!(store.record_attempt(&claim_b, &retry).await.unwrap(), Recorded::Recorded);
     assert_eq!(
-        store.record_attempt(&claim_a, &AttemptOutcome::Failed { error: "late".into() }).await.unwrap(),
+        store
+            .record_attempt(&claim_a, &attempted(&claim_a, DeliveryStatus::Failed, Some("late"), at(3)))
+            .await
+            .unwrap(),
         Recorded::ClaimLost,
         "a claim records one attempt, and a delivered delivery stays delivered"
     );
@@ -371,14 +404,17 @@ pub async fn outbox_contract<S: RegistryStore + TriggerAcceptor + DeliveryLog + 
     let again = store.claim_due(at(100), 100, lease).await.unwrap();
     assert_eq!(ours(&again), 1);
     let slow = claim_of(&again, b.subscription_id);
+    assert_eq!(slow.delivery.attempts, 1, "the claim carries the recorded state on");
+    assert_eq!(slow.delivery.history.len(), 1);
     // The attempt outlives its lease: once the lease runs out, the delivery is claimed again.
     let reclaimed = store.claim_due(at(131), 100, lease).await.unwrap();
     assert_eq!(ours(&reclaimed), 1, "an expired lease frees the delivery");
     let current = claim_of(&reclaimed, b.subscription_id);
     assert_ne!(current.claim, slow.claim);
     // The slow attempt ends now: its outcome is not recorded, the current claim's is.
-    assert_eq!(store.record_attempt(&slow, &AttemptOutcome::Delivered).await.unwrap(), Recorded::ClaimLost);
-    let failed = AttemptOutcome::Failed { error: "gone".into() };
+    let slow_done = attempted(&slow, DeliveryStatus::Delivered, None, at(132));
+    assert_eq!(store.record_attempt(&slow, &slow_done).await.unwrap(), Recorded::ClaimLost);
+    let failed = attempted(&current, DeliveryStatus::Failed, Some("gone"), at(133));
     assert_eq!(store.record_attempt(&current, &failed).await.unwrap(), Recorded::Recorded);
 
     let log = store.deliveries_of_trigger(&trigger.event_id).await.unwrap().unwrap();
@@ -387,7 +423,114 @@ pub async fn outbox_contract<S: RegistryStore + TriggerAcceptor + DeliveryLog + 
     assert_eq!(of(b.subscription_id).status, DeliveryStatus::Failed);
     assert_eq!(of(b.subscription_id).attempts, 2);
     assert_eq!(of(b.subscription_id).last_error.as_deref(), Some("gone"));
+    assert_eq!(of(b.subscription_id).history, failed.delivery.history, "every attempt is in the history");
+    assert_eq!(of(a.subscription_id).history, delivered.delivery.history);
     assert_eq!(ours(&store.claim_due(at(10_000), 100, lease).await.unwrap()), 0, "finished deliveries are never due");
+}
+
+/// What the worker would record after one more attempt of `due`, ending in `status`.
+fn attempted(due: &DueDelivery, status: DeliveryStatus, error: Option<&str>, now: DateTime<Utc>) -> Attempted {
+    let mut delivery = due.delivery.clone();
+    delivery.attempts += 1;
+    delivery.status = status;
+    delivery.updated_at = now;
+    if let Some(error) = error {
+        delivery.last_error = Some(error.to_owned());
+    }
+    delivery.remember(Attempt {
+        generation: delivery.generation,
+        number: delivery.attempts,
+        started_at: now,
+        duration_ms: 12,
+        result: if error.is_some() { AttemptResult::Failed } else { AttemptResult::Succeeded },
+        error: error.map(str::to_owned),
+    });
+    Attempted { delivery, retry: None }
+}
+
+/// What a redrive writes: `failed` as a new series, with the subscription's function and policy
+/// as they are now.
+pub fn redriven(failed: &Delivery, policy: DeliveryPolicy, now: DateTime<Utc>) -> Delivery {
+    Delivery {
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        generation: failed.generation + 1,
+        redriven_at: Some(now),
+        updated_at: now,
+        policy,
+        ..failed.clone()
+    }
+}
+
+/// Runs every check of redriving failed deliveries through the local outbox.
+pub async fn redrive_contract<S: RegistryStore + TriggerAcceptor + DeliveryLog + DeliveryOutbox + DeliveryRedrive>(
+    store: &S,
+) {
+    let name = unique_name("redrive");
+    store.create_event(&definition(&name)).await.unwrap();
+    let (sa, sb) = (subscription(&name, "fn-a"), subscription(&name, "fn-b"));
+    store.create_subscription(&sa).await.unwrap();
+    store.create_subscription(&sb).await.unwrap();
+    let lease = Duration::from_secs(30);
+    // Two triggers, a minute apart; each ends with fn-a failed and fn-b delivered.
+    let mut triggers = Vec::new();
+    for t in [0, 60] {
+        let (trigger, _) = accept(store, &name, 10_000 + t, None).await;
+        let claimed = store.claim_due(at(10_001 + t), 100, lease).await.unwrap();
+        for due in claimed.iter().filter(|d| d.delivery.event_id == trigger.event_id) {
+            let (status, error) = if due.delivery.subscription_id == sa.subscription_id {
+                (DeliveryStatus::Failed, Some("boom"))
+            } else {
+                (DeliveryStatus::Delivered, None)
+            };
+            store.record_attempt(due, &attempted(due, status, error, at(10_002 + t))).await.unwrap();
+        }
+        triggers.push(trigger);
+    }
+    let first = &triggers[0];
+
+    // What is failed is found by trigger (all, or one subscription's) and by subscription and time.
+    let failed = store.failed_of_trigger(&first.event_id, None).await.unwrap().expect("the trigger exists");
+    assert_eq!(failed.len(), 1, "only the failed delivery: {failed:?}");
+    assert_eq!((failed[0].subscription_id, failed[0].status), (sa.subscription_id, DeliveryStatus::Failed));
+    assert!(store.failed_of_trigger(&first.event_id, Some(&sb.subscription_id)).await.unwrap().unwrap().is_empty());
+    assert_eq!(store.failed_of_trigger(&UlidSource.event_id(), None).await.unwrap(), None);
+    let window = store.failed_of_subscription(&sa.subscription_id, at(9_000), at(20_000), 100).await.unwrap();
+    assert_eq!(window.iter().map(|d| d.event_id).collect::<Vec<_>>(), [first.event_id, triggers[1].event_id]);
+    let early = store.failed_of_subscription(&sa.subscription_id, at(10_000), at(10_060), 100).await.unwrap();
+    assert_eq!(early.len(), 1, "since is inclusive, until exclusive");
+    assert_eq!(store.failed_of_subscription(&sa.subscription_id, at(9_000), at(20_000), 1).await.unwrap().len(), 1);
+    assert!(store.failed_of_subscription(&sb.subscription_id, at(9_000), at(20_000), 100).await.unwrap().is_empty());
+
+    // A redrive makes it due now as generation 1, with no attempt in the new series and the
+    // subscription's policy as it is now; the history is kept.
+    let policy = DeliveryPolicy { mode: DeliveryMode::Sync, max_attempts: Some(2), ..Default::default() };
+    let next = redriven(&failed[0], policy, at(20_000));
+    assert!(store.redrive(&next).await.unwrap());
+    assert!(!store.redrive(&next).await.unwrap(), "a second redrive while the first is pending changes nothing");
+    let due = store.claim_due(at(20_000), 100, lease).await.unwrap();
+    let mine: Vec<_> = due.iter().filter(|d| d.delivery.event_id == first.event_id).collect();
+    assert_eq!(mine.len(), 1, "the redriven delivery is due, once");
+    let d = &mine[0].delivery;
+    assert_eq!((d.generation, d.attempts, d.status, d.policy), (1, 0, DeliveryStatus::Pending, policy));
+    assert_eq!(d.redriven_at, Some(at(20_000)));
+    assert_eq!(d.history.len(), 1, "the first series' attempt is still there");
+    assert_eq!(mine[0].payload, first.payload);
+    assert!(store.failed_of_trigger(&first.event_id, None).await.unwrap().unwrap().is_empty(), "no longer failed");
+
+    // A delivered delivery is never redriven.
+    let log = store.deliveries_of_trigger(&first.event_id).await.unwrap().unwrap();
+    let done = log.iter().find(|d| d.subscription_id == sb.subscription_id).unwrap();
+    assert!(!store.redrive(&redriven(done, DeliveryPolicy::default(), at(20_001))).await.unwrap());
+    let log = store.deliveries_of_trigger(&first.event_id).await.unwrap().unwrap();
+    assert_eq!(log.iter().find(|d| d.subscription_id == sb.subscription_id).unwrap().status, DeliveryStatus::Delivered);
+
+    // The new series' attempt is recorded in its generation.
+    let ok = attempted(mine[0], DeliveryStatus::Delivered, None, at(20_002));
+    assert_eq!(store.record_attempt(mine[0], &ok).await.unwrap(), Recorded::Recorded);
+    let log = store.deliveries_of_trigger(&first.event_id).await.unwrap().unwrap();
+    let back = log.iter().find(|d| d.subscription_id == sa.subscription_id).unwrap();
+    assert_eq!((back.status, back.generation, back.attempts, back.history.len()), (DeliveryStatus::Delivered, 1, 1, 2));
 }
 
 fn source(name: &str, event: &EventName) -> Source {
@@ -519,7 +662,22 @@ pub async fn recorder_contract<S: DeliveryRecorder>(store: &S) {
     assert_eq!(of(ids[0]), delivered);
     assert_eq!(of(ids[1]).attempts, 3);
     // Only the deliveries asked for come back.
-    assert_eq!(store.recorded_trigger(&trigger.event_id, &ids[..1]).await.unwrap().deliveries, vec![delivered]);
+    assert_eq!(store.recorded_trigger(&trigger.event_id, &ids[..1]).await.unwrap().deliveries, vec![delivered.clone()]);
+
+    // A redriven series (generation 1) replaces a failed record, whatever its attempts; a late
+    // write of the earlier series changes nothing after it; an `invoked` record stays so.
+    let failed = Delivery { status: DeliveryStatus::Failed, attempts: 3, ..of(ids[1]) };
+    store.record_delivery(&failed).await.unwrap();
+    let policy = DeliveryPolicy { mode: DeliveryMode::Sync, ..Default::default() };
+    let series = redriven(&failed, policy, at(50));
+    store.record_delivery(&series).await.unwrap();
+    store.record_delivery(&Delivery { attempts: 4, ..failed.clone() }).await.unwrap();
+    let now = store.recorded_trigger(&trigger.event_id, &ids[1..]).await.unwrap().deliveries;
+    assert_eq!(now, vec![series.clone()], "generation 1 stands");
+    let invoked = Delivery { status: DeliveryStatus::Invoked, attempts: 1, ..series.clone() };
+    store.record_delivery(&invoked).await.unwrap();
+    store.record_delivery(&Delivery { attempts: 2, status: DeliveryStatus::Pending, ..series.clone() }).await.unwrap();
+    assert_eq!(store.recorded_trigger(&trigger.event_id, &ids[1..]).await.unwrap().deliveries, vec![invoked]);
 }
 
 fn unique_schema(label: &str) -> SchemaName {
@@ -746,6 +904,7 @@ mod tests {
         super::registry_contract(&store).await;
         super::trigger_contract(&store).await;
         super::outbox_contract(&store).await;
+        super::redrive_contract(&store).await;
         super::sources_contract(&store).await;
         super::schemas_contract(&store).await;
     }

@@ -1,11 +1,13 @@
 //! Use cases on subscriptions: subscribe a function to an event, read, list, replace, unsubscribe.
 
 use crate::allowlist::FunctionAllowlist;
+use crate::delivery;
 use crate::error::{Error, Result, Violation};
 use crate::events::check_version;
 use crate::ids::{EventName, SubscriptionId, Version};
-use crate::model::{Subscription, SubscriptionDraft};
+use crate::model::{DeliveryPolicy, Subscription, SubscriptionDraft};
 use crate::page::{Page, PageRequest};
+use crate::pattern::EventPattern;
 use crate::ports::{Clock, IdSource, SubscriptionStore};
 
 pub async fn subscribe(
@@ -18,6 +20,7 @@ pub async fn subscribe(
     let Some(event) = draft.event.clone() else {
         return Err(Error::invalid_body(vec![Violation::new("/event", "event is required")]));
     };
+    let (filter, delivery) = check(&draft)?;
     check_allowed(allowlist, &draft)?;
     let now = clock.now();
     let subscription = Subscription {
@@ -25,6 +28,8 @@ pub async fn subscribe(
         event,
         function_id: draft.function_id,
         metadata: draft.metadata.unwrap_or_default(),
+        filter,
+        delivery,
         created_at: now,
         updated_at: now,
         version: Version::FIRST,
@@ -53,6 +58,7 @@ pub async fn replace_subscription(
     draft: SubscriptionDraft,
     if_match: Option<Version>,
 ) -> Result<Subscription> {
+    let (filter, delivery) = check(&draft)?;
     check_allowed(allowlist, &draft)?;
     let current = store.get_subscription(id).await?.ok_or_else(|| not_found(id))?;
     if let Some(event) = &draft.event {
@@ -67,6 +73,8 @@ pub async fn replace_subscription(
     let next = Subscription {
         function_id: draft.function_id,
         metadata: draft.metadata.unwrap_or_default(),
+        filter,
+        delivery,
         updated_at: clock.now(),
         version: current.version.next(),
         ..current
@@ -77,6 +85,28 @@ pub async fn replace_subscription(
 
 pub async fn unsubscribe(store: &dyn SubscriptionStore, id: &SubscriptionId, if_match: Option<Version>) -> Result<()> {
     store.delete_subscription(id, if_match).await
+}
+
+/// The draft's filter, parsed, and its delivery policy, or every problem with either (422).
+fn check(draft: &SubscriptionDraft) -> Result<(Option<EventPattern>, DeliveryPolicy)> {
+    let mut violations = Vec::new();
+    let filter = match &draft.filter {
+        None => None,
+        Some(pattern) => match EventPattern::parse(pattern) {
+            Ok(pattern) => Some(pattern),
+            Err(found) => {
+                violations.extend(found.into_iter().map(|v| v.at("/filter")));
+                None
+            }
+        },
+    };
+    let delivery = draft.delivery.unwrap_or_default();
+    violations.extend(delivery::check_policy(&delivery));
+    if violations.is_empty() {
+        Ok((filter, delivery))
+    } else {
+        Err(Error::invalid_body(violations))
+    }
 }
 
 fn check_allowed(allowlist: &FunctionAllowlist, draft: &SubscriptionDraft) -> Result<()> {

@@ -40,12 +40,47 @@ pub async fn trigger(ports: TriggerPorts<'_>, request: TriggerRequest<'_>) -> Re
         return Err(Error::NotFound { what: "event", id: request.event.to_string() });
     };
     check_payload(ports.schemas, ports.registry, &definition, request.content_type, &request.payload).await?;
+    let subscriptions = matching(&definition, subscriptions, &request.payload, request.source.as_ref());
     let mut trigger = accepted_trigger(&definition, &subscriptions, request.payload, ports.clock.now(), ports.ids);
     trigger.source = request.source;
     match ports.acceptor.accept(&trigger, request.idempotency_key.as_ref()).await? {
         Acceptance::Accepted => Ok(trigger.receipt()),
         Acceptance::Replayed(first) => Ok(first),
     }
+}
+
+/// The subscriptions whose filter matches the trigger (all of them when none has a filter).
+///
+/// A filter is an EventBridge pattern over the trigger's invocation document as every subscriber
+/// receives it: `event`, `dataType`, `data` (a JSON payload only: a pattern on `data` never
+/// matches another `dataType`) and `source` (the native record, if one triggered it). The
+/// document is built only when some subscription has a filter, so an unfiltered trigger pays
+/// nothing for the feature.
+pub fn matching(
+    definition: &EventDefinition,
+    subscriptions: Vec<Subscription>,
+    payload: &[u8],
+    source: Option<&Origin>,
+) -> Vec<Subscription> {
+    if subscriptions.iter().all(|s| s.filter.is_none()) {
+        return subscriptions;
+    }
+    let mut document = serde_json::Map::new();
+    document.insert("event".into(), definition.name.as_str().into());
+    document.insert("dataType".into(), definition.data_type.as_str().into());
+    if definition.data_type.is_json() {
+        // Checked already; a payload that does not parse here cannot be, so it matches no data.
+        if let Ok(data) = serde_json::from_slice::<serde_json::Value>(payload) {
+            document.insert("data".into(), data);
+        }
+    }
+    if let Some(origin) = source {
+        if let Ok(origin) = serde_json::to_value(origin) {
+            document.insert("source".into(), origin);
+        }
+    }
+    let document = serde_json::Value::Object(document);
+    subscriptions.into_iter().filter(|s| s.filter.as_ref().is_none_or(|f| f.matches(&document))).collect()
 }
 
 /// Checks media type, JSON syntax, the envelope and the schemas, in that order: the cheapest
@@ -140,6 +175,10 @@ pub fn accepted_trigger(
             last_error: None,
             received_at,
             updated_at: received_at,
+            generation: 0,
+            redriven_at: None,
+            policy: s.delivery,
+            history: Vec::new(),
         })
         .collect();
     Trigger {
@@ -297,5 +336,93 @@ mod tests {
         let broken = send(json!({"action": "rename", "resource": {"schema": person, "content": {}}})).await;
         assert_eq!(pointers(broken), ["/action"]);
         assert!(matches!(trigger_with(&store, &schemas, &name, "not json").await, Err(Error::MalformedPayload(_))));
+    }
+
+    fn filtered(event: &EventName, function: &str, filter: Option<serde_json::Value>) -> Subscription {
+        let mut s = crate::fixtures::subscription(event, function, Default::default());
+        s.filter = filter.map(|f| crate::EventPattern::parse(&f).unwrap());
+        s
+    }
+
+    #[test]
+    fn only_subscriptions_whose_filter_matches_get_a_delivery() {
+        let definition = crate::fixtures::definition("orders.created");
+        let subs = vec![
+            filtered(&definition.name, "fn-all", None),
+            filtered(&definition.name, "fn-big", Some(json!({"data": {"total": [{"numeric": [">", 100]}]}}))),
+            filtered(&definition.name, "fn-eu", Some(json!({"data": {"country": ["DE", "FR"]}}))),
+            filtered(&definition.name, "fn-event", Some(json!({"event": ["orders.created"]}))),
+            filtered(&definition.name, "fn-native", Some(json!({"source": {"kind": ["aws:s3"]}}))),
+        ];
+        let names = |payload: &str, source: Option<&Origin>| -> Vec<String> {
+            matching(&definition, subs.clone(), payload.as_bytes(), source)
+                .into_iter()
+                .map(|s| s.function_id.to_string())
+                .collect()
+        };
+        assert_eq!(names(r#"{"total": 150, "country": "US"}"#, None), ["fn-all", "fn-big", "fn-event"]);
+        assert_eq!(names(r#"{"total": 100, "country": "FR"}"#, None), ["fn-all", "fn-eu", "fn-event"]);
+        let origin = Origin {
+            name: crate::SourceName::parse("uploads").unwrap(),
+            kind: crate::SourceKind::S3,
+            id: "b/k".into(),
+            arn: None,
+        };
+        assert!(names("{}", Some(&origin)).contains(&"fn-native".to_owned()), "the native record is `source`");
+    }
+
+    #[test]
+    fn a_filter_on_data_never_matches_a_payload_that_is_not_json() {
+        let mut definition = crate::fixtures::definition("files.csv");
+        definition.data_type = crate::DataType::parse("text/csv").unwrap();
+        let subs = vec![
+            filtered(&definition.name, "fn-data", Some(json!({"data": {"total": [{"numeric": [">", 0]}]}}))),
+            filtered(&definition.name, "fn-type", Some(json!({"dataType": ["text/csv"]}))),
+        ];
+        let got: Vec<_> =
+            matching(&definition, subs, b"total\n150\n", None).into_iter().map(|s| s.function_id.to_string()).collect();
+        assert_eq!(got, ["fn-type"], "fields outside data still match");
+    }
+
+    #[tokio::test]
+    async fn the_receipt_lists_only_the_deliveries_made() {
+        let store = MemoryStore::new();
+        let name = EventName::parse("orders.filtered").unwrap();
+        define(&store, &name, json!({"type": "object"})).await;
+        for (function, filter) in [
+            ("fn-a", json!({"data": {"total": [{"numeric": [">", 100]}]}})),
+            ("fn-b", json!({"data": {"total": [{"numeric": ["<=", 100]}]}})),
+        ] {
+            let draft = crate::SubscriptionDraft {
+                event: Some(name.clone()),
+                function_id: crate::FunctionId::parse(function).unwrap(),
+                metadata: None,
+                filter: Some(filter),
+                delivery: None,
+            };
+            let anything = crate::FunctionAllowlist::parse("*").unwrap();
+            crate::subscriptions::subscribe(&store, &SystemClock, &UlidSource, &anything, draft).await.unwrap();
+        }
+        let schemas = SchemaCache::new();
+        let ports = TriggerPorts {
+            source: &store,
+            acceptor: &store,
+            schemas: &schemas,
+            registry: &store,
+            clock: &SystemClock,
+            ids: &UlidSource,
+        };
+        let request = TriggerRequest {
+            event: name.clone(),
+            content_type: None,
+            payload: br#"{"total": 150}"#.to_vec(),
+            idempotency_key: None,
+            source: None,
+        };
+        let receipt = trigger(ports, request).await.unwrap();
+        assert_eq!(receipt.deliveries.iter().map(|d| d.function_id.to_string()).collect::<Vec<_>>(), ["fn-a"]);
+        let logged =
+            crate::ports::DeliveryLog::deliveries_of_trigger(&store, &receipt.event_id).await.unwrap().unwrap();
+        assert_eq!(logged.len(), 1, "no delivery, not even a skipped one, for the filter that did not match");
     }
 }

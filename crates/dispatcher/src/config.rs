@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use gateway_core::delivery::{MAX_AGE_SECONDS, MAX_ATTEMPTS, TIMEOUT_SECONDS};
 use gateway_core::dispatch::RetryPolicy;
 use gateway_core::DeliveryRetention;
 
@@ -19,7 +20,8 @@ pub struct Config {
     /// `GATEWAY_FUNCTION_ALLOWLIST` (required, with `AWS_REGION` and `GATEWAY_ACCOUNT_ID`: see
     /// `gateway_core::allowlist::cloud_allowlist`), `GATEWAY_MAX_ATTEMPTS` (8),
     /// `GATEWAY_RETRY_BASE_MS` (1000), `GATEWAY_RETRY_MAX_MS` (300000, at most 900000),
-    /// `GATEWAY_CONCURRENCY` (16).
+    /// `GATEWAY_MAX_AGE_SECONDS` (86400, 60 to 86400), `GATEWAY_SYNC_TIMEOUT_SECONDS` (30, 1 to
+    /// 900), `GATEWAY_CONCURRENCY` (16): the defaults a subscription's delivery policy falls back on.
     pub settings: DispatchSettings,
     /// `GATEWAY_DELIVERY_RETENTION_DAYS` (30): the TTL of the delivery records it writes.
     pub delivery_retention: DeliveryRetention,
@@ -51,9 +53,17 @@ impl Config {
             }
         };
         let retry = RetryPolicy {
-            max_attempts: number("GATEWAY_MAX_ATTEMPTS", 8)?.clamp(1, 1000) as u32,
+            max_attempts: number("GATEWAY_MAX_ATTEMPTS", 8)?.clamp(1, u64::from(MAX_ATTEMPTS)) as u32,
             base_delay: Duration::from_millis(number("GATEWAY_RETRY_BASE_MS", 1000)?),
             max_delay: Duration::from_millis(number("GATEWAY_RETRY_MAX_MS", 300_000)?).min(MAX_DELAY),
+            max_age: Duration::from_secs(
+                number("GATEWAY_MAX_AGE_SECONDS", 86_400)?
+                    .clamp(u64::from(*MAX_AGE_SECONDS.start()), u64::from(*MAX_AGE_SECONDS.end())),
+            ),
+            timeout: Duration::from_secs(
+                number("GATEWAY_SYNC_TIMEOUT_SECONDS", 30)?
+                    .clamp(u64::from(*TIMEOUT_SECONDS.start()), u64::from(*TIMEOUT_SECONDS.end())),
+            ),
         };
         Ok(Self {
             table_name: required("GATEWAY_TABLE")?,
@@ -108,6 +118,43 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err.var, "GATEWAY_DELIVERY_RETENTION_DAYS");
+    }
+
+    #[test]
+    fn the_policy_defaults_are_a_day_of_age_and_thirty_seconds_of_sync_wait_within_the_policy_limits() {
+        let base = [
+            ("GATEWAY_TABLE", "gateway"),
+            ("GATEWAY_DELIVERY_QUEUE_URL", "https://sqs/1/deliveries"),
+            ("GATEWAY_DEAD_LETTER_QUEUE_URL", "https://sqs/1/dlq"),
+            ("GATEWAY_FUNCTION_ALLOWLIST", "orders-"),
+            ("AWS_REGION", "eu-west-1"),
+        ];
+        let with = |extra: &'static [(&'static str, &'static str)]| {
+            move |k: &str| base.iter().chain(extra).find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        let defaults = Config::from_lookup(with(&[])).unwrap().settings.retry;
+        assert_eq!((defaults.max_age, defaults.timeout), (Duration::from_secs(86_400), Duration::from_secs(30)));
+        let set =
+            Config::from_lookup(with(&[("GATEWAY_MAX_AGE_SECONDS", "600"), ("GATEWAY_SYNC_TIMEOUT_SECONDS", "120")]))
+                .unwrap()
+                .settings
+                .retry;
+        assert_eq!((set.max_age, set.timeout), (Duration::from_secs(600), Duration::from_secs(120)));
+        let out = Config::from_lookup(with(&[
+            ("GATEWAY_MAX_AGE_SECONDS", "10"),
+            ("GATEWAY_SYNC_TIMEOUT_SECONDS", "3600"),
+            ("GATEWAY_MAX_ATTEMPTS", "500"),
+        ]))
+        .unwrap()
+        .settings
+        .retry;
+        assert_eq!(
+            (out.max_age, out.timeout, out.max_attempts),
+            (Duration::from_secs(60), Duration::from_secs(900), 185),
+            "held to what a subscription's policy may say"
+        );
+        let err = Config::from_lookup(with(&[("GATEWAY_SYNC_TIMEOUT_SECONDS", "soon")])).unwrap_err();
+        assert_eq!(err.var, "GATEWAY_SYNC_TIMEOUT_SECONDS");
     }
 
     #[test]

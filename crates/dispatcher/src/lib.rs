@@ -6,43 +6,49 @@
 //! One whose trigger is not settled yet is held back (put back with a short delay) for the
 //! acceptance window; after that it is settled abandoned (unless the handler got there first)
 //! and dropped, because its client was answered with an error. Then each delivery of each
-//! message runs concurrently, under a bound:
-//! - one already recorded as delivered, or whose attempt was already made (a redelivered
-//!   message), is skipped, so functions that succeeded are not invoked again;
-//! - a function outside the allowlist is failed, never invoked;
-//! - otherwise it is invoked through the `FunctionInvoker` port (Lambda `InvocationType=Event`).
+//! message runs concurrently, under a bound, checked against its recorded state ([`Skip`]):
+//! - a stale copy (the record is of a later series), one already handed over (`delivered`,
+//!   `invoked`), or one whose attempt was already made (a redelivered message), is skipped, so
+//!   functions that succeeded are not invoked again;
+//! - one at its recorded `failed` state is a message moved back from the dead-letter queue: it
+//!   runs as a new series (the next generation), as an API redrive would;
+//! - otherwise `dispatch::attempt` makes the attempt (the allowlist, the invocation in the
+//!   subscription's mode, the one retry decision of the core).
 //!
-//! A delivery that fails goes back to the queue on its own (a message carrying only it, one
-//! attempt more, with its last error) with SQS `DelaySeconds` as backoff; after the last attempt
-//! it goes to the dead-letter queue with its error. Every attempt is recorded in the delivery
-//! log. A message is reported as a batch item failure only when that could not be done (the
-//! log could not be read, a re-enqueue failed), so SQS redelivers it and, at worst, its redrive
-//! policy moves it to the dead-letter queue.
+//! A delivery that fails goes back to the queue on its own (a message carrying only it, as the
+//! attempt left it) with SQS `DelaySeconds` as the backoff; after the last attempt it goes to the
+//! dead-letter queue with its error and is recorded `failed` with its trigger's payload kept, to
+//! be redriven. A `sync` attempt is bounded by the invocation's deadline; one that could not be
+//! waited out is not started but put back, uncounted. A message is reported as a batch item
+//! failure only when that could not be done (the log could not be read, a re-enqueue failed), so
+//! SQS redelivers it and, at worst, its redrive policy moves it to the dead-letter queue.
 
 pub mod config;
 pub mod queue;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use futures_util::future::join_all;
 use gateway_core::dispatch::{self, RetryPolicy};
 use gateway_core::message::{DeliveryEntry, DeliveryMessage};
+use gateway_core::model::{Attempt, AttemptResult};
 use gateway_core::ports::{
-    AttemptOutcome, Clock, DeliveryRecorder, FunctionInvoker, SystemClock, TriggerState, ACCEPTANCE_WINDOW,
+    Attempted, Clock, DeliveryRecorder, FunctionInvoker, SystemClock, TriggerState, ACCEPTANCE_WINDOW,
     TRIGGER_STATE_LIFETIME,
 };
-use gateway_core::{Delivery, DeliveryStatus, FunctionAllowlist};
+use gateway_core::{Delivery, DeliveryMode, DeliveryStatus, FunctionAllowlist};
 use tokio::sync::Semaphore;
 
 pub use config::{Config, ConfigError};
 pub use queue::{QueueError, RetryQueue, SqsRetryQueue};
 
-/// A delivery's last error is cut to this many bytes, so a re-enqueued message stays within
-/// the room the publisher left for it.
-pub const MAX_ERROR_BYTES: usize = 1024;
+/// What the dispatcher keeps of its invocation's time after a `sync` attempt: enough to record
+/// it and hand the delivery on. A `sync` attempt waits at most the invocation's remaining time
+/// less this.
+pub const SAFETY_MARGIN: Duration = Duration::from_secs(10);
 
 /// What the dispatcher decides with: the same knobs as the local gateway's worker.
 #[derive(Clone, Debug)]
@@ -108,11 +114,19 @@ impl Dispatcher {
         self
     }
 
-    /// Runs a batch; the response lists the messages SQS must deliver again.
+    /// Runs a batch with no deadline; the response lists the messages SQS must deliver again.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        self.handle_before(event, None).await
+    }
+
+    /// Runs a batch within an invocation that ends at `deadline` (Lambda's context deadline):
+    /// a `sync` attempt waits at most until [`SAFETY_MARGIN`] before it.
+    pub async fn handle_before(&self, event: SqsEvent, deadline: Option<Instant>) -> SqsBatchResponse {
+        let time = deadline.map(|deadline| Budget::new(deadline, Instant::now()));
+        let time = time.as_ref();
         let outcomes = join_all(event.records.iter().map(|record| async move {
             let ok = match record.body.as_deref() {
-                Some(body) => self.handle_message(body).await,
+                Some(body) => self.run_message(body, time).await,
                 None => {
                     tracing::error!(message_id = ?record.message_id, "SQS message without a body");
                     false
@@ -130,13 +144,18 @@ impl Dispatcher {
         response
     }
 
-    /// Runs one message's deliveries; false if SQS must deliver it again.
+    /// Runs one message's deliveries, with no deadline; false if SQS must deliver it again.
     pub async fn handle_message(&self, body: &str) -> bool {
+        self.run_message(body, None).await
+    }
+
+    async fn run_message(&self, body: &str, time: Option<&Budget>) -> bool {
         let message = match delivery_message(body) {
             Ok(message) => message,
             Err(error) => {
-                // Left to the queue's redrive policy, which moves it to the dead-letter queue.
-                tracing::error!(%error, "a message on the delivery queue is not a delivery message");
+                // Left to the queue's redrive policy, which moves it to the dead-letter queue (a
+                // newer version waits there for the code that wrote it).
+                tracing::error!(%error, "a message on the delivery queue is not one this dispatcher reads");
                 return false;
             }
         };
@@ -166,6 +185,7 @@ impl Dispatcher {
                 entry,
                 recorded.get(&entry.subscription_id),
                 payload.as_deref().map_err(String::as_str),
+                time,
             )
         }))
         .await;
@@ -249,26 +269,63 @@ impl Dispatcher {
         entry: &DeliveryEntry,
         recorded: Option<&Delivery>,
         payload: Result<&[u8], &str>,
+        time: Option<&Budget>,
     ) -> bool {
-        if let Some(recorded) = recorded {
-            if recorded.status == DeliveryStatus::Delivered || recorded.attempts > entry.attempts {
+        let delivery = match skip(entry, recorded) {
+            Skip::No => message.record_of(entry),
+            Skip::NewSeries => {
+                // Moved back from the dead-letter queue: a new series, as an API redrive makes it.
+                let now = self.clock.now();
                 tracing::info!(
                     event_id = %message.event_id, subscription_id = %entry.subscription_id,
-                    status = recorded.status.as_str(), attempts = recorded.attempts,
-                    "delivery already done; skipped"
+                    generation = entry.generation + 1, "a dead-lettered delivery came back: run as a new series"
+                );
+                Delivery {
+                    generation: entry.generation + 1,
+                    attempts: 0,
+                    redriven_at: Some(now),
+                    updated_at: now,
+                    ..message.record_of(entry)
+                }
+            }
+            Skip::Yes(why) => {
+                tracing::info!(
+                    event_id = %message.event_id, subscription_id = %entry.subscription_id,
+                    generation = entry.generation, attempts = entry.attempts, why, "delivery skipped"
                 );
                 return true;
             }
-        }
+        };
         let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
-        let delivery = message.record_of(entry);
-        let outcome = match payload {
+        let budget = time.map(Budget::left);
+        let limits = self.settings.retry.limits(&delivery.policy);
+        if limits.mode == DeliveryMode::Sync {
+            if let Some(time) = time {
+                if !time.fits(limits.timeout) {
+                    // Waiting less than its timeout could cut a function short that then succeeds:
+                    // not started, put back as it came (the attempt is not counted).
+                    let again = message.accepted_with(vec![DeliveryEntry::of(&delivery)]);
+                    return match self.queue.retry_later(&again, Duration::ZERO).await {
+                        Ok(()) => {
+                            tracing::info!(event_id = %message.event_id, subscription_id = %entry.subscription_id, "too little time left for a sync attempt; put back");
+                            true
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, event_id = %message.event_id, "cannot put a delivery back; the message will come again");
+                            false
+                        }
+                    };
+                }
+            }
+        }
+        let attempted = match payload {
             Ok(payload) => {
                 dispatch::attempt(
                     self.invoker.as_ref(),
                     &self.settings.allowlist,
                     &self.settings.retry,
-                    self.clock.now(),
+                    self.clock.as_ref(),
+                    budget,
                     dispatch::Invocation {
                         delivery: &delivery,
                         data_type: &message.data_type,
@@ -278,49 +335,43 @@ impl Dispatcher {
                 )
                 .await
             }
-            Err(error) => AttemptOutcome::Failed { error: format!("the message's data cannot be read: {error}") },
-        };
-        let attempts = entry.attempts + 1;
-        tracing::info!(
-            event_id = %message.event_id, subscription_id = %entry.subscription_id,
-            function_id = %entry.function_id, attempt = attempts, outcome = ?outcome, "delivery attempt"
-        );
-        let record = |status, last_error: Option<String>| Delivery {
-            status,
-            attempts,
-            last_error,
-            updated_at: self.clock.now(),
-            ..delivery.clone()
-        };
-        let alone = |error: &str| {
-            message.accepted_with(vec![DeliveryEntry { attempts, last_error: Some(error.to_owned()), ..entry.clone() }])
-        };
-        match outcome {
-            AttemptOutcome::Delivered => {
-                let done = record(DeliveryStatus::Delivered, entry.last_error.clone());
-                // Unrecorded, a success would read as pending forever: have the message again.
-                self.write(&done).await
+            Err(error) => {
+                unreadable(&delivery, &format!("the message's data cannot be read: {error}"), self.clock.now())
             }
-            AttemptOutcome::RetryAt { error, .. } => {
-                let error = truncated(error);
-                let delay = self.settings.retry.delay_after(attempts).min(queue::MAX_DELAY);
-                if let Err(e) = self.queue.retry_later(&alone(&error), delay).await {
+        };
+        let after = &attempted.delivery;
+        tracing::info!(
+            event_id = %message.event_id, subscription_id = %entry.subscription_id, function_id = %after.function_id,
+            generation = after.generation, attempt = after.attempts, status = after.status.as_str(),
+            error = after.last_error.as_deref().filter(|_| !after.status.is_handed_over()), "delivery attempt"
+        );
+        let alone = message.accepted_with(vec![DeliveryEntry::of(after)]);
+        match (after.status, attempted.retry) {
+            (DeliveryStatus::Pending, Some(retry)) => {
+                if let Err(e) = self.queue.retry_later(&alone, retry.delay.min(queue::MAX_DELAY)).await {
                     // Nothing recorded: the redelivered message makes this attempt again.
                     tracing::error!(error = %e, event_id = %message.event_id, subscription_id = %entry.subscription_id, "cannot re-enqueue a delivery");
                     return false;
                 }
                 // The retry message carries the state on: a lost record is caught up by the next attempt.
-                self.write(&record(DeliveryStatus::Pending, Some(error))).await;
+                self.write(after).await;
                 true
             }
-            AttemptOutcome::Failed { error } => {
-                let error = truncated(error);
-                if let Err(e) = self.queue.dead_letter(&alone(&error)).await {
+            (DeliveryStatus::Failed, _) => {
+                if let Err(e) = self.queue.dead_letter(&alone).await {
                     tracing::error!(error = %e, event_id = %message.event_id, subscription_id = %entry.subscription_id, "cannot send a failed delivery to the dead-letter queue");
                     return false;
                 }
-                self.write(&record(DeliveryStatus::Failed, Some(error))).await
+                match self.recorder.record_failed(after, message).await {
+                    Ok(()) => true,
+                    Err(error) => {
+                        tracing::error!(%error, event_id = %after.event_id, subscription_id = %after.subscription_id, "cannot record a failed delivery");
+                        false
+                    }
+                }
             }
+            // Unrecorded, a success would read as pending forever: have the message again.
+            _ => self.write(after).await,
         }
     }
 
@@ -335,22 +386,102 @@ impl Dispatcher {
     }
 }
 
-fn truncated(mut error: String) -> String {
-    if error.len() > MAX_ERROR_BYTES {
-        let mut end = MAX_ERROR_BYTES - '…'.len_utf8();
-        while !error.is_char_boundary(end) {
-            end -= 1;
-        }
-        error.truncate(end);
-        error.push('…');
-    }
-    error
+/// The deadline Lambda gives an invocation (`Lambda-Runtime-Deadline-Ms`, epoch milliseconds) as
+/// an instant, if it is one: a deadline already past when the invocation starts is an emulator's
+/// placeholder (`cargo lambda watch` sends ten minutes after 1970), read as none.
+pub fn invocation_deadline(deadline_ms: u64) -> Option<Instant> {
+    let deadline = std::time::UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    let left = deadline.duration_since(std::time::SystemTime::now()).ok()?;
+    Some(Instant::now() + left)
 }
+
+/// Whether a message's delivery runs, given its recorded state.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// Run the attempt the entry stands for.
+    No,
+    /// Run it as a new series: the entry is at its recorded `failed` state, so it is that
+    /// failure's dead letter, moved back to the queue.
+    NewSeries,
+    /// Nothing to do, for this reason.
+    Yes(&'static str),
+}
+
+/// The skip rule: a record of a later series makes the entry a stale copy; within its series a
+/// handed-over record, or one with more attempts, means its attempt was made.
+pub fn skip(entry: &DeliveryEntry, recorded: Option<&Delivery>) -> Skip {
+    let Some(recorded) = recorded else { return Skip::No };
+    if recorded.generation > entry.generation {
+        return Skip::Yes("a copy of an earlier series");
+    }
+    if recorded.generation < entry.generation {
+        return Skip::No;
+    }
+    if recorded.status.is_handed_over() {
+        return Skip::Yes("already handed over");
+    }
+    if recorded.attempts > entry.attempts {
+        return Skip::Yes("its attempt was already made");
+    }
+    if recorded.attempts == entry.attempts && recorded.status == DeliveryStatus::Failed {
+        return Skip::NewSeries;
+    }
+    Skip::No
+}
+
+/// A failed attempt that could not be made: the message's data does not read back.
+fn unreadable(delivery: &Delivery, error: &str, now: chrono::DateTime<chrono::Utc>) -> Attempted {
+    let number = delivery.attempts + 1;
+    let mut after = Delivery {
+        status: DeliveryStatus::Failed,
+        attempts: number,
+        last_error: Some(dispatch::truncated(error, dispatch::MAX_ERROR_BYTES)),
+        updated_at: now,
+        ..delivery.clone()
+    };
+    after.remember(Attempt {
+        generation: delivery.generation,
+        number,
+        started_at: now,
+        duration_ms: 0,
+        result: AttemptResult::Failed,
+        error: Some(dispatch::truncated(error, dispatch::MAX_ATTEMPT_ERROR_BYTES)),
+    });
+    Attempted { delivery: after, retry: None }
+}
+
+/// The time an invocation has for its batch.
+struct Budget {
+    deadline: Instant,
+    /// What the batch had when it began: the most any attempt of it can be given.
+    whole: Duration,
+}
+
+impl Budget {
+    fn new(deadline: Instant, now: Instant) -> Self {
+        Self { deadline, whole: deadline.saturating_duration_since(now).saturating_sub(SAFETY_MARGIN) }
+    }
+
+    /// What an attempt starting now may wait.
+    fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now()).saturating_sub(SAFETY_MARGIN)
+    }
+
+    /// Whether a `sync` attempt of `timeout` may start now: it can be waited out, or (a timeout
+    /// longer than any invocation gives) the batch has not spent any of its time yet, so it is
+    /// given the most there is rather than put back forever.
+    fn fits(&self, timeout: Duration) -> bool {
+        self.left() >= timeout.min(self.whole.saturating_sub(START_SLACK))
+    }
+}
+
+/// How much of its batch's time an attempt may find spent and still count as starting at once.
+const START_SLACK: Duration = Duration::from_secs(1);
 
 /// Reads an SQS body as a delivery message. SNS hands the queue raw messages, but one it could
 /// not deliver waits in the fan-out dead-letter queue and, redriven from there, may come back
 /// in SNS's JSON envelope, the delivery message being its `Message`: both are run.
-fn delivery_message(body: &str) -> Result<DeliveryMessage, serde_json::Error> {
+fn delivery_message(body: &str) -> Result<DeliveryMessage, String> {
     #[derive(serde::Deserialize)]
     struct SnsNotification {
         #[serde(rename = "Type")]
@@ -358,8 +489,8 @@ fn delivery_message(body: &str) -> Result<DeliveryMessage, serde_json::Error> {
         #[serde(rename = "Message")]
         message: String,
     }
-    serde_json::from_str(body).or_else(|error| match serde_json::from_str::<SnsNotification>(body) {
-        Ok(envelope) if envelope.kind == "Notification" => serde_json::from_str(&envelope.message),
+    DeliveryMessage::read(body).or_else(|error| match serde_json::from_str::<SnsNotification>(body) {
+        Ok(envelope) if envelope.kind == "Notification" => DeliveryMessage::read(&envelope.message),
         _ => Err(error),
     })
 }

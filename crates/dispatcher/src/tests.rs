@@ -9,7 +9,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::{DateTime, Utc};
 use gateway_core::fixtures;
 use gateway_core::memory::MemoryRecorder;
-use gateway_core::ports::{InvokeError, UlidSource};
+use gateway_core::ports::{InvocationMode, InvokeError, Invoked, UlidSource};
 use gateway_core::trigger::accepted_trigger;
 use gateway_core::{FunctionId, Metadata, Subscription, Trigger};
 use serde_json::json;
@@ -55,28 +55,39 @@ impl RetryQueue for MemoryQueue {
     }
 }
 
-/// Invokes every function, failing (retryably) those named in `failing`.
+/// Invokes every function, failing (retryably) those named in `failing`; a `sync` invocation
+/// succeeds, an `async` one is accepted.
 #[derive(Default)]
 struct ScriptedInvoker {
     failing: HashSet<String>,
     calls: Mutex<Vec<(String, serde_json::Value)>>,
+    modes: Mutex<Vec<InvocationMode>>,
 }
 
 #[async_trait]
 impl FunctionInvoker for ScriptedInvoker {
-    async fn invoke(&self, function: &FunctionId, payload: &[u8]) -> Result<(), InvokeError> {
+    async fn invoke(
+        &self,
+        function: &FunctionId,
+        payload: &[u8],
+        mode: InvocationMode,
+    ) -> Result<Invoked, InvokeError> {
         let payload = serde_json::from_slice(payload).unwrap();
         self.calls.lock().unwrap().push((function.to_string(), payload));
+        self.modes.lock().unwrap().push(mode);
         if self.failing.contains(function.as_str()) {
             return Err(InvokeError { message: format!("{function} is throttled"), retryable: true });
         }
-        Ok(())
+        Ok(match mode {
+            InvocationMode::Async => Invoked::Accepted,
+            InvocationMode::Sync { .. } => Invoked::Succeeded,
+        })
     }
 }
 
 impl ScriptedInvoker {
     fn failing(names: &[&str]) -> Self {
-        Self { failing: names.iter().map(|s| s.to_string()).collect(), calls: Mutex::default() }
+        Self { failing: names.iter().map(|s| s.to_string()).collect(), ..Default::default() }
     }
 
     fn called(&self) -> Vec<String> {
@@ -97,7 +108,12 @@ fn harness(invoker: ScriptedInvoker, allowlist: &str, max_attempts: u32) -> Harn
     let invoker = Arc::new(invoker);
     let settings = DispatchSettings {
         allowlist: FunctionAllowlist::parse(allowlist).unwrap(),
-        retry: RetryPolicy { max_attempts, base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(300) },
+        retry: RetryPolicy {
+            max_attempts,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(300),
+            ..RetryPolicy::default()
+        },
         concurrency: 4,
         acceptance_window: gateway_core::ports::ACCEPTANCE_WINDOW,
     };
@@ -148,7 +164,7 @@ async fn every_delivery_is_invoked_with_its_payload_and_recorded_delivered() {
     // WHEN the dispatcher gets its message
     let response = h.dispatcher.handle(batch(&[&message])).await;
 
-    // THEN both functions ran with the invocation payload and the log says delivered
+    // THEN both functions ran with the invocation payload and the log says invoked (async: Lambda took it)
     assert!(response.batch_item_failures.is_empty());
     let calls = h.invoker.calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 2);
@@ -159,7 +175,7 @@ async fn every_delivery_is_invoked_with_its_payload_and_recorded_delivered() {
     }
     for d in &t.deliveries {
         let logged = h.log.get(d);
-        assert_eq!((logged.status, logged.attempts), (DeliveryStatus::Delivered, 1));
+        assert_eq!((logged.status, logged.attempts, logged.history.len()), (DeliveryStatus::Invoked, 1, 1));
     }
 }
 
@@ -199,7 +215,10 @@ async fn a_failing_delivery_is_retried_alone_with_backoff_then_dead_lettered_wit
         if attempt < 3 {
             assert_eq!(logged.status, DeliveryStatus::Pending);
             let (retry, delay) = h.queue.retries.lock().unwrap().last().cloned().unwrap();
-            assert_eq!(delay, Duration::from_secs(1 << (attempt - 1)));
+            // The backoff with jitter: within the upper half of 1 s doubling.
+            let full = Duration::from_secs(1 << (attempt - 1));
+            assert!(delay >= full / 2 && delay <= full, "attempt {attempt}: {delay:?}");
+            assert_eq!(retry.deliveries[0].history.len(), attempt as usize, "the history travels with it");
             assert_eq!(retry.event_id, t.event_id);
             assert_eq!(retry.deliveries.len(), 1, "retried on its own");
             assert_eq!(retry.deliveries[0].subscription_id, flaky.subscription_id);
@@ -266,10 +285,10 @@ async fn a_message_in_the_sns_envelope_is_run_like_a_raw_one() {
     // WHEN the dispatcher gets it
     let response = h.dispatcher.handle(event).await;
 
-    // THEN its delivery runs and is logged delivered
+    // THEN its delivery runs and is logged invoked
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(h.invoker.called(), ["fn-a"]);
-    assert_eq!(h.log.get(&t.deliveries[0]).status, DeliveryStatus::Delivered);
+    assert_eq!(h.log.get(&t.deliveries[0]).status, DeliveryStatus::Invoked);
 }
 
 #[tokio::test]
@@ -435,10 +454,196 @@ async fn a_message_older_than_any_trigger_state_is_dead_lettered_not_guessed_at(
     assert!(dead[0].deliveries[0].last_error.as_deref().unwrap().contains("acceptance is no longer known"));
 }
 
+/// A log that keeps what `record_failed` was given, as the DynamoDB store keeps the payload.
+#[derive(Default)]
+struct KeepingLog {
+    log: MemoryRecorder,
+    kept: Mutex<Vec<(Delivery, DeliveryMessage)>>,
+}
+
+#[async_trait]
+impl DeliveryRecorder for KeepingLog {
+    async fn settle_trigger(
+        &self,
+        event_id: &gateway_core::EventId,
+        event: &gateway_core::EventName,
+        received_at: DateTime<Utc>,
+        want: TriggerState,
+    ) -> gateway_core::error::Result<TriggerState> {
+        self.log.settle_trigger(event_id, event, received_at, want).await
+    }
+    async fn record_trigger(&self, t: &Trigger) -> gateway_core::error::Result<()> {
+        self.log.record_trigger(t).await
+    }
+    async fn record_delivery(&self, d: &Delivery) -> gateway_core::error::Result<()> {
+        self.log.record_delivery(d).await
+    }
+    async fn record_failed(&self, d: &Delivery, m: &DeliveryMessage) -> gateway_core::error::Result<()> {
+        self.kept.lock().unwrap().push((d.clone(), m.clone()));
+        self.log.record_delivery(d).await
+    }
+    async fn recorded_trigger(
+        &self,
+        event_id: &gateway_core::EventId,
+        subscriptions: &[gateway_core::SubscriptionId],
+    ) -> gateway_core::error::Result<gateway_core::ports::RecordedTrigger> {
+        self.log.recorded_trigger(event_id, subscriptions).await
+    }
+}
+
+fn sync_trigger(function: &str, max_attempts: u32) -> Trigger {
+    let definition = fixtures::definition("orders.created");
+    let subscription = Subscription {
+        delivery: gateway_core::DeliveryPolicy {
+            mode: DeliveryMode::Sync,
+            max_attempts: Some(max_attempts),
+            ..Default::default()
+        },
+        ..fixtures::subscription(&definition.name, function, Metadata::new())
+    };
+    accepted_trigger(&definition, &[subscription], br#"{"orderId":"o-1"}"#.to_vec(), Utc::now(), &UlidSource)
+}
+
+#[tokio::test]
+async fn a_sync_delivery_is_invoked_synchronously_and_recorded_delivered() {
+    let h = harness(ScriptedInvoker::default(), "*", 3);
+    let t = sync_trigger("fn-a", 2);
+    let message = h.published(&t).await;
+    let response = h.dispatcher.handle_before(batch(&[&message]), Some(Instant::now() + Duration::from_secs(60))).await;
+    assert!(response.batch_item_failures.is_empty());
+    let logged = h.log.get(&t.deliveries[0]);
+    assert_eq!((logged.status, logged.attempts), (DeliveryStatus::Delivered, 1));
+    let modes = h.invoker.modes.lock().unwrap().clone();
+    // Waited at most the policy's timeout (the default 30 s), well within the deadline.
+    assert_eq!(modes, [InvocationMode::Sync { timeout: Duration::from_secs(30) }]);
+}
+
+#[tokio::test]
+async fn a_sync_attempt_that_cannot_be_waited_out_is_put_back_without_counting_it() {
+    // GIVEN a batch whose invocation has spent its time on others: 15 s left, 5 after the margin
+    let h = harness(ScriptedInvoker::default(), "*", 3);
+    let t = sync_trigger("fn-a", 2);
+    let message = h.published(&t).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let time = Budget { deadline, whole: Duration::from_secs(890) };
+
+    // WHEN its sync delivery (30 s timeout) comes up
+    let ok = h
+        .dispatcher
+        .run_delivery(&message, &message.deliveries[0], None, Ok(br#"{"orderId":"o-1"}"#), Some(&time))
+        .await;
+
+    // THEN it is not invoked but put back as it came, its attempt not counted
+    assert!(ok);
+    assert!(h.invoker.called().is_empty());
+    let (again, delay) = h.queue.retries.lock().unwrap().pop().unwrap();
+    assert_eq!((again.deliveries[0].attempts, delay), (0, Duration::ZERO));
+    assert!(h.log.delivery(&t.event_id, &t.deliveries[0].subscription_id).is_none(), "nothing recorded");
+}
+
+#[tokio::test]
+async fn a_sync_timeout_longer_than_any_invocation_gets_the_whole_batch_time_rather_than_waiting_forever() {
+    let time = Budget::new(Instant::now() + Duration::from_secs(900), Instant::now());
+    assert!(time.fits(Duration::from_secs(900)), "a fresh batch gives it all it has");
+    let spent = Budget { deadline: Instant::now() + Duration::from_secs(500), whole: Duration::from_secs(890) };
+    assert!(!spent.fits(Duration::from_secs(900)) && spent.fits(Duration::from_secs(300)));
+}
+
+#[tokio::test]
+async fn a_failed_delivery_is_dead_lettered_and_recorded_with_its_payload_kept() {
+    let log = Arc::new(KeepingLog::default());
+    let queue = Arc::new(MemoryQueue::default());
+    let invoker = Arc::new(ScriptedInvoker::failing(&["fn-bad"]));
+    let settings = DispatchSettings { allowlist: FunctionAllowlist::parse("*").unwrap(), ..Default::default() };
+    let dispatcher = Dispatcher::new(log.clone(), invoker.clone(), queue.clone(), settings);
+    let t = sync_trigger("fn-bad", 1);
+    log.settle_trigger(&t.event_id, &t.event, t.received_at, TriggerState::Accepted).await.unwrap();
+
+    dispatcher.handle(batch(&[&DeliveryMessage::for_trigger(&t).unwrap()])).await;
+
+    let kept = log.kept.lock().unwrap().clone();
+    assert_eq!(kept.len(), 1);
+    let (failed, message) = &kept[0];
+    assert_eq!((failed.status, failed.attempts), (DeliveryStatus::Failed, 1));
+    assert_eq!(message.payload().unwrap(), br#"{"orderId":"o-1"}"#);
+    let dead = queue.dead.lock().unwrap().clone();
+    assert!(dead[0].deliveries[0].last_error.as_deref().unwrap().contains("fn-bad is throttled"));
+}
+
+#[tokio::test]
+async fn a_dead_letter_moved_back_to_the_queue_runs_as_a_new_series_and_only_once() {
+    // GIVEN a delivery that failed its only attempt, its dead letter in hand
+    let h = harness(ScriptedInvoker::failing(&["fn-a"]), "*", 1);
+    let t = trigger(&["fn-a"]);
+    let message = h.published(&t).await;
+    h.dispatcher.handle(batch(&[&message])).await;
+    let dead = h.queue.dead.lock().unwrap().pop().unwrap();
+    assert_eq!(h.log.get(&t.deliveries[0]).status, DeliveryStatus::Failed);
+
+    // WHEN the operator moves it back to the delivery queue (SQS's redrive), twice by mistake
+    h.dispatcher.handle(batch(&[&dead])).await;
+    h.dispatcher.handle(batch(&[&dead])).await;
+
+    // THEN it runs once more, as generation 1 with a fresh count, and the second copy is stale
+    assert_eq!(h.invoker.called(), ["fn-a", "fn-a"]);
+    let logged = h.log.get(&t.deliveries[0]);
+    assert_eq!((logged.generation, logged.attempts, logged.status), (1, 1, DeliveryStatus::Failed));
+    assert!(logged.redriven_at.is_some());
+    assert_eq!(logged.history.iter().map(|a| (a.generation, a.number)).collect::<Vec<_>>(), [(0, 1), (1, 1)]);
+}
+
 #[test]
-fn long_errors_are_cut_on_a_character_boundary() {
-    let error = "é".repeat(2_000);
-    let cut = truncated(error);
-    assert!(cut.len() <= MAX_ERROR_BYTES);
-    assert!(cut.ends_with('…'));
+fn the_skip_rule_reads_generations_before_attempts() {
+    let t = trigger(&["fn-a"]);
+    let message = DeliveryMessage::for_trigger(&t).unwrap();
+    let entry = DeliveryEntry { attempts: 2, generation: 1, ..message.deliveries[0].clone() };
+    let at = |generation, attempts, status| Delivery { generation, attempts, status, ..t.deliveries[0].clone() };
+    use DeliveryStatus::*;
+    assert_eq!(skip(&entry, None), Skip::No);
+    assert_eq!(skip(&entry, Some(&at(2, 0, Pending))), Skip::Yes("a copy of an earlier series"));
+    assert_eq!(skip(&entry, Some(&at(0, 9, Failed))), Skip::No, "the record is behind this series");
+    assert_eq!(skip(&entry, Some(&at(1, 1, Invoked))), Skip::Yes("already handed over"));
+    assert_eq!(skip(&entry, Some(&at(1, 1, Delivered))), Skip::Yes("already handed over"));
+    assert_eq!(skip(&entry, Some(&at(1, 3, Pending))), Skip::Yes("its attempt was already made"));
+    assert_eq!(skip(&entry, Some(&at(1, 2, Pending))), Skip::No);
+    assert_eq!(skip(&entry, Some(&at(1, 2, Failed))), Skip::NewSeries);
+}
+
+#[tokio::test]
+async fn an_old_format_message_without_type_or_version_is_still_run() {
+    // GIVEN a version-1 message as the dispatcher of before generations re-enqueued it
+    let h = harness(ScriptedInvoker::default(), "*", 3);
+    let t = trigger(&["fn-a"]);
+    let body = json!({
+        "eventId": t.event_id.to_string(), "event": "orders.created", "receivedAt": t.received_at,
+        "dataType": "application/json", "data": {"orderId": "o-1"},
+        "deliveries": [{"subscriptionId": t.deliveries[0].subscription_id.to_string(), "functionId": "fn-a",
+                        "metadata": {}, "attempts": 1, "lastError": "throttled"}]
+    });
+    let event: SqsEvent =
+        serde_json::from_value(json!({"Records": [{"messageId": "v1", "body": body.to_string()}]})).unwrap();
+
+    let response = h.dispatcher.handle(event).await;
+
+    // THEN it runs as attempt 2 of generation 0, under the default policy
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(h.invoker.called(), ["fn-a"]);
+    let logged = h.log.get(&t.deliveries[0]);
+    assert_eq!((logged.generation, logged.attempts, logged.status), (0, 2, DeliveryStatus::Invoked));
+}
+
+#[tokio::test]
+async fn a_message_of_a_newer_version_or_another_type_is_left_to_the_redrive_policy() {
+    let h = harness(ScriptedInvoker::default(), "*", 3);
+    let t = trigger(&["fn-a"]);
+    let text = serde_json::to_string(&h.published(&t).await).unwrap();
+    let newer = text.replace(r#""version":2"#, r#""version":3"#);
+    let foreign = text.replace("gateway.delivery", "billing.invoice");
+    let event: SqsEvent = serde_json::from_value(json!({"Records": [
+        {"messageId": "newer", "body": newer}, {"messageId": "foreign", "body": foreign}
+    ]}))
+    .unwrap();
+    let response = h.dispatcher.handle(event).await;
+    assert_eq!(response.batch_item_failures.len(), 2);
+    assert!(h.invoker.called().is_empty());
 }

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::ReturnValue;
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
+use gateway_core::message::DeliveryMessage;
 use gateway_core::ports::{DeliveryLog, DeliveryRecorder, RecordedTrigger, TriggerState};
 use gateway_core::{Delivery, DeliveryStatus, EventId, EventName, Page, PageRequest, SubscriptionId, Trigger};
 
@@ -12,26 +13,26 @@ use crate::items::{
     deliveries_index_pk, delivery_sk, event_pk, time, trigger_pk, DeliveryItem, TriggerItem, DELIVERY_PREFIX, GSI1,
     GSI1PK, GSI1SK, PK, RECEIVED_SK, SK, TRIGGER_SK,
 };
-use crate::{condition_failed, from_item, key, n, s, string_attr, to_item, unavailable, DynamoStore, Result};
+use crate::{condition_failed, from_item, key, n, s, string_attr, to_item, unavailable, DynamoStore, Expr, Result};
 
 /// Delivery records written at once by one trigger.
 const WRITE_CONCURRENCY: usize = 32;
 
 impl DynamoStore {
-    /// Writes a delivery record unless the stored one is further along: delivered, or with
-    /// more attempts. A record that is further along is left as it is, and that is success.
-    async fn put_delivery(&self, delivery: &Delivery) -> Result<()> {
+    /// Writes a delivery record if it supersedes the stored one (`Delivery::supersedes`, as a
+    /// condition: no read first). A record that is further along is left as it is, and that is
+    /// success. It is a whole-item put, so a later state drops what only a failure carries (its
+    /// `gsi2` keys and kept payload).
+    async fn put_delivery(&self, delivery: &Delivery, item: &DeliveryItem) -> Result<()> {
+        let (condition, expr) = supersedes_condition(delivery);
         let result = self
             .client
             .put_item()
             .table_name(self.table.as_ref())
-            .set_item(Some(to_item(&DeliveryItem::new(delivery, self.delivery_retention))?))
-            .condition_expression("attribute_not_exists(#pk) OR (#status <> :delivered AND #attempts <= :n)")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#attempts", "attempts")
-            .expression_attribute_values(":delivered", s(DeliveryStatus::Delivered.as_str()))
-            .expression_attribute_values(":n", n(delivery.attempts))
+            .set_item(Some(to_item(item)?))
+            .condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
             .send()
             .await;
         match result {
@@ -102,13 +103,19 @@ impl DeliveryRecorder for DynamoStore {
     }
 
     async fn record_trigger(&self, trigger: &Trigger) -> Result<()> {
-        let writes: Vec<_> = trigger.deliveries.iter().map(|d| self.put_delivery(d)).collect();
+        let items: Vec<_> =
+            trigger.deliveries.iter().map(|d| (d, DeliveryItem::new(d, self.delivery_retention))).collect();
+        let writes: Vec<_> = items.iter().map(|(d, item)| self.put_delivery(d, item)).collect();
         stream::iter(writes).buffer_unordered(WRITE_CONCURRENCY).try_collect::<Vec<()>>().await?;
         self.touch_received_at(trigger).await
     }
 
     async fn record_delivery(&self, delivery: &Delivery) -> Result<()> {
-        self.put_delivery(delivery).await
+        self.put_delivery(delivery, &DeliveryItem::new(delivery, self.delivery_retention)).await
+    }
+
+    async fn record_failed(&self, delivery: &Delivery, message: &DeliveryMessage) -> Result<()> {
+        self.put_delivery(delivery, &DeliveryItem::failed(delivery, message, self.delivery_retention)).await
     }
 
     async fn recorded_trigger(&self, event_id: &EventId, subscriptions: &[SubscriptionId]) -> Result<RecordedTrigger> {
@@ -193,6 +200,44 @@ impl DeliveryLog for DynamoStore {
             .collect::<Result<_>>()?;
         Ok(Page { items, next_cursor })
     }
+}
+
+/// `Delivery::supersedes(recorded)` for `delivery` as a condition on the stored record, which is
+/// absent or `recorded`. A record without `generation` is generation 0 (records from before
+/// redrives, and every generation-0 record: the attribute is left out when 0).
+///
+/// - a later generation wins: the stored one is lower;
+/// - the same generation: the stored one is not handed over (`delivered`, `invoked`), and
+///   `(attempts, settled)` is not ahead of this one's.
+pub(crate) fn supersedes_condition(delivery: &Delivery) -> (String, Expr) {
+    let same_generation = if delivery.generation == 0 {
+        "(attribute_not_exists(#generation) OR #generation = :generation)"
+    } else {
+        "#generation = :generation"
+    };
+    let not_ahead = if delivery.status.is_settled() {
+        "#attempts <= :attempts"
+    } else {
+        "(#attempts < :attempts OR (#attempts = :attempts AND #status = :pending))"
+    };
+    let mut condition = format!(
+        "attribute_not_exists(#pk) OR ({same_generation} AND #status <> :delivered AND #status <> :invoked AND {not_ahead})"
+    );
+    if delivery.generation > 0 {
+        condition.push_str(" OR attribute_not_exists(#generation) OR #generation < :generation");
+    }
+    let expr = Expr::default()
+        .name("#pk", PK)
+        .name("#generation", "generation")
+        .name("#status", "status")
+        .name("#attempts", "attempts")
+        .value(":generation", n(delivery.generation))
+        .value(":attempts", n(delivery.attempts))
+        .value(":delivered", s(DeliveryStatus::Delivered.as_str()))
+        .value(":invoked", s(DeliveryStatus::Invoked.as_str()));
+    let expr =
+        if delivery.status.is_settled() { expr } else { expr.value(":pending", s(DeliveryStatus::Pending.as_str())) };
+    (condition, expr)
 }
 
 #[cfg(test)]

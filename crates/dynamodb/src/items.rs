@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use gateway_core::message::DeliveryMessage;
 use gateway_core::ports::{TriggerState, TRIGGER_STATE_LIFETIME};
 use gateway_core::{
-    Compatibility, DataType, Delivery, DeliveryRetention, DeliveryStatus, Envelope, EventDefinition, EventId,
-    EventName, EventPattern, FunctionId, IdempotencyKey, Metadata, Referrer, Schema, SchemaFormat, SchemaName,
-    SchemaReference, SchemaUri, SchemaVersion, SchemaVersionSummary, Source, SourceName, Subscription, SubscriptionId,
-    TriggerReceipt, Version,
+    Attempt, Compatibility, DataType, Delivery, DeliveryPolicy, DeliveryRetention, DeliveryStatus, Envelope,
+    EventDefinition, EventId, EventName, EventPattern, FunctionId, IdempotencyKey, Metadata, Referrer, Schema,
+    SchemaFormat, SchemaName, SchemaReference, SchemaUri, SchemaVersion, SchemaVersionSummary, Source, SourceName,
+    Subscription, SubscriptionId, TriggerReceipt, Version,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -28,6 +29,11 @@ pub const SUB_PREFIX: &str = "SUB#";
 pub const SUB_COPY_SK: &str = "#SUB";
 pub const TRIGGER_SK: &str = "#TRIGGER";
 pub const DELIVERY_PREFIX: &str = "DELIVERY#";
+/// `gsi2`: failed deliveries by subscription, sparse (only failed records carry its keys).
+pub const GSI2: &str = "gsi2";
+pub const GSI2PK: &str = "gsi2pk";
+pub const GSI2SK: &str = "gsi2sk";
+pub const FAILED_PREFIX: &str = "FAILED#";
 pub const KEY_SK: &str = "#KEY";
 pub const EVENTS_INDEX: &str = "EVENTS";
 /// Every source sits in this one partition: a batch of native records reads them all in one Query.
@@ -218,6 +224,13 @@ pub struct SubscriptionItem {
     pub function_id: FunctionId,
     #[serde(with = "json_text")]
     pub metadata: Metadata,
+    /// The event pattern, as JSON text (a pattern holds user JSON); absent: every trigger.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "json_text::option")]
+    pub filter: Option<EventPattern>,
+    /// The delivery policy as JSON text; absent on subscriptions with the default policy (and on
+    /// every subscription written before policies existed), which reads as the default.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "json_text::option")]
+    pub delivery: Option<DeliveryPolicy>,
     #[serde(with = "time")]
     pub created_at: DateTime<Utc>,
     #[serde(with = "time")]
@@ -252,6 +265,8 @@ impl SubscriptionItem {
             event: sub.event.clone(),
             function_id: sub.function_id.clone(),
             metadata: sub.metadata.clone(),
+            filter: sub.filter.clone(),
+            delivery: (!sub.delivery.is_default()).then_some(sub.delivery),
             created_at: sub.created_at,
             updated_at: sub.updated_at,
             version: sub.version,
@@ -264,6 +279,8 @@ impl SubscriptionItem {
             event: self.event,
             function_id: self.function_id,
             metadata: self.metadata,
+            filter: self.filter,
+            delivery: self.delivery.unwrap_or_default(),
             created_at: self.created_at,
             updated_at: self.updated_at,
             version: self.version,
@@ -523,7 +540,11 @@ pub struct DeletingItem {
 }
 
 /// One delivery: `TRIGGER#<eventId>` / `DELIVERY#<subscriptionId>`, listed per event newest
-/// trigger first through `gsi1` (`DELIVERIES#<event>`, `<eventId>#<subscriptionId>`).
+/// trigger first through `gsi1` (`DELIVERIES#<event>`, `<eventId>#<subscriptionId>`). A failed
+/// one is also in `gsi2` (`FAILED#<subscriptionId>`, `<receivedAt>#<eventId>`), for redriving a
+/// subscription's failures by time, and keeps its trigger's payload (`payload`) to be redriven
+/// with; every write of a later state is a whole-item put without them, so they go with the
+/// failure.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryItem {
@@ -531,6 +552,10 @@ pub struct DeliveryItem {
     pub sk: String,
     pub gsi1pk: String,
     pub gsi1sk: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi2pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi2sk: Option<String>,
     pub event_id: EventId,
     pub event: EventName,
     pub subscription_id: SubscriptionId,
@@ -545,11 +570,51 @@ pub struct DeliveryItem {
     pub received_at: DateTime<Utc>,
     #[serde(with = "time")]
     pub updated_at: DateTime<Utc>,
+    /// The series; absent on generation 0 (and on records from before redrives), read as 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::option")]
+    pub redriven_at: Option<DateTime<Utc>>,
+    /// As JSON text; absent for the default policy.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "json_text::option")]
+    pub policy: Option<DeliveryPolicy>,
+    /// The last attempts, as JSON text (one attribute, written whole with each state).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "json_text::option")]
+    pub history: Option<Vec<Attempt>>,
+    /// Only on a failed record: its trigger's message without deliveries (JSON text), what a
+    /// redrive sends again, when it fits under [`MAX_KEPT_PAYLOAD_BYTES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// Only on a failed record whose payload was not kept: why (it is redriven from the
+    /// dead-letter queue instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_not_kept: Option<String>,
     /// Epoch seconds: the trigger's `receivedAt` plus the delivery retention, so every write of
     /// the record gives the same value (until the retention setting changes, when later writes
     /// move it). Absent from records written before retention was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<i64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The most a failed record keeps of its trigger's message (JSON text): 350 KB of DynamoDB's
+/// 400 KB item, the rest left to the record itself (metadata, errors, history). A delivery
+/// message is at most 256 KiB (SNS's limit), so every payload the gateway accepts fits; the cap
+/// guards the item limit should that ever change. Above it, the record says so
+/// (`payloadNotKept`) and the delivery is redriven from the dead-letter queue, whose message
+/// carries the payload.
+pub const MAX_KEPT_PAYLOAD_BYTES: usize = 350 * 1000;
+
+pub fn failed_index_pk(id: &SubscriptionId) -> String {
+    format!("{FAILED_PREFIX}{id}")
+}
+
+/// `<receivedAt>#<eventId>`: in time order, and unique per delivery of a subscription.
+pub fn failed_index_sk(received_at: &DateTime<Utc>, event_id: &EventId) -> String {
+    format!("{}#{event_id}", time::text(received_at))
 }
 
 impl DeliveryItem {
@@ -569,8 +634,36 @@ impl DeliveryItem {
             last_error: d.last_error.clone(),
             received_at: d.received_at,
             updated_at: d.updated_at,
+            generation: d.generation,
+            redriven_at: d.redriven_at,
+            policy: (!d.policy.is_default()).then_some(d.policy),
+            history: (!d.history.is_empty()).then(|| d.history.clone()),
+            gsi2pk: None,
+            gsi2sk: None,
+            payload: None,
+            payload_not_kept: None,
             ttl: expiry(retention, d.received_at),
         }
+    }
+
+    /// The record of a failed delivery, in `gsi2`, keeping `message`'s payload (its trigger's
+    /// message without deliveries) if it fits under [`MAX_KEPT_PAYLOAD_BYTES`].
+    pub fn failed(d: &Delivery, message: &DeliveryMessage, retention: DeliveryRetention) -> Self {
+        let mut item = Self::new(d, retention);
+        item.gsi2pk = Some(failed_index_pk(&d.subscription_id));
+        item.gsi2sk = Some(failed_index_sk(&d.received_at, &d.event_id));
+        match serde_json::to_string(&message.accepted_with(Vec::new())) {
+            Ok(text) if text.len() <= MAX_KEPT_PAYLOAD_BYTES => item.payload = Some(text),
+            Ok(text) => {
+                item.payload_not_kept = Some(format!(
+                    "the payload ({} bytes) is larger than the {MAX_KEPT_PAYLOAD_BYTES} bytes a failure record keeps; \
+                     redrive this delivery from the dead-letter queue",
+                    text.len()
+                ))
+            }
+            Err(e) => item.payload_not_kept = Some(format!("the payload could not be kept: {e}")),
+        }
+        item
     }
 
     pub fn into_delivery(self) -> Delivery {
@@ -585,6 +678,10 @@ impl DeliveryItem {
             last_error: self.last_error,
             received_at: self.received_at,
             updated_at: self.updated_at,
+            generation: self.generation,
+            redriven_at: self.redriven_at,
+            policy: self.policy.unwrap_or_default(),
+            history: self.history.unwrap_or_default(),
         }
     }
 }
@@ -669,6 +766,25 @@ pub mod time {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let raw = String::deserialize(d)?;
         DateTime::parse_from_rfc3339(&raw).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom)
+    }
+
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => super::serialize(t, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|raw| {
+                    DateTime::parse_from_rfc3339(&raw).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom)
+                })
+                .transpose()
+        }
     }
 }
 

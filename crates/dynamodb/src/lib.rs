@@ -11,6 +11,7 @@
 mod deliveries;
 mod idempotency;
 pub mod items;
+mod redrive;
 mod referrers;
 mod registry;
 mod schemas;
@@ -32,8 +33,9 @@ use gateway_core::page::{decode_cursor, encode_cursor};
 use gateway_core::{DeliveryRetention, Error, PageRequest, SchemaName};
 
 pub use aws_sdk_dynamodb::types::AttributeValue;
+pub use redrive::{DynamoRedrive, RedriveQueue, SqsRedriveQueue};
 
-use items::{GSI1, GSI1PK, GSI1SK, PK, SK, TTL};
+use items::{GSI1, GSI1PK, GSI1SK, GSI2, GSI2PK, GSI2SK, PK, SK, TTL};
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
@@ -356,8 +358,8 @@ impl Cancelled {
     }
 }
 
-/// Creates the gateway's table: `pk`/`sk` strings, the keys-only index `gsi1`
-/// (`gsi1pk`/`gsi1sk`), on-demand billing, and TTL on `ttl`; waits until it is active.
+/// Creates the gateway's table: `pk`/`sk` strings, the keys-only indexes `gsi1`
+/// (`gsi1pk`/`gsi1sk`) and `gsi2` (`gsi2pk`/`gsi2sk`, failed deliveries), on-demand billing, and TTL on `ttl`; waits until it is active.
 pub async fn create_table(client: &Client, name: &str) -> Result<()> {
     let attribute = |n: &str| {
         AttributeDefinition::builder()
@@ -376,6 +378,14 @@ pub async fn create_table(client: &Client, name: &str) -> Result<()> {
         .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
         .build()
         .map_err(Error::unavailable)?;
+    // Failed deliveries by subscription: sparse (only failed records carry its keys), keys-only.
+    let failed = GlobalSecondaryIndex::builder()
+        .index_name(GSI2)
+        .key_schema(key(GSI2PK, KeyType::Hash)?)
+        .key_schema(key(GSI2SK, KeyType::Range)?)
+        .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+        .build()
+        .map_err(Error::unavailable)?;
     client
         .create_table()
         .table_name(name)
@@ -384,9 +394,12 @@ pub async fn create_table(client: &Client, name: &str) -> Result<()> {
         .attribute_definitions(attribute(SK)?)
         .attribute_definitions(attribute(GSI1PK)?)
         .attribute_definitions(attribute(GSI1SK)?)
+        .attribute_definitions(attribute(GSI2PK)?)
+        .attribute_definitions(attribute(GSI2SK)?)
         .key_schema(key(PK, KeyType::Hash)?)
         .key_schema(key(SK, KeyType::Range)?)
         .global_secondary_indexes(index)
+        .global_secondary_indexes(failed)
         .send()
         .await
         .map_err(|e| unavailable("CreateTable", e))?;

@@ -4,9 +4,11 @@
 //! queue with its last error, and `GET /deliveries/{eventId}` shows it as `failed`. The other
 //! functions subscribed to the same event are not invoked again.
 //!
-//! That is what happens under `cargo lambda watch`, which reports a function's error even to an
-//! asynchronous invoke. On AWS, Lambda accepts the asynchronous invoke (the delivery is recorded
-//! `delivered`: Lambda has it) and retries the function under its own policy.
+//! Subscribe it with `"delivery": {"mode": "sync"}` to see that anywhere: the gateway waits for
+//! the function and records its error. With the default `async` mode, what happens depends on who
+//! runs it: `cargo lambda watch` runs the function during the invoke and reports its error, so the
+//! gateway retries it; on AWS, Lambda accepts the asynchronous invoke (the delivery is recorded
+//! `invoked`: Lambda has it) and retries the function under its own policy.
 
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;

@@ -11,12 +11,15 @@ use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use chrono::{DateTime, Utc};
 use gateway_api::{Gateway, RouteGroup};
-use gateway_core::ports::{Acceptance, SystemClock, TriggerAcceptor, UlidSource};
+use gateway_core::ports::{Acceptance, DeliveryRedrive, SystemClock, TriggerAcceptor, UlidSource};
 use gateway_core::schema::SchemaCache;
-use gateway_core::{DeliveryRetention, Error, FunctionAllowlist, IdempotencyKey, Trigger};
+use gateway_core::{
+    Delivery, DeliveryRetention, Error, EventId, FunctionAllowlist, IdempotencyKey, SubscriptionId, Trigger,
+};
 use gateway_dispatcher::{Dispatcher, SqsRetryQueue};
-use gateway_dynamodb::DynamoStore;
+use gateway_dynamodb::{DynamoRedrive, DynamoStore, RedriveQueue, SqsRedriveQueue};
 use gateway_ingest::{Ingestor, SqsRejections};
 use gateway_lambda_invoker::LambdaInvoker;
 use gateway_sns::{SnsAcceptor, SnsPublisher};
@@ -43,6 +46,11 @@ pub struct HttpSettings {
     pub table: String,
     /// `GATEWAY_TOPIC_ARN`: required by the function serving triggers only.
     pub topic_arn: Option<String>,
+    /// `GATEWAY_DELIVERY_QUEUE_URL`: where a redrive hands deliveries over; read by the
+    /// function serving triggers (and the redrive routes) only. The template always sets it;
+    /// without it (a `sam local invoke` or a test that only triggers) the redrive routes answer
+    /// 503 and everything else works.
+    pub delivery_queue_url: Option<String>,
     /// `GATEWAY_FUNCTION_ALLOWLIST` (required; in the cloud there is no "any function" default),
     /// at home in `AWS_REGION` and `GATEWAY_ACCOUNT_ID`.
     pub allowlist: FunctionAllowlist,
@@ -70,6 +78,8 @@ impl HttpSettings {
             topic_arn: if serves_triggers { Some(required("GATEWAY_TOPIC_ARN")?) } else { None },
             allowlist: gateway_core::allowlist::cloud_allowlist(&get)
                 .map_err(|(var, problem)| ConfigError { var, problem })?,
+            delivery_queue_url: get("GATEWAY_DELIVERY_QUEUE_URL")
+                .filter(|url| serves_triggers && !url.trim().is_empty()),
             max_payload_bytes,
             delivery_retention: DeliveryRetention::parse(get("GATEWAY_DELIVERY_RETENTION_DAYS").as_deref())
                 .map_err(|problem| ConfigError { var: "GATEWAY_DELIVERY_RETENTION_DAYS", problem })?,
@@ -88,10 +98,72 @@ impl TriggerAcceptor for NoTriggersHere {
     }
 }
 
+/// Stands in for the redrive in functions that do not serve the redrive routes (or were given
+/// no delivery queue), so they need neither the queue nor the permission to send to it.
+struct NoRedriveHere;
+
+#[async_trait]
+impl DeliveryRedrive for NoRedriveHere {
+    async fn failed_of_trigger(
+        &self,
+        _: &EventId,
+        _: Option<&SubscriptionId>,
+    ) -> gateway_core::error::Result<Option<Vec<Delivery>>> {
+        Err(Error::unavailable("this function cannot redrive: it has no GATEWAY_DELIVERY_QUEUE_URL"))
+    }
+    async fn failed_of_subscription(
+        &self,
+        _: &SubscriptionId,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+        _: u32,
+    ) -> gateway_core::error::Result<Vec<Delivery>> {
+        Err(Error::unavailable("this function cannot redrive: it has no GATEWAY_DELIVERY_QUEUE_URL"))
+    }
+    async fn redrive(&self, _: &Delivery) -> gateway_core::error::Result<bool> {
+        Err(Error::unavailable("this function cannot redrive: it has no GATEWAY_DELIVERY_QUEUE_URL"))
+    }
+}
+
+/// The redrive a route group needs: the table's failed records and the delivery queue
+/// (`DynamoRedrive`), for the function that serves the redrive routes (`Gateway::redrive`).
+pub fn cloud_redrive(
+    settings: &HttpSettings,
+    store: &DynamoStore,
+    aws: &aws_config::SdkConfig,
+) -> Arc<dyn DeliveryRedrive> {
+    match &settings.delivery_queue_url {
+        Some(url) => Arc::new(DynamoRedrive::new(
+            store.clone(),
+            Arc::new(LazyQueue { aws: aws.clone(), url: url.clone(), queue: std::sync::OnceLock::new() }),
+        )),
+        None => Arc::new(NoRedriveHere),
+    }
+}
+
+/// The delivery queue, its SQS client built on the first redrive: the trigger function serves
+/// redrives rarely and triggers all the time, and building one more SDK client in `main` cost its
+/// cold start about 0.05 of the baseline (docs/PERFORMANCE.md).
+struct LazyQueue {
+    aws: aws_config::SdkConfig,
+    url: String,
+    queue: std::sync::OnceLock<SqsRedriveQueue>,
+}
+
+#[async_trait]
+impl RedriveQueue for LazyQueue {
+    async fn enqueue(&self, message: &gateway_core::message::DeliveryMessage) -> std::result::Result<(), String> {
+        let queue =
+            self.queue.get_or_init(|| SqsRedriveQueue::new(aws_sdk_sqs::Client::new(&self.aws), self.url.clone()));
+        queue.enqueue(message).await
+    }
+}
+
 /// The gateway a route group needs, over DynamoDB and SNS.
 pub fn cloud_gateway(settings: HttpSettings, aws: &aws_config::SdkConfig) -> Gateway {
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), settings.table)
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), settings.table.clone())
         .with_delivery_retention(settings.delivery_retention);
+    let redrive = cloud_redrive(&settings, &store, aws);
     let acceptor: Arc<dyn TriggerAcceptor> = match settings.topic_arn {
         Some(topic) => {
             Arc::new(SnsAcceptor::with_store(SnsPublisher::new(aws_sdk_sns::Client::new(aws), topic), store.clone()))
@@ -106,6 +178,7 @@ pub fn cloud_gateway(settings: HttpSettings, aws: &aws_config::SdkConfig) -> Gat
         trigger_source: Arc::new(store.clone()),
         acceptor,
         deliveries: Arc::new(store),
+        redrive,
         schemas: SchemaCache::new(),
         clock: Arc::new(SystemClock),
         ids: Arc::new(UlidSource),
@@ -217,7 +290,9 @@ pub async fn serve_dispatcher() -> Result<(), BoxError> {
     let dispatcher = Dispatcher::new(Arc::new(store), Arc::new(invoker), Arc::new(queue), config.settings);
     let dispatcher = &dispatcher;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, BoxError>(dispatcher.handle(event.payload).await)
+        // A sync attempt waits at most until shortly before the invocation's deadline.
+        let deadline = gateway_dispatcher::invocation_deadline(event.context.deadline);
+        Ok::<SqsBatchResponse, BoxError>(dispatcher.handle_before(event.payload, deadline).await)
     }))
     .await
 }
@@ -257,6 +332,23 @@ mod tests {
 
     fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn only_the_function_serving_triggers_takes_the_delivery_queue_for_redrives() {
+        const BASE: &[(&str, &str)] = &[
+            ("GATEWAY_TABLE", "gateway"),
+            ("GATEWAY_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:t"),
+            ("GATEWAY_FUNCTION_ALLOWLIST", "my-app-"),
+            ("AWS_REGION", "us-east-1"),
+            ("GATEWAY_DELIVERY_QUEUE_URL", "https://sqs/123456789012/deliveries"),
+        ];
+        let triggers = HttpSettings::from_lookup(RouteGroup::Triggers, env(BASE)).unwrap();
+        assert_eq!(triggers.delivery_queue_url.as_deref(), Some("https://sqs/123456789012/deliveries"));
+        let events = HttpSettings::from_lookup(RouteGroup::Events, env(BASE)).unwrap();
+        assert_eq!(events.delivery_queue_url, None);
+        let without = HttpSettings::from_lookup(RouteGroup::Triggers, env(&BASE[..4])).unwrap();
+        assert_eq!(without.delivery_queue_url, None, "it still starts: only the redrive routes need it");
     }
 
     #[test]

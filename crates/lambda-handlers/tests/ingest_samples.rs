@@ -156,6 +156,7 @@ async fn every_sample_answers_the_same_through_the_local_ingest_route() {
             trigger_source: Arc::new(store.clone()),
             acceptor: Arc::new(store.clone()),
             deliveries: Arc::new(store.clone()),
+            redrive: Arc::new(store.clone()),
             schemas: SchemaCache::new(),
             clock: Arc::new(SystemClock),
             ids: Arc::new(UlidSource),

@@ -12,7 +12,9 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use gateway_api::{Gateway, RouteGroup};
 use gateway_core::memory::{MemoryRecorder, MemoryStore, RecordingInvoker};
 use gateway_core::message::DeliveryMessage;
-use gateway_core::ports::{Clock, EventStore, SubscriptionStore, SystemClock, TriggerAcceptor, UlidSource};
+use gateway_core::ports::{
+    Clock, DeliveryOutbox, EventStore, SubscriptionStore, SystemClock, TriggerAcceptor, UlidSource,
+};
 use gateway_core::schema::SchemaCache;
 use gateway_core::{
     EventDefinition, EventId, EventName, FunctionAllowlist, FunctionId, Subscription, SubscriptionId, Version,
@@ -55,6 +57,8 @@ async fn seeded_store() -> MemoryStore {
         event: name.clone(),
         function_id: FunctionId::parse("my-app-orders").unwrap(),
         metadata: Default::default(),
+        filter: None,
+        delivery: Default::default(),
         created_at: now,
         updated_at: now,
         version: Version::FIRST,
@@ -82,7 +86,8 @@ fn gateway(store: MemoryStore) -> Gateway {
         registry: Arc::new(store.clone()),
         trigger_source: Arc::new(store.clone()),
         acceptor: Arc::new(store.clone()),
-        deliveries: Arc::new(store),
+        deliveries: Arc::new(store.clone()),
+        redrive: Arc::new(store),
         schemas: SchemaCache::new(),
         clock: Arc::new(SystemClock),
         ids: Arc::new(UlidSource),
@@ -162,6 +167,31 @@ async fn every_trigger_api_sample_gets_its_expected_answer() {
     assert_eq!(page["items"][0]["subscriptionId"], SUBSCRIPTION);
 }
 
+/// The seeded store, its one delivery failed (as after its last attempt).
+async fn store_with_a_failed_delivery() -> MemoryStore {
+    let store = seeded_store().await;
+    let due = store.claim_due(SystemClock.now(), 10, Duration::from_secs(30)).await.unwrap().remove(0);
+    let failed = gateway_core::Delivery {
+        status: gateway_core::DeliveryStatus::Failed,
+        attempts: 1,
+        last_error: Some("boom".into()),
+        ..due.delivery.clone()
+    };
+    store.record_attempt(&due, &gateway_core::ports::Attempted { delivery: failed, retry: None }).await.unwrap();
+    store
+}
+
+#[tokio::test]
+async fn the_redrive_samples_redrive_the_failed_delivery_once() {
+    for path in ["trigger-api/redrive-trigger.json", "trigger-api/redrive-subscription.json"] {
+        let store = store_with_a_failed_delivery().await;
+        let (status, receipt) = invoke_http(RouteGroup::Triggers, path, store.clone()).await;
+        assert_eq!((status, &receipt), (202, &json!({"redriven": 1})), "{path}");
+        let (status, again) = invoke_http(RouteGroup::Triggers, path, store).await;
+        assert_eq!((status, &again), (202, &json!({"redriven": 0})), "{path}: a second redrive while pending");
+    }
+}
+
 #[tokio::test]
 async fn a_route_outside_a_functions_group_is_not_served_by_it() {
     let (status, body) = invoke_http(RouteGroup::Events, "trigger-api/trigger.json", seeded_store().await).await;
@@ -232,8 +262,15 @@ async fn the_dispatcher_sample_invokes_its_function_and_reports_no_failure() {
     let payload: Value = serde_json::from_slice(&first.expect("the first trigger was delivered").1).unwrap();
     assert_eq!(payload["data"], json!({"orderId": "o-1", "total": 42.5}));
     assert!(queue.0.lock().unwrap().is_empty(), "nothing to retry");
-    for (event_id, subscription_id) in &delivered {
-        let recorded = log.delivery(event_id, subscription_id).expect("every delivery is recorded");
-        assert_eq!(recorded.status, gateway_core::DeliveryStatus::Delivered);
-    }
+    // The first message is of version 1 (no `type`, no policy: async, recorded `invoked`), the
+    // second of version 2 with a sync policy (recorded `delivered`, its history carried on).
+    let statuses: Vec<_> = delivered
+        .iter()
+        .map(|(event_id, subscription_id)| {
+            let recorded = log.delivery(event_id, subscription_id).expect("every delivery is recorded");
+            (recorded.status, recorded.attempts, recorded.history.len())
+        })
+        .collect();
+    use gateway_core::DeliveryStatus::{Delivered, Invoked};
+    assert_eq!(statuses, [(Invoked, 1, 1), (Delivered, 3, 3)]);
 }

@@ -1,17 +1,24 @@
 //! The Lambda adapter: runs a subscribed function through the Lambda Invoke API.
 //!
-//! Invocations are asynchronous (`InvocationType=Event`): success means Lambda has queued the
-//! event for the function, which then runs under Lambda's own retry policy. The same client
-//! reaches `cargo lambda watch` when `AWS_ENDPOINT_URL_LAMBDA` points at it.
+//! `async` deliveries invoke with `InvocationType=Event`: success means Lambda has queued the
+//! event for the function, which then runs under Lambda's own retry policy (`Invoked::Accepted`).
+//! `sync` deliveries invoke with `RequestResponse` and wait, at most their timeout, for the
+//! function's own outcome: its success (`Invoked::Succeeded`), or its error (`FunctionError`,
+//! with the payload's `errorType` and `errorMessage`). The same client reaches `cargo lambda
+//! watch` when `AWS_ENDPOINT_URL_LAMBDA` points at it.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_lambda::config::http::HttpResponse;
+use aws_sdk_lambda::config::timeout::TimeoutConfig;
 use aws_sdk_lambda::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_lambda::operation::invoke::InvokeError as SdkInvokeError;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use aws_sdk_lambda::Client;
-use gateway_core::ports::{FunctionInvoker, InvokeError};
+use gateway_core::dispatch::truncated;
+use gateway_core::ports::{FunctionInvoker, InvocationMode, InvokeError, Invoked};
 use gateway_core::FunctionId;
 
 pub struct LambdaInvoker {
@@ -22,29 +29,100 @@ impl LambdaInvoker {
     pub fn new(client: Client) -> Self {
         Self { client }
     }
+
+    /// The client's timeouts with a `sync` invocation's own: the whole call (and any wait for
+    /// its answer's bytes) may take `timeout`, which may be far longer than an `async` invoke's
+    /// limit the client was built with (a function may run 900 s).
+    fn timeouts_for(&self, timeout: Duration) -> TimeoutConfig {
+        let base = self.client.config().timeout_config().map(TimeoutConfig::to_builder).unwrap_or_default();
+        let read = base.clone().build().read_timeout().map(|_| timeout);
+        let mut sync = base.operation_timeout(timeout).operation_attempt_timeout(timeout);
+        sync.set_read_timeout(read);
+        sync.build()
+    }
 }
 
 #[async_trait]
 impl FunctionInvoker for LambdaInvoker {
-    async fn invoke(&self, function: &FunctionId, payload: &[u8]) -> Result<(), InvokeError> {
-        let result = self
-            .client
-            .invoke()
-            .function_name(function.as_str())
-            .invocation_type(InvocationType::Event)
-            .payload(Blob::new(payload))
-            .send()
-            .await;
+    async fn invoke(
+        &self,
+        function: &FunctionId,
+        payload: &[u8],
+        mode: InvocationMode,
+    ) -> Result<Invoked, InvokeError> {
+        let request = self.client.invoke().function_name(function.as_str()).payload(Blob::new(payload));
+        let result = match mode {
+            InvocationMode::Async => request.invocation_type(InvocationType::Event).send().await,
+            InvocationMode::Sync { timeout } => {
+                request
+                    .invocation_type(InvocationType::RequestResponse)
+                    .customize()
+                    .config_override(
+                        aws_sdk_lambda::config::Builder::default().timeout_config(self.timeouts_for(timeout)),
+                    )
+                    .send()
+                    .await
+            }
+        };
         match result {
+            // `sync`: the function's own error, as Lambda reports it. `async`: Lambda answers 202
+            // and runs the function later, so it never reports one here (an emulator that runs
+            // the function at once might; `cargo lambda watch` answers HTTP 500, see `classify`).
             Ok(output) => match output.function_error() {
-                // Only a synchronous runner (a local emulator) reports the function's own error here.
-                Some(kind) => {
-                    Err(InvokeError { message: format!("function '{function}' failed: {kind}"), retryable: true })
-                }
-                None => Ok(()),
+                Some(kind) => Err(InvokeError {
+                    message: function_failed(function, kind, output.payload().map(Blob::as_ref)),
+                    retryable: true,
+                }),
+                None => Ok(match mode {
+                    InvocationMode::Async => Invoked::Accepted,
+                    InvocationMode::Sync { .. } => Invoked::Succeeded,
+                }),
             },
-            Err(err) => Err(classify(function, err)),
+            Err(err) => match (mode, err) {
+                // The function may still be running, and may yet succeed: a retry may then run
+                // it twice, which at-least-once delivery allows.
+                (InvocationMode::Sync { timeout }, SdkError::TimeoutError(_)) => Err(InvokeError {
+                    message: format!(
+                        "invoking '{function}': timed out: no answer within {} s (the function may still be running)",
+                        timeout.as_secs_f64()
+                    ),
+                    retryable: true,
+                }),
+                (_, err) => Err(classify(function, err)),
+            },
         }
+    }
+}
+
+/// Whether `body` is a function error as Lambda's runtime reports it: JSON with `errorType`.
+fn is_function_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("errorType").is_some_and(|t| t.is_string()))
+}
+
+/// How many bytes of a function error's payload are kept when it is not the usual JSON.
+const MAX_RAW_ERROR_BYTES: usize = 300;
+
+/// What a function error says: its kind (`Unhandled`, `Handled`) and, from the payload Lambda
+/// returns for it, `errorType` and `errorMessage`; the raw payload, cut, if it is not that JSON.
+fn function_failed(function: &FunctionId, kind: &str, payload: Option<&[u8]>) -> String {
+    let payload = payload.unwrap_or_default();
+    let reported = serde_json::from_slice::<serde_json::Value>(payload).ok().and_then(|v| {
+        let field = |name: &str| v.get(name).and_then(serde_json::Value::as_str).map(str::to_owned);
+        match (field("errorType"), field("errorMessage")) {
+            (None, None) => None,
+            (error_type, message) => Some((error_type, message)),
+        }
+    });
+    let detail = match reported {
+        Some((Some(error_type), Some(message))) => format!("{error_type}: {message}"),
+        Some((Some(error_type), None)) => error_type,
+        Some((None, Some(message))) => message,
+        _ => truncated(String::from_utf8_lossy(payload).trim(), MAX_RAW_ERROR_BYTES),
+    };
+    if detail.is_empty() {
+        format!("function '{function}' failed ({kind})")
+    } else {
+        format!("function '{function}' failed ({kind}): {detail}")
     }
 }
 
@@ -141,12 +219,15 @@ fn classify(function: &FunctionId, err: SdkError<SdkInvokeError, HttpResponse>) 
         (Some(code), Some(message), _) => format!("invoking '{function}': {code}: {message}"),
         (Some(code), None, _) => format!("invoking '{function}': {code}"),
         (None, _, Some(raw)) => {
-            let body = raw.body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
-            format!(
-                "invoking '{function}': HTTP {}: {}",
-                raw.status().as_u16(),
-                body.chars().take(300).collect::<String>()
-            )
+            let (status, body) = (raw.status().as_u16(), raw.body().bytes().unwrap_or_default());
+            if is_function_error(body) {
+                // `cargo lambda watch` answers a function's error (to either invocation type) so:
+                // an HTTP 500 carrying the error, without Lambda's `X-Amz-Function-Error`.
+                function_failed(function, &format!("HTTP {status}"), Some(body))
+            } else {
+                let body = String::from_utf8_lossy(body);
+                format!("invoking '{function}': HTTP {status}: {}", body.chars().take(300).collect::<String>())
+            }
         }
         _ => format!("invoking '{function}': {}", DisplayErrorContext(&err)),
     };

@@ -25,14 +25,18 @@ pub struct Config {
     pub ask_sts_for_account: bool,
     /// `GATEWAY_MAX_PAYLOAD_BYTES`, default 262144 (the SNS message limit).
     pub max_payload_bytes: usize,
-    /// `GATEWAY_MAX_ATTEMPTS`, `GATEWAY_RETRY_BASE_MS`, `GATEWAY_RETRY_MAX_MS`.
+    /// The defaults of every subscription's delivery policy: `GATEWAY_MAX_ATTEMPTS` (8),
+    /// `GATEWAY_RETRY_BASE_MS` (1000), `GATEWAY_RETRY_MAX_MS` (300000), `GATEWAY_MAX_AGE_SECONDS`
+    /// (86400: no retry starts a day after its series began) and `GATEWAY_SYNC_TIMEOUT_SECONDS`
+    /// (30, at most 900: how long a `sync` invocation is waited for).
     pub retry: RetryPolicy,
     /// `GATEWAY_CONCURRENCY`: invocations in flight at once, default 16.
     pub concurrency: usize,
     /// `GATEWAY_POLL_MS`: how often an idle worker looks for due retries, default 250.
     pub poll_interval: Duration,
-    /// `GATEWAY_INVOKE_TIMEOUT_MS`: one Invoke call's limit, default 30000. A delivery's lease
-    /// is twice this, so a claimed delivery is never run twice by one healthy process.
+    /// `GATEWAY_INVOKE_TIMEOUT_MS`: an `async` Invoke call's limit, default 30000 (a `sync` one
+    /// waits its own timeout). A claim's lease outlasts the longest invocation
+    /// (`worker::claim_lease`), so a claimed delivery is never run twice by one healthy process.
     pub invoke_timeout: Duration,
     /// `GATEWAY_DELIVERY_RETENTION_DAYS`, default 30: days from its receipt that a trigger's
     /// payload and delivery log are kept (longer while a delivery is pending).
@@ -70,10 +74,27 @@ impl Config {
                 .parse()
                 .map_err(|_| ConfigError { var: "GATEWAY_ADDR", problem: format!("'{raw}' is not host:port") })?,
         };
+        let defaults = RetryPolicy::default();
+        let seconds_within = |var: &'static str, default: Duration, range: std::ops::RangeInclusive<u64>| {
+            let s = number(var, default.as_secs())?;
+            if range.contains(&s) {
+                Ok(Duration::from_secs(s))
+            } else {
+                Err(ConfigError {
+                    var,
+                    problem: format!("{s} is not between {} and {} seconds", range.start(), range.end()),
+                })
+            }
+        };
         let retry = RetryPolicy {
-            max_attempts: number("GATEWAY_MAX_ATTEMPTS", 8)?.clamp(1, 1000) as u32,
+            max_attempts: number("GATEWAY_MAX_ATTEMPTS", defaults.max_attempts.into())?.clamp(1, 1000) as u32,
             base_delay: Duration::from_millis(number("GATEWAY_RETRY_BASE_MS", 1000)?),
             max_delay: Duration::from_millis(number("GATEWAY_RETRY_MAX_MS", 300_000)?),
+            // A default a subscription could not ask for itself is allowed (a few seconds, for a
+            // test), but not none at all: every retry would then be too late.
+            max_age: seconds_within("GATEWAY_MAX_AGE_SECONDS", defaults.max_age, 1..=u64::from(u32::MAX))?,
+            // Lambda runs a function at most 900 s: waiting longer would wait for nothing.
+            timeout: seconds_within("GATEWAY_SYNC_TIMEOUT_SECONDS", defaults.timeout, 1..=900)?,
         };
         let allowlist = FunctionAllowlist::parse(&get("GATEWAY_FUNCTION_ALLOWLIST").unwrap_or_else(|| "*".to_owned()))
             .map_err(|problem| ConfigError { var: "GATEWAY_FUNCTION_ALLOWLIST", problem })?;
@@ -133,6 +154,28 @@ mod tests {
         assert!(c.ask_sts_for_account, "with real Lambda, STS tells the account");
         assert_eq!(c.max_payload_bytes, 256 * 1024);
         assert_eq!(c.delivery_retention, DeliveryRetention::days(30).unwrap());
+        assert_eq!(c.retry, RetryPolicy::default(), "the core's delivery defaults");
+        assert_eq!((c.retry.max_age, c.retry.timeout), (Duration::from_secs(86_400), Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn the_delivery_defaults_come_from_the_environment_within_their_limits() {
+        let env = |k: &str| match k {
+            "GATEWAY_MAX_AGE_SECONDS" => Some("600".to_owned()),
+            "GATEWAY_SYNC_TIMEOUT_SECONDS" => Some("120".to_owned()),
+            _ => None,
+        };
+        let c = Config::from_lookup(env).unwrap();
+        assert_eq!((c.retry.max_age, c.retry.timeout), (Duration::from_secs(600), Duration::from_secs(120)));
+        for (var, raw, says) in [
+            ("GATEWAY_SYNC_TIMEOUT_SECONDS", "901", "901 is not between 1 and 900 seconds"),
+            ("GATEWAY_SYNC_TIMEOUT_SECONDS", "0", "0 is not between 1 and 900 seconds"),
+            ("GATEWAY_MAX_AGE_SECONDS", "0", "0 is not between 1 and"),
+            ("GATEWAY_MAX_AGE_SECONDS", "a day", "'a day' is not a whole number"),
+        ] {
+            let err = Config::from_lookup(|k| (k == var).then(|| raw.to_owned())).unwrap_err();
+            assert!(err.to_string().starts_with(&format!("{var}: {says}")), "{err}");
+        }
     }
 
     #[test]

@@ -112,6 +112,7 @@ pub async fn run(mut config: Config, home: Home, lambda: aws_sdk_lambda::Client)
         trigger_source: Arc::new(store.clone()),
         acceptor: Arc::new(WakingAcceptor { store: store.clone(), wake: wake.clone() }),
         deliveries: Arc::new(store.clone()),
+        redrive: Arc::new(store.clone()),
         schemas: SchemaCache::new(),
         clock: clock.clone(),
         ids: Arc::new(UlidSource),
@@ -126,7 +127,7 @@ pub async fn run(mut config: Config, home: Home, lambda: aws_sdk_lambda::Client)
         retry: config.retry.clone(),
         concurrency: config.concurrency,
         poll_interval: config.poll_interval,
-        lease: config.invoke_timeout * 2,
+        lease: worker::claim_lease(&config.retry, config.invoke_timeout),
         wake,
     };
 

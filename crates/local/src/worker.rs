@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use gateway_core::delivery::TIMEOUT_SECONDS;
 use gateway_core::dispatch::{self, RetryPolicy};
 use gateway_core::ports::{Clock, DeliveryOutbox, DueDelivery, FunctionInvoker, Recorded};
 use gateway_core::FunctionAllowlist;
@@ -19,9 +20,25 @@ pub struct Worker {
     pub retry: RetryPolicy,
     pub concurrency: usize,
     pub poll_interval: Duration,
+    /// How long a claim holds a delivery: longer than any invocation it starts ([`claim_lease`]).
     pub lease: Duration,
     /// Woken when a trigger is accepted, so new deliveries start without waiting for a poll.
     pub wake: Arc<Notify>,
+}
+
+/// The lease every claim is made with: the longest invocation the worker may start, and a
+/// margin (`invoke_timeout`, an async invoke's limit) to record its outcome.
+///
+/// A claim whose lease runs out while its invocation still runs lets the next poll claim and
+/// invoke the delivery again, beside it, and the first outcome is then not recorded. A `sync`
+/// invocation waits for the function, up to its policy's `timeoutSeconds` (at most 900 s, Lambda's
+/// own limit) or the gateway's default: so the lease outlasts the longest of them. Claims are made
+/// in batches before their policies are read, hence one lease for all, the longest. A long lease
+/// delays nothing after a crash: one gateway holds the data folder, and it releases every claim
+/// when it starts.
+pub fn claim_lease(retry: &RetryPolicy, invoke_timeout: Duration) -> Duration {
+    let longest_sync = Duration::from_secs((*TIMEOUT_SECONDS.end()).into()).max(retry.timeout);
+    longest_sync.max(invoke_timeout) + invoke_timeout
 }
 
 impl Worker {
@@ -69,11 +86,13 @@ impl Worker {
 
     async fn deliver(&self, due: DueDelivery) {
         let d = &due.delivery;
-        let outcome = dispatch::attempt(
+        let attempted = dispatch::attempt(
             self.invoker.as_ref(),
             &self.allowlist,
             &self.retry,
-            self.clock.now(),
+            self.clock.as_ref(),
+            // The lease outlasts every invocation (`claim_lease`): no deadline of the worker's own.
+            None,
             dispatch::Invocation {
                 delivery: d,
                 data_type: &due.data_type,
@@ -82,16 +101,21 @@ impl Worker {
             },
         )
         .await;
+        let after = &attempted.delivery;
+        let attempt = after.history.last();
         tracing::info!(
             event_id = %d.event_id, subscription_id = %d.subscription_id, function_id = %d.function_id,
-            attempt = d.attempts + 1, outcome = ?outcome, "delivery attempt"
+            mode = d.policy.mode.as_str(), generation = d.generation, attempt = after.attempts,
+            result = ?attempt.map(|a| a.result), duration_ms = attempt.map(|a| a.duration_ms),
+            status = after.status.as_str(), retry_in_ms = attempted.retry.map(|r| r.delay.as_millis() as u64),
+            error = attempt.and_then(|a| a.error.as_deref()), "delivery attempt"
         );
         // If this write fails the lease runs out and the delivery is tried again: at least once.
-        match self.outbox.record_attempt(&due, &outcome).await {
+        match self.outbox.record_attempt(&due, &attempted).await {
             Ok(Recorded::Recorded) => {}
             Ok(Recorded::ClaimLost) => tracing::warn!(
                 event_id = %d.event_id, subscription_id = %d.subscription_id,
-                "the attempt outlived its lease and the delivery was claimed again; its outcome is not recorded"
+                "the attempt outlived its lease and the delivery was claimed again, or redriven; its outcome is not recorded"
             ),
             Err(error) => {
                 tracing::error!(%error, event_id = %d.event_id, subscription_id = %d.subscription_id, "cannot record a delivery attempt")
@@ -105,22 +129,37 @@ mod tests {
     use std::sync::Arc;
 
     use gateway_core::memory::{MemoryStore, RecordingInvoker};
+    use gateway_core::ports::InvocationMode;
     use gateway_core::ports::TriggerSource;
     use gateway_core::ports::{DeliveryLog, SystemClock, TriggerAcceptor, UlidSource};
-    use gateway_core::{AccountId, DeliveryStatus, EventDraft, EventName, FunctionId, Home, SubscriptionDraft};
+    use gateway_core::{
+        AccountId, AttemptResult, DeliveryMode, DeliveryPolicy, DeliveryStatus, EventDraft, EventName, FunctionId,
+        Home, SubscriptionDraft,
+    };
 
     use super::*;
 
     async fn store_with_trigger(functions: &[&str]) -> (MemoryStore, gateway_core::EventId) {
+        let subscriptions: Vec<_> = functions.iter().map(|f| (*f, None)).collect();
+        store_with_subscriptions(&subscriptions).await
+    }
+
+    /// A store with one trigger of `orders.created`, to which each function is subscribed with
+    /// its delivery policy (the default when none).
+    async fn store_with_subscriptions(
+        subscriptions: &[(&str, Option<DeliveryPolicy>)],
+    ) -> (MemoryStore, gateway_core::EventId) {
         let store = MemoryStore::new();
         let name = EventName::parse("orders.created").unwrap();
         let draft = EventDraft { name: Some(name.clone()), ..Default::default() };
         gateway_core::events::define_event(&store, &store, &SystemClock, draft).await.unwrap();
-        for f in functions {
+        for (f, delivery) in subscriptions {
             let draft = SubscriptionDraft {
                 event: Some(name.clone()),
                 function_id: FunctionId::parse(f).unwrap(),
                 metadata: None,
+                filter: None,
+                delivery: *delivery,
             };
             // Written under an allowlist that admits anything, as an older configuration might have.
             let anything = FunctionAllowlist::parse("*, arn:aws:lambda:*:*:function:*").unwrap();
@@ -143,6 +182,8 @@ mod tests {
                 max_attempts: 3,
                 base_delay: Duration::from_millis(5),
                 max_delay: Duration::from_millis(20),
+                max_age: Duration::from_secs(3600),
+                timeout: Duration::from_secs(30),
             },
             concurrency: 4,
             poll_interval: Duration::from_millis(5),
@@ -171,13 +212,85 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_throttled_function_is_retried_until_delivered() {
+    async fn a_throttled_function_is_retried_until_lambda_takes_the_event() {
         let (store, event_id) = store_with_trigger(&["fn-a"]).await;
         let invoker = Arc::new(RecordingInvoker::failing(2));
         let log = run_until_settled(&store, worker(&store, invoker.clone(), FunctionAllowlist::any()), event_id).await;
-        assert_eq!(log[0].status, DeliveryStatus::Delivered);
+        // async (the default): Lambda accepted the event; the gateway did not see it succeed
+        assert_eq!(log[0].status, DeliveryStatus::Invoked);
         assert_eq!(log[0].attempts, 3);
         assert_eq!(invoker.calls().len(), 3);
+        let results: Vec<_> = log[0].history.iter().map(|a| (a.number, a.result)).collect();
+        assert_eq!(results, [(1, AttemptResult::Failed), (2, AttemptResult::Failed), (3, AttemptResult::Invoked)]);
+    }
+
+    #[tokio::test]
+    async fn sync_subscriptions_are_invoked_and_waited_for_under_their_timeout_and_async_ones_handed_over() {
+        // GIVEN a sync subscription with a 7 s timeout, one taking the gateway's default, and an async one
+        let sync = |timeout_seconds| DeliveryPolicy { mode: DeliveryMode::Sync, timeout_seconds, ..Default::default() };
+        let (store, event_id) = store_with_subscriptions(&[
+            ("fn-sync", Some(sync(Some(7)))),
+            ("fn-sync-default", Some(sync(None))),
+            ("fn-async", None),
+        ])
+        .await;
+        // AND a function that is throttled once
+        let invoker = Arc::new(RecordingInvoker::failing(1));
+        // WHEN the worker runs them
+        let log = run_until_settled(&store, worker(&store, invoker.clone(), FunctionAllowlist::any()), event_id).await;
+        // THEN each was invoked as its policy says, every time
+        let modes: Vec<(String, InvocationMode)> =
+            invoker.calls().into_iter().map(|(f, _)| f.to_string()).zip(invoker.modes()).collect();
+        assert_eq!(modes.len(), 4, "three deliveries, one retried: {modes:?}");
+        for (function, mode) in &modes {
+            let expected = match function.as_str() {
+                "fn-sync" => InvocationMode::Sync { timeout: Duration::from_secs(7) },
+                "fn-sync-default" => InvocationMode::Sync { timeout: Duration::from_secs(30) },
+                _ => InvocationMode::Async,
+            };
+            assert_eq!(*mode, expected, "{function}");
+        }
+        // AND a sync success is delivered, an async one invoked, each attempt in the history
+        let of = |f: &str| log.iter().find(|d| d.function_id.as_str() == f).unwrap().clone();
+        for (function, status, result) in [
+            ("fn-sync", DeliveryStatus::Delivered, AttemptResult::Succeeded),
+            ("fn-sync-default", DeliveryStatus::Delivered, AttemptResult::Succeeded),
+            ("fn-async", DeliveryStatus::Invoked, AttemptResult::Invoked),
+        ] {
+            let d = of(function);
+            assert_eq!(d.status, status, "{function}");
+            assert_eq!(d.history.len() as u32, d.attempts, "{function}: one entry per attempt");
+            assert_eq!(d.history.last().map(|a| (a.number, a.result)), Some((d.attempts, result)), "{function}");
+            assert!(d.history.iter().all(|a| a.generation == 0));
+        }
+        let retried: Vec<_> = log.iter().filter(|d| d.attempts == 2).collect();
+        assert_eq!(retried.len(), 1, "the throttled one was tried again");
+        let first = &retried[0].history[0];
+        assert_eq!(first.result, AttemptResult::Failed);
+        assert_eq!(first.error.as_deref(), Some("function is throttled"));
+    }
+
+    #[tokio::test]
+    async fn a_subscriptions_own_max_attempts_overrides_the_gateways() {
+        // GIVEN a sync subscription allowed 2 attempts (the gateway's default is 3), always failing
+        let policy = DeliveryPolicy { mode: DeliveryMode::Sync, max_attempts: Some(2), ..Default::default() };
+        let (store, event_id) = store_with_subscriptions(&[("fn-a", Some(policy))]).await;
+        let invoker = Arc::new(RecordingInvoker::failing(100));
+        let log = run_until_settled(&store, worker(&store, invoker.clone(), FunctionAllowlist::any()), event_id).await;
+        // THEN it is failed after exactly 2, each in the history, the last error saying so
+        assert_eq!((log[0].status, log[0].attempts, invoker.calls().len()), (DeliveryStatus::Failed, 2, 2));
+        assert_eq!(log[0].last_error.as_deref(), Some("attempt 2 of 2: function is throttled"));
+        assert_eq!(log[0].history.iter().map(|a| a.number).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn a_claim_outlasts_the_longest_sync_invocation_a_policy_may_ask_for() {
+        let defaults = RetryPolicy::default();
+        let lease = claim_lease(&defaults, Duration::from_secs(30));
+        assert_eq!(lease, Duration::from_secs(930), "900 s (Lambda's limit) and a margin to record it");
+        let slow_default = RetryPolicy { timeout: Duration::from_secs(1200), ..defaults };
+        assert!(claim_lease(&slow_default, Duration::from_secs(30)) > Duration::from_secs(1200));
+        assert!(claim_lease(&RetryPolicy::default(), Duration::from_secs(2000)) > Duration::from_secs(2000));
     }
 
     #[tokio::test]
@@ -188,6 +301,8 @@ mod tests {
         assert_eq!(log[0].status, DeliveryStatus::Failed);
         assert_eq!(log[0].attempts, 3);
         assert!(log[0].last_error.as_deref().unwrap().contains("throttled"));
+        assert_eq!(log[0].history.len(), 3);
+        assert!(log[0].history.iter().all(|a| a.result == AttemptResult::Failed));
     }
 
     #[tokio::test]

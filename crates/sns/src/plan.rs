@@ -106,6 +106,10 @@ mod tests {
                 metadata: metadata.clone(),
                 attempts: 0,
                 last_error: None,
+                generation: 0,
+                redriven_at: None,
+                policy: Default::default(),
+                history: Vec::new(),
             })
             .collect();
         serde_json::from_value::<DeliveryMessage>(json!({

@@ -17,13 +17,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use gateway_core::page::{decode_cursor, encode_cursor};
 use gateway_core::ports::{
-    Acceptance, AttemptOutcome, ClaimToken, DeliveryLog, DeliveryOutbox, DueDelivery, EventStore, Recorded,
+    Acceptance, Attempted, ClaimToken, DeliveryLog, DeliveryOutbox, DeliveryRedrive, DueDelivery, EventStore, Recorded,
     SchemaLookup, SchemaStore, SourceStore, SubscriptionStore, TriggerAcceptor, TriggerSource,
 };
 use gateway_core::{
-    DataType, Delivery, DeliveryRetention, DeliveryStatus, Error, EventDefinition, EventId, EventName, IdempotencyKey,
-    Page, PageRequest, Referrer, Schema, SchemaName, SchemaReference, SchemaUri, SchemaVersion, SchemaVersionSummary,
-    Source, SourceName, Subscription, SubscriptionId, Trigger, TriggerReceipt, Version,
+    Attempt, DataType, Delivery, DeliveryPolicy, DeliveryRetention, DeliveryStatus, Error, EventDefinition, EventId,
+    EventName, IdempotencyKey, Page, PageRequest, Referrer, Schema, SchemaName, SchemaReference, SchemaUri,
+    SchemaVersion, SchemaVersionSummary, Source, SourceName, Subscription, SubscriptionId, Trigger, TriggerReceipt,
+    Version,
 };
 use rusqlite::{params, Connection, OptionalExtension, Params, Transaction};
 
@@ -127,7 +128,7 @@ impl SqliteStore {
     }
 
     /// Forgets up to `limit` triggers received before `retention` ended whose deliveries are
-    /// all settled (delivered or failed), payload and delivery records together, so a trigger's
+    /// all settled (delivered, invoked or failed), payload and delivery records together, so a trigger's
     /// log is never shown in part. A trigger with a pending delivery stays, however old: its
     /// rows are the outbox. Returns how many went; call again while that is `limit`, in batches
     /// so that requests are not held up and a shutdown can come in between.
@@ -882,8 +883,8 @@ fn insert_trigger(
     .map_err(db_err)?;
     let mut insert = tx
         .prepare_cached(
-            "INSERT INTO deliveries (event_id, subscription_id, event, function_id, metadata, status, attempts, received_at, updated_at, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7)",
+            "INSERT INTO deliveries (event_id, subscription_id, event, function_id, metadata, status, attempts, received_at, updated_at, next_attempt_at, policy)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7, ?8)",
         )
         .map_err(db_err)?;
     for d in &trigger.deliveries {
@@ -895,7 +896,8 @@ fn insert_trigger(
                 d.function_id.as_str(),
                 to_json(&d.metadata)?,
                 received_at,
-                trigger.received_at.timestamp_millis()
+                trigger.received_at.timestamp_millis(),
+                policy_json(&d.policy)?
             ])
             .map_err(db_err)?;
     }
@@ -907,24 +909,42 @@ fn insert_trigger(
     Ok(())
 }
 
-const DELIVERY_COLUMNS: &str = "d.event_id, d.subscription_id, d.event, d.function_id, d.metadata, d.status, d.attempts, d.last_error, d.received_at, d.updated_at";
+const DELIVERY_COLUMNS: &str = "d.event_id, d.subscription_id, d.event, d.function_id, d.metadata, d.status, d.attempts, d.last_error, d.received_at, d.updated_at, d.generation, d.redriven_at, d.policy, d.history";
+/// How many columns `DELIVERY_COLUMNS` selects: a query's own columns come after them.
+const DELIVERY_COLUMN_COUNT: usize = 14;
 
-fn delivery_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<[Option<String>; 10]> {
-    Ok([
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get::<_, u32>(6).map(|n| Some(n.to_string()))?,
-        row.get(7)?,
-        row.get(8)?,
-        row.get(9)?,
-    ])
+/// A delivery's columns as SQLite holds them, read before they are checked.
+struct DeliveryRow {
+    text: [Option<String>; 10],
+    attempts: u32,
+    generation: u32,
+    policy: Option<String>,
+    history: Option<String>,
 }
 
-fn delivery_from_columns(c: [Option<String>; 10]) -> DbResult<Delivery> {
+fn delivery_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
+    Ok(DeliveryRow {
+        text: [
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+            row.get(5)?,
+            row.get(7)?,
+            row.get(8)?,
+            row.get(9)?,
+            row.get(11)?,
+        ],
+        attempts: row.get(6)?,
+        generation: row.get(10)?,
+        policy: row.get(12)?,
+        history: row.get(13)?,
+    })
+}
+
+fn delivery_from_columns(row: DeliveryRow) -> DbResult<Delivery> {
+    let c = &row.text;
     let text = |i: usize| c[i].as_deref().ok_or_else(|| Error::unavailable(format!("delivery column {i} is NULL")));
     let corrupt = |what: &str| Error::unavailable(format!("stored delivery has an invalid {what}"));
     Ok(Delivery {
@@ -934,11 +954,52 @@ fn delivery_from_columns(c: [Option<String>; 10]) -> DbResult<Delivery> {
         function_id: gateway_core::FunctionId::parse(text(3)?).map_err(|_| corrupt("function id"))?,
         metadata: from_json(text(4)?)?,
         status: DeliveryStatus::parse(text(5)?).ok_or_else(|| corrupt("status"))?,
-        attempts: text(6)?.parse().map_err(|_| corrupt("attempt count"))?,
-        last_error: c[7].clone(),
-        received_at: parse_ts(text(8)?)?,
-        updated_at: parse_ts(text(9)?)?,
+        attempts: row.attempts,
+        last_error: c[6].clone(),
+        received_at: parse_ts(text(7)?)?,
+        updated_at: parse_ts(text(8)?)?,
+        generation: row.generation,
+        redriven_at: c[9].as_deref().map(parse_ts).transpose()?,
+        // A delivery from before delivery policies (or with the default one) has none stored.
+        policy: row.policy.as_deref().map(from_json).transpose()?.unwrap_or_default(),
+        history: row.history.as_deref().map(from_json).transpose()?.unwrap_or_default(),
     })
+}
+
+/// A policy as its column holds it: NULL for the default, as in a row from before policies.
+fn policy_json(policy: &DeliveryPolicy) -> DbResult<Option<String>> {
+    if policy.is_default() {
+        Ok(None)
+    } else {
+        to_json(policy).map(Some)
+    }
+}
+
+/// A history as its column holds it: NULL for none.
+fn history_json(history: &[Attempt]) -> DbResult<Option<String>> {
+    if history.is_empty() {
+        Ok(None)
+    } else {
+        to_json(&history).map(Some)
+    }
+}
+
+/// Every delivery `sql` selects (its columns first `DELIVERY_COLUMNS`).
+fn deliveries_of(conn: &Connection, sql: &str, params: impl Params) -> DbResult<Vec<Delivery>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+    let rows = stmt
+        .query_map(params, delivery_from_row)
+        .map_err(db_err)?
+        .map(|r| r.map_err(db_err).and_then(delivery_from_columns))
+        .collect::<DbResult<Vec<_>>>()?;
+    Ok(rows)
+}
+
+fn trigger_exists(conn: &Connection, event_id: &str) -> DbResult<bool> {
+    conn.query_row("SELECT 1 FROM triggers WHERE event_id = ?1", [event_id], |_| Ok(()))
+        .optional()
+        .map(|found| found.is_some())
+        .map_err(db_err)
 }
 
 #[async_trait]
@@ -947,22 +1008,12 @@ impl DeliveryLog for SqliteStore {
         let id = event_id.to_string();
         self.run(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
-            let exists = tx
-                .query_row("SELECT 1 FROM triggers WHERE event_id = ?1", [&id], |_| Ok(()))
-                .optional()
-                .map_err(db_err)?;
-            if exists.is_none() {
+            if !trigger_exists(&tx, &id)? {
                 return Ok(None);
             }
             let sql =
                 format!("SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.event_id = ?1 ORDER BY d.subscription_id");
-            let mut stmt = tx.prepare_cached(&sql).map_err(db_err)?;
-            let rows = stmt
-                .query_map([&id], delivery_from_row)
-                .map_err(db_err)?
-                .map(|r| r.map_err(db_err).and_then(delivery_from_columns))
-                .collect::<DbResult<Vec<_>>>()?;
-            Ok(Some(rows))
+            deliveries_of(&tx, &sql, [&id]).map(Some)
         })
         .await
     }
@@ -979,12 +1030,7 @@ impl DeliveryLog for SqliteStore {
                  AND (d.event_id < ?2 OR (d.event_id = ?2 AND d.subscription_id > ?3))
                  ORDER BY d.event_id DESC, d.subscription_id LIMIT ?4"
             );
-            let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
-            let rows = stmt
-                .query_map(params![event, after_event, after_sub, limit + 1], delivery_from_row)
-                .map_err(db_err)?
-                .map(|r| r.map_err(db_err).and_then(delivery_from_columns))
-                .collect::<DbResult<Vec<_>>>()?;
+            let rows = deliveries_of(conn, &sql, params![event, after_event, after_sub, limit + 1])?;
             Ok(page_from(rows, limit, |d| (d.event_id, d.subscription_id)))
         })
         .await
@@ -1007,7 +1053,8 @@ impl DeliveryOutbox for SqliteStore {
                 let mut stmt = tx.prepare_cached(&sql).map_err(db_err)?;
                 let rows = stmt
                     .query_map(params![now_ms, limit], |row| {
-                        Ok((delivery_from_row(row)?, row.get::<_, String>(10)?, row.get::<_, Vec<u8>>(11)?, row.get::<_, Option<String>>(12)?))
+                        let n = DELIVERY_COLUMN_COUNT;
+                        Ok((delivery_from_row(row)?, row.get::<_, String>(n)?, row.get::<_, Vec<u8>>(n + 1)?, row.get::<_, Option<String>>(n + 2)?))
                     })
                     .map_err(db_err)?
                     .collect::<Result<Vec<_>, _>>()
@@ -1035,25 +1082,33 @@ impl DeliveryOutbox for SqliteStore {
         .await
     }
 
-    async fn record_attempt(&self, due: &DueDelivery, outcome: &AttemptOutcome) -> DbResult<Recorded> {
+    async fn record_attempt(&self, due: &DueDelivery, attempted: &Attempted) -> DbResult<Recorded> {
         let event_id = due.delivery.event_id.to_string();
         let subscription_id = due.delivery.subscription_id.to_string();
-        let (claim, outcome) = (due.claim.as_str().to_owned(), outcome.clone());
-        let now = ts(Utc::now());
+        let claim = due.claim.as_str().to_owned();
+        let after = &attempted.delivery;
+        let (status, attempts, last_error) = (after.status.as_str(), after.attempts, after.last_error.clone());
+        let (history, updated_at) = (history_json(&after.history)?, ts(after.updated_at));
+        let next_at = attempted.retry.map(|r| r.at.timestamp_millis());
         self.run(move |conn| {
-            let (status, error, next_at) = match &outcome {
-                AttemptOutcome::Delivered => ("delivered", None, None),
-                AttemptOutcome::RetryAt { at, error } => ("pending", Some(error.as_str()), Some(at.timestamp_millis())),
-                AttemptOutcome::Failed { error } => ("failed", Some(error.as_str()), None),
-            };
             // Only the current claim of a pending delivery records: a slower attempt whose lease
-            // ran out finds the token changed (or the row settled) and writes nothing.
+            // ran out finds the token changed (or the row settled, or redriven) and writes nothing.
             let updated = conn
                 .execute(
-                    "UPDATE deliveries SET status = ?3, attempts = attempts + 1, last_error = coalesce(?4, last_error), updated_at = ?5,
-                     next_attempt_at = coalesce(?6, next_attempt_at), leased_until = NULL, claim_token = NULL
-                     WHERE event_id = ?1 AND subscription_id = ?2 AND claim_token = ?7 AND status = 'pending'",
-                    params![event_id, subscription_id, status, error, now, next_at, claim],
+                    "UPDATE deliveries SET status = ?3, attempts = ?4, last_error = ?5, history = ?6, updated_at = ?7,
+                     next_attempt_at = coalesce(?8, next_attempt_at), leased_until = NULL, claim_token = NULL
+                     WHERE event_id = ?1 AND subscription_id = ?2 AND claim_token = ?9 AND status = 'pending'",
+                    params![
+                        event_id,
+                        subscription_id,
+                        status,
+                        attempts,
+                        last_error,
+                        history,
+                        updated_at,
+                        next_at,
+                        claim
+                    ],
                 )
                 .map_err(db_err)?;
             if updated == 1 {
@@ -1076,6 +1131,87 @@ impl DeliveryOutbox for SqliteStore {
     }
 }
 
+#[async_trait]
+impl DeliveryRedrive for SqliteStore {
+    async fn failed_of_trigger(
+        &self,
+        event_id: &EventId,
+        subscription: Option<&SubscriptionId>,
+    ) -> DbResult<Option<Vec<Delivery>>> {
+        let (id, subscription) = (event_id.to_string(), subscription.map(SubscriptionId::to_string));
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            if !trigger_exists(&tx, &id)? {
+                return Ok(None);
+            }
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.event_id = ?1 AND d.status = 'failed'
+                 AND (?2 IS NULL OR d.subscription_id = ?2) ORDER BY d.subscription_id"
+            );
+            deliveries_of(&tx, &sql, params![id, subscription]).map(Some)
+        })
+        .await
+    }
+
+    async fn failed_of_subscription(
+        &self,
+        subscription: &SubscriptionId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> DbResult<Vec<Delivery>> {
+        let (subscription, since, until) = (subscription.to_string(), ts(since), ts(until));
+        self.run(move |conn| {
+            // `received_at` is written in one fixed format (`ts`), so text order is time order
+            // and the range is read from `deliveries_by_subscription`.
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.subscription_id = ?1 AND d.status = 'failed'
+                 AND d.received_at >= ?2 AND d.received_at < ?3 ORDER BY d.received_at, d.event_id LIMIT ?4"
+            );
+            deliveries_of(conn, &sql, params![subscription, since, until, limit])
+        })
+        .await
+    }
+
+    async fn redrive(&self, next: &Delivery) -> DbResult<bool> {
+        let Some(previous) = next.generation.checked_sub(1) else {
+            return Ok(false); // generation 0 is the trigger's own series: never a redrive
+        };
+        let next = next.clone();
+        self.run(move |conn| {
+            let due = next.redriven_at.unwrap_or(next.updated_at);
+            // One conditional write: of two redrives racing (or one repeated), only the first
+            // finds the delivery still failed at the earlier generation.
+            let updated = conn
+                .execute(
+                    "UPDATE deliveries SET status = ?3, attempts = ?4, generation = ?5, redriven_at = ?6, policy = ?7,
+                     function_id = ?8, metadata = ?9, last_error = ?10, history = ?11, updated_at = ?12,
+                     next_attempt_at = ?13, leased_until = NULL, claim_token = NULL
+                     WHERE event_id = ?1 AND subscription_id = ?2 AND status = 'failed' AND generation = ?14",
+                    params![
+                        next.event_id.to_string(),
+                        next.subscription_id.to_string(),
+                        next.status.as_str(),
+                        next.attempts,
+                        next.generation,
+                        ts(due),
+                        policy_json(&next.policy)?,
+                        next.function_id.as_str(),
+                        to_json(&next.metadata)?,
+                        next.last_error,
+                        history_json(&next.history)?,
+                        ts(next.updated_at),
+                        due.timestamp_millis(),
+                        previous
+                    ],
+                )
+                .map_err(db_err)?;
+            Ok(updated == 1)
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use gateway_core::{fixtures, store_contract};
@@ -1088,8 +1224,20 @@ mod tests {
         store_contract::registry_contract(&store).await;
         store_contract::trigger_contract(&store).await;
         store_contract::outbox_contract(&store).await;
+        store_contract::redrive_contract(&store).await;
         store_contract::sources_contract(&store).await;
         store_contract::schemas_contract(&store).await;
+    }
+
+    /// `due` after one attempt that settled it in `status` (with `error`, if it failed).
+    fn settled_by(due: &DueDelivery, status: DeliveryStatus, error: Option<&str>) -> Attempted {
+        let delivery = Delivery {
+            status,
+            attempts: due.delivery.attempts + 1,
+            last_error: error.map(str::to_owned).or_else(|| due.delivery.last_error.clone()),
+            ..due.delivery.clone()
+        };
+        Attempted { delivery, retry: None }
     }
 
     /// A file in a folder of its own, removed with the folder when the test is done with it.
@@ -1135,9 +1283,9 @@ mod tests {
                 if d.delivery.subscription_id != half_done.deliveries[0].subscription_id {
                     continue;
                 }
-                AttemptOutcome::Failed { error: "gone".into() }
+                settled_by(d, DeliveryStatus::Failed, Some("gone"))
             } else {
-                AttemptOutcome::Delivered
+                settled_by(d, DeliveryStatus::Invoked, None)
             };
             assert_eq!(store.record_attempt(d, &outcome).await.unwrap(), Recorded::Recorded);
         }
@@ -1173,6 +1321,96 @@ mod tests {
         drop(store);
         SqliteStore::open(&path).expect("opening again adds nothing twice");
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_database_made_before_the_delivery_strategy_reads_old_rows_with_defaults_and_redrives_them() {
+        // GIVEN a file with the tables of before the delivery strategy, holding a subscription
+        // and a failed delivery as they were stored then
+        let (dir, path) = temp_file();
+        let mut before = schema::SCHEMA.to_owned();
+        for added in [
+            "    -- The series of attempts: 0 for the trigger's, one more for each redrive (redriven_at).\n    generation      INTEGER NOT NULL DEFAULT 0,\n    redriven_at     TEXT,\n",
+            "    -- The subscription's delivery policy when the series began (JSON; NULL: the default).\n    policy          TEXT,\n",
+            "    -- The last attempts, oldest first (JSON array; NULL: none yet).\n    history         TEXT,\n",
+        ] {
+            assert!(before.contains(added), "the schema still has {added}");
+            before = before.replace(added, "");
+        }
+        assert!(!before.contains("generation") && !before.contains("history"), "the old schema has neither column");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(&before).unwrap();
+        let event = r#"{"name":"orders.created","dataType":"application/json","metadata":{},"createdAt":"2026-01-01T00:00:00Z","updatedAt":"2026-01-01T00:00:00Z","version":1}"#;
+        old.execute("INSERT INTO events (name, version, body) VALUES ('orders.created', 1, ?1)", [event]).unwrap();
+        let sub_id = "sub_01JDQ3V6J9K2M4N5P6Q7R8S9T0";
+        let subscription = format!(
+            r#"{{"subscriptionId":"{sub_id}","event":"orders.created","functionId":"fn-a","metadata":{{}},"createdAt":"2026-01-01T00:00:00Z","updatedAt":"2026-01-01T00:00:00Z","version":1}}"#
+        );
+        old.execute(
+            "INSERT INTO subscriptions (id, event, version, body) VALUES (?1, 'orders.created', 1, ?2)",
+            params![sub_id, subscription],
+        )
+        .unwrap();
+        let event_id = "evt_01JDQ3V6J9K2M4N5P6Q7R8S9T1";
+        old.execute(
+            "INSERT INTO triggers (event_id, event, received_at, data_type, payload, receipt) VALUES (?1, 'orders.created', '2026-01-02T00:00:00.000Z', 'application/json', ?2, '{}')",
+            params![event_id, br#"{"n":1}"#.to_vec()],
+        )
+        .unwrap();
+        old.execute(
+            "INSERT INTO deliveries (event_id, subscription_id, event, function_id, metadata, status, attempts, last_error, received_at, updated_at, next_attempt_at)
+             VALUES (?1, ?2, 'orders.created', 'fn-a', '{}', 'failed', 8, 'attempt 8 of 8: boom', '2026-01-02T00:00:00.000Z', '2026-01-02T00:10:00.000Z', 0)",
+            params![event_id, sub_id],
+        )
+        .unwrap();
+        drop(old);
+
+        // WHEN it is opened
+        let store = SqliteStore::open(&path).unwrap();
+
+        // THEN the subscription reads back unfiltered with the default policy...
+        let sub = store.get_subscription(&SubscriptionId::parse(sub_id).unwrap()).await.unwrap().unwrap();
+        assert_eq!((sub.filter, sub.delivery), (None, DeliveryPolicy::default()));
+        // ...AND the delivery as the trigger's series, default policy, no history
+        let event_id = EventId::parse(event_id).unwrap();
+        let failed = store.failed_of_trigger(&event_id, None).await.unwrap().expect("the trigger is kept");
+        assert_eq!(failed.len(), 1);
+        let d = &failed[0];
+        assert_eq!((d.generation, d.redriven_at, d.policy, d.history.len()), (0, None, DeliveryPolicy::default(), 0));
+        assert_eq!((d.attempts, d.last_error.as_deref()), (8, Some("attempt 8 of 8: boom")));
+        // AND it may be redriven, and then runs with its payload
+        let now: DateTime<Utc> = "2026-03-01T12:00:00Z".parse().unwrap();
+        assert!(store.redrive(&store_contract::redriven(d, sub.delivery, now)).await.unwrap());
+        let due = store.claim_due(now, 10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!((due[0].delivery.generation, due[0].payload.as_slice()), (1, br#"{"n":1}"#.as_slice()));
+        // AND every contract holds on the migrated file
+        store_contract::outbox_contract(&store).await;
+        store_contract::redrive_contract(&store).await;
+        drop(store);
+        SqliteStore::open(&path).expect("opening again adds nothing twice");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_subscriptions_failed_deliveries_are_read_from_their_index() {
+        let store = SqliteStore::in_memory().unwrap();
+        let conn = store.conn.lock().unwrap();
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.subscription_id = ?1 AND d.status = 'failed'
+             AND d.received_at >= ?2 AND d.received_at < ?3 ORDER BY d.received_at, d.event_id LIMIT ?4"
+        );
+        let plan: Vec<String> = conn
+            .prepare(&sql)
+            .unwrap()
+            .query_map(params!["sub", "a", "b", 10], |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|step| step.contains("USING INDEX deliveries_by_subscription (subscription_id=? AND status=? AND received_at>? AND received_at<?)")),
+            "{plan:?}"
+        );
     }
 
     #[tokio::test]

@@ -63,10 +63,19 @@ CREATE TABLE IF NOT EXISTS deliveries (
     leased_until    INTEGER,
     -- The current claim: only the attempt made under it may record its outcome.
     claim_token     TEXT,
+    -- The series of attempts: 0 for the trigger's, one more for each redrive (redriven_at).
+    generation      INTEGER NOT NULL DEFAULT 0,
+    redriven_at     TEXT,
+    -- The subscription's delivery policy when the series began (JSON; NULL: the default).
+    policy          TEXT,
+    -- The last attempts, oldest first (JSON array; NULL: none yet).
+    history         TEXT,
     PRIMARY KEY (event_id, subscription_id)
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event, event_id, subscription_id);
+-- A redrive of a subscription's failed deliveries "since ... until" reads them from one range.
+CREATE INDEX IF NOT EXISTS deliveries_by_subscription ON deliveries (subscription_id, status, received_at);
 
 -- The schema registry. `revision` is kept beside the body so that a write can check it.
 CREATE TABLE IF NOT EXISTS schemas (
@@ -99,8 +108,14 @@ CREATE INDEX IF NOT EXISTS schema_referrers_by_referrer ON schema_referrers (kin
 
 /// Columns added after a database may have been created, each with the statement that adds it:
 /// `CREATE TABLE IF NOT EXISTS` leaves an existing table as it is. (A table added later, like the
-/// schema registry's, needs no entry: the same statement creates it in an old file.)
+/// schema registry's, needs no entry: the same statement creates it in an old file. An index in
+/// `SCHEMA` may only name columns an old table has, since it is created before these are added.)
 pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("deliveries", "claim_token", "ALTER TABLE deliveries ADD COLUMN claim_token TEXT"),
     ("triggers", "source", "ALTER TABLE triggers ADD COLUMN source TEXT"),
+    // The delivery strategy: a delivery from before it is generation 0, default policy, no history.
+    ("deliveries", "generation", "ALTER TABLE deliveries ADD COLUMN generation INTEGER NOT NULL DEFAULT 0"),
+    ("deliveries", "redriven_at", "ALTER TABLE deliveries ADD COLUMN redriven_at TEXT"),
+    ("deliveries", "policy", "ALTER TABLE deliveries ADD COLUMN policy TEXT"),
+    ("deliveries", "history", "ALTER TABLE deliveries ADD COLUMN history TEXT"),
 ];

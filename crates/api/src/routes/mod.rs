@@ -3,6 +3,7 @@
 pub mod events;
 pub mod ingest;
 pub mod meta;
+pub mod redrive;
 pub mod schemas;
 pub mod sources;
 pub mod subscriptions;

@@ -13,9 +13,12 @@ use utoipa::IntoParams;
 
 use super::versioned;
 use crate::doc::{NewSubscription, SubscriptionReplacement};
-use crate::extract::{if_match, json_body, path_param, path_value, query, IfMatchHeader};
+use crate::extract::{if_match, json_body_with_objects, path_param, path_value, query, IfMatchHeader};
 use crate::problem::{ApiError, Problem, PROBLEM_JSON};
 use crate::SharedGateway;
+
+/// The draft's struct-typed field (see [`json_body_with_objects`]).
+const POLICY: &[&str] = &["delivery"];
 
 pub fn routes() -> Router<SharedGateway> {
     Router::new()
@@ -48,6 +51,7 @@ struct SubscriptionPage {
                 ("delete" = (operation_id = "delete_subscription", parameters(("id" = "$response.body#/subscriptionId"), ("If-Match" = "$response.header.ETag")))),
                 ("trigger" = (operation_id = "trigger_event", parameters(("name" = "$response.body#/event")))),
                 ("subscriptions" = (operation_id = "list_subscriptions", parameters(("event" = "$response.body#/event")))),
+                ("redrive" = (operation_id = "redrive_subscription", parameters(("id" = "$response.body#/subscriptionId")))),
             )),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = PROBLEM_JSON),
         (status = 403, description = "Function outside the allowlist", body = Problem, content_type = PROBLEM_JSON),
@@ -61,7 +65,7 @@ async fn create_subscription(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let draft: SubscriptionDraft = json_body(&headers, body, g.max_payload_bytes)?;
+    let draft: SubscriptionDraft = json_body_with_objects(&headers, body, g.max_payload_bytes, POLICY)?;
     let sub = subscriptions::subscribe(g.subscriptions.as_ref(), g.clock.as_ref(), g.ids.as_ref(), &g.allowlist, draft)
         .await?;
     let location = format!("/subscriptions/{}", sub.subscription_id);
@@ -152,7 +156,7 @@ async fn replace_subscription(
 ) -> Result<Response, ApiError> {
     let id = path_param(id, SubscriptionId::parse)?;
     let expected = if_match(&headers)?;
-    let draft: SubscriptionDraft = json_body(&headers, body, g.max_payload_bytes)?;
+    let draft: SubscriptionDraft = json_body_with_objects(&headers, body, g.max_payload_bytes, POLICY)?;
     let sub = subscriptions::replace_subscription(
         g.subscriptions.as_ref(),
         g.clock.as_ref(),

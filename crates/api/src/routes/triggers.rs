@@ -57,6 +57,7 @@ struct DeliveryPage {
             links(
                 ("deliveries" = (operation_id = "deliveries_of_trigger", parameters(("eventId" = "$response.body#/eventId")))),
                 ("event_deliveries" = (operation_id = "deliveries_of_event", parameters(("name" = "$response.body#/event")))),
+                ("redrive" = (operation_id = "redrive_trigger", parameters(("eventId" = "$response.body#/eventId")))),
             )),
         (status = 400, description = "Invalid name or Idempotency-Key, or a malformed JSON payload", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such event", body = Problem, content_type = PROBLEM_JSON),
@@ -94,7 +95,8 @@ async fn trigger_event(
     Ok(response)
 }
 
-/// The deliveries of an event's triggers, newest trigger first.
+/// The deliveries of an event's triggers, newest trigger first, each as
+/// `GET /deliveries/{eventId}` shows it (status, attempts, generation, policy, history).
 #[utoipa::path(get, path = "/events/{name}/deliveries", tag = "triggers", params(("name" = EventName, Path), PageQuery),
     responses(
         (status = 200, body = DeliveryPage),
@@ -112,7 +114,15 @@ async fn deliveries_of_event(
     Ok(Json(g.deliveries.deliveries_of_event(&event, &page).await?))
 }
 
-/// The deliveries of one trigger: status, attempts and last error per subscription.
+/// The deliveries of one trigger, one per subscription the trigger matched: each one's
+/// `status`, its `attempts` in the current series and `lastError`, its `generation` (one more for
+/// each redrive) and `redrivenAt`, the `policy` it runs under, and its `history` of attempts.
+///
+/// `pending`: an attempt is due, running or waiting for its backoff. `delivered`: a `sync`
+/// invocation returned without a function error. `invoked`: Lambda accepted an `async` invocation
+/// and runs the function under its own retries; the gateway did not see it succeed. `failed`: no
+/// attempt left; on AWS it is dead-lettered with its last error. A failed delivery runs again
+/// after a redrive (`POST /deliveries/{eventId}/redrive`).
 ///
 /// A trigger's log is kept for at least the delivery retention (30 days by default) after it
 /// was received; after that it may be gone, and this is 404 as for an id never seen.
