@@ -252,7 +252,8 @@ pub trait DeliveryRedrive: Send + Sync {
     /// the series) and makes it due now, if the stored record is still failed at generation
     /// `next.generation - 1`; false (and nothing written) otherwise, so redriving twice runs it
     /// once. On AWS this also hands the delivery to the queue, with the payload kept beside the
-    /// failure.
+    /// failure. `Error::InvalidInput` refuses this one delivery (its reason is reported, the
+    /// others go on); any other error ends the request.
     async fn redrive(&self, next: &Delivery) -> Result<bool>;
 }
 

@@ -100,10 +100,19 @@ async fn redrive_all(
             });
             continue;
         };
-        if deliveries.redrive(&next_series(&delivery, &subscription, clock.now())).await? {
-            receipt.redriven += 1;
+        match deliveries.redrive(&next_series(&delivery, &subscription, clock.now())).await {
+            Ok(true) => receipt.redriven += 1,
+            // Not redriven: another redrive (or the worker) got there first; nothing to report.
+            Ok(false) => {}
+            // The store refuses this one delivery (on AWS: its payload was not kept): say why,
+            // and go on with the others rather than fail the ones already redriven.
+            Err(Error::InvalidInput { violations, .. }) => receipt.not_redriven.push(NotRedriven {
+                event_id: delivery.event_id,
+                subscription_id: delivery.subscription_id,
+                reason: violations.into_iter().map(|v| v.message).collect::<Vec<_>>().join("; "),
+            }),
+            Err(other) => return Err(other),
         }
-        // Not redriven: another redrive (or the worker) got there first; nothing to report.
     }
     Ok(receipt)
 }
@@ -223,5 +232,60 @@ mod tests {
         assert_eq!(receipt.not_redriven[0].reason, "its subscription was deleted");
         let log = store.deliveries_of_trigger(&event_id).await.unwrap().unwrap();
         assert_eq!(log[0].status, DeliveryStatus::Failed, "left failed");
+    }
+
+    /// The memory store, refusing to redrive one subscription's deliveries as the DynamoDB store
+    /// refuses a failure whose payload it did not keep.
+    struct Refusing(MemoryStore, SubscriptionId);
+
+    #[async_trait::async_trait]
+    impl DeliveryRedrive for Refusing {
+        async fn failed_of_trigger(&self, e: &EventId, s: Option<&SubscriptionId>) -> Result<Option<Vec<Delivery>>> {
+            self.0.failed_of_trigger(e, s).await
+        }
+        async fn failed_of_subscription(
+            &self,
+            s: &SubscriptionId,
+            since: DateTime<Utc>,
+            until: DateTime<Utc>,
+            limit: u32,
+        ) -> Result<Vec<Delivery>> {
+            self.0.failed_of_subscription(s, since, until, limit).await
+        }
+        async fn redrive(&self, next: &Delivery) -> Result<bool> {
+            if next.subscription_id == self.1 {
+                return Err(Error::invalid_body(vec![Violation::new("", "its payload was not kept")]));
+            }
+            self.0.redrive(next).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delivery_the_store_refuses_is_reported_and_the_others_are_still_redriven() {
+        let clock = FixedClock::at("2026-12-02T10:00:00Z".parse().unwrap());
+        let store = MemoryStore::new();
+        let definition = fixtures::definition("orders.created");
+        crate::ports::EventStore::create_event(&store, &definition).await.unwrap();
+        let (a, b) = (
+            fixtures::subscription(&definition.name, "fn-a", Default::default()),
+            fixtures::subscription(&definition.name, "fn-b", Default::default()),
+        );
+        store.create_subscription(&a).await.unwrap();
+        store.create_subscription(&b).await.unwrap();
+        let t =
+            trigger::accepted_trigger(&definition, &[a.clone(), b.clone()], b"{}".to_vec(), clock.now(), &UlidSource);
+        store.accept(&t, None).await.unwrap();
+        for due in store.claim_due(clock.now(), 10, Duration::from_secs(30)).await.unwrap() {
+            let failed = Delivery { status: DeliveryStatus::Failed, attempts: 1, ..due.delivery.clone() };
+            store.record_attempt(&due, &Attempted { delivery: failed, retry: None }).await.unwrap();
+        }
+        let refusing = Refusing(store.clone(), a.subscription_id);
+        let receipt = redrive_trigger(&refusing, &store, &clock, &t.event_id, None).await.unwrap();
+        assert_eq!(receipt.redriven, 1, "b is redriven whatever a's store says");
+        assert_eq!(receipt.not_redriven.len(), 1);
+        assert_eq!(
+            (receipt.not_redriven[0].subscription_id, receipt.not_redriven[0].reason.as_str()),
+            (a.subscription_id, "its payload was not kept")
+        );
     }
 }

@@ -7,9 +7,14 @@ use gateway_core::Error;
 /// The message attribute that carries the event name, for subscribers' filter policies.
 pub const EVENT_ATTRIBUTE: &str = "event";
 
-/// Room kept free in every message so the dispatcher can re-enqueue a delivery with its last
-/// error (which it truncates to 1 KiB) without passing the limit.
-pub const RESERVED_BYTES: usize = 2 * 1024;
+/// Room kept free in every message so the dispatcher can re-enqueue or dead-letter a delivery
+/// with what it gathers on the way without passing the limit: its last error (cut to 1 KiB), its
+/// attempt history (the last 10 attempts, each error cut to 256 bytes, with about 256 bytes of
+/// number, times and result), and its generation, `redrivenAt` and policy (512 bytes is ample).
+/// A re-enqueue that did not fit would be refused by SQS, and the delivery would never move on.
+pub const RESERVED_BYTES: usize = gateway_core::dispatch::MAX_ERROR_BYTES
+    + gateway_core::model::MAX_HISTORY * (gateway_core::dispatch::MAX_ATTEMPT_ERROR_BYTES + 256)
+    + 512;
 
 pub const MAX_BATCH_ENTRIES: usize = 10;
 
@@ -154,6 +159,37 @@ mod tests {
         assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 250);
         let expected: Vec<String> = m.deliveries.iter().map(|d| d.subscription_id.to_string()).collect();
         assert_eq!(ids, expected, "in order");
+    }
+
+    #[test]
+    fn the_room_kept_free_holds_what_a_re_enqueued_delivery_gathers_at_worst() {
+        use gateway_core::model::{Attempt, AttemptResult, DeliveryMode, DeliveryPolicy, MAX_HISTORY};
+        // One delivery as the dispatcher re-enqueues it at its worst: full history, longest errors.
+        let m = message(1, 2_000, 10);
+        let mut grown = m.deliveries[0].clone();
+        let error = "é".repeat(gateway_core::dispatch::MAX_ERROR_BYTES);
+        grown.last_error = Some(gateway_core::dispatch::truncated(&error, gateway_core::dispatch::MAX_ERROR_BYTES));
+        grown.generation = u32::MAX;
+        grown.redriven_at = Some(chrono::Utc::now());
+        grown.policy = DeliveryPolicy {
+            mode: DeliveryMode::Sync,
+            max_attempts: Some(185),
+            max_age_seconds: Some(86_400),
+            timeout_seconds: Some(900),
+        };
+        grown.history = (0..MAX_HISTORY as u32)
+            .map(|n| Attempt {
+                generation: u32::MAX,
+                number: 185 - n,
+                started_at: chrono::Utc::now(),
+                duration_ms: u64::MAX,
+                result: AttemptResult::Failed,
+                error: Some(gateway_core::dispatch::truncated(&error, gateway_core::dispatch::MAX_ATTEMPT_ERROR_BYTES)),
+            })
+            .collect();
+        let before = json(&m).unwrap().len();
+        let after = json(&m.accepted_with(vec![grown])).unwrap().len();
+        assert!(after - before <= RESERVED_BYTES, "{} bytes gathered, {RESERVED_BYTES} kept free", after - before);
     }
 
     #[test]
