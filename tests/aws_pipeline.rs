@@ -421,3 +421,119 @@ async fn a_sync_delivery_fails_with_the_function_error_is_dead_lettered_and_runs
     assert_eq!(messages_in(&cloud.sqs, &cloud.queue).await, 0);
     std::fs::remove_dir_all(&cloud.dir).ok();
 }
+
+/// The invocation record Lambda sends an async function's destination once it is done with an
+/// event, for the payload the function received (`payload`, as its log has it). Neither moto
+/// (which runs functions in Docker) nor `cargo lambda watch` implements destinations, so the
+/// test writes the record in the shape the AWS documentation gives ("Capturing records of
+/// Lambda asynchronous invocations"), as Lambda would for a function in this account and region.
+fn invocation_record(payload: &Value, condition: &str) -> Value {
+    let function = payload["functionId"].as_str().expect("a functionId");
+    let failed = condition != "Success";
+    json!({
+        "version": "1.0",
+        "timestamp": chrono::Utc::now().to_rfc3339(),
+        "requestContext": {
+            "requestId": "c2a6f2ae-7dbb-4d22-8782-d0485c9877e2",
+            "functionArn": format!("arn:aws:lambda:us-east-1:123456789012:function:{function}:$LATEST"),
+            "condition": condition,
+            "approximateInvokeCount": if failed { 3 } else { 1 }
+        },
+        "requestPayload": payload,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": if failed { json!("Unhandled") } else { json!(null) }},
+        "responsePayload": if failed { json!({"errorType": "OrderRejected", "errorMessage": "stock service down"}) } else { json!({"ok": true}) }
+    })
+}
+
+#[tokio::test]
+async fn lambdas_report_of_an_async_delivery_settles_it_and_a_reported_failure_is_dead_lettered_and_redriven() {
+    // GIVEN two async subscriptions of the example subscriber, and the outcome queue the
+    // template makes (its destinations' queue), read by the delivery-outcomes function
+    let cloud = pipeline().await;
+    let outcomes = create_queue(&cloud.sqs, "gateway-delivery-outcomes", &[]).await;
+    let outcomes_arn = queue_arn(&cloud.sqs, &outcomes).await;
+    cloud.define_orders_event();
+    let ok = cloud.subscribe("example-subscriber", json!({"reports": "success"}));
+    let bad = cloud.subscribe("example-subscriber", json!({"reports": "failure"}));
+    assert_eq!((ok.status, bad.status), (201, 201), "{} {}", ok.body, bad.body);
+
+    // AND a trigger the dispatcher handed to Lambda: both recorded invoked, nothing more claimed
+    let accepted = cloud.trigger(&json!({"orderId": "o-4", "total": 4}));
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let event_id = accepted.body["eventId"].as_str().expect("an eventId").to_owned();
+    cloud.drain_delivery_queue().await;
+    assert!(cloud.deliveries(&event_id).iter().all(|d| d["status"] == "invoked"));
+    wait_until("both invocations' log lines", Duration::from_secs(30), || {
+        cloud.invocations_of("example-subscriber", &event_id).len() >= 2
+    });
+    let received = cloud.invocations_of("example-subscriber", &event_id);
+    let payload_of = |reports: &str| received.iter().find(|p| p["metadata"]["reports"] == reports).unwrap().clone();
+    assert_eq!((&payload_of("success")["generation"], &payload_of("success")["attempt"]), (&json!(0), &json!(1)));
+
+    // WHEN Lambda reports one succeeded and the other failed after its own retries (the
+    // destinations' records on the outcome queue), plus a record that is not the gateway's,
+    // and the outcome queue's batch goes to the function as Lambda's SQS event source hands it
+    for record in [
+        invocation_record(&payload_of("success"), "Success"),
+        invocation_record(&payload_of("failure"), "RetriesExhausted"),
+        invocation_record(&json!({"functionId": "example-subscriber", "unrelated": true}), "Success"),
+    ] {
+        cloud.sqs.send_message().queue_url(&outcomes).message_body(record.to_string()).send().await.unwrap();
+    }
+    let mut batch = Vec::new();
+    while batch.len() < 3 {
+        let more = receive(&cloud.sqs, &outcomes, 1).await;
+        assert!(!more.is_empty(), "the outcome queue holds the three records");
+        batch.extend(more);
+    }
+    let answer = invoke(cloud.lambda_port, "delivery-outcomes", &sqs_event(&outcomes_arn, &batch));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+
+    // THEN none is to be delivered again (the foreign one is dropped, not retried)
+    assert_eq!(answer.body["batchItemFailures"], json!([]), "{}", answer.body);
+    // AND the log says what Lambda reported: delivered, and failed with the function's error
+    let log = cloud.deliveries(&event_id);
+    let of = |reports: &str| log.iter().find(|d| d["metadata"]["reports"] == reports).unwrap().clone();
+    let (delivered, failed) = (of("success"), of("failure"));
+    assert_eq!((&delivered["status"], &delivered["reported"]["condition"]), (&json!("delivered"), &json!("Success")));
+    assert_eq!((&failed["status"], &failed["reported"]["approximateInvokeCount"]), (&json!("failed"), &json!(3)));
+    let error = failed["lastError"].as_str().unwrap_or_default();
+    assert!(error.contains("RetriesExhausted") && error.contains("OrderRejected: stock service down"), "{failed}");
+    // AND the failure is in the dead-letter queue with that error and its payload
+    let dead = cloud.take_dead_letters().await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let letter = DeliveryMessage::read(dead[0].body.as_deref().unwrap_or_default()).expect("a delivery message");
+    assert_eq!(letter.payload().unwrap(), serde_json::to_vec(&json!({"orderId": "o-4", "total": 4})).unwrap());
+    assert!(letter.deliveries[0].last_error.as_deref().unwrap_or_default().contains("stock service down"));
+
+    // WHEN the failed one is redriven through the gateway's cloud redrive (its kept payload)
+    let store = gateway_dynamodb::DynamoStore::new(aws_sdk_dynamodb::Client::new(&cloud.aws), TABLE);
+    let redrive = gateway_dynamodb::DynamoRedrive::new(
+        store.clone(),
+        std::sync::Arc::new(gateway_dynamodb::SqsRedriveQueue::new(cloud.sqs.clone(), &cloud.queue)),
+    );
+    let event = gateway_core::EventId::parse(&event_id).unwrap();
+    let receipt =
+        gateway_core::redrive::redrive_trigger(&redrive, &store, &gateway_core::ports::SystemClock, &event, None)
+            .await
+            .unwrap();
+    assert_eq!((receipt.redriven, receipt.not_redriven.len()), (1, 0), "the delivered one is never redriven");
+    cloud.drain_delivery_queue().await;
+
+    // THEN it ran again as generation 1, invoked, its old report gone with its old series
+    let again = cloud.deliveries(&event_id).into_iter().find(|d| d["metadata"]["reports"] == "failure").unwrap();
+    assert_eq!((&again["status"], &again["generation"]), (&json!("invoked"), &json!(1)), "{again}");
+    assert!(again.get("reported").is_none(), "{again}");
+    wait_until("the redriven invocation's log line", Duration::from_secs(30), || {
+        cloud.invocations_of("example-subscriber", &event_id).iter().any(|p| p["generation"] == 1)
+    });
+    // AND a late copy of the old series' record changes nothing
+    let late = invocation_record(&payload_of("failure"), "RetriesExhausted");
+    cloud.sqs.send_message().queue_url(&outcomes).message_body(late.to_string()).send().await.unwrap();
+    let batch = receive(&cloud.sqs, &outcomes, 1).await;
+    let answer = invoke(cloud.lambda_port, "delivery-outcomes", &sqs_event(&outcomes_arn, &batch));
+    assert_eq!(answer.body["batchItemFailures"], json!([]), "{}", answer.body);
+    let still = cloud.deliveries(&event_id).into_iter().find(|d| d["metadata"]["reports"] == "failure").unwrap();
+    assert_eq!((&still["status"], &still["generation"]), (&json!("invoked"), &json!(1)), "{still}");
+    std::fs::remove_dir_all(&cloud.dir).ok();
+}

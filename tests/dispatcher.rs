@@ -341,6 +341,9 @@ impl DeliveryRecorder for CannotSettle {
     async fn record_delivery(&self, d: &gateway_core::Delivery) -> gateway_core::error::Result<()> {
         self.0.record_delivery(d).await
     }
+    async fn start_series(&self, d: &gateway_core::Delivery) -> gateway_core::error::Result<bool> {
+        self.0.start_series(d).await
+    }
     async fn recorded_trigger(
         &self,
         id: &gateway_core::EventId,

@@ -912,7 +912,7 @@ async fn a_failure_without_a_kept_payload_is_not_redriven_by_the_api_and_the_ans
 #[tokio::test]
 async fn a_delivery_write_lands_exactly_when_the_core_says_it_supersedes_the_record() {
     // GIVEN every pair of states a record and a later write may be in (status, attempts,
-    // generation), the record reset to the first before each write. A generation-0 record is
+    // generation, Lambda's report or none), the record reset to the first before each write. A generation-0 record is
     // stored without `generation`, as every record from before redrives is.
     let moto = Moto::start("supersedes");
     let store = store(&moto).await;
@@ -927,10 +927,16 @@ async fn a_delivery_write_lands_exactly_when_the_core_says_it_supersedes_the_rec
     );
     use DeliveryStatus::*;
     let mut states = Vec::new();
+    let report = gateway_core::Reported { at: Utc::now(), condition: "Success".into(), approximate_invoke_count: 1 };
     for status in [Pending, Invoked, Delivered, Failed] {
         for attempts in [1, 2] {
             for generation in [0, 1] {
                 states.push(Delivery { status, attempts, generation, ..t.deliveries[0].clone() });
+                // Lambda's report settles a series delivered or failed
+                if matches!(status, Delivered | Failed) {
+                    let reported = Some(report.clone());
+                    states.push(Delivery { status, attempts, generation, reported, ..t.deliveries[0].clone() });
+                }
             }
         }
     }
@@ -954,14 +960,50 @@ async fn a_delivery_write_lands_exactly_when_the_core_says_it_supersedes_the_rec
             assert_eq!(
                 now,
                 std::slice::from_ref(expected),
-                "recorded {:?}/{}/g{}, written {:?}/{}/g{}",
+                "recorded {:?}/{}/g{}/reported {}, written {:?}/{}/g{}/reported {}",
                 recorded.status,
                 recorded.attempts,
                 recorded.generation,
+                recorded.reported.is_some(),
                 written.status,
                 written.attempts,
-                written.generation
+                written.generation,
+                written.reported.is_some()
             );
         }
     }
+}
+
+#[tokio::test]
+async fn a_new_series_is_begun_only_over_the_failure_it_follows_and_only_once() {
+    // GIVEN a delivery recorded failed at generation 0 with its payload kept
+    let moto = Moto::start("start-series");
+    let store = store(&moto).await;
+    let sub = subscription("orders.created", "fn-a", Metadata::new());
+    let t = gateway_core::trigger::accepted_trigger(
+        &definition("orders.created"),
+        std::slice::from_ref(&sub),
+        b"{}".to_vec(),
+        Utc::now(),
+        &UlidSource,
+    );
+    let failed = Delivery { status: DeliveryStatus::Failed, attempts: 3, ..t.deliveries[0].clone() };
+    store.record_failed(&failed, &DeliveryMessage::for_trigger(&t).unwrap()).await.unwrap();
+    let next = gateway_core::store_contract::redriven(&failed, Default::default(), Utc::now());
+
+    // WHEN two copies of its dead letter begin the next series
+    let first = store.start_series(&next).await.unwrap();
+    let second = store.start_series(&next).await.unwrap();
+
+    // THEN only the first does, and the record is that series, out of the failed index
+    assert!(first && !second);
+    let recorded = store.recorded_trigger(&t.event_id, &[sub.subscription_id]).await.unwrap().deliveries;
+    assert_eq!(recorded, std::slice::from_ref(&next));
+    let redrive = DynamoRedrive::new(store.clone(), Arc::new(TestQueue::default()));
+    let an_hour_ago = Utc::now() - chrono::Duration::hours(1);
+    let still_failed = redrive.failed_of_subscription(&sub.subscription_id, an_hour_ago, Utc::now(), 10).await;
+    assert!(still_failed.unwrap().is_empty());
+    // AND a series is never begun over a record that is not failed at the generation before
+    let skipping = Delivery { generation: 2, ..next.clone() };
+    assert!(!store.start_series(&skipping).await.unwrap(), "generation 1 is pending, not failed");
 }

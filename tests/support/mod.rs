@@ -54,6 +54,7 @@ pub const FUNCTIONS: &[&str] = &[
     "trigger-api",
     "dispatcher",
     "ingest",
+    "delivery-outcomes",
     "example-subscriber",
     "example-failing-subscriber",
 ];

@@ -2869,7 +2869,7 @@ use gateway_core::ports::{Attempted, DeliveryOutbox};
 
 /// A policy at every limit's upper edge.
 fn sync_policy() -> Value {
-    json!({ "mode": "sync", "maxAttempts": 185, "maxAgeSeconds": 86400, "timeoutSeconds": 900 })
+    json!({ "mode": "sync", "maxAttempts": 185, "maxAgeSeconds": 86400, "timeoutSeconds": 880 })
 }
 
 /// Only orders over 100 to Germany or France.
@@ -3082,7 +3082,7 @@ async fn every_policy_limit_is_taken_at_its_edges_and_refused_just_outside_at_it
     for (field, inside, outside) in [
         ("maxAttempts", [1, 185], [json!(0), json!(186)]),
         ("maxAgeSeconds", [60, 86400], [json!(59), json!(86401)]),
-        ("timeoutSeconds", [1, 900], [json!(0), json!(901)]),
+        ("timeoutSeconds", [1, 880], [json!(0), json!(881)]),
     ] {
         for value in inside {
             let (status, _, body) = api.subscribe_with(json!({ "delivery": { "mode": "sync", field: value } })).await;
@@ -3607,7 +3607,7 @@ async fn documented_subscription_bodies_are_accepted_and_others_refused() {
         with(json!({ "delivery": [] })),
         with(json!({ "delivery": "sync" })),
     ];
-    for (field, low, high) in [("maxAttempts", 1, 185), ("maxAgeSeconds", 60, 86400), ("timeoutSeconds", 1, 900)] {
+    for (field, low, high) in [("maxAttempts", 1, 185), ("maxAgeSeconds", 60, 86400), ("timeoutSeconds", 1, 880)] {
         for value in [low - 1, low, high, high + 1] {
             bodies.push(with(json!({ "delivery": { "mode": "sync", field: value } })));
         }
@@ -3686,7 +3686,7 @@ async fn the_document_states_the_delivery_policy_the_statuses_and_the_redrive_ro
     // Every limit the server enforces, the mode's values, nothing else, and sync-only timeouts.
     let policy = &schemas["DeliveryPolicy"];
     assert_eq!(policy["additionalProperties"], false);
-    for (field, min, max) in [("maxAttempts", 1, 185), ("maxAgeSeconds", 60, 86400), ("timeoutSeconds", 1, 900)] {
+    for (field, min, max) in [("maxAttempts", 1, 185), ("maxAgeSeconds", 60, 86400), ("timeoutSeconds", 1, 880)] {
         assert_eq!(
             (&policy["properties"][field]["minimum"], &policy["properties"][field]["maximum"]),
             (&json!(min), &json!(max))

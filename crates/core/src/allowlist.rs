@@ -74,6 +74,25 @@ impl Home {
     }
 }
 
+impl Home {
+    /// Whether `a` and `b` are the same function as Lambda resolves them from this home: the same
+    /// name, partition, region and account, what either leaves out being the home's. A part
+    /// neither the ids nor the home tell compares equal only if both leave it out; one the home
+    /// does not know and only one id names does not (fails closed). Qualifiers (version, alias)
+    /// are not compared: they are versions of one function, in the same account.
+    pub fn same_function(&self, a: &FunctionId, b: &FunctionId) -> bool {
+        let resolve = |at: FunctionLocation<'_>| {
+            (
+                at.partition.map(str::to_owned).or_else(|| self.partition().map(str::to_owned)),
+                at.region.map(str::to_owned).or_else(|| self.region.clone()),
+                at.account.map(str::to_owned).or_else(|| self.account.as_ref().map(|a| a.as_str().to_owned())),
+                at.name.to_owned(),
+            )
+        };
+        resolve(a.location()) == resolve(b.location())
+    }
+}
+
 /// The partition a region is in, by the region's name.
 fn partition_of(region: &str) -> &'static str {
     if region.starts_with("cn-") {
@@ -251,19 +270,28 @@ impl FunctionAllowlist {
 /// `GATEWAY_FUNCTION_ALLOWLIST` (required: in the cloud there is no "any function" default, and
 /// a function started without it must not run), `AWS_REGION` (set by Lambda) and
 /// `GATEWAY_ACCOUNT_ID` (the template passes `AWS::AccountId`). A problem names its variable.
-pub fn cloud_allowlist(get: impl Fn(&str) -> Option<String>) -> Result<FunctionAllowlist, (&'static str, String)> {
+pub fn cloud_allowlist(
+    get: impl Fn(&str) -> Option<String> + Copy,
+) -> Result<FunctionAllowlist, (&'static str, String)> {
     let set = |var: &'static str| get(var).filter(|v| !v.trim().is_empty());
     let spec = set("GATEWAY_FUNCTION_ALLOWLIST").ok_or((
         "GATEWAY_FUNCTION_ALLOWLIST",
         "is required: the function-name prefixes (or ARN patterns) subscriptions may target".to_owned(),
     ))?;
     let allowlist = FunctionAllowlist::parse(&spec).map_err(|p| ("GATEWAY_FUNCTION_ALLOWLIST", p))?;
+    Ok(allowlist.at_home(cloud_home(get)?))
+}
+
+/// Where a function deployed on AWS runs: `AWS_REGION` (required; Lambda sets it) and
+/// `GATEWAY_ACCOUNT_ID` (optional; the template passes `AWS::AccountId`).
+pub fn cloud_home(get: impl Fn(&str) -> Option<String>) -> Result<Home, (&'static str, String)> {
+    let set = |var: &'static str| get(var).filter(|v| !v.trim().is_empty());
     let region = set("AWS_REGION").ok_or(("AWS_REGION", "is required (Lambda sets it)".to_owned()))?;
     let account = set("GATEWAY_ACCOUNT_ID")
         .map(|raw| AccountId::parse(&raw))
         .transpose()
         .map_err(|p| ("GATEWAY_ACCOUNT_ID", p))?;
-    Ok(allowlist.at_home(Home::new(region.trim(), account)))
+    Ok(Home::new(region.trim(), account))
 }
 
 #[cfg(test)]

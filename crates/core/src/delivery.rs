@@ -13,8 +13,11 @@ use crate::model::{DeliveryMode, DeliveryPolicy, DeliveryStatus};
 pub const MAX_ATTEMPTS: u32 = 185;
 /// The range of `maxAgeSeconds`: a minute to a day (EventBridge's bounds).
 pub const MAX_AGE_SECONDS: std::ops::RangeInclusive<u32> = 60..=86_400;
-/// The range of `timeoutSeconds`: Lambda's own limit is 900 seconds.
-pub const TIMEOUT_SECONDS: std::ops::RangeInclusive<u32> = 1..=900;
+/// The range of `timeoutSeconds`: 880 s, under Lambda's own 900, because the cloud dispatcher
+/// that waits runs in a Lambda of at most 900 s and keeps 10 s of it to record the attempt and
+/// hand the delivery on (`gateway_dispatcher::SAFETY_MARGIN`), with a further 10 s for its batch
+/// to start: a limit the API accepts is one both engines can honour.
+pub const TIMEOUT_SECONDS: std::ops::RangeInclusive<u32> = 1..=880;
 
 /// The gateway-wide settings every subscription's policy falls back on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -313,7 +316,7 @@ mod tests {
             mode: DeliveryMode::Sync,
             max_attempts: Some(186),
             max_age_seconds: Some(59),
-            timeout_seconds: Some(901),
+            timeout_seconds: Some(881),
         };
         let pointers: Vec<_> = check_policy(&bad).into_iter().map(|v| v.pointer).collect();
         assert_eq!(pointers, ["/delivery/maxAttempts", "/delivery/maxAgeSeconds", "/delivery/timeoutSeconds"]);
@@ -325,7 +328,7 @@ mod tests {
             mode: DeliveryMode::Sync,
             max_attempts: Some(185),
             max_age_seconds: Some(86_400),
-            timeout_seconds: Some(900),
+            timeout_seconds: Some(880),
         };
         assert!(check_policy(&edges).is_empty());
     }

@@ -39,6 +39,8 @@ pub fn invocation_payload(invocation: Invocation<'_>) -> Result<Vec<u8>, String>
         event_id: delivery.event_id,
         event: &delivery.event,
         subscription_id: delivery.subscription_id,
+        generation: delivery.generation,
+        attempt: delivery.attempts + 1,
         function_id: &delivery.function_id,
         received_at: delivery.received_at,
         data,

@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod memory;
 pub mod message;
 pub mod model;
+pub mod outcome;
 pub mod page;
 pub mod pattern;
 pub mod ports;
@@ -38,9 +39,9 @@ pub use ids::{
 };
 pub use model::{
     Attempt, AttemptResult, Delivery, DeliveryMode, DeliveryPolicy, DeliveryStatus, Envelope, EventDefinition,
-    EventDraft, InvocationPayload, Metadata, Origin, Referrer, Schema, SchemaChange, SchemaDraft, SchemaReference,
-    SchemaVersion, SchemaVersionDraft, SchemaVersionSummary, Source, SourceDraft, SourceKind, Subscription,
-    SubscriptionDraft, Trigger, TriggerReceipt,
+    EventDraft, InvocationPayload, Metadata, Origin, Referrer, Reported, Schema, SchemaChange, SchemaDraft,
+    SchemaReference, SchemaVersion, SchemaVersionDraft, SchemaVersionSummary, Source, SourceDraft, SourceKind,
+    Subscription, SubscriptionDraft, Trigger, TriggerReceipt,
 };
 pub use page::{Page, PageRequest};
 pub use pattern::EventPattern;

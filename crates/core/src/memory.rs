@@ -678,6 +678,18 @@ impl DeliveryRecorder for MemoryRecorder {
         Ok(())
     }
 
+    async fn start_series(&self, next: &Delivery) -> Result<bool> {
+        let mut log = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (next.event_id, next.subscription_id);
+        let failed_before = log.get(&key).is_some_and(|recorded| {
+            recorded.status == DeliveryStatus::Failed && recorded.generation + 1 == next.generation
+        });
+        if failed_before {
+            log.insert(key, next.clone());
+        }
+        Ok(failed_before)
+    }
+
     async fn recorded_trigger(&self, event_id: &EventId, subscriptions: &[SubscriptionId]) -> Result<RecordedTrigger> {
         let log = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
         Ok(RecordedTrigger {

@@ -135,6 +135,32 @@ impl DeliveryMessage {
         })
     }
 
+    /// The message carrying `delivery` alone, the trigger's payload given as a message carries it
+    /// (`data` of `data_type`, `data_encoding`): what a delivery whose own message is gone (an
+    /// `async` invocation Lambda reported failed, from the payload its record echoes) is
+    /// dead-lettered and kept with.
+    pub fn for_delivery(
+        delivery: &Delivery,
+        data_type: DataType,
+        data: Box<RawValue>,
+        data_encoding: Option<String>,
+        source: Option<Origin>,
+    ) -> Self {
+        Self {
+            kind: message_type(),
+            version: MESSAGE_VERSION,
+            event_id: delivery.event_id,
+            event: delivery.event.clone(),
+            received_at: delivery.received_at,
+            data_type,
+            data,
+            data_encoding,
+            unconfirmed: false,
+            source,
+            deliveries: vec![DeliveryEntry::of(delivery)],
+        }
+    }
+
     /// Reads a message, refusing one of another type or of a version newer than this code's.
     pub fn read(body: &str) -> Result<Self, String> {
         let message: Self = serde_json::from_str(body).map_err(|e| e.to_string())?;
@@ -192,6 +218,7 @@ impl DeliveryMessage {
             redriven_at: entry.redriven_at,
             policy: entry.policy,
             history: entry.history.clone(),
+            reported: None,
         }
     }
 }

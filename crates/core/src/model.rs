@@ -518,6 +518,24 @@ pub struct Delivery {
     /// The last [`MAX_HISTORY`] attempts, oldest first, across every series.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<Attempt>,
+    /// How Lambda itself said the current series' `async` invocation ended, when the function
+    /// sends its invocation records to the gateway's outcome queue (`crate::outcome`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported: Option<Reported>,
+}
+
+/// What Lambda reported of an `async` invocation once it was done with it: the invocation
+/// record its on-success or on-failure destination received.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Reported {
+    /// The record's `timestamp`: when Lambda finished with the event.
+    pub at: DateTime<Utc>,
+    /// `requestContext.condition`: `Success`, `RetriesExhausted` or `EventAgeExceeded`.
+    pub condition: String,
+    /// `requestContext.approximateInvokeCount`: how many times Lambda ran the function (its own
+    /// retries included; Lambda says it is approximate).
+    pub approximate_invoke_count: u32,
 }
 
 /// How many attempts a delivery's history keeps.
@@ -530,13 +548,17 @@ impl Delivery {
     }
 
     /// Whether this state may replace `recorded`, the stored state of the same delivery: records
-    /// never move backwards. A later series (generation) always wins; within a series, a delivery
-    /// the function was handed (`delivered`, `invoked`) stays so, and otherwise more attempts win,
-    /// a settled state over a pending one at the same count. So writes may come late, twice or
-    /// out of order.
+    /// never move backwards. A later series (generation) always wins; within a series, Lambda's
+    /// report of how the invocation ended is the last word (no write of the gateway's own
+    /// replaces it, and it replaces any); otherwise a delivery the function was handed
+    /// (`delivered`, `invoked`) stays so, and more attempts win, a settled state over a pending
+    /// one at the same count. So writes may come late, twice or out of order.
     pub fn supersedes(&self, recorded: &Delivery) -> bool {
         if self.generation != recorded.generation {
             return self.generation > recorded.generation;
+        }
+        if self.reported.is_some() || recorded.reported.is_some() {
+            return self.reported.is_some();
         }
         if recorded.status.is_handed_over() {
             return false;
@@ -616,6 +638,12 @@ pub struct InvocationPayload<'a> {
     pub event_id: EventId,
     pub event: &'a EventName,
     pub subscription_id: SubscriptionId,
+    /// The delivery's series: 0 for the trigger's, one more for each redrive. With `eventId` and
+    /// `subscriptionId` it names the series an invocation belongs to (what Lambda's invocation
+    /// record, which echoes this payload, is matched back to).
+    pub generation: u32,
+    /// The attempt within the series, from 1.
+    pub attempt: u32,
     pub function_id: &'a FunctionId,
     pub received_at: DateTime<Utc>,
     #[schema(value_type = Object)]

@@ -412,6 +412,12 @@ pub trait DeliveryRecorder: Send + Sync {
         let _ = message;
         self.record_delivery(delivery).await
     }
+    /// Begins `next`'s series (pending, no attempt yet, generation one more than the stored
+    /// record's) if the stored record is still `failed` at `next.generation - 1`; false, and
+    /// nothing written, otherwise. What the dispatcher writes before it runs a dead letter moved
+    /// back to the queue, so that two copies moved back together (or one racing an API redrive)
+    /// start the series once.
+    async fn start_series(&self, next: &Delivery) -> Result<bool>;
     /// The trigger's settled state and the recorded state of these of its deliveries
     /// (unrecorded ones are left out), in one read.
     async fn recorded_trigger(&self, event_id: &EventId, subscriptions: &[SubscriptionId]) -> Result<RecordedTrigger>;

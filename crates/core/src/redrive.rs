@@ -16,6 +16,12 @@ use crate::ports::{Clock, DeliveryRedrive, SubscriptionStore};
 /// the same request goes on from there, since those redriven are no longer failed.
 pub const MAX_REDRIVE: u32 = 500;
 
+/// How long one request goes on starting redrives: past it, it answers with what it did and
+/// `more`, and the same request goes on from there. Each redrive is a few store and queue calls,
+/// so 500 of them can outlast the 10 s the cloud's trigger function has; at least one is always
+/// made, so a repeated request always progresses.
+pub const REDRIVE_TIME_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The answer to a redrive (202): how many deliveries are pending again, and why any failed
 /// delivery found was not.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, ToSchema)]
@@ -24,7 +30,8 @@ pub struct RedriveReceipt {
     pub redriven: u32,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_redriven: Vec<NotRedriven>,
-    /// More failed deliveries match than one request redrives: send it again.
+    /// More failed deliveries match than one request redrives (500, or what it could start in
+    /// 5 seconds): send it again.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub more: bool,
 }
@@ -49,7 +56,7 @@ pub async fn redrive_trigger(
         .failed_of_trigger(event_id, subscription)
         .await?
         .ok_or_else(|| Error::NotFound { what: "trigger", id: event_id.to_string() })?;
-    redrive_all(deliveries, subscriptions, clock, failed, false).await
+    redrive_all(deliveries, subscriptions, clock, failed, false, REDRIVE_TIME_BUDGET).await
 }
 
 /// Redrives the failed deliveries of one subscription whose trigger was received in
@@ -71,7 +78,7 @@ pub async fn redrive_subscription(
     let mut failed = deliveries.failed_of_subscription(id, since, until, MAX_REDRIVE + 1).await?;
     let more = failed.len() > MAX_REDRIVE as usize;
     failed.truncate(MAX_REDRIVE as usize);
-    redrive_all(deliveries, subscriptions, clock, failed, more).await
+    redrive_all(deliveries, subscriptions, clock, failed, more, REDRIVE_TIME_BUDGET).await
 }
 
 async fn redrive_all(
@@ -80,10 +87,16 @@ async fn redrive_all(
     clock: &dyn Clock,
     failed: Vec<Delivery>,
     more: bool,
+    budget: std::time::Duration,
 ) -> Result<RedriveReceipt> {
     let mut receipt = RedriveReceipt { more, ..Default::default() };
     let mut current: Vec<(SubscriptionId, Option<Subscription>)> = Vec::new();
-    for delivery in failed {
+    let started = std::time::Instant::now();
+    for (i, delivery) in failed.into_iter().enumerate() {
+        if i > 0 && started.elapsed() >= budget {
+            receipt.more = true;
+            break;
+        }
         let subscription = match current.iter().find(|(id, _)| *id == delivery.subscription_id) {
             Some((_, found)) => found.clone(),
             None => {
@@ -129,6 +142,8 @@ pub fn next_series(failed: &Delivery, subscription: &Subscription, now: DateTime
         function_id: subscription.function_id.clone(),
         metadata: subscription.metadata.clone(),
         policy: subscription.delivery,
+        // Lambda's report was of the old series.
+        reported: None,
         ..failed.clone()
     }
 }
@@ -169,6 +184,27 @@ mod tests {
         };
         store.record_attempt(&due, &Attempted { delivery: failed, retry: None }).await.unwrap();
         (store, sub, t.event_id)
+    }
+
+    #[tokio::test]
+    async fn a_redrive_out_of_time_stops_after_what_it_did_and_says_there_is_more() {
+        // GIVEN two failed deliveries to redrive
+        let clock = FixedClock::at("2026-12-02T10:00:00Z".parse().unwrap());
+        let (store, sub, event_id) = failed_delivery(&clock).await;
+        let other = fixtures::subscription(&sub.event, "fn-b", Default::default());
+        store.create_subscription(&other).await.unwrap();
+        let second = Delivery {
+            subscription_id: other.subscription_id,
+            function_id: other.function_id.clone(),
+            ..store.failed_of_trigger(&event_id, None).await.unwrap().unwrap()[0].clone()
+        };
+        let failed = vec![store.failed_of_trigger(&event_id, None).await.unwrap().unwrap()[0].clone(), second];
+
+        // WHEN a request with no time left redrives them
+        let receipt = redrive_all(&store, &store, &clock, failed, false, Duration::ZERO).await.unwrap();
+
+        // THEN it made one (progress is always made) and says to come again
+        assert_eq!((receipt.redriven, receipt.more), (1, true));
     }
 
     #[tokio::test]

@@ -458,6 +458,8 @@ pub fn redriven(failed: &Delivery, policy: DeliveryPolicy, now: DateTime<Utc>) -
         redriven_at: Some(now),
         updated_at: now,
         policy,
+        // Lambda's report was of the old series.
+        reported: None,
         ..failed.clone()
     }
 }

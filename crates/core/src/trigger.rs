@@ -179,6 +179,7 @@ pub fn accepted_trigger(
             redriven_at: None,
             policy: s.delivery,
             history: Vec::new(),
+            reported: None,
         })
         .collect();
     Trigger {

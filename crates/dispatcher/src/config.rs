@@ -21,7 +21,7 @@ pub struct Config {
     /// `gateway_core::allowlist::cloud_allowlist`), `GATEWAY_MAX_ATTEMPTS` (8),
     /// `GATEWAY_RETRY_BASE_MS` (1000), `GATEWAY_RETRY_MAX_MS` (300000, at most 900000),
     /// `GATEWAY_MAX_AGE_SECONDS` (86400, 60 to 86400), `GATEWAY_SYNC_TIMEOUT_SECONDS` (30, 1 to
-    /// 900), `GATEWAY_CONCURRENCY` (16): the defaults a subscription's delivery policy falls back on.
+    /// 880), `GATEWAY_CONCURRENCY` (16): the defaults a subscription's delivery policy falls back on.
     pub settings: DispatchSettings,
     /// `GATEWAY_DELIVERY_RETENTION_DAYS` (30): the TTL of the delivery records it writes.
     pub delivery_retention: DeliveryRetention,
@@ -76,6 +76,39 @@ impl Config {
                 concurrency: number("GATEWAY_CONCURRENCY", 16)?.clamp(1, 1024) as usize,
                 acceptance_window: gateway_core::ports::ACCEPTANCE_WINDOW,
             },
+            delivery_retention: DeliveryRetention::parse(get("GATEWAY_DELIVERY_RETENTION_DAYS").as_deref())
+                .map_err(|problem| ConfigError { var: "GATEWAY_DELIVERY_RETENTION_DAYS", problem })?,
+        })
+    }
+}
+
+/// The outcome recorder's configuration (`crate::outcome`), read once by its Lambda binary.
+#[derive(Clone, Debug)]
+pub struct OutcomeConfig {
+    /// `GATEWAY_TABLE`: the DynamoDB table of the delivery log.
+    pub table_name: String,
+    /// `GATEWAY_DEAD_LETTER_QUEUE_URL`: where a delivery Lambda reports failed goes.
+    pub dead_letter_queue_url: String,
+    /// `AWS_REGION` and `GATEWAY_ACCOUNT_ID`: what a bare function name in a delivery resolves
+    /// to, for matching it to the function ARN in Lambda's record.
+    pub home: gateway_core::Home,
+    /// `GATEWAY_DELIVERY_RETENTION_DAYS` (30).
+    pub delivery_retention: DeliveryRetention,
+}
+
+impl OutcomeConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |var: &'static str| {
+            get(var).filter(|v| !v.trim().is_empty()).ok_or(ConfigError { var, problem: "is required".to_owned() })
+        };
+        Ok(Self {
+            table_name: required("GATEWAY_TABLE")?,
+            dead_letter_queue_url: required("GATEWAY_DEAD_LETTER_QUEUE_URL")?,
+            home: gateway_core::allowlist::cloud_home(&get).map_err(|(var, problem)| ConfigError { var, problem })?,
             delivery_retention: DeliveryRetention::parse(get("GATEWAY_DELIVERY_RETENTION_DAYS").as_deref())
                 .map_err(|problem| ConfigError { var: "GATEWAY_DELIVERY_RETENTION_DAYS", problem })?,
         })
@@ -150,7 +183,7 @@ mod tests {
         .retry;
         assert_eq!(
             (out.max_age, out.timeout, out.max_attempts),
-            (Duration::from_secs(60), Duration::from_secs(900), 185),
+            (Duration::from_secs(60), Duration::from_secs(880), 185),
             "held to what a subscription's policy may say"
         );
         let err = Config::from_lookup(with(&[("GATEWAY_SYNC_TIMEOUT_SECONDS", "soon")])).unwrap_err();

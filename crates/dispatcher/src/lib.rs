@@ -24,6 +24,7 @@
 //! SQS redelivers it and, at worst, its redrive policy moves it to the dead-letter queue.
 
 pub mod config;
+pub mod outcome;
 pub mod queue;
 
 use std::collections::HashMap;
@@ -42,7 +43,8 @@ use gateway_core::ports::{
 use gateway_core::{Delivery, DeliveryMode, DeliveryStatus, FunctionAllowlist};
 use tokio::sync::Semaphore;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, OutcomeConfig};
+pub use outcome::OutcomeRecorder;
 pub use queue::{QueueError, RetryQueue, SqsRetryQueue};
 
 /// What the dispatcher keeps of its invocation's time after a `sync` attempt: enough to record
@@ -271,22 +273,47 @@ impl Dispatcher {
         payload: Result<&[u8], &str>,
         time: Option<&Budget>,
     ) -> bool {
-        let delivery = match skip(entry, recorded) {
+        let delivery = match skip(entry, recorded, self.clock.now()) {
             Skip::No => message.record_of(entry),
-            Skip::NewSeries => {
-                // Moved back from the dead-letter queue: a new series, as an API redrive makes it.
-                let now = self.clock.now();
-                tracing::info!(
+            Skip::Resume(orphaned) => {
+                tracing::warn!(
                     event_id = %message.event_id, subscription_id = %entry.subscription_id,
-                    generation = entry.generation + 1, "a dead-lettered delivery came back: run as a new series"
+                    generation = orphaned.generation,
+                    "a series begun long ago never made its first attempt (its starter died): run it from this copy"
                 );
-                Delivery {
+                orphaned.clone()
+            }
+            Skip::NewSeries => {
+                // Moved back from the dead-letter queue: a new series, as an API redrive makes it,
+                // begun by a conditional write so that another copy (or a redrive) racing this one
+                // does not run it twice.
+                let now = self.clock.now();
+                let next = Delivery {
                     generation: entry.generation + 1,
                     attempts: 0,
                     redriven_at: Some(now),
                     updated_at: now,
                     ..message.record_of(entry)
+                };
+                match self.recorder.start_series(&next).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!(
+                            event_id = %message.event_id, subscription_id = %entry.subscription_id,
+                            "a dead-lettered delivery came back, but its next series was begun already; skipped"
+                        );
+                        return true;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, event_id = %message.event_id, "cannot begin a new series; the message will come again");
+                        return false;
+                    }
                 }
+                tracing::info!(
+                    event_id = %message.event_id, subscription_id = %entry.subscription_id,
+                    generation = next.generation, "a dead-lettered delivery came back: run as a new series"
+                );
+                next
             }
             Skip::Yes(why) => {
                 tracing::info!(
@@ -395,11 +422,20 @@ pub fn invocation_deadline(deadline_ms: u64) -> Option<Instant> {
     Some(Instant::now() + left)
 }
 
+/// How long a series may be begun (recorded pending, generation g+1, no attempt) before its
+/// first attempt is recorded, by whoever began it: a dispatcher invocation (at most 900 s) or a
+/// redrive, whose message is sent at once. Past it, the one that began it is taken for dead.
+pub const ORPHANED_AFTER: Duration = Duration::from_secs(20 * 60);
+
 /// Whether a message's delivery runs, given its recorded state.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Skip {
+#[derive(Debug, PartialEq)]
+pub enum Skip<'a> {
     /// Run the attempt the entry stands for.
     No,
+    /// Run the recorded later series instead: it was begun over [`ORPHANED_AFTER`] ago and never
+    /// attempted (a dispatcher died between beginning it and its attempt, or a redrive between
+    /// its write and its message), and this copy is the only one left to run it.
+    Resume(&'a Delivery),
     /// Run it as a new series: the entry is at its recorded `failed` state, so it is that
     /// failure's dead letter, moved back to the queue.
     NewSeries,
@@ -407,11 +443,16 @@ pub enum Skip {
     Yes(&'static str),
 }
 
-/// The skip rule: a record of a later series makes the entry a stale copy; within its series a
-/// handed-over record, or one with more attempts, means its attempt was made.
-pub fn skip(entry: &DeliveryEntry, recorded: Option<&Delivery>) -> Skip {
+/// The skip rule at `now`: a record of a later series makes the entry a stale copy (unless that
+/// series is orphaned); within its series a handed-over record, or one with more attempts, means
+/// its attempt was made.
+pub fn skip<'a>(entry: &DeliveryEntry, recorded: Option<&'a Delivery>, now: chrono::DateTime<chrono::Utc>) -> Skip<'a> {
     let Some(recorded) = recorded else { return Skip::No };
     if recorded.generation > entry.generation {
+        let begun = now.signed_duration_since(recorded.updated_at).to_std().unwrap_or_default();
+        if recorded.status == DeliveryStatus::Pending && recorded.attempts == 0 && begun >= ORPHANED_AFTER {
+            return Skip::Resume(recorded);
+        }
         return Skip::Yes("a copy of an earlier series");
     }
     if recorded.generation < entry.generation {

@@ -45,6 +45,12 @@ impl SqsRetryQueue {
         }
     }
 
+    /// The dead-letter queue alone, for a reader that never re-enqueues (the outcome recorder):
+    /// its `retry_later` fails.
+    pub fn dead_letters_only(client: Client, dead_letter_queue_url: impl Into<String>) -> Self {
+        Self { client, delivery_queue_url: String::new(), dead_letter_queue_url: dead_letter_queue_url.into() }
+    }
+
     async fn send(&self, queue_url: &str, message: &DeliveryMessage, delay: Duration) -> Result<(), QueueError> {
         let body = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
         let event = MessageAttributeValue::builder()
@@ -75,6 +81,9 @@ pub fn delay_seconds(delay: Duration) -> i32 {
 #[async_trait]
 impl RetryQueue for SqsRetryQueue {
     async fn retry_later(&self, message: &DeliveryMessage, delay: Duration) -> Result<(), QueueError> {
+        if self.delivery_queue_url.is_empty() {
+            return Err(QueueError("this function has no delivery queue to re-enqueue to".to_owned()));
+        }
         self.send(&self.delivery_queue_url, message, delay).await
     }
 

@@ -406,6 +406,9 @@ impl DeliveryRecorder for SettledMeanwhile {
     async fn record_delivery(&self, d: &Delivery) -> gateway_core::error::Result<()> {
         self.0.record_delivery(d).await
     }
+    async fn start_series(&self, d: &Delivery) -> gateway_core::error::Result<bool> {
+        self.0.start_series(d).await
+    }
     async fn recorded_trigger(
         &self,
         event_id: &gateway_core::EventId,
@@ -477,6 +480,9 @@ impl DeliveryRecorder for KeepingLog {
     }
     async fn record_delivery(&self, d: &Delivery) -> gateway_core::error::Result<()> {
         self.log.record_delivery(d).await
+    }
+    async fn start_series(&self, d: &Delivery) -> gateway_core::error::Result<bool> {
+        self.log.start_series(d).await
     }
     async fn record_failed(&self, d: &Delivery, m: &DeliveryMessage) -> gateway_core::error::Result<()> {
         self.kept.lock().unwrap().push((d.clone(), m.clone()));
@@ -599,14 +605,83 @@ fn the_skip_rule_reads_generations_before_attempts() {
     let entry = DeliveryEntry { attempts: 2, generation: 1, ..message.deliveries[0].clone() };
     let at = |generation, attempts, status| Delivery { generation, attempts, status, ..t.deliveries[0].clone() };
     use DeliveryStatus::*;
-    assert_eq!(skip(&entry, None), Skip::No);
-    assert_eq!(skip(&entry, Some(&at(2, 0, Pending))), Skip::Yes("a copy of an earlier series"));
-    assert_eq!(skip(&entry, Some(&at(0, 9, Failed))), Skip::No, "the record is behind this series");
-    assert_eq!(skip(&entry, Some(&at(1, 1, Invoked))), Skip::Yes("already handed over"));
-    assert_eq!(skip(&entry, Some(&at(1, 1, Delivered))), Skip::Yes("already handed over"));
-    assert_eq!(skip(&entry, Some(&at(1, 3, Pending))), Skip::Yes("its attempt was already made"));
-    assert_eq!(skip(&entry, Some(&at(1, 2, Pending))), Skip::No);
-    assert_eq!(skip(&entry, Some(&at(1, 2, Failed))), Skip::NewSeries);
+    let now = t.received_at;
+    let skip = |recorded: Option<&Delivery>| format!("{:?}", skip(&entry, recorded, now));
+    let said = |s: Skip<'_>| format!("{s:?}");
+    assert_eq!(skip(None), said(Skip::No));
+    assert_eq!(skip(Some(&at(2, 0, Pending))), said(Skip::Yes("a copy of an earlier series")));
+    assert_eq!(skip(Some(&at(0, 9, Failed))), said(Skip::No), "the record is behind this series");
+    assert_eq!(skip(Some(&at(1, 1, Invoked))), said(Skip::Yes("already handed over")));
+    assert_eq!(skip(Some(&at(1, 1, Delivered))), said(Skip::Yes("already handed over")));
+    assert_eq!(skip(Some(&at(1, 3, Pending))), said(Skip::Yes("its attempt was already made")));
+    assert_eq!(skip(Some(&at(1, 2, Pending))), said(Skip::No));
+    assert_eq!(skip(Some(&at(1, 2, Failed))), said(Skip::NewSeries));
+    // a later series begun long ago and never attempted is run from this copy; a fresh one is not
+    let begun = |ago: chrono::Duration| Delivery { updated_at: now - ago, ..at(2, 0, Pending) };
+    let orphaned = begun(chrono::Duration::minutes(20));
+    assert_eq!(skip(Some(&orphaned)), said(Skip::Resume(&orphaned)));
+    assert_eq!(skip(Some(&begun(chrono::Duration::minutes(19)))), said(Skip::Yes("a copy of an earlier series")));
+    let attempted = Delivery { updated_at: now - chrono::Duration::hours(1), ..at(2, 1, Pending) };
+    assert_eq!(skip(Some(&attempted)), said(Skip::Yes("a copy of an earlier series")));
+}
+
+#[tokio::test]
+async fn two_copies_of_a_dead_letter_moved_back_together_begin_its_new_series_once() {
+    // GIVEN a failed delivery's dead letter, and a copy of it that has just begun the new series
+    // (its start written, its attempt not yet made), as two pollers running both copies at once
+    let h = harness(ScriptedInvoker::failing(&["fn-a"]), "*", 1);
+    let t = trigger(&["fn-a"]);
+    let message = h.published(&t).await;
+    h.dispatcher.handle(batch(&[&message])).await;
+    let dead = h.queue.dead.lock().unwrap().pop().unwrap();
+    let failed = h.log.get(&t.deliveries[0]);
+    let begun = Delivery {
+        generation: 1,
+        attempts: 0,
+        status: DeliveryStatus::Pending,
+        updated_at: Utc::now(),
+        ..failed.clone()
+    };
+    assert!(h.log.start_series(&begun).await.unwrap());
+    assert!(!h.log.start_series(&begun).await.unwrap(), "a series is begun once");
+
+    // WHEN the other copy comes
+    let response = h.dispatcher.handle(batch(&[&dead])).await;
+
+    // THEN it does not invoke again (the first copy runs it), and nothing comes back
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(h.invoker.called(), ["fn-a"], "only the first series' attempt");
+    assert_eq!(h.log.get(&t.deliveries[0]).generation, 1);
+}
+
+#[tokio::test]
+async fn a_series_whose_starter_died_before_its_attempt_is_run_by_the_next_copy() {
+    // GIVEN a dead letter moved back, whose new series was begun 25 minutes ago by a dispatcher
+    // that died before its attempt (the record pending at generation 1, no attempt)
+    let h = harness(ScriptedInvoker::default(), "*", 3);
+    let t = trigger(&["fn-a"]);
+    let message = h.published(&t).await;
+    let failed = Delivery { status: DeliveryStatus::Failed, attempts: 3, ..t.deliveries[0].clone() };
+    h.log.record_delivery(&failed).await.unwrap();
+    let dead = message.accepted_with(vec![DeliveryEntry::of(&failed)]);
+    let long_ago = Utc::now() - chrono::Duration::minutes(25);
+    let begun = Delivery {
+        generation: 1,
+        attempts: 0,
+        status: DeliveryStatus::Pending,
+        updated_at: long_ago,
+        redriven_at: Some(long_ago),
+        ..failed
+    };
+    assert!(h.log.start_series(&begun).await.unwrap());
+
+    // WHEN SQS delivers the dead letter again (its first receive was never deleted)
+    h.dispatcher.handle(batch(&[&dead])).await;
+
+    // THEN the orphaned series runs: nothing is lost
+    assert_eq!(h.invoker.called(), ["fn-a"]);
+    let logged = h.log.get(&t.deliveries[0]);
+    assert_eq!((logged.generation, logged.attempts, logged.status), (1, 1, DeliveryStatus::Invoked));
 }
 
 #[tokio::test]
@@ -646,4 +721,92 @@ async fn a_message_of_a_newer_version_or_another_type_is_left_to_the_redrive_pol
     let response = h.dispatcher.handle(event).await;
     assert_eq!(response.batch_item_failures.len(), 2);
     assert!(h.invoker.called().is_empty());
+}
+
+/// The invocation record Lambda sends a destination for the payload the function was invoked
+/// with (the shape of the AWS documentation's example).
+fn invocation_record(payload: &serde_json::Value, condition: &str) -> String {
+    let failed = condition != "Success";
+    json!({
+        "version": "1.0",
+        "timestamp": "2026-12-02T10:00:05.568Z",
+        "requestContext": {
+            "requestId": "c2a6f2ae-7dbb-4d22-8782-d0485c9877e2",
+            "functionArn": format!("arn:aws:lambda:us-east-1:123456789012:function:{}:$LATEST", payload["functionId"].as_str().unwrap()),
+            "condition": condition,
+            "approximateInvokeCount": if failed { 3 } else { 1 }
+        },
+        "requestPayload": payload,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": if failed { "Unhandled" } else { "" }},
+        "responsePayload": if failed { json!({"errorType": "Error", "errorMessage": "boom"}) } else { json!(null) }
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn lambdas_report_of_an_async_delivery_settles_it_and_a_reported_failure_can_be_moved_back() {
+    use crate::outcome::{Handled, OutcomeRecorder};
+    let home = gateway_core::Home::new("us-east-1", Some(gateway_core::AccountId::parse("123456789012").unwrap()));
+    // GIVEN two async deliveries the dispatcher recorded invoked
+    let h = harness(ScriptedInvoker::default(), "*", 3);
+    let t = trigger(&["fn-ok", "fn-bad"]);
+    let message = h.published(&t).await;
+    h.dispatcher.handle(batch(&[&message])).await;
+    let outcomes = OutcomeRecorder::new(h.log.clone(), h.queue.clone(), home);
+    let calls = h.invoker.calls.lock().unwrap().clone();
+    let payload_of = |f: &str| calls.iter().find(|(name, _)| name == f).unwrap().1.clone();
+    assert_eq!(
+        (payload_of("fn-ok")["generation"].clone(), payload_of("fn-ok")["attempt"].clone()),
+        (json!(0), json!(1))
+    );
+
+    // WHEN Lambda reports one succeeded and the other failed after its retries
+    let ok = outcomes.record(&invocation_record(&payload_of("fn-ok"), "Success")).await;
+    let bad = outcomes.record(&invocation_record(&payload_of("fn-bad"), "RetriesExhausted")).await;
+
+    // THEN the log says so, the failure with Lambda's reason, dead-lettered with its payload
+    assert_eq!((ok, bad), (Handled::Recorded(DeliveryStatus::Delivered), Handled::Recorded(DeliveryStatus::Failed)));
+    let (d_ok, d_bad) = (h.log.get(&t.deliveries[0]), h.log.get(&t.deliveries[1]));
+    assert_eq!(
+        (d_ok.status, d_ok.reported.as_ref().unwrap().condition.as_str()),
+        (DeliveryStatus::Delivered, "Success")
+    );
+    assert_eq!(
+        d_bad.last_error.as_deref(),
+        Some("Lambda gave up on the async invocation (RetriesExhausted) after 3 runs: Error: boom (Unhandled function error)")
+    );
+    let dead = h.queue.dead.lock().unwrap().clone();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].payload().unwrap(), br#"{"orderId":"o-1"}"#);
+
+    // AND the same record again, a late dispatcher write, or a record of another function change nothing
+    assert_eq!(
+        outcomes.record(&invocation_record(&payload_of("fn-ok"), "Success")).await,
+        Handled::Ignored(gateway_core::outcome::Ignored::AlreadyReported.as_str().into())
+    );
+    h.log.record_delivery(&Delivery { status: DeliveryStatus::Invoked, reported: None, ..d_ok.clone() }).await.unwrap();
+    assert_eq!(h.log.get(&d_ok).status, DeliveryStatus::Delivered);
+    let mut forged = payload_of("fn-ok");
+    forged["functionId"] = json!("fn-other");
+    assert!(matches!(outcomes.record(&invocation_record(&forged, "Success")).await, Handled::Ignored(_)));
+
+    // AND the dead letter, moved back to the delivery queue, runs the failed one as a new series
+    h.dispatcher.handle(batch(&[&dead[0]])).await;
+    let again = h.log.get(&d_bad);
+    assert_eq!((again.generation, again.status, again.reported.as_ref()), (1, DeliveryStatus::Invoked, None));
+    assert_eq!(h.invoker.called().iter().filter(|f| *f == "fn-bad").count(), 2);
+}
+
+#[tokio::test]
+async fn records_that_are_not_the_gateways_are_dropped_not_delivered_again() {
+    use crate::outcome::OutcomeRecorder;
+    let home = gateway_core::Home::new("us-east-1", Some(gateway_core::AccountId::parse("123456789012").unwrap()));
+    let h = harness(ScriptedInvoker::default(), "*", 3);
+    let outcomes = OutcomeRecorder::new(h.log.clone(), h.queue.clone(), home);
+    let records = serde_json::from_value::<SqsEvent>(json!({"Records": [
+        {"messageId": "m-1", "body": "{\"not\": \"a record\"}"},
+        {"messageId": "m-2"}
+    ]}))
+    .unwrap();
+    assert!(outcomes.handle(records).await.batch_item_failures.is_empty(), "dropped, not retried forever");
 }

@@ -7,11 +7,11 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use gateway_core::message::DeliveryMessage;
 use gateway_core::ports::{DeliveryLog, DeliveryRecorder, RecordedTrigger, TriggerState};
-use gateway_core::{Delivery, DeliveryStatus, EventId, EventName, Page, PageRequest, SubscriptionId, Trigger};
+use gateway_core::{Delivery, DeliveryStatus, Error, EventId, EventName, Page, PageRequest, SubscriptionId, Trigger};
 
 use crate::items::{
-    deliveries_index_pk, delivery_sk, event_pk, time, trigger_pk, DeliveryItem, TriggerItem, DELIVERY_PREFIX, GSI1,
-    GSI1PK, GSI1SK, PK, RECEIVED_SK, SK, TRIGGER_SK,
+    deliveries_index_pk, delivery_sk, event_pk, time, trigger_pk, DeliveryItem, TriggerItem, DELIVERY_LISTED,
+    DELIVERY_PREFIX, GSI1, GSI1PK, GSI1SK, PK, RECEIVED_SK, SK, TRIGGER_SK,
 };
 use crate::{condition_failed, from_item, key, n, s, string_attr, to_item, unavailable, DynamoStore, Expr, Result};
 
@@ -25,21 +25,7 @@ impl DynamoStore {
     /// `gsi2` keys and kept payload).
     async fn put_delivery(&self, delivery: &Delivery, item: &DeliveryItem) -> Result<()> {
         let (condition, expr) = supersedes_condition(delivery);
-        let result = self
-            .client
-            .put_item()
-            .table_name(self.table.as_ref())
-            .set_item(Some(to_item(item)?))
-            .condition_expression(condition)
-            .set_expression_attribute_names(expr.names())
-            .set_expression_attribute_values(expr.values())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(unavailable("PutItem", e)),
-        }
+        self.put_if(to_item(item)?, &condition, &expr).await.map(|_| ())
     }
 
     /// Moves the event's `receivedAt` forward (never back).
@@ -118,6 +104,25 @@ impl DeliveryRecorder for DynamoStore {
         self.put_delivery(delivery, &DeliveryItem::failed(delivery, message, self.delivery_retention)).await
     }
 
+    async fn start_series(&self, next: &Delivery) -> Result<bool> {
+        // One conditional PutItem; the whole item, so what only the failure carried (its kept
+        // payload, its `gsi2` keys, Lambda's report) goes with it, as in a redrive.
+        let previous =
+            next.generation.checked_sub(1).ok_or_else(|| Error::unavailable("generation 0 is never started"))?;
+        let generation_was = if previous == 0 {
+            "(attribute_not_exists(#generation) OR #generation = :previous)"
+        } else {
+            "#generation = :previous"
+        };
+        let expr = Expr::default()
+            .name("#status", "status")
+            .name("#generation", "generation")
+            .value(":failed", s(DeliveryStatus::Failed.as_str()))
+            .value(":previous", n(previous));
+        let item = to_item(&DeliveryItem::new(next, self.delivery_retention))?;
+        self.put_if(item, &format!("#status = :failed AND {generation_was}"), &expr).await
+    }
+
     async fn recorded_trigger(&self, event_id: &EventId, subscriptions: &[SubscriptionId]) -> Result<RecordedTrigger> {
         let pk = trigger_pk(event_id);
         let mut keys: Vec<_> = subscriptions.iter().map(|id| key(&pk, delivery_sk(id))).collect();
@@ -192,7 +197,8 @@ impl DeliveryLog for DynamoStore {
             .iter()
             .map(|k| Ok((string_attr(k, PK)?.to_owned(), string_attr(k, SK)?.to_owned())))
             .collect::<Result<Vec<_>>>()?;
-        let mut found = self.batch_get(keys.iter().map(|(pk, sk)| key(pk, sk)).collect()).await?;
+        let keys_wanted = keys.iter().map(|(pk, sk)| key(pk, sk)).collect();
+        let mut found = self.batch_get_only(keys_wanted, Some(DELIVERY_LISTED)).await?;
         let items = keys
             .into_iter()
             .filter_map(|k| found.remove(&k))
@@ -207,36 +213,41 @@ impl DeliveryLog for DynamoStore {
 /// redrives, and every generation-0 record: the attribute is left out when 0).
 ///
 /// - a later generation wins: the stored one is lower;
-/// - the same generation: the stored one is not handed over (`delivered`, `invoked`), and
-///   `(attempts, settled)` is not ahead of this one's.
+/// - the same generation: Lambda's report (`reported`) replaces anything; otherwise the stored
+///   one has no report, is not handed over (`delivered`, `invoked`), and `(attempts, settled)`
+///   is not ahead of this one's.
 pub(crate) fn supersedes_condition(delivery: &Delivery) -> (String, Expr) {
     let same_generation = if delivery.generation == 0 {
         "(attribute_not_exists(#generation) OR #generation = :generation)"
     } else {
         "#generation = :generation"
     };
-    let not_ahead = if delivery.status.is_settled() {
-        "#attempts <= :attempts"
+    let mut expr =
+        Expr::default().name("#pk", PK).name("#generation", "generation").value(":generation", n(delivery.generation));
+    let mut condition = if delivery.reported.is_some() {
+        format!("attribute_not_exists(#pk) OR {same_generation}")
     } else {
-        "(#attempts < :attempts OR (#attempts = :attempts AND #status = :pending))"
+        let not_ahead = if delivery.status.is_settled() {
+            "#attempts <= :attempts"
+        } else {
+            expr = expr.value(":pending", s(DeliveryStatus::Pending.as_str()));
+            "(#attempts < :attempts OR (#attempts = :attempts AND #status = :pending))"
+        };
+        expr = expr
+            .name("#status", "status")
+            .name("#attempts", "attempts")
+            .name("#reported", "reported")
+            .value(":attempts", n(delivery.attempts))
+            .value(":delivered", s(DeliveryStatus::Delivered.as_str()))
+            .value(":invoked", s(DeliveryStatus::Invoked.as_str()));
+        format!(
+            "attribute_not_exists(#pk) OR ({same_generation} AND attribute_not_exists(#reported) \
+             AND #status <> :delivered AND #status <> :invoked AND {not_ahead})"
+        )
     };
-    let mut condition = format!(
-        "attribute_not_exists(#pk) OR ({same_generation} AND #status <> :delivered AND #status <> :invoked AND {not_ahead})"
-    );
     if delivery.generation > 0 {
         condition.push_str(" OR attribute_not_exists(#generation) OR #generation < :generation");
     }
-    let expr = Expr::default()
-        .name("#pk", PK)
-        .name("#generation", "generation")
-        .name("#status", "status")
-        .name("#attempts", "attempts")
-        .value(":generation", n(delivery.generation))
-        .value(":attempts", n(delivery.attempts))
-        .value(":delivered", s(DeliveryStatus::Delivered.as_str()))
-        .value(":invoked", s(DeliveryStatus::Invoked.as_str()));
-    let expr =
-        if delivery.status.is_settled() { expr } else { expr.value(":pending", s(DeliveryStatus::Pending.as_str())) };
     (condition, expr)
 }
 

@@ -9,9 +9,9 @@ use gateway_core::message::DeliveryMessage;
 use gateway_core::ports::{TriggerState, TRIGGER_STATE_LIFETIME};
 use gateway_core::{
     Attempt, Compatibility, DataType, Delivery, DeliveryPolicy, DeliveryRetention, DeliveryStatus, Envelope,
-    EventDefinition, EventId, EventName, EventPattern, FunctionId, IdempotencyKey, Metadata, Referrer, Schema,
-    SchemaFormat, SchemaName, SchemaReference, SchemaUri, SchemaVersion, SchemaVersionSummary, Source, SourceName,
-    Subscription, SubscriptionId, TriggerReceipt, Version,
+    EventDefinition, EventId, EventName, EventPattern, FunctionId, IdempotencyKey, Metadata, Referrer, Reported,
+    Schema, SchemaFormat, SchemaName, SchemaReference, SchemaUri, SchemaVersion, SchemaVersionSummary, Source,
+    SourceName, Subscription, SubscriptionId, TriggerReceipt, Version,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -581,6 +581,9 @@ pub struct DeliveryItem {
     /// The last attempts, as JSON text (one attribute, written whole with each state).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "json_text::option")]
     pub history: Option<Vec<Attempt>>,
+    /// What Lambda reported of the series' `async` invocation, as JSON text; absent until it has.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "json_text::option")]
+    pub reported: Option<Reported>,
     /// Only on a failed record: its trigger's message without deliveries (JSON text), what a
     /// redrive sends again, when it fits under [`MAX_KEPT_PAYLOAD_BYTES`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -617,6 +620,36 @@ pub fn failed_index_sk(received_at: &DateTime<Utc>, event_id: &EventId) -> Strin
     format!("{}#{event_id}", time::text(received_at))
 }
 
+/// What a listing of delivery records reads of each: every attribute but the kept `payload`,
+/// which only a redrive's own `UpdateItem` hands on, so that listing hundreds of failures does not
+/// hold hundreds of payloads (up to 350 KB each) in a 128 MB function. (DynamoDB charges the
+/// read on the whole item either way.)
+pub const DELIVERY_LISTED: &[&str] = &[
+    "pk",
+    "sk",
+    "gsi1pk",
+    "gsi1sk",
+    "gsi2pk",
+    "gsi2sk",
+    "eventId",
+    "event",
+    "subscriptionId",
+    "functionId",
+    "metadata",
+    "status",
+    "attempts",
+    "lastError",
+    "receivedAt",
+    "updatedAt",
+    "generation",
+    "redrivenAt",
+    "policy",
+    "history",
+    "reported",
+    "payloadNotKept",
+    "ttl",
+];
+
 impl DeliveryItem {
     pub fn new(d: &Delivery, retention: DeliveryRetention) -> Self {
         Self {
@@ -638,6 +671,7 @@ impl DeliveryItem {
             redriven_at: d.redriven_at,
             policy: (!d.policy.is_default()).then_some(d.policy),
             history: (!d.history.is_empty()).then(|| d.history.clone()),
+            reported: d.reported.clone(),
             gsi2pk: None,
             gsi2sk: None,
             payload: None,
@@ -682,6 +716,7 @@ impl DeliveryItem {
             redriven_at: self.redriven_at,
             policy: self.policy.unwrap_or_default(),
             history: self.history.unwrap_or_default(),
+            reported: self.reported,
         }
     }
 }
@@ -824,6 +859,40 @@ pub mod json_text {
 #[cfg(test)]
 mod tests {
     use gateway_core::ports::TRIGGER_STATE_LIFETIME;
+
+    #[test]
+    fn a_listing_reads_every_attribute_of_a_delivery_record_but_its_kept_payload() {
+        use super::*;
+        let definition = gateway_core::fixtures::definition("orders.created");
+        let subscription = gateway_core::fixtures::subscription(&definition.name, "fn-a", Metadata::new());
+        let t = gateway_core::trigger::accepted_trigger(
+            &definition,
+            &[subscription],
+            b"{}".to_vec(),
+            Utc::now(),
+            &gateway_core::ports::UlidSource,
+        );
+        let mut item = DeliveryItem::new(&t.deliveries[0], DeliveryRetention::default());
+        // every optional attribute present
+        item.gsi2pk = Some("FAILED#x".into());
+        item.gsi2sk = Some("t#e".into());
+        item.last_error = Some("boom".into());
+        item.generation = 1;
+        item.redriven_at = Some(item.received_at);
+        item.policy = Some(DeliveryPolicy { max_attempts: Some(2), ..Default::default() });
+        item.history = Some(Vec::new());
+        item.reported =
+            Some(Reported { at: item.received_at, condition: "Success".into(), approximate_invoke_count: 1 });
+        item.payload = Some("{}".into());
+        item.payload_not_kept = Some("why".into());
+        item.ttl = Some(1);
+        let mut written: Vec<String> = crate::to_item(&item).unwrap().into_keys().collect();
+        written.sort();
+        let mut listed: Vec<String> =
+            DELIVERY_LISTED.iter().map(|a| a.to_string()).chain(["payload".to_owned()]).collect();
+        listed.sort();
+        assert_eq!(written, listed, "DELIVERY_LISTED names every attribute of a record but payload");
+    }
 
     /// `MessageRetentionPeriod` of one queue of `template.yaml`, in seconds.
     fn retention_of(template: &str, queue: &str) -> u64 {

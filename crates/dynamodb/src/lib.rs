@@ -175,6 +175,19 @@ impl DynamoStore {
     /// Reads items by key, strongly consistent, 100 keys a call, retrying unprocessed keys.
     /// Returns them by `(pk, sk)`; keys with no item are absent.
     pub(crate) async fn batch_get(&self, keys: Vec<Item>) -> Result<HashMap<(String, String), Item>> {
+        self.batch_get_only(keys, None).await
+    }
+
+    /// [`Self::batch_get`] reading only `attributes` of each item (`pk` and `sk` among them).
+    pub(crate) async fn batch_get_only(
+        &self,
+        keys: Vec<Item>,
+        attributes: Option<&[&str]>,
+    ) -> Result<HashMap<(String, String), Item>> {
+        // Placeholders for every name: several (`status`, `event`, `ttl`) are reserved words.
+        let names: Option<HashMap<String, String>> =
+            attributes.map(|a| a.iter().enumerate().map(|(i, name)| (format!("#a{i}"), (*name).to_owned())).collect());
+        let projection = attributes.map(|a| (0..a.len()).map(|i| format!("#a{i}")).collect::<Vec<_>>().join(", "));
         let mut found = HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(100) {
             let mut pending = chunk.to_vec();
@@ -182,6 +195,8 @@ impl DynamoStore {
                 let request = KeysAndAttributes::builder()
                     .set_keys(Some(pending))
                     .consistent_read(true)
+                    .set_projection_expression(projection.clone())
+                    .set_expression_attribute_names(names.clone())
                     .build()
                     .map_err(Error::unavailable)?;
                 let out = self
@@ -224,6 +239,25 @@ impl DynamoStore {
             .await
             .map_err(|e| unavailable("GetItem", e))?;
         Ok(out.item)
+    }
+
+    /// Writes `item` whole if `condition` holds on the stored one; `false` if it does not.
+    pub(crate) async fn put_if(&self, item: Item, condition: &str, expr: &Expr) -> Result<bool> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(self.table.as_ref())
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(unavailable("PutItem", e)),
+        }
     }
 
     /// Updates an item if `condition` holds; `false` if it does not.

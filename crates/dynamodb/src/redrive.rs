@@ -17,7 +17,9 @@ use gateway_core::message::{DeliveryEntry, DeliveryMessage};
 use gateway_core::ports::{DeliveryLog, DeliveryRedrive};
 use gateway_core::{Delivery, DeliveryStatus, Error, EventId, SubscriptionId, Violation};
 
-use crate::items::{delivery_sk, failed_index_pk, time, trigger_pk, DeliveryItem, GSI2, GSI2PK, GSI2SK, PK, SK};
+use crate::items::{
+    delivery_sk, failed_index_pk, time, trigger_pk, DeliveryItem, DELIVERY_LISTED, GSI2, GSI2PK, GSI2SK, PK, SK,
+};
 use crate::{condition_failed, from_item, key, n, s, string_attr, unavailable, DynamoStore, Expr, Item, Result};
 
 /// Where a redriven delivery is handed over: the delivery queue.
@@ -92,7 +94,8 @@ impl DynamoRedrive {
             "#function_id = :function_id",
             "#metadata = :metadata",
         ];
-        let mut remove = vec!["#gsi2pk", "#gsi2sk", "#payload"];
+        // Lambda's report, if any, was of the old series.
+        let mut remove = vec!["#gsi2pk", "#gsi2sk", "#payload", "#reported"];
         let mut expr = Expr::default()
             .name("#status", "status")
             .name("#generation", "generation")
@@ -105,6 +108,7 @@ impl DynamoRedrive {
             .name("#gsi2pk", GSI2PK)
             .name("#gsi2sk", GSI2SK)
             .name("#payload", "payload")
+            .name("#reported", "reported")
             .value(":pending", s(DeliveryStatus::Pending.as_str()))
             .value(":failed", s(DeliveryStatus::Failed.as_str()))
             .value(":generation", n(next.generation))
@@ -170,23 +174,9 @@ impl DynamoRedrive {
             .value(":pending", s(DeliveryStatus::Pending.as_str()))
             .value(":generation", n(next.generation))
             .value(":zero", n(0));
-        let result = self
-            .store
-            .client
-            .put_item()
-            .table_name(self.store.table.as_ref())
-            .set_item(Some(before))
-            .condition_expression("#status = :pending AND #generation = :generation AND #attempts = :zero")
-            .set_expression_attribute_names(expr.names())
-            .set_expression_attribute_values(expr.values())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Something ran it meanwhile (a copy from the dead-letter queue): nothing to undo.
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(unavailable("PutItem", e)),
-        }
+        // Not put back if something ran it meanwhile (a copy from the dead-letter queue): nothing to undo.
+        let condition = "#status = :pending AND #generation = :generation AND #attempts = :zero";
+        self.store.put_if(before, condition, &expr).await.map(|_| ())
     }
 }
 
@@ -236,7 +226,8 @@ impl DeliveryRedrive for DynamoRedrive {
             .iter()
             .map(|k| Ok((string_attr(k, PK)?.to_owned(), string_attr(k, SK)?.to_owned())))
             .collect::<Result<Vec<_>>>()?;
-        let mut found = self.store.batch_get(keys.iter().map(|(pk, sk)| key(pk, sk)).collect()).await?;
+        let keys_wanted = keys.iter().map(|(pk, sk)| key(pk, sk)).collect();
+        let mut found = self.store.batch_get_only(keys_wanted, Some(DELIVERY_LISTED)).await?;
         // The index lags the table: a record redriven a moment ago may still be listed.
         keys.into_iter()
             .filter_map(|k| found.remove(&k))

@@ -1,6 +1,6 @@
 //! Wiring for the gateway's Lambda functions. Each binary is a few lines: it names its route
-//! group (or the dispatcher) and calls into here, which reads the environment once, builds the
-//! SDK clients once, and starts the runtime. No request logic lives here: that is in
+//! group (or the dispatcher, the ingest function, the outcome recorder) and calls into here,
+//! which reads the environment once, builds the SDK clients once, and starts the runtime. No request logic lives here: that is in
 //! `gateway-api`, `gateway-dispatcher` and the core.
 
 mod http_client;
@@ -18,7 +18,7 @@ use gateway_core::schema::SchemaCache;
 use gateway_core::{
     Delivery, DeliveryRetention, Error, EventId, FunctionAllowlist, IdempotencyKey, SubscriptionId, Trigger,
 };
-use gateway_dispatcher::{Dispatcher, SqsRetryQueue};
+use gateway_dispatcher::{Dispatcher, OutcomeRecorder, SqsRetryQueue};
 use gateway_dynamodb::{DynamoRedrive, DynamoStore, RedriveQueue, SqsRedriveQueue};
 use gateway_ingest::{Ingestor, SqsRejections};
 use gateway_lambda_invoker::LambdaInvoker;
@@ -293,6 +293,23 @@ pub async fn serve_dispatcher() -> Result<(), BoxError> {
         // A sync attempt waits at most until shortly before the invocation's deadline.
         let deadline = gateway_dispatcher::invocation_deadline(event.context.deadline);
         Ok::<SqsBatchResponse, BoxError>(dispatcher.handle_before(event.payload, deadline).await)
+    }))
+    .await
+}
+
+/// Runs the outcome recorder on the outcome queue's SQS batches: Lambda's invocation records of
+/// `async` deliveries, sent by the subscribed functions' destinations.
+pub async fn serve_outcomes() -> Result<(), BoxError> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = gateway_dispatcher::OutcomeConfig::from_env()?;
+    let aws = aws_config().await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.table_name)
+        .with_delivery_retention(config.delivery_retention);
+    let dead_letters = SqsRetryQueue::dead_letters_only(aws_sdk_sqs::Client::new(&aws), config.dead_letter_queue_url);
+    let recorder = OutcomeRecorder::new(Arc::new(store), Arc::new(dead_letters), config.home);
+    let recorder = &recorder;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, BoxError>(recorder.handle(event.payload).await)
     }))
     .await
 }

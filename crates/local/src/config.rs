@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use gateway_api::auth::ApiToken;
+use gateway_core::delivery::TIMEOUT_SECONDS;
 use gateway_core::dispatch::RetryPolicy;
 use gateway_core::{AccountId, DeliveryRetention, FunctionAllowlist};
 
@@ -94,7 +95,11 @@ impl Config {
             // test), but not none at all: every retry would then be too late.
             max_age: seconds_within("GATEWAY_MAX_AGE_SECONDS", defaults.max_age, 1..=u64::from(u32::MAX))?,
             // Lambda runs a function at most 900 s: waiting longer would wait for nothing.
-            timeout: seconds_within("GATEWAY_SYNC_TIMEOUT_SECONDS", defaults.timeout, 1..=900)?,
+            timeout: seconds_within(
+                "GATEWAY_SYNC_TIMEOUT_SECONDS",
+                defaults.timeout,
+                u64::from(*TIMEOUT_SECONDS.start())..=u64::from(*TIMEOUT_SECONDS.end()),
+            )?,
         };
         let allowlist = FunctionAllowlist::parse(&get("GATEWAY_FUNCTION_ALLOWLIST").unwrap_or_else(|| "*".to_owned()))
             .map_err(|problem| ConfigError { var: "GATEWAY_FUNCTION_ALLOWLIST", problem })?;
@@ -168,8 +173,8 @@ mod tests {
         let c = Config::from_lookup(env).unwrap();
         assert_eq!((c.retry.max_age, c.retry.timeout), (Duration::from_secs(600), Duration::from_secs(120)));
         for (var, raw, says) in [
-            ("GATEWAY_SYNC_TIMEOUT_SECONDS", "901", "901 is not between 1 and 900 seconds"),
-            ("GATEWAY_SYNC_TIMEOUT_SECONDS", "0", "0 is not between 1 and 900 seconds"),
+            ("GATEWAY_SYNC_TIMEOUT_SECONDS", "881", "881 is not between 1 and 880 seconds"),
+            ("GATEWAY_SYNC_TIMEOUT_SECONDS", "0", "0 is not between 1 and 880 seconds"),
             ("GATEWAY_MAX_AGE_SECONDS", "0", "0 is not between 1 and"),
             ("GATEWAY_MAX_AGE_SECONDS", "a day", "'a day' is not a whole number"),
         ] {

@@ -287,7 +287,7 @@ mod tests {
     fn a_claim_outlasts_the_longest_sync_invocation_a_policy_may_ask_for() {
         let defaults = RetryPolicy::default();
         let lease = claim_lease(&defaults, Duration::from_secs(30));
-        assert_eq!(lease, Duration::from_secs(930), "900 s (Lambda's limit) and a margin to record it");
+        assert_eq!(lease, Duration::from_secs(910), "880 s (the longest timeoutSeconds) and a margin to record it");
         let slow_default = RetryPolicy { timeout: Duration::from_secs(1200), ..defaults };
         assert!(claim_lease(&slow_default, Duration::from_secs(30)) > Duration::from_secs(1200));
         assert!(claim_lease(&RetryPolicy::default(), Duration::from_secs(2000)) > Duration::from_secs(2000));

@@ -455,6 +455,9 @@ mod tests {
         async fn record_delivery(&self, _: &Delivery) -> Result<(), Error> {
             Ok(())
         }
+        async fn start_series(&self, _: &Delivery) -> Result<bool, Error> {
+            unreachable!("the acceptor never starts a series")
+        }
         async fn recorded_trigger(&self, _: &EventId, _: &[SubscriptionId]) -> Result<RecordedTrigger, Error> {
             Ok(RecordedTrigger::default())
         }

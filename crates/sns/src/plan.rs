@@ -175,7 +175,7 @@ mod tests {
             mode: DeliveryMode::Sync,
             max_attempts: Some(185),
             max_age_seconds: Some(86_400),
-            timeout_seconds: Some(900),
+            timeout_seconds: Some(*gateway_core::delivery::TIMEOUT_SECONDS.end()),
         };
         grown.history = (0..MAX_HISTORY as u32)
             .map(|n| Attempt {

@@ -963,6 +963,9 @@ fn delivery_from_columns(row: DeliveryRow) -> DbResult<Delivery> {
         // A delivery from before delivery policies (or with the default one) has none stored.
         policy: row.policy.as_deref().map(from_json).transpose()?.unwrap_or_default(),
         history: row.history.as_deref().map(from_json).transpose()?.unwrap_or_default(),
+        // Lambda reports outcomes to the cloud gateway only (its destinations); `cargo lambda
+        // watch` has none.
+        reported: None,
     })
 }
 
