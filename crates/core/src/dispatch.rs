@@ -67,7 +67,6 @@ pub async fn attempt(
 ) -> Attempted {
     let delivery = invocation.delivery;
     let limits = defaults.limits(&delivery.policy);
-    let number = delivery.attempts + 1;
     let started_at = clock.now();
     let started = Instant::now();
     let tried = if !allowlist.allows(&delivery.function_id) {
@@ -97,8 +96,23 @@ pub async fn attempt(
             }
         }
     };
-    let duration = started.elapsed();
-    let now = clock.now();
+    recorded_attempt(defaults, delivery, started_at, started.elapsed(), clock.now(), tried)
+}
+
+/// What the delivery log records of attempt number `delivery.attempts + 1`, which began at
+/// `started_at`, took `duration` and ended `now` as `tried`: the attempt in the history, and the
+/// next state and retry as [`delivery::next_step`] decides them. [`attempt`] ends with it; a
+/// caller that could not even make the invocation (its payload unreadable) records it the same way.
+pub fn recorded_attempt(
+    defaults: &RetryPolicy,
+    delivery: &Delivery,
+    started_at: chrono::DateTime<chrono::Utc>,
+    duration: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+    tried: Tried,
+) -> Attempted {
+    let limits = defaults.limits(&delivery.policy);
+    let number = delivery.attempts + 1;
     let result = match &tried {
         Tried::Succeeded => AttemptResult::Succeeded,
         Tried::Invoked => AttemptResult::Invoked,

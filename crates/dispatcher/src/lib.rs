@@ -33,12 +33,11 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use futures_util::future::join_all;
+use gateway_core::delivery::Tried;
 use gateway_core::dispatch::{self, RetryPolicy};
 use gateway_core::message::{DeliveryEntry, DeliveryMessage};
-use gateway_core::model::{Attempt, AttemptResult};
 use gateway_core::ports::{
-    Attempted, Clock, DeliveryRecorder, FunctionInvoker, SystemClock, TriggerState, ACCEPTANCE_WINDOW,
-    TRIGGER_STATE_LIFETIME,
+    Clock, DeliveryRecorder, FunctionInvoker, SystemClock, TriggerState, ACCEPTANCE_WINDOW, TRIGGER_STATE_LIFETIME,
 };
 use gateway_core::{Delivery, DeliveryMode, DeliveryStatus, FunctionAllowlist};
 use tokio::sync::Semaphore;
@@ -363,7 +362,11 @@ impl Dispatcher {
                 .await
             }
             Err(error) => {
-                unreadable(&delivery, &format!("the message's data cannot be read: {error}"), self.clock.now())
+                // Not retried: the same message's data will not read any better.
+                let now = self.clock.now();
+                let tried =
+                    Tried::Failed { error: format!("the message's data cannot be read: {error}"), retryable: false };
+                dispatch::recorded_attempt(&self.settings.retry, &delivery, now, Duration::ZERO, now, tried)
             }
         };
         let after = &attempted.delivery;
@@ -468,27 +471,6 @@ pub fn skip<'a>(entry: &DeliveryEntry, recorded: Option<&'a Delivery>, now: chro
         return Skip::NewSeries;
     }
     Skip::No
-}
-
-/// A failed attempt that could not be made: the message's data does not read back.
-fn unreadable(delivery: &Delivery, error: &str, now: chrono::DateTime<chrono::Utc>) -> Attempted {
-    let number = delivery.attempts + 1;
-    let mut after = Delivery {
-        status: DeliveryStatus::Failed,
-        attempts: number,
-        last_error: Some(dispatch::truncated(error, dispatch::MAX_ERROR_BYTES)),
-        updated_at: now,
-        ..delivery.clone()
-    };
-    after.remember(Attempt {
-        generation: delivery.generation,
-        number,
-        started_at: now,
-        duration_ms: 0,
-        result: AttemptResult::Failed,
-        error: Some(dispatch::truncated(error, dispatch::MAX_ATTEMPT_ERROR_BYTES)),
-    });
-    Attempted { delivery: after, retry: None }
 }
 
 /// The time an invocation has for its batch.

@@ -810,3 +810,24 @@ async fn records_that_are_not_the_gateways_are_dropped_not_delivered_again() {
     .unwrap();
     assert!(outcomes.handle(records).await.batch_item_failures.is_empty(), "dropped, not retried forever");
 }
+
+#[tokio::test]
+async fn a_message_whose_data_does_not_read_back_fails_its_delivery_without_invoking_and_is_dead_lettered() {
+    // GIVEN a message whose base64 data is not base64 (written by hand, or damaged)
+    let h = harness(ScriptedInvoker::default(), "*", 3);
+    let t = trigger(&["fn-a"]);
+    let mut message = h.published(&t).await;
+    message.data_encoding = Some("base64".into());
+    message.data = serde_json::value::RawValue::from_string("\"%%% not base64\"".into()).unwrap();
+
+    // WHEN it is dispatched
+    let response = h.dispatcher.handle(batch(&[&message])).await;
+
+    // THEN nothing is invoked, and the delivery fails at once (no retry reads it better), with why
+    assert!(response.batch_item_failures.is_empty());
+    assert!(h.invoker.called().is_empty());
+    let logged = h.log.get(&t.deliveries[0]);
+    assert_eq!((logged.status, logged.attempts, logged.history.len()), (DeliveryStatus::Failed, 1, 1));
+    assert!(logged.last_error.as_deref().unwrap_or_default().contains("cannot be read"), "{logged:?}");
+    assert_eq!(h.queue.dead.lock().unwrap().len(), 1);
+}

@@ -102,6 +102,8 @@ impl TriggerAcceptor for NoTriggersHere {
 /// no delivery queue), so they need neither the queue nor the permission to send to it.
 struct NoRedriveHere;
 
+const NO_REDRIVE: &str = "this function cannot redrive: it has no GATEWAY_DELIVERY_QUEUE_URL";
+
 #[async_trait]
 impl DeliveryRedrive for NoRedriveHere {
     async fn failed_of_trigger(
@@ -109,7 +111,7 @@ impl DeliveryRedrive for NoRedriveHere {
         _: &EventId,
         _: Option<&SubscriptionId>,
     ) -> gateway_core::error::Result<Option<Vec<Delivery>>> {
-        Err(Error::unavailable("this function cannot redrive: it has no GATEWAY_DELIVERY_QUEUE_URL"))
+        Err(Error::unavailable(NO_REDRIVE))
     }
     async fn failed_of_subscription(
         &self,
@@ -118,10 +120,10 @@ impl DeliveryRedrive for NoRedriveHere {
         _: DateTime<Utc>,
         _: u32,
     ) -> gateway_core::error::Result<Vec<Delivery>> {
-        Err(Error::unavailable("this function cannot redrive: it has no GATEWAY_DELIVERY_QUEUE_URL"))
+        Err(Error::unavailable(NO_REDRIVE))
     }
     async fn redrive(&self, _: &Delivery) -> gateway_core::error::Result<bool> {
-        Err(Error::unavailable("this function cannot redrive: it has no GATEWAY_DELIVERY_QUEUE_URL"))
+        Err(Error::unavailable(NO_REDRIVE))
     }
 }
 
