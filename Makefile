@@ -1,7 +1,10 @@
 # The two commands a newcomer needs: `make run` and `make test`. Each installs what it needs.
 SHELL := /bin/bash
 VENV := .venv
-TOOLS := $(VENV)/.installed-$(shell cksum < requirements-dev.txt | cut -d' ' -f1)
+# `make run` needs cargo-lambda alone (requirements-run.txt), so a first run does not wait for
+# SAM, moto and cfn-lint; `make test` installs everything (requirements-dev.txt, which includes it).
+RUN_TOOLS := $(VENV)/.installed-run-$(shell cksum < requirements-run.txt | cut -d' ' -f1)
+TOOLS := $(VENV)/.installed-dev-$(shell cat requirements-run.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # checkov pins boto3 to a version that aws-sam-cli's pin excludes, so it has a venv of its
 # own, kept off PATH (requirements-checkov.txt).
@@ -24,15 +27,22 @@ run: export AWS_SECRET_ACCESS_KEY ?= local-dev
 run: export GATEWAY_DATA_DIR ?= .data
 run: export GATEWAY_FUNCTION_ALLOWLIST ?= *
 
-.PHONY: run test tools checkov-tools template-lint lint build deploy clean
+.PHONY: run test tools run-tools checkov-tools template-lint lint build deploy clean
 
 tools: $(TOOLS)
+run-tools: $(RUN_TOOLS)
 checkov-tools: $(CHECKOV_TOOLS)
 
-$(TOOLS): requirements-dev.txt
+$(RUN_TOOLS): requirements-run.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-run.txt
+	rm -f $(VENV)/.installed-run-*
+	touch $@
+
+$(TOOLS): requirements-run.txt requirements-dev.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	rm -f $(VENV)/.installed-*
+	rm -f $(VENV)/.installed-dev-*
 	touch $@
 
 $(CHECKOV_TOOLS): requirements-checkov.txt
@@ -107,7 +117,7 @@ endef
 export WIRED_TEMPLATE
 
 ## run: the local gateway on http://127.0.0.1:3000, with cargo lambda watch serving the example function
-run: tools
+run: run-tools
 	@# --bin, not -p: features are then unified across the workspace, as for the `cargo run --bin`
 	@# that cargo lambda watch starts, so the first invocation does not wait for a rebuild.
 	cargo build --bin event-gateway --bin example-subscriber
