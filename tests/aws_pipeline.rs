@@ -86,10 +86,13 @@ async fn pipeline() -> Pipeline {
     subscribe_queue(&sns, &sqs, &topic_arn, &queue).await;
 
     let lambda_port = free_port();
+    // The functions' own Lambda calls (the dispatcher's invokes) go through a front that adds
+    // the request id real Lambda answers with, and watch does not.
+    let front = end_to_end::lambda_front::LambdaFront::start(lambda_port);
     let dir = temp_dir("pipeline");
     let environment = [
         ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
-        ("AWS_ENDPOINT_URL_LAMBDA", format!("http://127.0.0.1:{lambda_port}")),
+        ("AWS_ENDPOINT_URL_LAMBDA", format!("http://127.0.0.1:{}", front.port)),
         ("AWS_REGION", "us-east-1".to_owned()),
         ("AWS_ACCESS_KEY_ID", "e2e".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "e2e".to_owned()),
@@ -427,14 +430,14 @@ async fn a_sync_delivery_fails_with_the_function_error_is_dead_lettered_and_runs
 /// (which runs functions in Docker) nor `cargo lambda watch` implements destinations, so the
 /// test writes the record in the shape the AWS documentation gives ("Capturing records of
 /// Lambda asynchronous invocations"), as Lambda would for a function in this account and region.
-fn invocation_record(payload: &Value, condition: &str) -> Value {
+fn invocation_record(payload: &Value, condition: &str, request_id: &str) -> Value {
     let function = payload["functionId"].as_str().expect("a functionId");
     let failed = condition != "Success";
     json!({
         "version": "1.0",
         "timestamp": chrono::Utc::now().to_rfc3339(),
         "requestContext": {
-            "requestId": "c2a6f2ae-7dbb-4d22-8782-d0485c9877e2",
+            "requestId": request_id,
             "functionArn": format!("arn:aws:lambda:us-east-1:123456789012:function:{function}:$LATEST"),
             "condition": condition,
             "approximateInvokeCount": if failed { 3 } else { 1 }
@@ -462,7 +465,13 @@ async fn lambdas_report_of_an_async_delivery_settles_it_and_a_reported_failure_i
     assert_eq!(accepted.status, 202, "{}", accepted.body);
     let event_id = accepted.body["eventId"].as_str().expect("an eventId").to_owned();
     cloud.drain_delivery_queue().await;
-    assert!(cloud.deliveries(&event_id).iter().all(|d| d["status"] == "invoked"));
+    let invoked = cloud.deliveries(&event_id);
+    assert!(invoked.iter().all(|d| d["status"] == "invoked"), "{invoked:?}");
+    // the request id Lambda gave each invocation, which its record names again
+    let request_of = |reports: &str| -> String {
+        let d = invoked.iter().find(|d| d["metadata"]["reports"] == reports).unwrap();
+        d["history"][0]["requestId"].as_str().expect("the invoke's request id is kept").to_owned()
+    };
     wait_until("both invocations' log lines", Duration::from_secs(30), || {
         cloud.invocations_of("example-subscriber", &event_id).len() >= 2
     });
@@ -474,22 +483,24 @@ async fn lambdas_report_of_an_async_delivery_settles_it_and_a_reported_failure_i
     // destinations' records on the outcome queue), plus a record that is not the gateway's,
     // and the outcome queue's batch goes to the function as Lambda's SQS event source hands it
     for record in [
-        invocation_record(&payload_of("success"), "Success"),
-        invocation_record(&payload_of("failure"), "RetriesExhausted"),
-        invocation_record(&json!({"functionId": "example-subscriber", "unrelated": true}), "Success"),
+        invocation_record(&payload_of("success"), "Success", &request_of("success")),
+        invocation_record(&payload_of("failure"), "RetriesExhausted", &request_of("failure")),
+        invocation_record(&json!({"functionId": "example-subscriber", "unrelated": true}), "Success", "x"),
+        // a forged one: another role that may send to the queue, without the invocation's id
+        invocation_record(&payload_of("failure"), "Success", "5e1f0000-0000-4000-8000-999999999999"),
     ] {
         cloud.sqs.send_message().queue_url(&outcomes).message_body(record.to_string()).send().await.unwrap();
     }
     let mut batch = Vec::new();
-    while batch.len() < 3 {
+    while batch.len() < 4 {
         let more = receive(&cloud.sqs, &outcomes, 1).await;
-        assert!(!more.is_empty(), "the outcome queue holds the three records");
+        assert!(!more.is_empty(), "the outcome queue holds the four records");
         batch.extend(more);
     }
     let answer = invoke(cloud.lambda_port, "delivery-outcomes", &sqs_event(&outcomes_arn, &batch));
     assert_eq!(answer.status, 200, "{}", answer.body);
 
-    // THEN none is to be delivered again (the foreign one is dropped, not retried)
+    // THEN none is to be delivered again (the foreign and the forged ones are dropped, not retried)
     assert_eq!(answer.body["batchItemFailures"], json!([]), "{}", answer.body);
     // AND the log says what Lambda reported: delivered, and failed with the function's error
     let log = cloud.deliveries(&event_id);
@@ -528,7 +539,7 @@ async fn lambdas_report_of_an_async_delivery_settles_it_and_a_reported_failure_i
         cloud.invocations_of("example-subscriber", &event_id).iter().any(|p| p["generation"] == 1)
     });
     // AND a late copy of the old series' record changes nothing
-    let late = invocation_record(&payload_of("failure"), "RetriesExhausted");
+    let late = invocation_record(&payload_of("failure"), "RetriesExhausted", &request_of("failure"));
     cloud.sqs.send_message().queue_url(&outcomes).message_body(late.to_string()).send().await.unwrap();
     let batch = receive(&cloud.sqs, &outcomes, 1).await;
     let answer = invoke(cloud.lambda_port, "delivery-outcomes", &sqs_event(&outcomes_arn, &batch));

@@ -54,7 +54,7 @@ impl FunctionInvoker for RecordingInvoker {
             });
         }
         Ok(match mode {
-            InvocationMode::Async => Invoked::Accepted,
+            InvocationMode::Async => Invoked::Accepted { request_id: None },
             InvocationMode::Sync { .. } => Invoked::Succeeded,
         })
     }
@@ -343,6 +343,13 @@ impl DeliveryRecorder for CannotSettle {
     }
     async fn start_series(&self, d: &gateway_core::Delivery) -> gateway_core::error::Result<bool> {
         self.0.start_series(d).await
+    }
+    async fn take_over_series(
+        &self,
+        d: &gateway_core::Delivery,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> gateway_core::error::Result<bool> {
+        self.0.take_over_series(d, now).await
     }
     async fn recorded_trigger(
         &self,

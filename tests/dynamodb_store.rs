@@ -1006,4 +1006,13 @@ async fn a_new_series_is_begun_only_over_the_failure_it_follows_and_only_once() 
     // AND a series is never begun over a record that is not failed at the generation before
     let skipping = Delivery { generation: 2, ..next.clone() };
     assert!(!store.start_series(&skipping).await.unwrap(), "generation 1 is pending, not failed");
+
+    // WHEN two copies take the begun series over, as read, once it is orphaned
+    let later = Utc::now() + chrono::Duration::minutes(25);
+    let first = store.take_over_series(&next, later).await.unwrap();
+    let second = store.take_over_series(&next, later).await.unwrap();
+    // THEN one does, and the record says when
+    assert!(first && !second, "a series is taken over once");
+    let recorded = store.recorded_trigger(&t.event_id, &[sub.subscription_id]).await.unwrap().deliveries;
+    assert_eq!(recorded[0].updated_at, later);
 }

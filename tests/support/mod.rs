@@ -2,6 +2,7 @@
 //! loopback ports (stopped when dropped), and a minimal HTTP client.
 
 pub mod api_gateway;
+pub mod lambda_front;
 pub mod moto;
 pub mod native;
 

@@ -2920,6 +2920,7 @@ impl Api {
                 duration_ms: 12,
                 result,
                 error,
+                request_id: None,
             });
             self.store.record_attempt(due, &Attempted { delivery: after, retry: None }).await.expect("recorded");
             recorded += 1;

@@ -69,6 +69,7 @@ pub async fn attempt(
     let limits = defaults.limits(&delivery.policy);
     let started_at = clock.now();
     let started = Instant::now();
+    let mut request_id = None;
     let tried = if !allowlist.allows(&delivery.function_id) {
         Tried::Failed {
             error: format!(
@@ -90,13 +91,20 @@ pub async fn attempt(
                 };
                 match invoker.invoke(&delivery.function_id, &body, mode).await {
                     Ok(Invoked::Succeeded) => Tried::Succeeded,
-                    Ok(Invoked::Accepted) => Tried::Invoked,
+                    Ok(Invoked::Accepted { request_id: id }) => {
+                        request_id = id;
+                        Tried::Invoked
+                    }
                     Err(e) => Tried::Failed { error: e.message, retryable: e.retryable },
                 }
             }
         }
     };
-    recorded_attempt(defaults, delivery, started_at, started.elapsed(), clock.now(), tried)
+    let mut attempted = recorded_attempt(defaults, delivery, started_at, started.elapsed(), clock.now(), tried);
+    if let Some(last) = attempted.delivery.history.last_mut() {
+        last.request_id = request_id;
+    }
+    attempted
 }
 
 /// What the delivery log records of attempt number `delivery.attempts + 1`, which began at
@@ -132,6 +140,7 @@ pub fn recorded_attempt(
         duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
         result,
         error: attempt_error,
+        request_id: None,
     });
     let retry = match next {
         Next::Settled(status) => {

@@ -690,6 +690,21 @@ impl DeliveryRecorder for MemoryRecorder {
         Ok(failed_before)
     }
 
+    async fn take_over_series(&self, orphan: &Delivery, now: DateTime<Utc>) -> Result<bool> {
+        let mut log = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (orphan.event_id, orphan.subscription_id);
+        let unchanged = log.get(&key).is_some_and(|r| {
+            r.status == DeliveryStatus::Pending
+                && r.attempts == 0
+                && r.generation == orphan.generation
+                && r.updated_at == orphan.updated_at
+        });
+        if unchanged {
+            log.insert(key, Delivery { updated_at: now, ..orphan.clone() });
+        }
+        Ok(unchanged)
+    }
+
     async fn recorded_trigger(&self, event_id: &EventId, subscriptions: &[SubscriptionId]) -> Result<RecordedTrigger> {
         let log = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
         Ok(RecordedTrigger {
@@ -750,7 +765,11 @@ impl FunctionInvoker for RecordingInvoker {
         payload: &[u8],
         mode: InvocationMode,
     ) -> std::result::Result<Invoked, InvokeError> {
-        self.calls.lock().unwrap_or_else(|p| p.into_inner()).push((function.clone(), payload.to_vec()));
+        let call = {
+            let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+            calls.push((function.clone(), payload.to_vec()));
+            calls.len()
+        };
         self.modes.lock().unwrap_or_else(|p| p.into_inner()).push(mode);
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if *failures > 0 {
@@ -758,7 +777,7 @@ impl FunctionInvoker for RecordingInvoker {
             return Err(InvokeError { message: "function is throttled".into(), retryable: true });
         }
         Ok(match mode {
-            InvocationMode::Async => Invoked::Accepted,
+            InvocationMode::Async => Invoked::Accepted { request_id: Some(format!("req-{call}")) },
             InvocationMode::Sync { .. } => Invoked::Succeeded,
         })
     }

@@ -84,6 +84,11 @@ pub struct DeliveryEntry {
     /// whole history without reading it first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<Attempt>,
+    /// Set on the dead letter of a failure Lambda reported (`crate::outcome`): only that copy,
+    /// moved back, runs the series again; a retry of the series still in flight when the report
+    /// came does not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reported: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -103,6 +108,7 @@ impl DeliveryEntry {
             redriven_at: delivery.redriven_at,
             policy: delivery.policy,
             history: delivery.history.clone(),
+            reported: delivery.reported.is_some(),
         }
     }
 }

@@ -484,6 +484,10 @@ pub struct Attempt {
     pub result: AttemptResult,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The id Lambda gave an `async` invocation: what its invocation record must name for the
+    /// gateway to believe it (`crate::outcome`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// One trigger's delivery to one subscribed function, and how it has gone so far.
@@ -549,16 +553,20 @@ impl Delivery {
 
     /// Whether this state may replace `recorded`, the stored state of the same delivery: records
     /// never move backwards. A later series (generation) always wins; within a series, Lambda's
-    /// report of how the invocation ended is the last word (no write of the gateway's own
-    /// replaces it, and it replaces any); otherwise a delivery the function was handed
+    /// first report of how the invocation ended is the last word (no write of the gateway's own
+    /// replaces it, nor a second report, and it replaces any other); otherwise a delivery the function was handed
     /// (`delivered`, `invoked`) stays so, and more attempts win, a settled state over a pending
     /// one at the same count. So writes may come late, twice or out of order.
     pub fn supersedes(&self, recorded: &Delivery) -> bool {
         if self.generation != recorded.generation {
             return self.generation > recorded.generation;
         }
-        if self.reported.is_some() || recorded.reported.is_some() {
-            return self.reported.is_some();
+        if recorded.reported.is_some() {
+            // The first report of a series stands (a second, of a second invocation, does not).
+            return false;
+        }
+        if self.reported.is_some() {
+            return true;
         }
         if recorded.status.is_handed_over() {
             return false;

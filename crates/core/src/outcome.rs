@@ -7,9 +7,13 @@
 //! into the delivery's final state: `delivered`, or `failed` with Lambda's reason.
 //!
 //! A record is believed only as far as it can be checked against the delivery log: it must be
-//! of an `async` delivery the log holds, in the series the delivery is in now, and name the
-//! function that delivery invoked. Anything else changes nothing: a record that is not the
-//! gateway's, a late one (the delivery was redriven since), one of another function.
+//! of an `async` delivery the log holds, in the series the delivery is in now, name the function
+//! that delivery invoked, and carry the request id Lambda gave one of the series' invocations
+//! (`x-amzn-RequestId`, kept in the attempt's history). The outcome queue takes messages from
+//! every subscriber's role, and the rest of a record is only what its sender says: the request
+//! id is what only Lambda and the invoked function know. Anything else changes nothing: a record
+//! that is not the gateway's, a late one (the delivery was redriven since), one of another
+//! function, one of an invocation the gateway did not make.
 
 use chrono::{DateTime, Utc};
 
@@ -29,6 +33,8 @@ pub struct ReportedOutcome {
     pub generation: u32,
     /// The function the record names (`requestContext.functionArn`).
     pub function: FunctionId,
+    /// `requestContext.requestId`: the invocation's id.
+    pub request_id: String,
     pub reported: Reported,
     /// Why it failed, for a condition other than [`SUCCESS`]: the function's error type and
     /// message, or Lambda's reason when the function never returned one.
@@ -53,6 +59,9 @@ pub enum Ignored {
     NotAsync,
     /// The record names a function other than the one the delivery invoked.
     OtherFunction,
+    /// No invocation of the series has the record's request id (the gateway did not make it, or
+    /// learnt no id for it: an emulator answers without one).
+    UnknownInvocation,
     /// Its series already has Lambda's report (a record sent twice).
     AlreadyReported,
 }
@@ -64,6 +73,7 @@ impl Ignored {
             Self::OtherSeries => "the delivery is in another series (redriven since, or not recorded yet)",
             Self::NotAsync => "the delivery is sync: its outcome was recorded when it ran",
             Self::OtherFunction => "the record names another function than the one the delivery invoked",
+            Self::UnknownInvocation => "no invocation the gateway made of this series has the record's request id",
             Self::AlreadyReported => "the series already has Lambda's report",
         }
     }
@@ -93,6 +103,12 @@ pub fn settle(
     }
     if !home.same_function(&recorded.function_id, &outcome.function) {
         return Err(Ignored::OtherFunction);
+    }
+    let invoked_so = |a: &crate::model::Attempt| {
+        a.generation == outcome.generation && a.request_id.as_deref() == Some(outcome.request_id.as_str())
+    };
+    if !recorded.history.iter().any(invoked_so) {
+        return Err(Ignored::UnknownInvocation);
     }
     if recorded.reported.is_some() {
         return Err(Ignored::AlreadyReported);
@@ -133,8 +149,20 @@ mod tests {
         let mut sub = fixtures::subscription(&definition.name, function, Default::default());
         sub.delivery = policy;
         let t = trigger::accepted_trigger(&definition, &[sub], b"{}".to_vec(), t0(), &UlidSource);
-        Delivery { status: DeliveryStatus::Invoked, attempts: 1, ..t.deliveries[0].clone() }
+        let mut d = Delivery { status: DeliveryStatus::Invoked, attempts: 1, ..t.deliveries[0].clone() };
+        d.remember(crate::model::Attempt {
+            generation: 0,
+            number: 1,
+            started_at: t0(),
+            duration_ms: 20,
+            result: crate::model::AttemptResult::Invoked,
+            error: None,
+            request_id: Some(REQUEST.into()),
+        });
+        d
     }
+
+    const REQUEST: &str = "c2a6f2ae-7dbb-4d22-8782-d0485c9877e2";
 
     fn outcome(of: &Delivery, arn: &str, condition: &str, error: Option<&str>) -> ReportedOutcome {
         ReportedOutcome {
@@ -142,6 +170,7 @@ mod tests {
             subscription_id: of.subscription_id,
             generation: of.generation,
             function: FunctionId::parse(arn).unwrap(),
+            request_id: REQUEST.into(),
             reported: Reported { at: t0(), condition: condition.into(), approximate_invoke_count: 3 },
             error: error.map(str::to_owned),
         }
@@ -176,6 +205,8 @@ mod tests {
         // a late or duplicated write of the dispatcher's own, even with more attempts, loses
         let late = Delivery { status: DeliveryStatus::Failed, attempts: 5, ..d.clone() };
         assert!(!late.supersedes(&reported));
+        let second_report = Delivery { status: DeliveryStatus::Failed, ..reported.clone() };
+        assert!(!second_report.supersedes(&reported), "the first report of a series stands");
         let pending = Delivery { status: DeliveryStatus::Pending, attempts: 0, reported: None, ..d.clone() };
         assert!(reported.supersedes(&pending), "a report lands even before the invoked write");
         let redriven = Delivery { generation: 1, attempts: 0, status: DeliveryStatus::Pending, reported: None, ..d };
@@ -202,6 +233,14 @@ mod tests {
                 Err(Ignored::OtherFunction)
             );
         }
+        let forged = ReportedOutcome { request_id: "guessed".into(), ..ok.clone() };
+        assert_eq!(
+            settle(Some(&d), &forged, &home(), t0()),
+            Err(Ignored::UnknownInvocation),
+            "only Lambda knows the id"
+        );
+        let no_id = Delivery { history: Vec::new(), ..d.clone() };
+        assert_eq!(settle(Some(&no_id), &ok, &home(), t0()), Err(Ignored::UnknownInvocation));
         let unknown_home = Home::new("us-east-1", None);
         assert_eq!(settle(Some(&d), &ok, &unknown_home, t0()), Err(Ignored::OtherFunction), "fails closed");
         let done = settle(Some(&d), &ok, &home(), t0()).unwrap();

@@ -210,10 +210,12 @@ pub enum InvocationMode {
 }
 
 /// What a successful invoke tells.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Invoked {
-    /// Lambda accepted the event; the function has not run yet.
-    Accepted,
+    /// Lambda accepted the event; the function has not run yet. `request_id` is the id Lambda
+    /// gave the invocation (`x-amzn-RequestId`), which its invocation record names again; an
+    /// emulator may give none.
+    Accepted { request_id: Option<String> },
     /// The function ran and returned without an error.
     Succeeded,
 }
@@ -418,6 +420,10 @@ pub trait DeliveryRecorder: Send + Sync {
     /// back to the queue, so that two copies moved back together (or one racing an API redrive)
     /// start the series once.
     async fn start_series(&self, next: &Delivery) -> Result<bool>;
+    /// Takes over `orphan`, a series begun long ago and never attempted, as read: writes it with
+    /// `updated_at` = `now` if the stored record is still exactly that (pending, no attempt, the
+    /// same generation and `updated_at`); false otherwise, so two copies take it over once.
+    async fn take_over_series(&self, orphan: &Delivery, now: DateTime<Utc>) -> Result<bool>;
     /// The trigger's settled state and the recorded state of these of its deliveries
     /// (unrecorded ones are left out), in one read.
     async fn recorded_trigger(&self, event_id: &EventId, subscriptions: &[SubscriptionId]) -> Result<RecordedTrigger>;

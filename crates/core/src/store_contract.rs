@@ -444,6 +444,7 @@ fn attempted(due: &DueDelivery, status: DeliveryStatus, error: Option<&str>, now
         duration_ms: 12,
         result: if error.is_some() { AttemptResult::Failed } else { AttemptResult::Succeeded },
         error: error.map(str::to_owned),
+        request_id: None,
     });
     Attempted { delivery, retry: None }
 }

@@ -275,12 +275,39 @@ impl Dispatcher {
         let delivery = match skip(entry, recorded, self.clock.now()) {
             Skip::No => message.record_of(entry),
             Skip::Resume(orphaned) => {
+                let now = self.clock.now();
+                match self.recorder.take_over_series(orphaned, now).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!(event_id = %message.event_id, subscription_id = %entry.subscription_id,
+                            "an orphaned series was taken over by another copy meanwhile; skipped");
+                        return true;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, event_id = %message.event_id, "cannot take over an orphaned series; the message will come again");
+                        return false;
+                    }
+                }
                 tracing::warn!(
                     event_id = %message.event_id, subscription_id = %entry.subscription_id,
                     generation = orphaned.generation,
                     "a series begun long ago never made its first attempt (its starter died): run it from this copy"
                 );
-                orphaned.clone()
+                Delivery { updated_at: now, ..orphaned.clone() }
+            }
+            Skip::Later(wait) => {
+                let again = message.accepted_with(vec![entry.clone()]);
+                return match self.queue.retry_later(&again, wait.min(queue::MAX_DELAY)).await {
+                    Ok(()) => {
+                        tracing::info!(event_id = %message.event_id, subscription_id = %entry.subscription_id,
+                            "a later series was begun moments ago; this copy looks again later");
+                        true
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, event_id = %message.event_id, "cannot put a copy back to look again later; the message will come again");
+                        false
+                    }
+                };
             }
             Skip::NewSeries => {
                 // Moved back from the dead-letter queue: a new series, as an API redrive makes it,
@@ -439,6 +466,9 @@ pub enum Skip<'a> {
     /// attempted (a dispatcher died between beginning it and its attempt, or a redrive between
     /// its write and its message), and this copy is the only one left to run it.
     Resume(&'a Delivery),
+    /// Look again after this long: a later series was begun moments ago and not attempted yet.
+    /// If its own message runs it meanwhile, this copy is then stale; if not, it is orphaned.
+    Later(Duration),
     /// Run it as a new series: the entry is at its recorded `failed` state, so it is that
     /// failure's dead letter, moved back to the queue.
     NewSeries,
@@ -452,9 +482,11 @@ pub enum Skip<'a> {
 pub fn skip<'a>(entry: &DeliveryEntry, recorded: Option<&'a Delivery>, now: chrono::DateTime<chrono::Utc>) -> Skip<'a> {
     let Some(recorded) = recorded else { return Skip::No };
     if recorded.generation > entry.generation {
-        let begun = now.signed_duration_since(recorded.updated_at).to_std().unwrap_or_default();
-        if recorded.status == DeliveryStatus::Pending && recorded.attempts == 0 && begun >= ORPHANED_AFTER {
-            return Skip::Resume(recorded);
+        if recorded.status == DeliveryStatus::Pending && recorded.attempts == 0 {
+            // Begun and not attempted yet: its own message may be on the way, or its starter may
+            // have died (then this copy is all that is left to run it).
+            let begun = now.signed_duration_since(recorded.updated_at).to_std().unwrap_or_default();
+            return if begun >= ORPHANED_AFTER { Skip::Resume(recorded) } else { Skip::Later(ORPHANED_AFTER - begun) };
         }
         return Skip::Yes("a copy of an earlier series");
     }
@@ -463,6 +495,10 @@ pub fn skip<'a>(entry: &DeliveryEntry, recorded: Option<&'a Delivery>, now: chro
     }
     if recorded.status.is_handed_over() {
         return Skip::Yes("already handed over");
+    }
+    if recorded.reported.is_some() && !entry.reported {
+        // Lambda's report ended the series; only the dead letter made of it may run it again.
+        return Skip::Yes("Lambda reported the series' outcome");
     }
     if recorded.attempts > entry.attempts {
         return Skip::Yes("its attempt was already made");

@@ -30,7 +30,9 @@ use crate::queue::RetryQueue;
 struct InvocationRecord {
     timestamp: DateTime<Utc>,
     request_context: RequestContext,
-    request_payload: Box<RawValue>,
+    /// Lambda leaves it out of a record too large for the destination.
+    #[serde(default)]
+    request_payload: Option<Box<RawValue>>,
     #[serde(default)]
     response_context: Option<ResponseContext>,
     #[serde(default)]
@@ -40,6 +42,7 @@ struct InvocationRecord {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RequestContext {
+    request_id: String,
     function_arn: String,
     condition: String,
     #[serde(default)]
@@ -78,14 +81,31 @@ struct Read {
     echo: Echo,
 }
 
-/// Reads an SQS body as an invocation record of a gateway delivery; `Err` says why it is not one.
-fn read(body: &str) -> Result<Read, String> {
+/// Why a message was not read as a record of a gateway delivery.
+#[derive(Debug, PartialEq)]
+enum Unread {
+    /// Not a record of a gateway delivery: dropped.
+    NotOurs(String),
+    /// A Lambda record that cannot be matched to its delivery because Lambda left out the request
+    /// payload (the record was too large): kept, through the outcome queue's redrive policy, in
+    /// its dead-letter queue, where its alarm says so; the delivery stays `invoked`.
+    Unmatchable(String),
+}
+
+/// Reads an SQS body as an invocation record of a gateway delivery.
+fn read(body: &str) -> Result<Read, Unread> {
     let record: InvocationRecord =
-        serde_json::from_str(body).map_err(|e| format!("not a Lambda invocation record: {e}"))?;
-    let echo: Echo = serde_json::from_str(record.request_payload.get())
-        .map_err(|e| format!("its request payload is not a gateway invocation: {e}"))?;
+        serde_json::from_str(body).map_err(|e| Unread::NotOurs(format!("not a Lambda invocation record: {e}")))?;
+    let Some(payload) = record.request_payload else {
+        return Err(Unread::Unmatchable(format!(
+            "Lambda's record of invocation {} of {} has no requestPayload (too large for the destination): its delivery cannot be known",
+            record.request_context.request_id, record.request_context.function_arn
+        )));
+    };
+    let echo: Echo = serde_json::from_str(payload.get())
+        .map_err(|e| Unread::NotOurs(format!("its request payload is not a gateway invocation: {e}")))?;
     let function = FunctionId::parse(&record.request_context.function_arn)
-        .map_err(|v| format!("requestContext.functionArn: {}", v.message))?;
+        .map_err(|v| Unread::NotOurs(format!("requestContext.functionArn: {}", v.message)))?;
     let error = (record.request_context.condition != outcome::SUCCESS)
         .then(|| failure_reason(record.response_context.as_ref(), record.response_payload.as_deref()));
     Ok(Read {
@@ -94,6 +114,7 @@ fn read(body: &str) -> Result<Read, String> {
             subscription_id: echo.subscription_id,
             generation: echo.generation,
             function,
+            request_id: record.request_context.request_id,
             reported: Reported {
                 at: record.timestamp,
                 condition: record.request_context.condition,
@@ -181,9 +202,13 @@ impl OutcomeRecorder {
     pub async fn record(&self, body: &str) -> Handled {
         let Read { outcome, echo } = match read(body) {
             Ok(read) => read,
-            Err(why) => {
+            Err(Unread::NotOurs(why)) => {
                 tracing::warn!(%why, "a message on the outcome queue is not a record of a gateway delivery; dropped");
                 return Handled::Ignored(why);
+            }
+            Err(Unread::Unmatchable(why)) => {
+                tracing::error!(%why, "an invocation record cannot be matched; left to the outcome dead-letter queue");
+                return Handled::Again;
             }
         };
         let (event_id, subscription_id) = (outcome.event_id, outcome.subscription_id);
@@ -277,11 +302,19 @@ mod tests {
 
     #[test]
     fn what_is_not_a_record_of_a_gateway_delivery_is_refused_with_why() {
-        assert!(read("{}").unwrap_err().starts_with("not a Lambda invocation record"));
+        let not_ours = |body: &str| match read(body) {
+            Err(Unread::NotOurs(why)) => why,
+            other => panic!("{other:?}"),
+        };
+        assert!(not_ours("{}").starts_with("not a Lambda invocation record"));
         let foreign = FAILURE.replace(r#""eventId": "evt_01JDQ3V6J9K2M4N5P6Q7R8S9T0", "#, "");
-        assert!(read(&foreign).unwrap_err().contains("not a gateway invocation"), "{}", read(&foreign).unwrap_err());
+        assert!(not_ours(&foreign).contains("not a gateway invocation"));
         let bad_arn =
             FAILURE.replace("arn:aws:lambda:us-east-1:123456789012:function:my-app-orders:$LATEST", "nope:x:y");
-        assert!(read(&bad_arn).unwrap_err().starts_with("requestContext.functionArn"));
+        assert!(not_ours(&bad_arn).starts_with("requestContext.functionArn"));
+        // a record Lambda cut short is Lambda's, but cannot be matched: kept, not dropped
+        let mut cut: serde_json::Value = serde_json::from_str(FAILURE).unwrap();
+        cut.as_object_mut().unwrap().remove("requestPayload");
+        assert!(matches!(read(&cut.to_string()), Err(Unread::Unmatchable(why)) if why.contains("e4b46cbf")));
     }
 }

@@ -79,7 +79,9 @@ impl FunctionInvoker for ScriptedInvoker {
             return Err(InvokeError { message: format!("{function} is throttled"), retryable: true });
         }
         Ok(match mode {
-            InvocationMode::Async => Invoked::Accepted,
+            InvocationMode::Async => {
+                Invoked::Accepted { request_id: Some(format!("req-{}", self.calls.lock().unwrap().len())) }
+            }
             InvocationMode::Sync { .. } => Invoked::Succeeded,
         })
     }
@@ -409,6 +411,13 @@ impl DeliveryRecorder for SettledMeanwhile {
     async fn start_series(&self, d: &Delivery) -> gateway_core::error::Result<bool> {
         self.0.start_series(d).await
     }
+    async fn take_over_series(
+        &self,
+        d: &Delivery,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> gateway_core::error::Result<bool> {
+        self.0.take_over_series(d, now).await
+    }
     async fn recorded_trigger(
         &self,
         event_id: &gateway_core::EventId,
@@ -483,6 +492,13 @@ impl DeliveryRecorder for KeepingLog {
     }
     async fn start_series(&self, d: &Delivery) -> gateway_core::error::Result<bool> {
         self.log.start_series(d).await
+    }
+    async fn take_over_series(
+        &self,
+        d: &Delivery,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> gateway_core::error::Result<bool> {
+        self.log.take_over_series(d, now).await
     }
     async fn record_failed(&self, d: &Delivery, m: &DeliveryMessage) -> gateway_core::error::Result<()> {
         self.kept.lock().unwrap().push((d.clone(), m.clone()));
@@ -609,18 +625,26 @@ fn the_skip_rule_reads_generations_before_attempts() {
     let skip = |recorded: Option<&Delivery>| format!("{:?}", skip(&entry, recorded, now));
     let said = |s: Skip<'_>| format!("{s:?}");
     assert_eq!(skip(None), said(Skip::No));
-    assert_eq!(skip(Some(&at(2, 0, Pending))), said(Skip::Yes("a copy of an earlier series")));
+    assert_eq!(skip(Some(&at(2, 1, Failed))), said(Skip::Yes("a copy of an earlier series")));
     assert_eq!(skip(Some(&at(0, 9, Failed))), said(Skip::No), "the record is behind this series");
     assert_eq!(skip(Some(&at(1, 1, Invoked))), said(Skip::Yes("already handed over")));
     assert_eq!(skip(Some(&at(1, 1, Delivered))), said(Skip::Yes("already handed over")));
     assert_eq!(skip(Some(&at(1, 3, Pending))), said(Skip::Yes("its attempt was already made")));
     assert_eq!(skip(Some(&at(1, 2, Pending))), said(Skip::No));
     assert_eq!(skip(Some(&at(1, 2, Failed))), said(Skip::NewSeries));
-    // a later series begun long ago and never attempted is run from this copy; a fresh one is not
+    // a later series begun long ago and never attempted is run from this copy; a fresh one is
+    // looked at again once it would be orphaned (never dropped: its starter may be dead)
     let begun = |ago: chrono::Duration| Delivery { updated_at: now - ago, ..at(2, 0, Pending) };
     let orphaned = begun(chrono::Duration::minutes(20));
     assert_eq!(skip(Some(&orphaned)), said(Skip::Resume(&orphaned)));
-    assert_eq!(skip(Some(&begun(chrono::Duration::minutes(19)))), said(Skip::Yes("a copy of an earlier series")));
+    assert_eq!(skip(Some(&begun(chrono::Duration::minutes(19)))), said(Skip::Later(Duration::from_secs(60))));
+    // a failure Lambda reported ends the series for every copy but its own dead letter
+    let reported =
+        gateway_core::Reported { at: now, condition: "RetriesExhausted".into(), approximate_invoke_count: 3 };
+    let reported_failed = Delivery { reported: Some(reported), ..at(1, 2, Failed) };
+    assert_eq!(skip(Some(&reported_failed)), said(Skip::Yes("Lambda reported the series' outcome")));
+    let dead_letter = DeliveryEntry { reported: true, ..entry.clone() };
+    assert_eq!(format!("{:?}", super::skip(&dead_letter, Some(&reported_failed), now)), said(Skip::NewSeries));
     let attempted = Delivery { updated_at: now - chrono::Duration::hours(1), ..at(2, 1, Pending) };
     assert_eq!(skip(Some(&attempted)), said(Skip::Yes("a copy of an earlier series")));
 }
@@ -648,9 +672,13 @@ async fn two_copies_of_a_dead_letter_moved_back_together_begin_its_new_series_on
     // WHEN the other copy comes
     let response = h.dispatcher.handle(batch(&[&dead])).await;
 
-    // THEN it does not invoke again (the first copy runs it), and nothing comes back
+    // THEN it does not invoke again (the first copy runs it), and looks again later, in case the
+    // first copy's dispatcher dies before its attempt
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(h.invoker.called(), ["fn-a"], "only the first series' attempt");
+    let retries = h.queue.retries.lock().unwrap().clone();
+    assert_eq!(retries.len(), 1);
+    assert!(retries[0].1 <= crate::queue::MAX_DELAY && retries[0].1 > Duration::from_secs(600), "{:?}", retries[0].1);
     assert_eq!(h.log.get(&t.deliveries[0]).generation, 1);
 }
 
@@ -725,13 +753,13 @@ async fn a_message_of_a_newer_version_or_another_type_is_left_to_the_redrive_pol
 
 /// The invocation record Lambda sends a destination for the payload the function was invoked
 /// with (the shape of the AWS documentation's example).
-fn invocation_record(payload: &serde_json::Value, condition: &str) -> String {
+fn invocation_record(payload: &serde_json::Value, condition: &str, request_id: &str) -> String {
     let failed = condition != "Success";
     json!({
         "version": "1.0",
         "timestamp": "2026-12-02T10:00:05.568Z",
         "requestContext": {
-            "requestId": "c2a6f2ae-7dbb-4d22-8782-d0485c9877e2",
+            "requestId": request_id,
             "functionArn": format!("arn:aws:lambda:us-east-1:123456789012:function:{}:$LATEST", payload["functionId"].as_str().unwrap()),
             "condition": condition,
             "approximateInvokeCount": if failed { 3 } else { 1 }
@@ -760,9 +788,13 @@ async fn lambdas_report_of_an_async_delivery_settles_it_and_a_reported_failure_c
         (json!(0), json!(1))
     );
 
+    // (Lambda names each invocation; its record names it again)
+    let request_of = |d: &Delivery| h.log.get(d).history.last().and_then(|a| a.request_id.clone()).expect("an id");
+    let (ok_id, bad_id) = (request_of(&t.deliveries[0]), request_of(&t.deliveries[1]));
+
     // WHEN Lambda reports one succeeded and the other failed after its retries
-    let ok = outcomes.record(&invocation_record(&payload_of("fn-ok"), "Success")).await;
-    let bad = outcomes.record(&invocation_record(&payload_of("fn-bad"), "RetriesExhausted")).await;
+    let ok = outcomes.record(&invocation_record(&payload_of("fn-ok"), "Success", &ok_id)).await;
+    let bad = outcomes.record(&invocation_record(&payload_of("fn-bad"), "RetriesExhausted", &bad_id)).await;
 
     // THEN the log says so, the failure with Lambda's reason, dead-lettered with its payload
     assert_eq!((ok, bad), (Handled::Recorded(DeliveryStatus::Delivered), Handled::Recorded(DeliveryStatus::Failed)));
@@ -781,14 +813,18 @@ async fn lambdas_report_of_an_async_delivery_settles_it_and_a_reported_failure_c
 
     // AND the same record again, a late dispatcher write, or a record of another function change nothing
     assert_eq!(
-        outcomes.record(&invocation_record(&payload_of("fn-ok"), "Success")).await,
+        outcomes.record(&invocation_record(&payload_of("fn-ok"), "Success", &ok_id)).await,
         Handled::Ignored(gateway_core::outcome::Ignored::AlreadyReported.as_str().into())
     );
     h.log.record_delivery(&Delivery { status: DeliveryStatus::Invoked, reported: None, ..d_ok.clone() }).await.unwrap();
     assert_eq!(h.log.get(&d_ok).status, DeliveryStatus::Delivered);
     let mut forged = payload_of("fn-ok");
     forged["functionId"] = json!("fn-other");
-    assert!(matches!(outcomes.record(&invocation_record(&forged, "Success")).await, Handled::Ignored(_)));
+    assert!(matches!(outcomes.record(&invocation_record(&forged, "Success", &ok_id)).await, Handled::Ignored(_)));
+    // (another subscriber's role, which may send to the queue, knows neither invocation's id)
+    let guessed = invocation_record(&payload_of("fn-bad"), "Success", "req-guessed");
+    let unknown = gateway_core::outcome::Ignored::UnknownInvocation.as_str();
+    assert_eq!(outcomes.record(&guessed).await, Handled::Ignored(unknown.into()));
 
     // AND the dead letter, moved back to the delivery queue, runs the failed one as a new series
     h.dispatcher.handle(batch(&[&dead[0]])).await;

@@ -123,6 +123,27 @@ impl DeliveryRecorder for DynamoStore {
         self.put_if(item, &format!("#status = :failed AND {generation_was}"), &expr).await
     }
 
+    async fn take_over_series(&self, orphan: &Delivery, now: DateTime<Utc>) -> Result<bool> {
+        let generation_is = if orphan.generation == 0 {
+            "(attribute_not_exists(#generation) OR #generation = :generation)"
+        } else {
+            "#generation = :generation"
+        };
+        let expr = Expr::default()
+            .name("#status", "status")
+            .name("#attempts", "attempts")
+            .name("#generation", "generation")
+            .name("#updated_at", "updatedAt")
+            .value(":pending", s(DeliveryStatus::Pending.as_str()))
+            .value(":zero", n(0))
+            .value(":generation", n(orphan.generation))
+            .value(":updated_at", s(time::text(&orphan.updated_at)));
+        let condition =
+            format!("#status = :pending AND #attempts = :zero AND {generation_is} AND #updated_at = :updated_at");
+        let taken = Delivery { updated_at: now, ..orphan.clone() };
+        self.put_if(to_item(&DeliveryItem::new(&taken, self.delivery_retention))?, &condition, &expr).await
+    }
+
     async fn recorded_trigger(&self, event_id: &EventId, subscriptions: &[SubscriptionId]) -> Result<RecordedTrigger> {
         let pk = trigger_pk(event_id);
         let mut keys: Vec<_> = subscriptions.iter().map(|id| key(&pk, delivery_sk(id))).collect();
@@ -213,8 +234,8 @@ impl DeliveryLog for DynamoStore {
 /// redrives, and every generation-0 record: the attribute is left out when 0).
 ///
 /// - a later generation wins: the stored one is lower;
-/// - the same generation: Lambda's report (`reported`) replaces anything; otherwise the stored
-///   one has no report, is not handed over (`delivered`, `invoked`), and `(attempts, settled)`
+/// - the same generation: Lambda's first report (`reported`) replaces anything but a report;
+///   otherwise the stored one has no report, is not handed over (`delivered`, `invoked`), and `(attempts, settled)`
 ///   is not ahead of this one's.
 pub(crate) fn supersedes_condition(delivery: &Delivery) -> (String, Expr) {
     let same_generation = if delivery.generation == 0 {
@@ -225,7 +246,8 @@ pub(crate) fn supersedes_condition(delivery: &Delivery) -> (String, Expr) {
     let mut expr =
         Expr::default().name("#pk", PK).name("#generation", "generation").value(":generation", n(delivery.generation));
     let mut condition = if delivery.reported.is_some() {
-        format!("attribute_not_exists(#pk) OR {same_generation}")
+        expr = expr.name("#reported", "reported");
+        format!("attribute_not_exists(#pk) OR ({same_generation} AND attribute_not_exists(#reported))")
     } else {
         let not_ahead = if delivery.status.is_settled() {
             "#attempts <= :attempts"

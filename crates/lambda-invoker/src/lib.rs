@@ -7,6 +7,7 @@
 //! with the payload's `errorType` and `errorMessage`). The same client reaches `cargo lambda
 //! watch` when `AWS_ENDPOINT_URL_LAMBDA` points at it.
 
+use aws_sdk_lambda::operation::RequestId;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -74,7 +75,8 @@ impl FunctionInvoker for LambdaInvoker {
                     retryable: true,
                 }),
                 None => Ok(match mode {
-                    InvocationMode::Async => Invoked::Accepted,
+                    // The id an outcome record of this invocation will name (`x-amzn-RequestId`).
+                    InvocationMode::Async => Invoked::Accepted { request_id: output.request_id().map(str::to_owned) },
                     InvocationMode::Sync { .. } => Invoked::Succeeded,
                 }),
             },

@@ -149,13 +149,15 @@ const SYNC: InvocationMode = InvocationMode::Sync { timeout: Duration::from_secs
 
 #[tokio::test]
 async fn an_accepted_async_invoke_is_invoked_not_succeeded() {
-    // GIVEN Lambda accepting the event (202, no body)
-    let accepted = Replay::answering(202, vec![], "");
+    // GIVEN Lambda accepting the event (202, no body), naming the invocation
+    let accepted =
+        Replay::answering(202, vec![("x-amzn-RequestId", "c2a6f2ae-7dbb-4d22-8782-d0485c9877e2".to_owned())], "");
     let function = FunctionId::parse("orders-ship").unwrap();
     // WHEN the delivery is async
     let outcome = invoker_answered_with(accepted.clone()).invoke(&function, b"{}", InvocationMode::Async).await;
     // THEN it was an Event invoke, and all the gateway learns is that Lambda has the event
-    assert_eq!(outcome.expect("Lambda queued the event"), Invoked::Accepted);
+    let request_id = Some("c2a6f2ae-7dbb-4d22-8782-d0485c9877e2".to_owned());
+    assert_eq!(outcome.expect("Lambda queued the event"), Invoked::Accepted { request_id });
     assert_eq!(accepted.invocation_types(), ["Event"]);
 }
 

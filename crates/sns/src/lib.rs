@@ -458,6 +458,9 @@ mod tests {
         async fn start_series(&self, _: &Delivery) -> Result<bool, Error> {
             unreachable!("the acceptor never starts a series")
         }
+        async fn take_over_series(&self, _: &Delivery, _: DateTime<Utc>) -> Result<bool, Error> {
+            unreachable!("the acceptor never takes a series over")
+        }
         async fn recorded_trigger(&self, _: &EventId, _: &[SubscriptionId]) -> Result<RecordedTrigger, Error> {
             Ok(RecordedTrigger::default())
         }

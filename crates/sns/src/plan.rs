@@ -10,7 +10,7 @@ pub const EVENT_ATTRIBUTE: &str = "event";
 /// Room kept free in every message so the dispatcher can re-enqueue or dead-letter a delivery
 /// with what it gathers on the way without passing the limit: its last error (cut to 1 KiB), its
 /// attempt history (the last 10 attempts, each error cut to 256 bytes, with about 256 bytes of
-/// number, times and result), and its generation, `redrivenAt` and policy (512 bytes is ample).
+/// number, times, result and Lambda's request id), and its generation, `redrivenAt` and policy (512 bytes is ample).
 /// A re-enqueue that did not fit would be refused by SQS, and the delivery would never move on.
 pub const RESERVED_BYTES: usize = gateway_core::dispatch::MAX_ERROR_BYTES
     + gateway_core::model::MAX_HISTORY * (gateway_core::dispatch::MAX_ATTEMPT_ERROR_BYTES + 256)
@@ -115,6 +115,7 @@ mod tests {
                 redriven_at: None,
                 policy: Default::default(),
                 history: Vec::new(),
+                reported: false,
             })
             .collect();
         serde_json::from_value::<DeliveryMessage>(json!({
@@ -185,6 +186,7 @@ mod tests {
                 duration_ms: u64::MAX,
                 result: AttemptResult::Failed,
                 error: Some(gateway_core::dispatch::truncated(&error, gateway_core::dispatch::MAX_ATTEMPT_ERROR_BYTES)),
+                request_id: Some("c2a6f2ae-7dbb-4d22-8782-d0485c9877e2".into()),
             })
             .collect();
         let before = json(&m).unwrap().len();
