@@ -124,7 +124,7 @@ run: run-tools
 	@set -euo pipefail; \
 	setsid cargo lambda watch --invoke-address 127.0.0.1 --invoke-port $(LAMBDA_PORT) --ignore-changes & watch=$$!; \
 	trap 'kill -TERM -- -$$watch 2>/dev/null || true' EXIT; \
-	./target/debug/event-gateway
+	$(or $(CARGO_TARGET_DIR),target)/debug/event-gateway
 
 ## test: the template's lint, then every test: unit, API, store contracts, moto, end to end
 test: tools template-lint

@@ -548,3 +548,41 @@ async fn lambdas_report_of_an_async_delivery_settles_it_and_a_reported_failure_i
     assert_eq!((&still["status"], &still["generation"]), (&json!("invoked"), &json!(1)), "{still}");
     std::fs::remove_dir_all(&cloud.dir).ok();
 }
+
+#[tokio::test]
+async fn a_cloudevent_in_through_the_trigger_function_reaches_a_cloudevents_subscriber_as_a_cloudevent() {
+    // GIVEN a subscription in cloudevents format
+    let cloud = pipeline().await;
+    cloud.define_orders_event();
+    let sub =
+        cloud.subscribe_with(json!({"event": EVENT, "functionId": "example-subscriber", "format": "cloudevents"}));
+    assert_eq!(sub.status, 201, "{}", sub.body);
+
+    // WHEN a structured CloudEvent comes to POST /cloudevents through the trigger function, twice
+    let ce = json!({"specversion": "1.0", "id": "aws-1", "source": "/shop", "type": EVENT, "subject": "o-5",
+                    "tenant": "acme", "data": {"orderId": "o-5", "total": 5}});
+    let send = || {
+        let mut request = http_api_event("POST", "POST /cloudevents", "/cloudevents", &[], Some(&ce));
+        request["headers"]["content-type"] = json!("application/cloudevents+json");
+        cloud.api("trigger-api", request)
+    };
+    let (first, again) = (send(), send());
+    assert_eq!((first.status, again.status), (202, 202), "{} {}", first.body, again.body);
+    assert_eq!(first.body["eventId"], again.body["eventId"], "source + id trigger once");
+    let event_id = first.body["eventId"].as_str().unwrap().to_owned();
+    cloud.drain_delivery_queue().await;
+
+    // THEN the subscriber got one structured CloudEvent carrying what came in
+    wait_until("the CloudEvent's log line", Duration::from_secs(30), || {
+        logged_invocations(&cloud.watch.log_text()).iter().any(|i| i["id"] == event_id.as_str())
+    });
+    let got: Vec<Value> =
+        logged_invocations(&cloud.watch.log_text()).into_iter().filter(|i| i["id"] == event_id.as_str()).collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let e = &got[0];
+    assert_eq!((&e["specversion"], &e["type"], &e["source"]), (&json!("1.0"), &json!(EVENT), &json!("/event-gateway")));
+    assert_eq!((&e["subject"], &e["tenant"], &e["originid"]), (&json!("o-5"), &json!("acme"), &json!("aws-1")));
+    assert_eq!(e["data"], json!({"orderId": "o-5", "total": 5}));
+    assert_eq!(e["subscriptionid"], sub.body["subscriptionId"]);
+    std::fs::remove_dir_all(&cloud.dir).ok();
+}

@@ -131,6 +131,7 @@ impl Cloud {
                 metadata: Some(serde_json::Map::from_iter([("for".to_owned(), json!(f))])),
                 filter: None,
                 delivery,
+                format: None,
             };
             gateway_core::subscriptions::subscribe(
                 &self.store,
@@ -170,6 +171,7 @@ impl Cloud {
             payload: serde_json::to_vec(payload).unwrap(),
             idempotency_key: None,
             source: None,
+            cloud_event: None,
         };
         trigger(ports, request).await
     }

@@ -91,6 +91,11 @@ pub fn schemathesis() -> PathBuf {
     tool("schemathesis")
 }
 
+/// The virtualenv's Python, where `make test` installs the CloudEvents SDK.
+pub fn python() -> PathBuf {
+    tool("python")
+}
+
 /// A tool from requirements-dev.txt: the project's virtualenv first, then PATH.
 fn tool(name: &str) -> PathBuf {
     let in_venv = workspace_root().join(".venv/bin").join(name);

@@ -180,6 +180,48 @@ fn optional_body(doc: &mut Value, path: &str, method: &str, schema: &str) {
     }
 }
 
+/// A CloudEvent in the JSON format (structured mode, a batch's member), with every rule
+/// `CloudEvent::from_json` enforces.
+fn cloud_event_schema() -> Value {
+    use gateway_core::cloudevent::{ABSOLUTE_URI_PATTERN, MAX_EXTENSION_NAME};
+    let text = json!({"type": "string", "minLength": 1});
+    let optional = json!({"type": ["string", "null"], "minLength": 1});
+    json!({
+        "type": "object",
+        "description": "A CloudEvent 1.0 (JSON format). `type` names the gateway event it triggers; `data` (any JSON; for a non-JSON `datacontenttype` a string is its text) or `data_base64` is the payload; `source` + `id` identify it (sent again, it triggers once). Extension attributes: lower-case letters and digits, a string, boolean or 32-bit integer each. A null attribute is absent.",
+        "required": ["specversion", "id", "source", "type"],
+        "properties": {
+            "specversion": {"const": gateway_core::cloudevent::SPEC_VERSION},
+            "id": text,
+            "source": text,
+            "type": text,
+            "datacontenttype": optional,
+            "dataschema": {"type": ["string", "null"], "pattern": ABSOLUTE_URI_PATTERN},
+            "subject": optional,
+            "time": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+            },
+            "data": {},
+            "data_base64": {
+                "type": ["string", "null"],
+                "pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+            }
+        },
+        "not": {"required": ["data", "data_base64"]},
+        "propertyNames": {"anyOf": [
+            {"enum": ["specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time", "data", "data_base64"]},
+            {"pattern": format!("^[a-z0-9]{{1,{MAX_EXTENSION_NAME}}}$")}
+        ]},
+        "additionalProperties": {
+            "type": ["string", "boolean", "integer", "null"],
+            "minimum": i32::MIN,
+            "maximum": i32::MAX
+        }
+    })
+}
+
 /// The redrive bodies.
 fn redrive_schemas() -> [(&'static str, Value); 2] {
     let time = |description: &str| {
@@ -579,6 +621,7 @@ pub fn complete(doc: &mut Value) {
     {
         components["schemas"][name] = schema;
     }
+    components["schemas"]["CloudEvent"] = cloud_event_schema();
     delivery_log_schemas(components);
     components["securitySchemes"][BEARER] = json!({
         "type": "http",
@@ -586,6 +629,12 @@ pub fn complete(doc: &mut Value) {
         "description": "Only on the local gateway, and only when it runs with GATEWAY_API_TOKEN: then every request but GET /health must carry `Authorization: Bearer <token>` (else 401), and the gateway may listen beyond loopback. On AWS, API Gateway authorizes requests with IAM (SigV4) before they reach the gateway, and this scheme does not apply.",
     });
     optional_body(doc, "/deliveries/{eventId}/redrive", "post", "TriggerRedrive");
+    let ce = &mut doc["paths"]["/cloudevents"]["post"]["requestBody"]["content"];
+    if ce.is_object() {
+        ce["application/cloudevents+json"]["schema"] = schema_ref("CloudEvent");
+        ce["application/cloudevents-batch+json"]["schema"] =
+            json!({"type": "array", "items": schema_ref("CloudEvent")});
+    }
     // Optional: `{}` (no credentials) is one of the alternatives, as on AWS and by default.
     doc["security"] = json!([{}, { BEARER: [] }]);
 

@@ -4,6 +4,7 @@
 //! `lambda_http::run`. Request handling is the same code in both.
 
 pub mod auth;
+mod cloudevents;
 mod doc;
 mod extract;
 pub mod problem;
@@ -97,6 +98,7 @@ pub fn openapi() -> serde_json::Value {
     doc.merge(routes::schemas::Doc::openapi());
     doc.merge(routes::ingest::Doc::openapi());
     doc.merge(routes::triggers::Doc::openapi());
+    doc.merge(routes::cloudevents::Doc::openapi());
     doc.merge(routes::redrive::Doc::openapi());
     let mut doc = serde_json::to_value(doc).expect("the generated document serializes");
     doc::complete(&mut doc);
@@ -115,13 +117,17 @@ pub fn router(gateway: Gateway, group: RouteGroup) -> Router {
             .merge(routes::schemas::routes())
             .merge(routes::subscriptions::routes())
             .merge(routes::triggers::routes())
+            .merge(routes::cloudevents::routes())
             .merge(routes::redrive::routes())
             .merge(routes::ingest::routes()),
         RouteGroup::Events => {
             router.merge(routes::events::routes()).merge(routes::sources::routes()).merge(routes::schemas::routes())
         }
         RouteGroup::Subscriptions => router.merge(routes::subscriptions::routes()),
-        RouteGroup::Triggers => router.merge(routes::triggers::routes()).merge(routes::redrive::routes()),
+        RouteGroup::Triggers => router
+            .merge(routes::triggers::routes())
+            .merge(routes::cloudevents::routes())
+            .merge(routes::redrive::routes()),
     };
     routes::finish(router, gateway.max_payload_bytes).with_state(Arc::new(gateway))
 }

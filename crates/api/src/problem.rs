@@ -91,6 +91,8 @@ pub enum ApiError {
     BodyNotJson(String),
     #[error("no route matches {0}")]
     NoRoute(String),
+    #[error("not a CloudEvent: send application/cloudevents+json, application/cloudevents-batch+json, or the data with ce-specversion, ce-id, ce-source and ce-type headers")]
+    NotACloudEvent,
     #[error("{method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
     #[error("this gateway requires a token: send `Authorization: Bearer <token>`")]
@@ -174,6 +176,7 @@ impl ApiError {
             ApiError::MalformedBody(_) => (S::BAD_REQUEST, "malformed-body", "Body is not valid JSON"),
             ApiError::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large"),
             ApiError::BodyNotJson(_) => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Body must be JSON"),
+            ApiError::NotACloudEvent => (S::UNSUPPORTED_MEDIA_TYPE, "not-a-cloudevent", "Not a CloudEvent"),
             ApiError::NoRoute(_) => (S::NOT_FOUND, "no-route", "No such route"),
             ApiError::MethodNotAllowed { .. } => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
             ApiError::MissingToken | ApiError::WrongToken => (S::UNAUTHORIZED, "unauthorized", "Unauthorized"),

@@ -1791,7 +1791,7 @@ async fn every_documented_operation_is_routed() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 30, "the API has 30 operations");
+    assert_eq!(operations, 31, "the API has 31 operations");
 }
 
 #[tokio::test]
@@ -3745,4 +3745,222 @@ async fn the_document_states_the_delivery_policy_the_statuses_and_the_redrive_ro
     assert_eq!(trigger_body["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/TriggerRedrive");
     assert_eq!(schemas["SubscriptionRedrive"]["required"], json!(["since"]));
     assert_eq!(schemas["SubscriptionRedrive"]["properties"]["since"]["format"], "date-time");
+}
+
+// ---------------------------------------------------------------- CloudEvents in
+
+const CE: &str = "application/cloudevents+json";
+const CE_BATCH: &str = "application/cloudevents-batch+json";
+
+impl Api {
+    /// GIVEN helper: `orders.created` with a schema requiring `orderId`, its `$id` given, and one
+    /// subscription.
+    async fn orders_for_cloudevents(&self) {
+        self.define(json!({"name": "orders.created", "schema": {
+            "$id": "https://schemas.example.com/orders.created/1",
+            "type": "object", "required": ["orderId"], "properties": {"orderId": {"type": "string"}}
+        }}))
+        .await;
+        self.subscribe("orders.created", "orders-handler").await;
+    }
+
+    async fn send_ce(&self, uri: &str, content_type: &str, body: &Value) -> Reply {
+        self.send(Method::POST, uri, &[("content-type", content_type)], body.to_string()).await
+    }
+
+    /// The CloudEvent context of the deliveries due now (what the worker hands subscribers).
+    async fn due_cloud_events(&self) -> Vec<Option<gateway_core::cloudevent::Received>> {
+        let due = self
+            .store
+            .claim_due(gateway_core::ports::Clock::now(self.clock.as_ref()), 100, Duration::from_secs(30))
+            .await
+            .expect("claims");
+        due.into_iter().map(|d| d.cloud_event).collect()
+    }
+}
+
+fn order_event(id: &str) -> Value {
+    json!({"specversion": "1.0", "id": id, "source": "/shop/checkout", "type": "orders.created",
+           "subject": "o-1", "time": "2026-12-02T09:59:00Z", "tenant": "acme", "data": {"orderId": "o-1"}})
+}
+
+#[tokio::test]
+async fn a_structured_cloudevent_triggers_its_event_once_by_source_and_id_keeping_its_context() {
+    // GIVEN an event with a subscription
+    let api = Api::new();
+    api.orders_for_cloudevents().await;
+    // WHEN a structured CloudEvent is posted to the trigger route, and again
+    let (status, _, first) = api.send_ce("/events/orders.created/trigger", CE, &order_event("A-1")).await;
+    let (again_status, _, again) = api.send_ce("/events/orders.created/trigger", CE, &order_event("A-1")).await;
+    // THEN it triggers once: the second answer is the first receipt
+    assert_eq!((status, again_status), (StatusCode::ACCEPTED, StatusCode::ACCEPTED), "{first}");
+    assert_eq!(first["eventId"], again["eventId"]);
+    assert_eq!(api.delivery_count("orders.created").await, 1);
+    // AND what the subscriber gets keeps the CloudEvent's id, source, subject, time and extensions
+    let kept = api.due_cloud_events().await.remove(0).expect("the CloudEvent is kept");
+    assert_eq!(
+        (kept.id.as_str(), kept.source.as_str(), kept.subject.as_deref()),
+        ("A-1", "/shop/checkout", Some("o-1"))
+    );
+    assert_eq!((kept.time.as_deref(), &kept.extensions["tenant"]), (Some("2026-12-02T09:59:00Z"), &json!("acme")));
+}
+
+#[tokio::test]
+async fn a_cloudevent_of_another_type_than_the_path_is_400_and_a_batch_there_is_refused() {
+    let api = Api::new();
+    api.orders_for_cloudevents().await;
+    let mut other = order_event("A-2");
+    other["type"] = json!("orders.shipped");
+    let (status, _, body) = api.send_ce("/events/orders.created/trigger", CE, &other).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| d.contains("not the event in the path"))
+            || body.to_string().contains("not the event in the path"),
+        "{body}"
+    );
+    let (status, _, body) = api.send_ce("/events/orders.created/trigger", CE_BATCH, &json!([order_event("A-3")])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(api.delivery_count("orders.created").await, 0);
+}
+
+#[tokio::test]
+async fn binary_mode_reads_percent_encoded_headers_and_names_every_bad_one() {
+    let api = Api::new();
+    api.orders_for_cloudevents().await;
+    let headers = [
+        ("content-type", "application/json"),
+        ("ce-specversion", "1.0"),
+        ("ce-id", "B-1"),
+        ("ce-source", "/shop/checkout"),
+        ("ce-type", "orders.created"),
+        ("ce-subject", "caf%C3%A9"),
+    ];
+    let (status, _, body) = api.send(Method::POST, "/cloudevents", &headers, br#"{"orderId":"o-1"}"#.to_vec()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(api.due_cloud_events().await[0].as_ref().unwrap().subject.as_deref(), Some("café"));
+    // missing ce-id, a wrong specversion, a bad escape
+    let bad = [
+        ("content-type", "application/json"),
+        ("ce-specversion", "0.3"),
+        ("ce-source", "/s"),
+        ("ce-type", "orders.created"),
+        ("ce-subject", "%G1"),
+    ];
+    let (status, _, body) = api.send(Method::POST, "/cloudevents", &bad, br#"{"orderId":"o-1"}"#.to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let text = body.to_string();
+    for named in ["ce-id", "ce-specversion", "ce-subject"] {
+        assert!(text.contains(named), "{named} in {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_header_with_raw_non_ascii_bytes_is_400_not_guessed_at() {
+    let api = Api::new();
+    api.orders_for_cloudevents().await;
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/cloudevents")
+        .header("content-type", "application/json")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "B-2")
+        .header("ce-source", "/s")
+        .header("ce-type", "orders.created")
+        .header("ce-subject", axum::http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap())
+        .body(Body::from(r#"{"orderId":"o-1"}"#))
+        .unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(api.delivery_count("orders.created").await, 0);
+}
+
+#[tokio::test]
+async fn structured_attributes_missing_or_malformed_are_422_by_pointer_and_an_unknown_type_404() {
+    let api = Api::new();
+    api.orders_for_cloudevents().await;
+    let (status, _, body) =
+        api.send_ce("/cloudevents", CE, &json!({"specversion": "0.3", "source": "", "type": "orders.created"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let text = body.to_string();
+    for pointer in ["/specversion", "/id", "/source"] {
+        assert!(text.contains(&format!("\"{pointer}\"")), "{pointer} in {body}");
+    }
+    let mut unknown = order_event("C-1");
+    unknown["type"] = json!("orders.nowhere");
+    assert_eq!(api.send_ce("/cloudevents", CE, &unknown).await.0, StatusCode::NOT_FOUND);
+    let (status, _, body) = api.post_json("/cloudevents", &json!({"orderId": "o-1"})).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "a plain payload is no CloudEvent: {body}");
+    let (status, _, _) = api.send(Method::POST, "/cloudevents", &[("content-type", CE)], b"{not json".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn datacontenttype_and_dataschema_must_agree_with_the_event() {
+    let api = Api::new();
+    api.orders_for_cloudevents().await;
+    let mut csv = order_event("D-1");
+    csv["datacontenttype"] = json!("text/csv");
+    csv["data"] = json!("orderId\no-1\n");
+    assert_eq!(api.send_ce("/cloudevents", CE, &csv).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let mut wrong_schema = order_event("D-2");
+    wrong_schema["dataschema"] = json!("https://schemas.example.com/other/1");
+    let (status, _, body) = api.send_ce("/cloudevents", CE, &wrong_schema).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.to_string().contains("/dataschema"), "{body}");
+    let mut right_schema = order_event("D-3");
+    right_schema["dataschema"] = json!("https://schemas.example.com/orders.created/1");
+    assert_eq!(api.send_ce("/cloudevents", CE, &right_schema).await.0, StatusCode::ACCEPTED);
+    let mut invalid = order_event("D-4");
+    invalid["data"] = json!({"orderId": 7});
+    assert_eq!(api.send_ce("/cloudevents", CE, &invalid).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(api.delivery_count("orders.created").await, 1);
+}
+
+#[tokio::test]
+async fn a_batch_with_one_bad_member_triggers_nothing_and_a_good_one_answers_a_receipt_per_member() {
+    let api = Api::new();
+    api.orders_for_cloudevents().await;
+    let mut bad = order_event("E-2");
+    bad["data"] = json!({"orderId": 7});
+    let mut nowhere = order_event("E-3");
+    nowhere["type"] = json!("orders.nowhere");
+    let (status, _, body) =
+        api.send_ce("/cloudevents", CE_BATCH, &json!([order_event("E-1"), bad, nowhere.clone()])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let text = body.to_string();
+    assert!(text.contains("\"/1/data/orderId\"") && text.contains("\"/2/type\""), "{body}");
+    // a batch whose only problem is a type naming no event is 404, as one such CloudEvent is
+    let (status, _, body) = api.send_ce("/cloudevents", CE_BATCH, &json!([order_event("E-1"), nowhere])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(api.delivery_count("orders.created").await, 0, "nothing of a refused batch is triggered");
+    let (status, _, receipts) =
+        api.send_ce("/cloudevents", CE_BATCH, &json!([order_event("E-1"), order_event("E-4")])).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{receipts}");
+    assert_eq!(receipts.as_array().map(Vec::len), Some(2));
+    assert_ne!(receipts[0]["eventId"], receipts[1]["eventId"]);
+    // a member sent again (same source and id) answers with its first receipt
+    let (_, _, again) = api.send_ce("/cloudevents", CE, &order_event("E-1")).await;
+    assert_eq!(again["eventId"], receipts[0]["eventId"]);
+    assert_eq!(api.delivery_count("orders.created").await, 2);
+}
+
+#[tokio::test]
+async fn a_subscription_takes_a_payload_format_native_by_default() {
+    let api = Api::new();
+    api.define_named("orders.created").await;
+    let (status, _, body) = api
+        .post_json(
+            "/subscriptions",
+            &json!({"event": "orders.created", "functionId": "orders-a", "format": "cloudevents"}),
+        )
+        .await;
+    assert_eq!((status, &body["format"]), (StatusCode::CREATED, &json!("cloudevents")), "{body}");
+    let (_, _, native) =
+        api.post_json("/subscriptions", &json!({"event": "orders.created", "functionId": "orders-b"})).await;
+    assert!(native.get("format").is_none(), "native is the default, left out: {native}");
+    let (status, _, body) = api
+        .post_json("/subscriptions", &json!({"event": "orders.created", "functionId": "orders-c", "format": "xml"}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.to_string().contains("/format"), "{body}");
 }

@@ -215,6 +215,7 @@ fn source_of(
                 // No filter and the default policy: what today's subscriptions are.
                 filter: None,
                 delivery: Default::default(),
+                format: Default::default(),
                 created_at: now,
                 updated_at: now,
                 version: Version::FIRST,
@@ -278,6 +279,7 @@ fn benches(c: &mut Criterion) {
             payload: payload.clone(),
             idempotency_key: None,
             source: None,
+            cloud_event: None,
         };
 
         // Once before measuring: the happy path really is taken, with every subscription.
@@ -328,6 +330,7 @@ fn benches(c: &mut Criterion) {
             payload: payload.clone(),
             idempotency_key: None,
             source: None,
+            cloud_event: None,
         };
         rt.block_on(trigger::trigger(ports(), request())).expect("the content is valid");
         assert_eq!(cache.len(), 1, "the version's validator, compiled once");

@@ -7,28 +7,55 @@ use base64::Engine;
 use serde_json::value::RawValue;
 
 use crate::allowlist::FunctionAllowlist;
+use crate::cloudevent::{structured_out, Outgoing, Received};
 use crate::delivery::{self, Next, Tried};
 use crate::ids::DataType;
 use crate::model::{
     Attempt, AttemptResult, Delivery, DeliveryMode, DeliveryStatus, InvocationData, InvocationPayload, Origin,
+    PayloadFormat,
 };
 use crate::ports::{Attempted, Clock, FunctionInvoker, InvocationMode, Invoked, Retry};
 
 pub use crate::delivery::RetryPolicy;
 
 /// One delivery, and what its function is invoked with: the trigger's payload of `data_type`,
-/// and the native record that triggered it, if one did.
+/// and the native record or CloudEvent that triggered it, if one did.
 #[derive(Clone, Copy, Debug)]
 pub struct Invocation<'a> {
     pub delivery: &'a Delivery,
     pub data_type: &'a DataType,
     pub payload: &'a [u8],
     pub source: Option<&'a Origin>,
+    pub cloud_event: Option<&'a Received>,
+    /// The gateway's own `source` in the CloudEvents it sends (`cloudevents` format).
+    pub cloud_events_source: &'a str,
 }
 
-/// The JSON a subscribed function receives for an invocation.
+/// What the gateway calls itself in the CloudEvents it sends, unless configured
+/// (`GATEWAY_CLOUDEVENTS_SOURCE`).
+pub const DEFAULT_CLOUD_EVENTS_SOURCE: &str = "/event-gateway";
+
+/// The JSON a subscribed function receives for an invocation: the native invocation payload, or
+/// for a subscription in `cloudevents` format a structured CloudEvent.
 pub fn invocation_payload(invocation: Invocation<'_>) -> Result<Vec<u8>, String> {
-    let Invocation { delivery, data_type, payload, source } = invocation;
+    let Invocation { delivery, data_type, payload, source, cloud_event, cloud_events_source } = invocation;
+    if delivery.format == PayloadFormat::Cloudevents {
+        let id = delivery.event_id.to_string();
+        let time = delivery.received_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        let subscription_id = delivery.subscription_id.to_string();
+        return structured_out(&Outgoing {
+            id: &id,
+            source: cloud_events_source,
+            kind: delivery.event.as_str(),
+            time: &time,
+            data_content_type: data_type.as_str(),
+            payload,
+            subscription_id: &subscription_id,
+            delivery_attempt: delivery.attempts + 1,
+            delivery_generation: delivery.generation,
+            received: cloud_event,
+        });
+    }
     let (data, data_encoding) = if data_type.is_json() {
         let raw: &RawValue = serde_json::from_slice(payload).map_err(|e| format!("stored payload is not JSON: {e}"))?;
         (InvocationData::Json(raw), None)
@@ -48,8 +75,60 @@ pub fn invocation_payload(invocation: Invocation<'_>) -> Result<Vec<u8>, String>
         data_encoding,
         metadata: &delivery.metadata,
         source,
+        cloud_event,
     };
     serde_json::to_vec(&body).map_err(|e| e.to_string())
+}
+
+/// What an invocation payload says of its delivery, read back from it (Lambda's invocation
+/// record echoes it): the delivery, its series and the trigger's payload as a delivery message
+/// carries it. Reads both formats [`invocation_payload`] writes.
+#[derive(Debug)]
+pub struct Echoed {
+    pub event_id: crate::ids::EventId,
+    pub subscription_id: crate::ids::SubscriptionId,
+    pub generation: u32,
+    pub data_type: DataType,
+    pub data: Box<RawValue>,
+    pub data_encoding: Option<String>,
+    pub source: Option<Origin>,
+    pub cloud_event: Option<Received>,
+}
+
+/// Reads an invocation payload back; `Err` says why it is not one the gateway wrote.
+pub fn read_invocation(payload: &str) -> Result<Echoed, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Native {
+        event_id: crate::ids::EventId,
+        subscription_id: crate::ids::SubscriptionId,
+        // A payload from before generations were sent reads as generation 0.
+        #[serde(default)]
+        generation: u32,
+        data_type: DataType,
+        data: Box<RawValue>,
+        #[serde(default)]
+        data_encoding: Option<String>,
+        #[serde(default)]
+        source: Option<Origin>,
+        #[serde(default)]
+        cloud_event: Option<Received>,
+    }
+    let value: serde_json::Value = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+    if value.get("specversion").is_some() {
+        return crate::cloudevent::read_out(&value);
+    }
+    let n: Native = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    Ok(Echoed {
+        event_id: n.event_id,
+        subscription_id: n.subscription_id,
+        generation: n.generation,
+        data_type: n.data_type,
+        data: n.data,
+        data_encoding: n.data_encoding,
+        source: n.source,
+        cloud_event: n.cloud_event,
+    })
 }
 
 /// Makes attempt number `delivery.attempts + 1` of the delivery's series and says what the
@@ -201,7 +280,14 @@ mod tests {
 
     async fn run(invoker: &RecordingInvoker, d: &Delivery, allowlist: &str, budget: Option<Duration>) -> Attempted {
         let data_type = DataType::default();
-        let invocation = Invocation { delivery: d, data_type: &data_type, payload: b"{}", source: None };
+        let invocation = Invocation {
+            delivery: d,
+            data_type: &data_type,
+            payload: b"{}",
+            source: None,
+            cloud_event: None,
+            cloud_events_source: DEFAULT_CLOUD_EVENTS_SOURCE,
+        };
         let allowlist = FunctionAllowlist::parse(allowlist).unwrap();
         attempt(invoker, &allowlist, &RetryPolicy::default(), &FixedClock::at(t0()), budget, invocation).await
     }

@@ -35,6 +35,7 @@ pub fn subscription(event: &EventName, function: &str, metadata: Metadata) -> Su
         metadata,
         filter: None,
         delivery: Default::default(),
+        format: Default::default(),
         created_at: now,
         updated_at: now,
         version: Version::FIRST,

@@ -465,6 +465,8 @@ impl IdempotencyKey {
     /// What starts the keys of native records; a client's key may not, so that no request can
     /// take a record's key before the record comes.
     pub const NATIVE_PREFIX: &'static str = "src:";
+    /// What starts the keys of CloudEvents (`source` + `id`); a client's key may not either.
+    pub const CLOUD_EVENT_PREFIX: &'static str = "ce:";
     /// How long a client's key answers with its first trigger.
     pub const CLIENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
     /// How long a native record's key does: as long as AWS or an operator may deliver the record
@@ -479,6 +481,12 @@ impl IdempotencyKey {
                 "an Idempotency-Key may not start with 'src:': those are the keys of native records",
             ));
         }
+        if raw.starts_with(Self::CLOUD_EVENT_PREFIX) {
+            return Err(Violation::new(
+                "",
+                "an Idempotency-Key may not start with 'ce:': those are the keys of CloudEvents",
+            ));
+        }
         Self::checked(raw)
             .ok_or_else(|| Violation::new("", "Idempotency-Key must be 1 to 255 visible ASCII characters"))
     }
@@ -487,6 +495,13 @@ impl IdempotencyKey {
     pub fn native(source: &SourceName, digest: &str) -> Self {
         Self::checked(&format!("{}{source}:{digest}", Self::NATIVE_PREFIX))
             .expect("a source name and a hex digest are at most 197 visible ASCII characters")
+    }
+
+    /// The key of a CloudEvent: its `source` and `id`, which the specification makes producers
+    /// keep unique, so the same event sent twice is one trigger.
+    pub fn cloud_event(source: &str, id: &str) -> Self {
+        let digest = crate::digest::sha256_hex(&[source.as_bytes(), b"\0", id.as_bytes()]);
+        Self::checked(&format!("{}{digest}", Self::CLOUD_EVENT_PREFIX)).expect("a hex digest is visible ASCII")
     }
 
     fn checked(raw: &str) -> Option<Self> {

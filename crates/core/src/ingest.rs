@@ -220,6 +220,7 @@ async fn trigger_for(ports: IngestPorts<'_>, record: &NativeRecord, source: &Sou
             id: record.id.clone(),
             arn: record.arn.clone(),
         }),
+        cloud_event: None,
     };
     Ok(trigger::trigger(ports.trigger, request).await?.event_id)
 }

@@ -4,6 +4,7 @@
 //! Nothing in this crate speaks HTTP, AWS or SQL; adapters in other crates implement the ports.
 
 pub mod allowlist;
+pub mod cloudevent;
 pub mod delivery;
 pub mod digest;
 pub mod dispatch;
@@ -39,9 +40,9 @@ pub use ids::{
 };
 pub use model::{
     Attempt, AttemptResult, Delivery, DeliveryMode, DeliveryPolicy, DeliveryStatus, Envelope, EventDefinition,
-    EventDraft, InvocationPayload, Metadata, Origin, Referrer, Reported, Schema, SchemaChange, SchemaDraft,
-    SchemaReference, SchemaVersion, SchemaVersionDraft, SchemaVersionSummary, Source, SourceDraft, SourceKind,
-    Subscription, SubscriptionDraft, Trigger, TriggerReceipt,
+    EventDraft, InvocationPayload, Metadata, Origin, PayloadFormat, Referrer, Reported, Schema, SchemaChange,
+    SchemaDraft, SchemaReference, SchemaVersion, SchemaVersionDraft, SchemaVersionSummary, Source, SourceDraft,
+    SourceKind, Subscription, SubscriptionDraft, Trigger, TriggerReceipt,
 };
 pub use page::{Page, PageRequest};
 pub use pattern::EventPattern;

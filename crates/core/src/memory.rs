@@ -82,6 +82,7 @@ struct StoredTrigger {
     data_type: DataType,
     payload: Arc<Vec<u8>>,
     source: Option<Origin>,
+    cloud_event: Option<crate::cloudevent::Received>,
 }
 
 struct QueuedDelivery {
@@ -468,6 +469,7 @@ impl TriggerAcceptor for MemoryStore {
             data_type: trigger.data_type.clone(),
             payload: Arc::new(trigger.payload.clone()),
             source: trigger.source.clone(),
+            cloud_event: trigger.cloud_event.clone(),
         };
         state.triggers.insert(trigger.event_id, stored);
         for delivery in &trigger.deliveries {
@@ -539,6 +541,7 @@ impl DeliveryOutbox for MemoryStore {
                     data_type: stored.data_type.clone(),
                     payload: stored.payload.as_ref().clone(),
                     source: stored.source.clone(),
+                    cloud_event: stored.cloud_event.clone(),
                     claim,
                 });
             }

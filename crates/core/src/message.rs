@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::ids::{DataType, EventId, EventName, FunctionId, SubscriptionId};
-use crate::model::{Attempt, Delivery, DeliveryPolicy, DeliveryStatus, Metadata, Origin, Trigger};
+use crate::model::{Attempt, Delivery, DeliveryPolicy, DeliveryStatus, Metadata, Origin, PayloadFormat, Trigger};
 
 /// The largest SNS message (and, before 2025, SQS message): body and attributes together.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -50,6 +50,9 @@ pub struct DeliveryMessage {
     /// The native record that triggered it, if one did: passed on to every subscriber.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Origin>,
+    /// The CloudEvent that triggered it, if one did: passed on to every subscriber.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_event: Option<crate::cloudevent::Received>,
     pub deliveries: Vec<DeliveryEntry>,
 }
 
@@ -89,6 +92,9 @@ pub struct DeliveryEntry {
     /// came does not.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reported: bool,
+    /// What the function receives (`native` when absent).
+    #[serde(default, skip_serializing_if = "PayloadFormat::is_native")]
+    pub format: PayloadFormat,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -109,6 +115,7 @@ impl DeliveryEntry {
             policy: delivery.policy,
             history: delivery.history.clone(),
             reported: delivery.reported.is_some(),
+            format: delivery.format,
         }
     }
 }
@@ -137,6 +144,7 @@ impl DeliveryMessage {
             data_encoding,
             unconfirmed: true,
             source: trigger.source.clone(),
+            cloud_event: trigger.cloud_event.clone(),
             deliveries: trigger.deliveries.iter().map(DeliveryEntry::of).collect(),
         })
     }
@@ -151,6 +159,7 @@ impl DeliveryMessage {
         data: Box<RawValue>,
         data_encoding: Option<String>,
         source: Option<Origin>,
+        cloud_event: Option<crate::cloudevent::Received>,
     ) -> Self {
         Self {
             kind: message_type(),
@@ -163,6 +172,7 @@ impl DeliveryMessage {
             data_encoding,
             unconfirmed: false,
             source,
+            cloud_event,
             deliveries: vec![DeliveryEntry::of(delivery)],
         }
     }
@@ -224,6 +234,7 @@ impl DeliveryMessage {
             redriven_at: entry.redriven_at,
             policy: entry.policy,
             history: entry.history.clone(),
+            format: entry.format,
             reported: None,
         }
     }

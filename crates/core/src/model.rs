@@ -241,6 +241,10 @@ pub struct Subscription {
     /// How its deliveries run; every field left out takes the gateway's default.
     #[serde(default)]
     pub delivery: DeliveryPolicy,
+    /// What its function receives: the gateway's invocation payload (`native`, the default) or a
+    /// structured CloudEvent (`cloudevents`).
+    #[serde(default, skip_serializing_if = "PayloadFormat::is_native")]
+    pub format: PayloadFormat,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: Version,
@@ -263,6 +267,41 @@ pub struct SubscriptionDraft {
     pub filter: Option<Value>,
     #[serde(default)]
     pub delivery: Option<DeliveryPolicy>,
+    /// `native` (the default) or `cloudevents`.
+    #[serde(default)]
+    pub format: Option<PayloadFormat>,
+}
+
+/// What a subscribed function receives for each delivery.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadFormat {
+    /// The gateway's invocation payload (`InvocationPayload`).
+    #[default]
+    Native,
+    /// A structured CloudEvent 1.0 (JSON format): see `cloudevent::structured_out`.
+    Cloudevents,
+}
+
+impl PayloadFormat {
+    pub fn is_native(&self) -> bool {
+        *self == Self::Native
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Cloudevents => "cloudevents",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "native" => Some(Self::Native),
+            "cloudevents" => Some(Self::Cloudevents),
+            _ => None,
+        }
+    }
 }
 
 /// How a subscribed function is invoked.
@@ -522,6 +561,9 @@ pub struct Delivery {
     /// The last [`MAX_HISTORY`] attempts, oldest first, across every series.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<Attempt>,
+    /// What the function receives (the subscription's `format` when the series began).
+    #[serde(default, skip_serializing_if = "PayloadFormat::is_native")]
+    pub format: PayloadFormat,
     /// How Lambda itself said the current series' `async` invocation ended, when the function
     /// sends its invocation records to the gateway's outcome queue (`crate::outcome`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -595,6 +637,8 @@ pub struct Trigger {
     pub payload: Vec<u8>,
     /// The native record that triggered it, if one did.
     pub source: Option<Origin>,
+    /// The CloudEvent that triggered it, if one did: what of it the subscribers receive.
+    pub cloud_event: Option<crate::cloudevent::Received>,
     pub deliveries: Vec<Delivery>,
 }
 
@@ -664,6 +708,10 @@ pub struct InvocationPayload<'a> {
     /// The native record that triggered it; absent for an HTTP trigger.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<&'a Origin>,
+    /// The CloudEvent that triggered it (its `id`, `source`, `subject`, `time`, `dataschema` and
+    /// extensions); absent for any other trigger.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud_event: Option<&'a crate::cloudevent::Received>,
 }
 
 #[derive(Debug, Serialize)]

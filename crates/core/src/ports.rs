@@ -133,6 +133,8 @@ pub struct DueDelivery {
     pub payload: Vec<u8>,
     /// The native record that triggered it, if one did.
     pub source: Option<crate::model::Origin>,
+    /// The CloudEvent that triggered it, if one did.
+    pub cloud_event: Option<crate::cloudevent::Received>,
     /// The claim this attempt runs under: only it may record the attempt.
     pub claim: ClaimToken,
 }

@@ -64,6 +64,7 @@ fn subscription(event: &EventName, function: &str) -> Subscription {
         metadata: serde_json::Map::new(),
         filter: None,
         delivery: Default::default(),
+        format: Default::default(),
         created_at: at(1),
         updated_at: at(1),
         version: Version::FIRST,

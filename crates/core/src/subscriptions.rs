@@ -30,6 +30,7 @@ pub async fn subscribe(
         metadata: draft.metadata.unwrap_or_default(),
         filter,
         delivery,
+        format: draft.format.unwrap_or_default(),
         created_at: now,
         updated_at: now,
         version: Version::FIRST,
@@ -75,6 +76,8 @@ pub async fn replace_subscription(
         metadata: draft.metadata.unwrap_or_default(),
         filter,
         delivery,
+        // A replace states the whole subscription: a format left out is the default again.
+        format: draft.format.unwrap_or_default(),
         updated_at: clock.now(),
         version: current.version.next(),
         ..current

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::de::IgnoredAny;
 
+use crate::cloudevent::Received;
 use crate::envelope::{self, Content};
 use crate::error::{Error, Result, Violation};
 use crate::ids::{EventName, IdempotencyKey, SchemaUri};
@@ -21,6 +22,10 @@ pub struct TriggerRequest<'a> {
     pub idempotency_key: Option<IdempotencyKey>,
     /// The native record that triggers it, if one does (`ingest`); none for an HTTP trigger.
     pub source: Option<Origin>,
+    /// The CloudEvent that carries it, if one does: its `source` + `id` are the trigger's
+    /// idempotency key (unless `idempotency_key` is given), and its `dataschema` must name the
+    /// schema the payload is checked against.
+    pub cloud_event: Option<Received>,
 }
 
 /// The ports a trigger touches, borrowed for one call.
@@ -36,17 +41,105 @@ pub struct TriggerPorts<'a> {
 }
 
 pub async fn trigger(ports: TriggerPorts<'_>, request: TriggerRequest<'_>) -> Result<TriggerReceipt> {
+    let prepared = prepare(ports, request).await?;
+    accept(ports, prepared).await
+}
+
+/// A trigger checked and matched, not yet accepted.
+struct Prepared {
+    trigger: Trigger,
+    key: Option<IdempotencyKey>,
+}
+
+/// Everything a trigger is checked for before anything of it is written: its event, the
+/// CloudEvent's `dataschema`, the payload; then the subscriptions it matches.
+async fn prepare(ports: TriggerPorts<'_>, request: TriggerRequest<'_>) -> Result<Prepared> {
     let Some((definition, subscriptions)) = ports.source.trigger_target(&request.event).await? else {
         return Err(Error::NotFound { what: "event", id: request.event.to_string() });
     };
+    if let Some(uri) = request.cloud_event.as_ref().and_then(|ce| ce.data_schema.as_deref()) {
+        check_data_schema(&definition, uri)?;
+    }
     check_payload(ports.schemas, ports.registry, &definition, request.content_type, &request.payload).await?;
     let subscriptions = matching(&definition, subscriptions, &request.payload, request.source.as_ref());
     let mut trigger = accepted_trigger(&definition, &subscriptions, request.payload, ports.clock.now(), ports.ids);
     trigger.source = request.source;
-    match ports.acceptor.accept(&trigger, request.idempotency_key.as_ref()).await? {
-        Acceptance::Accepted => Ok(trigger.receipt()),
+    let key = request
+        .idempotency_key
+        .or_else(|| request.cloud_event.as_ref().map(|ce| IdempotencyKey::cloud_event(&ce.source, &ce.id)));
+    trigger.cloud_event = request.cloud_event;
+    Ok(Prepared { trigger, key })
+}
+
+async fn accept(ports: TriggerPorts<'_>, prepared: Prepared) -> Result<TriggerReceipt> {
+    match ports.acceptor.accept(&prepared.trigger, prepared.key.as_ref()).await? {
+        Acceptance::Accepted => Ok(prepared.trigger.receipt()),
         Acceptance::Replayed(first) => Ok(first),
     }
+}
+
+/// Triggers a batch (of CloudEvents), checking every member before any is accepted: if one is
+/// refused, the answer lists every member's problems (`/<index>/...`: `type` naming no event,
+/// `dataschema`, `datacontenttype`, `data` against the schema) and nothing is triggered. Then
+/// the members are accepted in order, each as one trigger; should the store fail midway, the
+/// members before are accepted and the error says how many, and sending the batch again is safe
+/// (each member is idempotent by its `source` and `id`).
+pub async fn trigger_batch(ports: TriggerPorts<'_>, requests: Vec<TriggerRequest<'_>>) -> Result<Vec<TriggerReceipt>> {
+    let mut prepared = Vec::with_capacity(requests.len());
+    let mut found = Vec::new();
+    let mut unknown = Vec::new();
+    for (i, request) in requests.into_iter().enumerate() {
+        match prepare(ports, request).await {
+            Ok(p) => prepared.push(p),
+            Err(Error::NotFound { what: "event", id }) => unknown.push((i, id)),
+            Err(error) => found.extend(member_violations(error, i)?),
+        }
+    }
+    // Members that name no event make the batch 404, as one such CloudEvent is; with other
+    // problems too, they are listed among them (422).
+    if !found.is_empty() {
+        found.extend(
+            unknown.into_iter().map(|(i, id)| Violation::new(format!("/{i}/type"), format!("'{id}' names no event"))),
+        );
+        found.sort_by_key(|v| v.pointer.split('/').nth(1).and_then(|i| i.parse::<usize>().ok()));
+        return Err(Error::invalid_body(found));
+    }
+    if !unknown.is_empty() {
+        let named: Vec<String> = unknown.iter().map(|(i, id)| format!("{id} (member {i})")).collect();
+        return Err(Error::NotFound { what: "event", id: named.join(", ") });
+    }
+    let total = prepared.len();
+    let mut receipts = Vec::with_capacity(total);
+    for p in prepared {
+        match accept(ports, p).await {
+            Ok(receipt) => receipts.push(receipt),
+            Err(error) if receipts.is_empty() => return Err(error),
+            Err(error) => {
+                return Err(Error::NotAccepted(format!(
+                    "members 0 to {} of the batch were accepted and will run; member {} and the {} after it were not ({error}); send the batch again: accepted members answer with their first receipts and do not run twice",
+                    receipts.len() - 1,
+                    receipts.len(),
+                    total - receipts.len() - 1
+                )))
+            }
+        }
+    }
+    Ok(receipts)
+}
+
+/// A member's refusal as violations under `/<index>`; an error that is not the member's own (the
+/// store unavailable) is the whole batch's.
+fn member_violations(error: Error, index: usize) -> Result<Vec<Violation>> {
+    let at = |pointer: &str, message: String| vec![Violation::new(format!("/{index}{pointer}"), message)];
+    Ok(match error {
+        Error::PayloadRejected { violations, .. } => {
+            violations.into_iter().map(|v| v.at(&format!("/{index}/data"))).collect()
+        }
+        Error::MalformedPayload(why) | Error::PayloadTooLarge(why) => at("/data", why),
+        e @ Error::UnsupportedMediaType { .. } => at("/datacontenttype", e.to_string()),
+        Error::InvalidInput { violations, .. } => violations.into_iter().map(|v| v.at(&format!("/{index}"))).collect(),
+        other => return Err(other),
+    })
 }
 
 /// The subscriptions whose filter matches the trigger (all of them when none has a filter).
@@ -81,6 +174,30 @@ pub fn matching(
     }
     let document = serde_json::Value::Object(document);
     subscriptions.into_iter().filter(|s| s.filter.as_ref().is_none_or(|f| f.matches(&document))).collect()
+}
+
+/// A CloudEvent's `dataschema` must name a schema its payload is checked against: the event
+/// schema's own `$id`, or a registered schema version the event schema refers to (its URI).
+pub fn check_data_schema(definition: &EventDefinition, uri: &str) -> Result<()> {
+    let own = definition.schema.as_deref().and_then(|s| s.get("$id")).and_then(|id| id.as_str());
+    let mut known: Vec<&str> = own.into_iter().collect();
+    known.extend(definition.schema_references.iter().map(|r| r.uri.as_str()));
+    if known.contains(&uri) {
+        return Ok(());
+    }
+    let why = if known.is_empty() {
+        format!(
+            "event '{}' names no schema a dataschema could refer to (no $id, no registered schema); leave dataschema out",
+            definition.name
+        )
+    } else {
+        format!(
+            "'{uri}' is not the schema event '{}' is validated against: one of {}",
+            definition.name,
+            known.join(", ")
+        )
+    };
+    Err(Error::invalid_body(vec![Violation::new("/dataschema", why)]))
 }
 
 /// Checks media type, JSON syntax, the envelope and the schemas, in that order: the cheapest
@@ -179,6 +296,7 @@ pub fn accepted_trigger(
             redriven_at: None,
             policy: s.delivery,
             history: Vec::new(),
+            format: s.format,
             reported: None,
         })
         .collect();
@@ -189,6 +307,7 @@ pub fn accepted_trigger(
         data_type: definition.data_type.clone(),
         payload,
         source: None,
+        cloud_event: None,
         deliveries,
     }
 }
@@ -222,6 +341,7 @@ mod tests {
             payload: payload.as_bytes().to_vec(),
             idempotency_key: None,
             source: None,
+            cloud_event: None,
         };
         trigger(ports, request).await.map(drop)
     }
@@ -400,6 +520,7 @@ mod tests {
                 metadata: None,
                 filter: Some(filter),
                 delivery: None,
+                format: None,
             };
             let anything = crate::FunctionAllowlist::parse("*").unwrap();
             crate::subscriptions::subscribe(&store, &SystemClock, &UlidSource, &anything, draft).await.unwrap();
@@ -419,6 +540,7 @@ mod tests {
             payload: br#"{"total": 150}"#.to_vec(),
             idempotency_key: None,
             source: None,
+            cloud_event: None,
         };
         let receipt = trigger(ports, request).await.unwrap();
         assert_eq!(receipt.deliveries.iter().map(|d| d.function_id.to_string()).collect::<Vec<_>>(), ["fn-a"]);

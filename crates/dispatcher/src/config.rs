@@ -75,6 +75,8 @@ impl Config {
                 retry,
                 concurrency: number("GATEWAY_CONCURRENCY", 16)?.clamp(1, 1024) as usize,
                 acceptance_window: gateway_core::ports::ACCEPTANCE_WINDOW,
+                cloud_events_source: gateway_core::cloudevent::cloud_events_source(get("GATEWAY_CLOUDEVENTS_SOURCE"))
+                    .map_err(|problem| ConfigError { var: "GATEWAY_CLOUDEVENTS_SOURCE", problem })?,
             },
             delivery_retention: DeliveryRetention::parse(get("GATEWAY_DELIVERY_RETENTION_DAYS").as_deref())
                 .map_err(|problem| ConfigError { var: "GATEWAY_DELIVERY_RETENTION_DAYS", problem })?,

@@ -62,6 +62,8 @@ pub struct DispatchSettings {
     /// How long after its `receivedAt` a published trigger may still be settled accepted by the
     /// trigger handler (`gateway_core::ports::ACCEPTANCE_WINDOW` unless a test shortens it).
     pub acceptance_window: Duration,
+    /// The `source` of the CloudEvents it sends subscriptions in `cloudevents` format.
+    pub cloud_events_source: String,
 }
 
 impl Default for DispatchSettings {
@@ -72,6 +74,7 @@ impl Default for DispatchSettings {
             retry: RetryPolicy::default(),
             concurrency: 16,
             acceptance_window: ACCEPTANCE_WINDOW,
+            cloud_events_source: dispatch::DEFAULT_CLOUD_EVENTS_SOURCE.to_owned(),
         }
     }
 }
@@ -384,6 +387,8 @@ impl Dispatcher {
                         data_type: &message.data_type,
                         payload,
                         source: message.source.as_ref(),
+                        cloud_event: message.cloud_event.as_ref(),
+                        cloud_events_source: &self.settings.cloud_events_source,
                     },
                 )
                 .await

@@ -15,10 +15,11 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
+use gateway_core::dispatch::{self, Echoed};
 use gateway_core::message::DeliveryMessage;
 use gateway_core::outcome::{self, ReportedOutcome};
 use gateway_core::ports::{Clock, DeliveryRecorder, SystemClock};
-use gateway_core::{DataType, DeliveryStatus, EventId, FunctionId, Home, Origin, Reported, SubscriptionId};
+use gateway_core::{DeliveryStatus, FunctionId, Home, Reported};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -56,29 +57,11 @@ struct ResponseContext {
     function_error: Option<String>,
 }
 
-/// The invocation payload the record echoes (`gateway_core::InvocationPayload`), the parts that
-/// name the delivery and carry the trigger's payload. A payload from before generations were
-/// sent reads as generation 0.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Echo {
-    event_id: EventId,
-    subscription_id: SubscriptionId,
-    #[serde(default)]
-    generation: u32,
-    data_type: DataType,
-    data: Box<RawValue>,
-    #[serde(default)]
-    data_encoding: Option<String>,
-    #[serde(default)]
-    source: Option<Origin>,
-}
-
 /// A record read: the outcome, and the payload its invocation carried.
 #[derive(Debug)]
 struct Read {
     outcome: ReportedOutcome,
-    echo: Echo,
+    echo: Echoed,
 }
 
 /// Why a message was not read as a record of a gateway delivery.
@@ -102,7 +85,7 @@ fn read(body: &str) -> Result<Read, Unread> {
             record.request_context.request_id, record.request_context.function_arn
         )));
     };
-    let echo: Echo = serde_json::from_str(payload.get())
+    let echo = dispatch::read_invocation(payload.get())
         .map_err(|e| Unread::NotOurs(format!("its request payload is not a gateway invocation: {e}")))?;
     let function = FunctionId::parse(&record.request_context.function_arn)
         .map_err(|v| Unread::NotOurs(format!("requestContext.functionArn: {}", v.message)))?;
@@ -230,8 +213,14 @@ impl OutcomeRecorder {
         tracing::info!(%event_id, %subscription_id, generation = next.generation, status = next.status.as_str(),
             condition = %outcome.reported.condition, "Lambda reported an async delivery's outcome");
         if next.status == DeliveryStatus::Failed {
-            let message =
-                DeliveryMessage::for_delivery(&next, echo.data_type, echo.data, echo.data_encoding, echo.source);
+            let message = DeliveryMessage::for_delivery(
+                &next,
+                echo.data_type,
+                echo.data,
+                echo.data_encoding,
+                echo.source,
+                echo.cloud_event,
+            );
             if let Err(error) = self.dead_letters.dead_letter(&message).await {
                 tracing::error!(%error, %event_id, "cannot dead-letter a reported failure; the record will come again");
                 return Handled::Again;

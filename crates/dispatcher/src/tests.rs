@@ -117,7 +117,7 @@ fn harness(invoker: ScriptedInvoker, allowlist: &str, max_attempts: u32) -> Harn
             ..RetryPolicy::default()
         },
         concurrency: 4,
-        acceptance_window: gateway_core::ports::ACCEPTANCE_WINDOW,
+        ..Default::default()
     };
     let dispatcher = Dispatcher::new(log.clone(), invoker.clone(), queue.clone(), settings);
     Harness { log, queue, invoker, dispatcher }

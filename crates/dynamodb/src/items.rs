@@ -9,9 +9,9 @@ use gateway_core::message::DeliveryMessage;
 use gateway_core::ports::{TriggerState, TRIGGER_STATE_LIFETIME};
 use gateway_core::{
     Attempt, Compatibility, DataType, Delivery, DeliveryPolicy, DeliveryRetention, DeliveryStatus, Envelope,
-    EventDefinition, EventId, EventName, EventPattern, FunctionId, IdempotencyKey, Metadata, Referrer, Reported,
-    Schema, SchemaFormat, SchemaName, SchemaReference, SchemaUri, SchemaVersion, SchemaVersionSummary, Source,
-    SourceName, Subscription, SubscriptionId, TriggerReceipt, Version,
+    EventDefinition, EventId, EventName, EventPattern, FunctionId, IdempotencyKey, Metadata, PayloadFormat, Referrer,
+    Reported, Schema, SchemaFormat, SchemaName, SchemaReference, SchemaUri, SchemaVersion, SchemaVersionSummary,
+    Source, SourceName, Subscription, SubscriptionId, TriggerReceipt, Version,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -231,6 +231,9 @@ pub struct SubscriptionItem {
     /// every subscription written before policies existed), which reads as the default.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "json_text::option")]
     pub delivery: Option<DeliveryPolicy>,
+    /// Absent for `native` (and on every subscription from before formats).
+    #[serde(default, skip_serializing_if = "PayloadFormat::is_native")]
+    pub format: PayloadFormat,
     #[serde(with = "time")]
     pub created_at: DateTime<Utc>,
     #[serde(with = "time")]
@@ -267,6 +270,7 @@ impl SubscriptionItem {
             metadata: sub.metadata.clone(),
             filter: sub.filter.clone(),
             delivery: (!sub.delivery.is_default()).then_some(sub.delivery),
+            format: sub.format,
             created_at: sub.created_at,
             updated_at: sub.updated_at,
             version: sub.version,
@@ -281,6 +285,7 @@ impl SubscriptionItem {
             metadata: self.metadata,
             filter: self.filter,
             delivery: self.delivery.unwrap_or_default(),
+            format: self.format,
             created_at: self.created_at,
             updated_at: self.updated_at,
             version: self.version,
@@ -581,6 +586,9 @@ pub struct DeliveryItem {
     /// The last attempts, as JSON text (one attribute, written whole with each state).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "json_text::option")]
     pub history: Option<Vec<Attempt>>,
+    /// What the function receives; absent for `native`.
+    #[serde(default, skip_serializing_if = "PayloadFormat::is_native")]
+    pub format: PayloadFormat,
     /// What Lambda reported of the series' `async` invocation, as JSON text; absent until it has.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "json_text::option")]
     pub reported: Option<Reported>,
@@ -645,6 +653,7 @@ pub const DELIVERY_LISTED: &[&str] = &[
     "redrivenAt",
     "policy",
     "history",
+    "format",
     "reported",
     "payloadNotKept",
     "ttl",
@@ -671,6 +680,7 @@ impl DeliveryItem {
             redriven_at: d.redriven_at,
             policy: (!d.policy.is_default()).then_some(d.policy),
             history: (!d.history.is_empty()).then(|| d.history.clone()),
+            format: d.format,
             reported: d.reported.clone(),
             gsi2pk: None,
             gsi2sk: None,
@@ -716,6 +726,7 @@ impl DeliveryItem {
             redriven_at: self.redriven_at,
             policy: self.policy.unwrap_or_default(),
             history: self.history.unwrap_or_default(),
+            format: self.format,
             reported: self.reported,
         }
     }
@@ -881,6 +892,8 @@ mod tests {
         item.redriven_at = Some(item.received_at);
         item.policy = Some(DeliveryPolicy { max_attempts: Some(2), ..Default::default() });
         item.history = Some(Vec::new());
+        item.format = PayloadFormat::Cloudevents;
+        item.format = PayloadFormat::Cloudevents;
         item.reported =
             Some(Reported { at: item.received_at, condition: "Success".into(), approximate_invoke_count: 1 });
         item.payload = Some("{}".into());

@@ -59,6 +59,7 @@ async fn seeded_store() -> MemoryStore {
         metadata: Default::default(),
         filter: None,
         delivery: Default::default(),
+        format: Default::default(),
         created_at: now,
         updated_at: now,
         version: Version::FIRST,

@@ -45,6 +45,9 @@ pub struct Config {
     /// `GATEWAY_API_TOKEN`: when set, every request but `/health` must carry it as a bearer
     /// token. Required to listen on anything but loopback. `Debug` does not show it.
     pub api_token: Option<ApiToken>,
+    /// `GATEWAY_CLOUDEVENTS_SOURCE`, default `/event-gateway`: the `source` of the CloudEvents
+    /// subscriptions in `cloudevents` format receive.
+    pub cloud_events_source: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +145,8 @@ impl Config {
             delivery_retention: DeliveryRetention::parse(get("GATEWAY_DELIVERY_RETENTION_DAYS").as_deref())
                 .map_err(|problem| ConfigError { var: "GATEWAY_DELIVERY_RETENTION_DAYS", problem })?,
             api_token,
+            cloud_events_source: gateway_core::cloudevent::cloud_events_source(get("GATEWAY_CLOUDEVENTS_SOURCE"))
+                .map_err(|problem| ConfigError { var: "GATEWAY_CLOUDEVENTS_SOURCE", problem })?,
         })
     }
 }

@@ -129,6 +129,7 @@ pub async fn run(mut config: Config, home: Home, lambda: aws_sdk_lambda::Client)
         poll_interval: config.poll_interval,
         lease: worker::claim_lease(&config.retry, config.invoke_timeout),
         wake,
+        cloud_events_source: config.cloud_events_source.clone(),
     };
 
     let listener = tokio::net::TcpListener::bind(config.addr)

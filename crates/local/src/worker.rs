@@ -24,6 +24,8 @@ pub struct Worker {
     pub lease: Duration,
     /// Woken when a trigger is accepted, so new deliveries start without waiting for a poll.
     pub wake: Arc<Notify>,
+    /// The `source` of the CloudEvents it sends (`cloudevents` format).
+    pub cloud_events_source: String,
 }
 
 /// The lease every claim is made with: the longest invocation the worker may start, and a
@@ -98,6 +100,8 @@ impl Worker {
                 data_type: &due.data_type,
                 payload: &due.payload,
                 source: due.source.as_ref(),
+                cloud_event: due.cloud_event.as_ref(),
+                cloud_events_source: &self.cloud_events_source,
             },
         )
         .await;
@@ -160,6 +164,7 @@ mod tests {
                 metadata: None,
                 filter: None,
                 delivery: *delivery,
+                format: None,
             };
             // Written under an allowlist that admits anything, as an older configuration might have.
             let anything = FunctionAllowlist::parse("*, arn:aws:lambda:*:*:function:*").unwrap();
@@ -188,6 +193,7 @@ mod tests {
             concurrency: 4,
             poll_interval: Duration::from_millis(5),
             lease: Duration::from_secs(5),
+            cloud_events_source: gateway_core::dispatch::DEFAULT_CLOUD_EVENTS_SOURCE.to_owned(),
             wake: Arc::new(Notify::new()),
         }
     }

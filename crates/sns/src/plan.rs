@@ -116,6 +116,7 @@ mod tests {
                 policy: Default::default(),
                 history: Vec::new(),
                 reported: false,
+                format: Default::default(),
             })
             .collect();
         serde_json::from_value::<DeliveryMessage>(json!({

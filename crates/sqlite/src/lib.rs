@@ -22,9 +22,9 @@ use gateway_core::ports::{
 };
 use gateway_core::{
     Attempt, DataType, Delivery, DeliveryPolicy, DeliveryRetention, DeliveryStatus, Error, EventDefinition, EventId,
-    EventName, IdempotencyKey, Page, PageRequest, Referrer, Schema, SchemaName, SchemaReference, SchemaUri,
-    SchemaVersion, SchemaVersionSummary, Source, SourceName, Subscription, SubscriptionId, Trigger, TriggerReceipt,
-    Version,
+    EventName, IdempotencyKey, Page, PageRequest, PayloadFormat, Referrer, Schema, SchemaName, SchemaReference,
+    SchemaUri, SchemaVersion, SchemaVersionSummary, Source, SourceName, Subscription, SubscriptionId, Trigger,
+    TriggerReceipt, Version,
 };
 use rusqlite::{params, Connection, OptionalExtension, Params, Transaction};
 
@@ -868,7 +868,7 @@ fn insert_trigger(
 ) -> DbResult<()> {
     let received_at = ts(trigger.received_at);
     tx.execute(
-        "INSERT INTO triggers (event_id, event, received_at, data_type, payload, idempotency_key, receipt, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO triggers (event_id, event, received_at, data_type, payload, idempotency_key, receipt, source, cloud_event) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             trigger.event_id.to_string(),
             trigger.event.as_str(),
@@ -877,14 +877,15 @@ fn insert_trigger(
             trigger.payload,
             key.map(IdempotencyKey::as_str),
             receipt,
-            trigger.source.as_ref().map(to_json).transpose()?
+            trigger.source.as_ref().map(to_json).transpose()?,
+            trigger.cloud_event.as_ref().map(to_json).transpose()?
         ],
     )
     .map_err(db_err)?;
     let mut insert = tx
         .prepare_cached(
-            "INSERT INTO deliveries (event_id, subscription_id, event, function_id, metadata, status, attempts, received_at, updated_at, next_attempt_at, policy)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7, ?8)",
+            "INSERT INTO deliveries (event_id, subscription_id, event, function_id, metadata, status, attempts, received_at, updated_at, next_attempt_at, policy, format)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7, ?8, ?9)",
         )
         .map_err(db_err)?;
     for d in &trigger.deliveries {
@@ -897,7 +898,8 @@ fn insert_trigger(
                 to_json(&d.metadata)?,
                 received_at,
                 trigger.received_at.timestamp_millis(),
-                policy_json(&d.policy)?
+                policy_json(&d.policy)?,
+                format_column(d.format)
             ])
             .map_err(db_err)?;
     }
@@ -909,9 +911,14 @@ fn insert_trigger(
     Ok(())
 }
 
-const DELIVERY_COLUMNS: &str = "d.event_id, d.subscription_id, d.event, d.function_id, d.metadata, d.status, d.attempts, d.last_error, d.received_at, d.updated_at, d.generation, d.redriven_at, d.policy, d.history";
+const DELIVERY_COLUMNS: &str = "d.event_id, d.subscription_id, d.event, d.function_id, d.metadata, d.status, d.attempts, d.last_error, d.received_at, d.updated_at, d.generation, d.redriven_at, d.policy, d.history, d.format";
 /// How many columns `DELIVERY_COLUMNS` selects: a query's own columns come after them.
-const DELIVERY_COLUMN_COUNT: usize = 14;
+const DELIVERY_COLUMN_COUNT: usize = 15;
+
+/// A payload format as its column holds it: NULL for `native`, as in a row from before formats.
+fn format_column(format: PayloadFormat) -> Option<&'static str> {
+    (!format.is_native()).then(|| format.as_str())
+}
 
 /// A delivery's columns as SQLite holds them, read before they are checked.
 struct DeliveryRow {
@@ -920,6 +927,7 @@ struct DeliveryRow {
     generation: u32,
     policy: Option<String>,
     history: Option<String>,
+    format: Option<String>,
 }
 
 fn delivery_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
@@ -940,6 +948,7 @@ fn delivery_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
         generation: row.get(10)?,
         policy: row.get(12)?,
         history: row.get(13)?,
+        format: row.get(14)?,
     })
 }
 
@@ -963,6 +972,10 @@ fn delivery_from_columns(row: DeliveryRow) -> DbResult<Delivery> {
         // A delivery from before delivery policies (or with the default one) has none stored.
         policy: row.policy.as_deref().map(from_json).transpose()?.unwrap_or_default(),
         history: row.history.as_deref().map(from_json).transpose()?.unwrap_or_default(),
+        format: match row.format.as_deref() {
+            None => PayloadFormat::Native,
+            Some(raw) => PayloadFormat::parse(raw).ok_or_else(|| corrupt("format"))?,
+        },
         // Lambda reports outcomes to the cloud gateway only (its destinations); `cargo lambda
         // watch` has none.
         reported: None,
@@ -1049,7 +1062,7 @@ impl DeliveryOutbox for SqliteStore {
             let tx = conn.transaction().map_err(db_err)?;
             let due = {
                 let sql = format!(
-                    "SELECT {DELIVERY_COLUMNS}, t.data_type, t.payload, t.source FROM deliveries d JOIN triggers t ON t.event_id = d.event_id
+                    "SELECT {DELIVERY_COLUMNS}, t.data_type, t.payload, t.source, t.cloud_event FROM deliveries d JOIN triggers t ON t.event_id = d.event_id
                      WHERE d.status = 'pending' AND d.next_attempt_at <= ?1 AND (d.leased_until IS NULL OR d.leased_until <= ?1)
                      ORDER BY d.next_attempt_at LIMIT ?2"
                 );
@@ -1057,16 +1070,24 @@ impl DeliveryOutbox for SqliteStore {
                 let rows = stmt
                     .query_map(params![now_ms, limit], |row| {
                         let n = DELIVERY_COLUMN_COUNT;
-                        Ok((delivery_from_row(row)?, row.get::<_, String>(n)?, row.get::<_, Vec<u8>>(n + 1)?, row.get::<_, Option<String>>(n + 2)?))
+                        Ok((
+                            delivery_from_row(row)?,
+                            row.get::<_, String>(n)?,
+                            row.get::<_, Vec<u8>>(n + 1)?,
+                            row.get::<_, Option<String>>(n + 2)?,
+                            row.get::<_, Option<String>>(n + 3)?,
+                        ))
                     })
                     .map_err(db_err)?
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(db_err)?;
                 rows.into_iter()
-                    .map(|(columns, data_type, payload, source)| {
+                    .map(|(columns, data_type, payload, source, cloud_event)| {
                         let data_type = DataType::parse(&data_type).map_err(|_| Error::unavailable("stored trigger has an invalid data type"))?;
                         let source = source.as_deref().map(from_json).transpose()?;
-                        Ok(DueDelivery { delivery: delivery_from_columns(columns)?, data_type, payload, source, claim: ClaimToken::new() })
+                        let cloud_event = cloud_event.as_deref().map(from_json).transpose()?;
+                        let delivery = delivery_from_columns(columns)?;
+                        Ok(DueDelivery { delivery, data_type, payload, source, cloud_event, claim: ClaimToken::new() })
                     })
                     .collect::<DbResult<Vec<_>>>()?
             };
@@ -1189,7 +1210,7 @@ impl DeliveryRedrive for SqliteStore {
                 .execute(
                     "UPDATE deliveries SET status = ?3, attempts = ?4, generation = ?5, redriven_at = ?6, policy = ?7,
                      function_id = ?8, metadata = ?9, last_error = ?10, history = ?11, updated_at = ?12,
-                     next_attempt_at = ?13, leased_until = NULL, claim_token = NULL
+                     next_attempt_at = ?13, leased_until = NULL, claim_token = NULL, format = ?15
                      WHERE event_id = ?1 AND subscription_id = ?2 AND status = 'failed' AND generation = ?14",
                     params![
                         next.event_id.to_string(),
@@ -1205,7 +1226,8 @@ impl DeliveryRedrive for SqliteStore {
                         history_json(&next.history)?,
                         ts(next.updated_at),
                         due.timestamp_millis(),
-                        previous
+                        previous,
+                        format_column(next.format)
                     ],
                 )
                 .map_err(db_err)?;

@@ -118,4 +118,7 @@ pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("deliveries", "redriven_at", "ALTER TABLE deliveries ADD COLUMN redriven_at TEXT"),
     ("deliveries", "policy", "ALTER TABLE deliveries ADD COLUMN policy TEXT"),
     ("deliveries", "history", "ALTER TABLE deliveries ADD COLUMN history TEXT"),
+    // CloudEvents: a delivery from before formats is `native`; a trigger from before, no CloudEvent.
+    ("deliveries", "format", "ALTER TABLE deliveries ADD COLUMN format TEXT"),
+    ("triggers", "cloud_event", "ALTER TABLE triggers ADD COLUMN cloud_event TEXT"),
 ];

@@ -1,5 +1,6 @@
 //! Route handlers, one module per resource.
 
+pub mod cloudevents;
 pub mod events;
 pub mod ingest;
 pub mod meta;

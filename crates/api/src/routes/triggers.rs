@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use gateway_core::trigger::{self, TriggerPorts, TriggerRequest};
-use gateway_core::{Delivery, Error, EventId, EventName, IdempotencyKey, Page, TriggerReceipt};
+use gateway_core::{Delivery, Error, EventId, EventName, IdempotencyKey, Page, TriggerReceipt, Violation};
+
+use crate::cloudevents::{self, Incoming};
 
 use crate::extract::{body_bytes, content_type, path_param, path_value, query, IdempotencyKeyHeader, PageQuery};
 use crate::problem::{ApiError, Problem, PROBLEM_JSON};
@@ -50,7 +52,7 @@ struct DeliveryPage {
 /// `version`, numbers). The payload reaches subscribers unchanged.
 #[utoipa::path(post, path = "/events/{name}/trigger", tag = "triggers",
     params(("name" = EventName, Path), IdempotencyKeyHeader),
-    request_body(content = serde_json::Value, content_type = "application/json", description = "The payload: any JSON for an event of JSON dataType (then checked against its schema), or raw bytes of the event's dataType"),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "The payload: any JSON for an event of JSON dataType (then checked against its schema), or raw bytes of the event's dataType. Or a CloudEvent (the `CloudEvent` schema) whose `type` is the event's name, else 400: structured (`application/cloudevents+json`), or binary (the data, with `ce-*` headers); as `POST /cloudevents` takes them"),
     responses(
         (status = 202, description = "Accepted: every delivery will run at least once (or end failed with its error); none had to run before this answer", body = TriggerReceipt,
             headers(("Location" = String, description = "`/deliveries/{eventId}`")),
@@ -59,7 +61,7 @@ struct DeliveryPage {
                 ("event_deliveries" = (operation_id = "deliveries_of_event", parameters(("name" = "$response.body#/event")))),
                 ("redrive" = (operation_id = "redrive_trigger", parameters(("eventId" = "$response.body#/eventId")))),
             )),
-        (status = 400, description = "Invalid name or Idempotency-Key, or a malformed JSON payload", body = Problem, content_type = PROBLEM_JSON),
+        (status = 400, description = "Invalid name or Idempotency-Key, a malformed JSON payload, a CloudEvent of another `type` than the path's, a batch (it goes to `POST /cloudevents`), or a missing or malformed `ce-*` header", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such event", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, description = "Payload over the limit", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "Content-Type is not the event's dataType", body = Problem, content_type = PROBLEM_JSON),
@@ -76,23 +78,58 @@ async fn trigger_event(
         Some(raw) => Some(path_value(IdempotencyKey::parse, raw.to_str().unwrap_or("\u{7f}"))?),
         None => None,
     };
-    let payload = body_bytes(body, g.max_payload_bytes)?.to_vec();
-    let ports = TriggerPorts {
+    let body = body_bytes(body, g.max_payload_bytes)?;
+    let request = match cloudevents::read(&headers, &body)? {
+        Incoming::Plain => TriggerRequest {
+            event,
+            content_type: content_type(&headers),
+            payload: body.to_vec(),
+            idempotency_key,
+            source: None,
+            cloud_event: None,
+        },
+        Incoming::One(ce) => {
+            if ce.kind != event.as_str() {
+                return Err(Error::invalid_request(Violation::new(
+                    "/type",
+                    format!("the CloudEvent's type '{}' is not the event in the path, '{event}'", ce.kind),
+                ))
+                .into());
+            }
+            let receipt =
+                trigger::trigger(trigger_ports(&g), super::cloudevents::request(event, &ce, idempotency_key)).await?;
+            return Ok(accepted(&receipt));
+        }
+        Incoming::Batch(_) => {
+            return Err(Error::invalid_request(Violation::new(
+                "",
+                "a batch of CloudEvents goes to POST /cloudevents, which triggers each member's own event",
+            ))
+            .into())
+        }
+    };
+    let receipt = trigger::trigger(trigger_ports(&g), request).await?;
+    Ok(accepted(&receipt))
+}
+
+pub(crate) fn trigger_ports(g: &SharedGateway) -> TriggerPorts<'_> {
+    TriggerPorts {
         source: g.trigger_source.as_ref(),
         acceptor: g.acceptor.as_ref(),
         schemas: &g.schemas,
         registry: g.registry.as_ref(),
         clock: g.clock.as_ref(),
         ids: g.ids.as_ref(),
-    };
-    let request =
-        TriggerRequest { event, content_type: content_type(&headers), payload, idempotency_key, source: None };
-    let receipt = trigger::trigger(ports, request).await?;
-    let mut response = (StatusCode::ACCEPTED, Json(&receipt)).into_response();
+    }
+}
+
+/// 202 with the receipt, and `Location` its delivery log.
+pub(crate) fn accepted(receipt: &TriggerReceipt) -> Response {
+    let mut response = (StatusCode::ACCEPTED, Json(receipt)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/deliveries/{}", receipt.event_id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
-    Ok(response)
+    response
 }
 
 /// The deliveries of an event's triggers, newest trigger first, each as
