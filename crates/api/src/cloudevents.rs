@@ -36,17 +36,24 @@ fn essence(headers: &HeaderMap) -> Option<String> {
 pub fn read(headers: &HeaderMap, body: &[u8]) -> Result<Incoming, Error> {
     match essence(headers).as_deref() {
         Some(STRUCTURED) => {
-            let value = json(body)?;
-            CloudEvent::from_json(&value).map(Incoming::One).map_err(Error::invalid_body)
+            let text = json_text(body)?;
+            CloudEvent::from_json_text(text).map(Incoming::One).map_err(Error::invalid_body)
         }
         Some(BATCH) => {
-            let Value::Array(members) = json(body)? else {
+            let text = json_text(body)?;
+            let Ok(members) = serde_json::from_str::<Vec<&serde_json::value::RawValue>>(text) else {
                 return Err(Error::invalid_body(vec![Violation::new("", "a batch is a JSON array of CloudEvents")]));
             };
+            if members.len() > MAX_BATCH {
+                return Err(Error::invalid_body(vec![Violation::new(
+                    "",
+                    format!("a batch holds at most {MAX_BATCH} CloudEvents, not {}", members.len()),
+                )]));
+            }
             let mut events = Vec::with_capacity(members.len());
             let mut found = Vec::new();
             for (i, member) in members.iter().enumerate() {
-                match CloudEvent::from_json(member) {
+                match CloudEvent::from_json_text(member.get()) {
                     Ok(event) => events.push(event),
                     Err(violations) => found.extend(violations.into_iter().map(|v| v.at(&format!("/{i}")))),
                 }
@@ -62,8 +69,15 @@ pub fn read(headers: &HeaderMap, body: &[u8]) -> Result<Incoming, Error> {
     }
 }
 
-fn json(body: &[u8]) -> Result<Value, Error> {
-    serde_json::from_slice(body).map_err(|e| Error::MalformedPayload(e.to_string()))
+/// The most CloudEvents one batch may hold: each is a trigger of its own, made one after the
+/// other within the request's time.
+pub const MAX_BATCH: usize = 100;
+
+/// The body as JSON text: 400 if it is not JSON at all.
+fn json_text(body: &[u8]) -> Result<&str, Error> {
+    let text = std::str::from_utf8(body).map_err(|e| Error::MalformedPayload(e.to_string()))?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| Error::MalformedPayload(e.to_string()))?;
+    Ok(text)
 }
 
 /// A binary-mode CloudEvent: attributes from the `ce-*` headers, `datacontenttype` from
@@ -73,6 +87,12 @@ fn binary(headers: &HeaderMap, body: &[u8]) -> Result<CloudEvent, Error> {
     let mut attributes = BTreeMap::new();
     for (name, value) in headers {
         let Some(attribute) = name.as_str().strip_prefix("ce-") else { continue };
+        if headers.get_all(name).iter().count() > 1 {
+            if !found.iter().any(|v: &Violation| v.pointer == name.as_str()) {
+                found.push(Violation::new(name.as_str(), "is given more than once"));
+            }
+            continue;
+        }
         match percent_decoded(value.as_bytes()) {
             Ok(text) => {
                 attributes.insert(attribute.to_owned(), text);
@@ -116,6 +136,12 @@ fn binary(headers: &HeaderMap, body: &[u8]) -> Result<CloudEvent, Error> {
     }
     let mut extensions = BTreeMap::new();
     for (name, value) in attributes {
+        if cloudevent::CONTEXT_ATTRIBUTES.contains(&name.as_str()) {
+            // `ce-data`, `ce-data_base64`: in binary mode the data is the body.
+            found
+                .push(Violation::new(format!("ce-{name}"), "is not an attribute of binary mode: the data is the body"));
+            continue;
+        }
         match cloudevent::check_extension_name(&name) {
             Ok(()) => {
                 extensions.insert(name, Value::String(value));
@@ -151,8 +177,8 @@ pub fn percent_decoded(raw: &[u8]) -> Result<String, String> {
     while i < raw.len() {
         match raw[i] {
             b'%' => {
-                let hex = raw.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                let hex = raw.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+                match hex.and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(byte) => out.push(byte),
                     None => return Err("has a '%' not followed by two hex digits".into()),
                 }
@@ -209,6 +235,13 @@ mod tests {
         pointers.sort();
         assert_eq!(pointers, ["ce-source", "ce-specversion", "ce-subject", "ce-type", "ce-x"]);
         assert!(percent_decoded(b"%FF").unwrap_err().contains("UTF-8"));
+        assert!(percent_decoded(b"%+A").is_err(), "two hex digits, no sign");
+        let mut twice = headers(&REQUIRED);
+        twice.append("ce-id", HeaderValue::from_static("2"));
+        twice.insert("ce-data", HeaderValue::from_static("x"));
+        let Error::InvalidInput { violations, .. } = read(&twice, b"").unwrap_err() else { panic!() };
+        let pointers: Vec<_> = violations.iter().map(|v| v.pointer.as_str()).collect();
+        assert!(pointers.contains(&"ce-id") && pointers.contains(&"ce-data"), "{pointers:?}");
     }
 
     #[test]
@@ -221,6 +254,11 @@ mod tests {
         let Incoming::Batch(events) = read(&h, good).unwrap() else { panic!("a batch") };
         assert_eq!(events.len(), 1);
         assert!(matches!(read(&h, b"{}").unwrap_err(), Error::InvalidInput { .. }));
+        let too_many = format!(
+            "[{}]",
+            vec![r#"{"specversion":"1.0","id":"1","source":"/s","type":"t"}"#; MAX_BATCH + 1].join(",")
+        );
+        assert!(matches!(read(&h, too_many.as_bytes()).unwrap_err(), Error::InvalidInput { .. }));
     }
 
     #[test]

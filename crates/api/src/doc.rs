@@ -188,7 +188,7 @@ fn cloud_event_schema() -> Value {
     let optional = json!({"type": ["string", "null"], "minLength": 1});
     json!({
         "type": "object",
-        "description": "A CloudEvent 1.0 (JSON format). `type` names the gateway event it triggers; `data` (any JSON; for a non-JSON `datacontenttype` a string is its text) or `data_base64` is the payload; `source` + `id` identify it (sent again, it triggers once). Extension attributes: lower-case letters and digits, a string, boolean or 32-bit integer each. A null attribute is absent.",
+        "description": "A CloudEvent 1.0 (JSON format). `type` names the gateway event it triggers; `data` (any JSON; for a non-JSON `datacontenttype` a string is its text) or `data_base64` is the payload; `source` + `id` identify it (sent again, it triggers once). Extension attributes: lower-case letters and digits, a string, boolean or 32-bit integer each. A null attribute is absent (but `data` and `data_base64` are never both given).",
         "required": ["specversion", "id", "source", "type"],
         "properties": {
             "specversion": {"const": gateway_core::cloudevent::SPEC_VERSION},
@@ -633,7 +633,7 @@ pub fn complete(doc: &mut Value) {
     if ce.is_object() {
         ce["application/cloudevents+json"]["schema"] = schema_ref("CloudEvent");
         ce["application/cloudevents-batch+json"]["schema"] =
-            json!({"type": "array", "items": schema_ref("CloudEvent")});
+            json!({"type": "array", "maxItems": crate::cloudevents::MAX_BATCH, "items": schema_ref("CloudEvent")});
     }
     // Optional: `{}` (no credentials) is one of the alternatives, as on AWS and by default.
     doc["security"] = json!([{}, { BEARER: [] }]);

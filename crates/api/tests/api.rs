@@ -3938,6 +3938,12 @@ async fn a_batch_with_one_bad_member_triggers_nothing_and_a_good_one_answers_a_r
     assert_eq!(status, StatusCode::ACCEPTED, "{receipts}");
     assert_eq!(receipts.as_array().map(Vec::len), Some(2));
     assert_ne!(receipts[0]["eventId"], receipts[1]["eventId"]);
+    // one CloudEvent twice with other data is refused, whole
+    let mut other_data = order_event("E-9");
+    other_data["data"] = json!({"orderId": "o-other"});
+    let (status, _, body) = api.send_ce("/cloudevents", CE_BATCH, &json!([order_event("E-9"), other_data])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.to_string().contains("\"/1/id\""), "{body}");
     // a member sent again (same source and id) answers with its first receipt
     let (_, _, again) = api.send_ce("/cloudevents", CE, &order_event("E-1")).await;
     assert_eq!(again["eventId"], receipts[0]["eventId"]);

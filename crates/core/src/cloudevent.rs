@@ -35,7 +35,7 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 pub const SPEC_VERSION: &str = "1.0";
 
 /// The attributes the specification defines, which an extension may not be called.
-const CONTEXT_ATTRIBUTES: [&str; 10] =
+pub const CONTEXT_ATTRIBUTES: [&str; 10] =
     ["specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time", "data", "data_base64"];
 
 /// The longest extension name accepted: the specification asks producers for at most 20
@@ -92,6 +92,21 @@ impl CloudEvent {
         }
     }
 
+    /// [`Self::from_json`] of a JSON text, keeping JSON `data` byte for byte as it came (a
+    /// `Value` would sort its keys and round integers past 64 bits).
+    pub fn from_json_text(text: &str) -> Result<Self, Vec<Violation>> {
+        let value: Value = serde_json::from_str(text).map_err(|e| vec![Violation::new("", e.to_string())])?;
+        let mut event = Self::from_json(&value)?;
+        if let Some(raw) = raw_data(text) {
+            let json_data =
+                event.data_content_type.as_deref().is_none_or(is_json_media_type) || !raw.get().starts_with('"');
+            if json_data {
+                event.data = Some(raw.get().as_bytes().to_vec());
+            }
+        }
+        Ok(event)
+    }
+
     /// Reads a CloudEvent in the JSON format (one member of a batch, or a structured-mode body),
     /// listing every problem with its pointer.
     pub fn from_json(value: &Value) -> Result<Self, Vec<Violation>> {
@@ -126,12 +141,15 @@ impl CloudEvent {
         }
         let mut extensions = BTreeMap::new();
         for (name, value) in object {
-            if CONTEXT_ATTRIBUTES.contains(&name.as_str()) || value.is_null() {
+            if CONTEXT_ATTRIBUTES.contains(&name.as_str()) {
                 continue;
             }
             let pointer = format!("/{}", escape_pointer(name));
             if let Err(why) = check_extension_name(name) {
                 found.push(Violation::new(pointer, why));
+                continue;
+            }
+            if value.is_null() {
                 continue;
             }
             let value = match value {
@@ -196,6 +214,16 @@ impl CloudEvent {
     }
 }
 
+/// The `data` member of a JSON object, as it is written; none if absent or null.
+fn raw_data(text: &str) -> Option<&serde_json::value::RawValue> {
+    #[derive(Deserialize)]
+    struct Data<'a> {
+        #[serde(borrow, default)]
+        data: Option<&'a serde_json::value::RawValue>,
+    }
+    serde_json::from_str::<Data<'_>>(text).ok()?.data.filter(|raw| raw.get() != "null")
+}
+
 fn required_string(object: &Map<String, Value>, name: &str, found: &mut Vec<Violation>) -> Option<String> {
     match object.get(name) {
         None | Some(Value::Null) => {
@@ -242,6 +270,10 @@ pub fn check_extension_name(name: &str) -> Result<(), String> {
 
 /// `time`: an RFC 3339 timestamp.
 pub fn check_time(raw: &str) -> Result<(), String> {
+    // RFC 3339 as the API document's pattern has it: `T` and `Z` in capitals, no space.
+    if !raw.chars().all(|c| c.is_ascii_digit() || "-:.TZ+".contains(c)) {
+        return Err("is not an RFC 3339 timestamp such as 2026-12-02T10:00:00Z".into());
+    }
     DateTime::<FixedOffset>::parse_from_rfc3339(raw).map(drop).map_err(|e| format!("is not an RFC 3339 timestamp: {e}"))
 }
 
@@ -292,7 +324,9 @@ pub struct Outgoing<'a> {
     /// The trigger's `receivedAt`, RFC 3339.
     pub time: &'a str,
     pub data_content_type: &'a str,
-    /// The payload: embedded as JSON when `data_content_type` is JSON, else as `data_base64`.
+    /// Whether the payload is JSON (the event's `dataType`): then embedded as it is, else as
+    /// `data_base64`.
+    pub json: bool,
     pub payload: &'a [u8],
     pub subscription_id: &'a str,
     /// The attempt, from 1.
@@ -307,38 +341,44 @@ pub struct Outgoing<'a> {
 /// lends it its `subject` and `dataschema`, its extensions (as they came), and its own `id`,
 /// `source` and `time` as the extensions `originid`, `originsource` and `origintime`.
 pub fn structured_out(out: &Outgoing<'_>) -> Result<Vec<u8>, String> {
-    let mut event = Map::new();
+    use serde_json::value::{to_raw_value, RawValue};
+    let mut event: BTreeMap<String, Box<RawValue>> = BTreeMap::new();
+    let mut put = |name: &str, value: Value| -> Result<(), String> {
+        event.insert(name.to_owned(), to_raw_value(&value).map_err(|e| e.to_string())?);
+        Ok(())
+    };
     if let Some(received) = out.received {
         for (name, value) in &received.extensions {
-            event.insert(name.clone(), value.clone());
+            put(name, value.clone())?;
         }
-        event.insert("originid".into(), received.id.clone().into());
-        event.insert("originsource".into(), received.source.clone().into());
+        put("originid", received.id.clone().into())?;
+        put("originsource", received.source.clone().into())?;
         if let Some(time) = &received.time {
-            event.insert("origintime".into(), time.clone().into());
+            put("origintime", time.clone().into())?;
         }
         if let Some(subject) = &received.subject {
-            event.insert("subject".into(), subject.clone().into());
+            put("subject", subject.clone().into())?;
         }
         if let Some(schema) = &received.data_schema {
-            event.insert("dataschema".into(), schema.clone().into());
+            put("dataschema", schema.clone().into())?;
         }
     }
-    event.insert("specversion".into(), SPEC_VERSION.into());
-    event.insert("id".into(), out.id.into());
-    event.insert("source".into(), out.source.into());
-    event.insert("type".into(), out.kind.into());
-    event.insert("time".into(), out.time.into());
-    event.insert("datacontenttype".into(), out.data_content_type.into());
-    event.insert("subscriptionid".into(), out.subscription_id.into());
-    event.insert("deliveryattempt".into(), out.delivery_attempt.into());
-    event.insert("deliverygeneration".into(), out.delivery_generation.into());
-    if is_json_media_type(out.data_content_type) {
-        let data: Value =
-            serde_json::from_slice(out.payload).map_err(|e| format!("stored payload is not JSON: {e}"))?;
+    put("specversion", SPEC_VERSION.into())?;
+    put("id", out.id.into())?;
+    put("source", out.source.into())?;
+    put("type", out.kind.into())?;
+    put("time", out.time.into())?;
+    put("datacontenttype", out.data_content_type.into())?;
+    put("subscriptionid", out.subscription_id.into())?;
+    put("deliveryattempt", out.delivery_attempt.into())?;
+    put("deliverygeneration", out.delivery_generation.into())?;
+    if out.json {
+        // The payload as it was accepted, byte for byte.
+        let text = String::from_utf8(out.payload.to_vec()).map_err(|e| format!("stored payload is not UTF-8: {e}"))?;
+        let data = RawValue::from_string(text).map_err(|e| format!("stored payload is not JSON: {e}"))?;
         event.insert("data".into(), data);
     } else {
-        event.insert("data_base64".into(), STANDARD.encode(out.payload).into());
+        put("data_base64", STANDARD.encode(out.payload).into())?;
     }
     serde_json::to_vec(&event).map_err(|e| e.to_string())
 }
@@ -348,7 +388,9 @@ const OWN_EXTENSIONS: [&str; 6] =
     ["subscriptionid", "deliveryattempt", "deliverygeneration", "originid", "originsource", "origintime"];
 
 /// Reads back a CloudEvent [`structured_out`] wrote (as Lambda's invocation record echoes it).
-pub fn read_out(value: &Value) -> Result<crate::dispatch::Echoed, String> {
+pub fn read_out(text_of: &str) -> Result<crate::dispatch::Echoed, String> {
+    let value: Value = serde_json::from_str(text_of).map_err(|e| e.to_string())?;
+    let value = &value;
     let text = |name: &str| value.get(name).and_then(Value::as_str);
     let event_id =
         crate::ids::EventId::parse(text("id").unwrap_or_default()).map_err(|v| format!("id: {}", v.message))?;
@@ -358,7 +400,7 @@ pub fn read_out(value: &Value) -> Result<crate::dispatch::Echoed, String> {
     let data_type = crate::ids::DataType::parse(text("datacontenttype").unwrap_or("application/json"))
         .map_err(|v| format!("datacontenttype: {}", v.message))?;
     let (data, data_encoding) = match (value.get("data"), value.get("data_base64")) {
-        (Some(data), _) => (serde_json::value::to_raw_value(data).map_err(|e| e.to_string())?, None),
+        (Some(_), _) => (raw_data(text_of).map(|r| r.to_owned()).ok_or("the CloudEvent's data cannot be read")?, None),
         (None, Some(b64)) => {
             (serde_json::value::to_raw_value(b64).map_err(|e| e.to_string())?, Some("base64".to_owned()))
         }
@@ -427,6 +469,16 @@ mod tests {
     }
 
     #[test]
+    fn json_data_is_kept_as_it_was_written() {
+        let text = r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{"z":1,"a":123456789012345678901234567890}}"#;
+        let e = CloudEvent::from_json_text(text).unwrap();
+        assert_eq!(e.data.as_deref(), Some(br#"{"z":1,"a":123456789012345678901234567890}"#.as_slice()));
+        let csv = r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","datacontenttype":"text/csv","data":"a,b"}"#;
+        assert_eq!(CloudEvent::from_json_text(csv).unwrap().data.as_deref(), Some(b"a,b".as_slice()));
+        assert!(check_time("2026-12-02t10:00:00z").is_err() && check_time("2026-12-02T10:00:00Z").is_ok());
+    }
+
+    #[test]
     fn every_missing_or_malformed_attribute_is_named() {
         let cases = [
             (json!({}), vec!["/specversion", "/id", "/source", "/type"]),
@@ -486,6 +538,7 @@ mod tests {
             kind: "orders.created",
             time: "2026-12-02T10:00:00Z",
             data_content_type: "application/json",
+            json: true,
             payload: br#"{"orderId":"o-1"}"#,
             subscription_id: "sub_1",
             delivery_attempt: 2,
@@ -501,7 +554,7 @@ mod tests {
                    "originid": "A234-1234-1234", "originsource": "/orders", "origintime": "2026-12-02T09:59:59Z",
                    "data": {"orderId": "o-1"}})
         );
-        let csv = Outgoing { data_content_type: "text/csv", payload: b"a,b", received: None, ..out };
+        let csv = Outgoing { data_content_type: "text/csv", json: false, payload: b"a,b", received: None, ..out };
         let event: Value = serde_json::from_slice(&structured_out(&csv).unwrap()).unwrap();
         assert_eq!(event["data_base64"], json!("YSxi"));
         assert!(event.get("data").is_none() && event.get("originid").is_none());

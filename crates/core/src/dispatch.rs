@@ -49,6 +49,7 @@ pub fn invocation_payload(invocation: Invocation<'_>) -> Result<Vec<u8>, String>
             kind: delivery.event.as_str(),
             time: &time,
             data_content_type: data_type.as_str(),
+            json: data_type.is_json(),
             payload,
             subscription_id: &subscription_id,
             delivery_attempt: delivery.attempts + 1,
@@ -114,11 +115,20 @@ pub fn read_invocation(payload: &str) -> Result<Echoed, String> {
         #[serde(default)]
         cloud_event: Option<Received>,
     }
-    let value: serde_json::Value = serde_json::from_str(payload).map_err(|e| e.to_string())?;
-    if value.get("specversion").is_some() {
-        return crate::cloudevent::read_out(&value);
-    }
-    let n: Native = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    // Read straight from the text, so that `data` stays byte for byte what the function got.
+    let n: Native = match serde_json::from_str(payload) {
+        Ok(native) => native,
+        Err(native_error) => {
+            #[derive(serde::Deserialize)]
+            struct Probe {
+                specversion: Option<serde::de::IgnoredAny>,
+            }
+            return match serde_json::from_str::<Probe>(payload) {
+                Ok(Probe { specversion: Some(_) }) => crate::cloudevent::read_out(payload),
+                _ => Err(native_error.to_string()),
+            };
+        }
+    };
     Ok(Echoed {
         event_id: n.event_id,
         subscription_id: n.subscription_id,

@@ -142,6 +142,7 @@ pub fn next_series(failed: &Delivery, subscription: &Subscription, now: DateTime
         function_id: subscription.function_id.clone(),
         metadata: subscription.metadata.clone(),
         policy: subscription.delivery,
+        format: subscription.format,
         // Lambda's report was of the old series.
         reported: None,
         ..failed.clone()

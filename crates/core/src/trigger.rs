@@ -86,8 +86,30 @@ async fn accept(ports: TriggerPorts<'_>, prepared: Prepared) -> Result<TriggerRe
 /// (each member is idempotent by its `source` and `id`).
 pub async fn trigger_batch(ports: TriggerPorts<'_>, requests: Vec<TriggerRequest<'_>>) -> Result<Vec<TriggerReceipt>> {
     let mut prepared = Vec::with_capacity(requests.len());
-    let mut found = Vec::new();
+    let mut found: Vec<Violation> = Vec::new();
     let mut unknown = Vec::new();
+    // Two members of one CloudEvent (`source` + `id`) with other data could not both be answered.
+    let mut seen: Vec<(&IdempotencyKey, String, usize)> = Vec::new();
+    let keys: Vec<Option<IdempotencyKey>> = requests
+        .iter()
+        .map(|r| {
+            r.idempotency_key
+                .clone()
+                .or_else(|| r.cloud_event.as_ref().map(|ce| IdempotencyKey::cloud_event(&ce.source, &ce.id)))
+        })
+        .collect();
+    for (i, (key, request)) in keys.iter().zip(&requests).enumerate() {
+        let Some(key) = key else { continue };
+        let digest = crate::digest::sha256_hex(&[request.payload.as_slice()]);
+        match seen.iter().find(|(k, _, _)| *k == key) {
+            Some((_, first, j)) if *first != digest => found.push(Violation::new(
+                format!("/{i}/id"),
+                format!("member {j} has the same source and id with other data: one CloudEvent, two payloads"),
+            )),
+            Some(_) => {}
+            None => seen.push((key, digest, i)),
+        }
+    }
     for (i, request) in requests.into_iter().enumerate() {
         match prepare(ports, request).await {
             Ok(p) => prepared.push(p),
@@ -114,6 +136,18 @@ pub async fn trigger_batch(ports: TriggerPorts<'_>, requests: Vec<TriggerRequest
         match accept(ports, p).await {
             Ok(receipt) => receipts.push(receipt),
             Err(error) if receipts.is_empty() => return Err(error),
+            // The member's own fault, which sending the batch again would not mend.
+            Err(error @ (Error::IdempotencyKeyReused { .. } | Error::PayloadTooLarge(_))) => {
+                let at = receipts.len();
+                return Err(Error::invalid_body(vec![Violation::new(
+                    format!("/{at}"),
+                    format!(
+                        "{error}; members 0 to {} of the batch were accepted and will run, member {at} and the {} after it were not",
+                        at - 1,
+                        total - at - 1
+                    ),
+                )]));
+            }
             Err(error) => {
                 return Err(Error::NotAccepted(format!(
                     "members 0 to {} of the batch were accepted and will run; member {} and the {} after it were not ({error}); send the batch again: accepted members answer with their first receipts and do not run twice",

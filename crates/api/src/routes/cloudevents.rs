@@ -15,7 +15,7 @@ use gateway_core::{Error, EventName, IdempotencyKey, TriggerReceipt};
 
 use super::triggers::{accepted, trigger_ports};
 use crate::cloudevents::{self, Incoming};
-use crate::extract::body_bytes;
+use crate::extract::{body_bytes, path_value};
 use crate::problem::{ApiError, Problem, PROBLEM_JSON};
 use crate::SharedGateway;
 
@@ -89,7 +89,11 @@ async fn receive(
         Incoming::One(ce) => {
             let event = EventName::parse(&ce.kind)
                 .map_err(|_| Error::NotFound { what: "event", id: ce.kind.chars().take(128).collect() })?;
-            let receipt = trigger::trigger(trigger_ports(&g), request(event, &ce, None)).await?;
+            let key = match headers.get("idempotency-key") {
+                Some(raw) => Some(path_value(IdempotencyKey::parse, raw.to_str().unwrap_or("\u{7f}"))?),
+                None => None,
+            };
+            let receipt = trigger::trigger(trigger_ports(&g), request(event, &ce, key)).await?;
             Ok(accepted(&receipt))
         }
         Incoming::Batch(members) => {
