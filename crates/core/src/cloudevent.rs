@@ -473,7 +473,8 @@ mod tests {
         let text = r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{"z":1,"a":123456789012345678901234567890}}"#;
         let e = CloudEvent::from_json_text(text).unwrap();
         assert_eq!(e.data.as_deref(), Some(br#"{"z":1,"a":123456789012345678901234567890}"#.as_slice()));
-        let csv = r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","datacontenttype":"text/csv","data":"a,b"}"#;
+        let csv =
+            r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","datacontenttype":"text/csv","data":"a,b"}"#;
         assert_eq!(CloudEvent::from_json_text(csv).unwrap().data.as_deref(), Some(b"a,b".as_slice()));
         assert!(check_time("2026-12-02t10:00:00z").is_err() && check_time("2026-12-02T10:00:00Z").is_ok());
     }
