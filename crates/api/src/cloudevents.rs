@@ -152,9 +152,8 @@ fn binary(headers: &HeaderMap, body: &[u8]) -> Result<CloudEvent, Error> {
     if !found.is_empty() {
         return Err(Error::InvalidInput { part: gateway_core::error::InputPart::Request, violations: found });
     }
-    let data_content_type = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .map(|v| v.to_str().map(str::to_owned).unwrap_or_else(|_| "(not visible ASCII)".into()));
+    // As a plain trigger reads its Content-Type.
+    let data_content_type = crate::extract::content_type(headers).map(str::to_owned);
     Ok(CloudEvent {
         id: id.unwrap_or_default(),
         source: source.unwrap_or_default(),
