@@ -84,7 +84,7 @@ impl SubscriptionStore for CloudGateway {
 
 #[async_trait]
 impl TriggerSource for CloudGateway {
-    async fn trigger_target(&self, name: &EventName) -> Result<Option<(EventDefinition, Vec<Subscription>)>> {
+    async fn trigger_target(&self, name: &EventName) -> Result<Option<gateway_core::ports::TriggerTarget>> {
         self.store.trigger_target(name).await
     }
 }
@@ -147,14 +147,14 @@ async fn a_trigger_reads_every_subscription_even_past_a_one_megabyte_query_page(
     }
 
     // WHEN the trigger reads its target
-    let (_, subs) = store.trigger_target(&EventName::parse("big.event").unwrap()).await.unwrap().unwrap();
+    let subs = store.trigger_target(&EventName::parse("big.event").unwrap()).await.unwrap().unwrap().subscriptions;
 
     // THEN every subscription is there, metadata intact
     let mut got: Vec<_> = subs.iter().map(|s| s.subscription_id).collect();
     got.sort();
     ids.sort();
     assert_eq!(got, ids);
-    assert!(subs.iter().all(|s| s.metadata == metadata));
+    assert!(subs.iter().all(|s| *s.metadata == metadata));
 }
 
 #[tokio::test]
@@ -184,7 +184,8 @@ async fn a_cascade_delete_removes_more_subscriptions_than_one_transaction_holds(
     assert!(left.items.is_empty(), "no copy left behind: {:?}", left.items.len());
     // The name is free again, with nothing of the old event carried over.
     store.create_event(&definition("many.subs")).await.unwrap();
-    let (again, subs) = store.trigger_target(&name).await.unwrap().unwrap();
+    let gateway_core::ports::TriggerTarget { definition: again, subscriptions: subs } =
+        store.trigger_target(&name).await.unwrap().unwrap();
     assert!(subs.is_empty());
     assert_eq!(again.received_at, None);
 }
@@ -313,7 +314,13 @@ async fn a_trigger_that_was_never_accepted_is_not_in_the_log() {
     let store = store(&moto).await;
     let def = definition("orders.created");
     let sub = subscription("orders.created", "fn-a", Metadata::new());
-    let dropped = gateway_core::trigger::accepted_trigger(&def, &[sub], b"{}".to_vec(), Utc::now(), &UlidSource);
+    let dropped = gateway_core::trigger::accepted_trigger(
+        &def,
+        &[std::sync::Arc::new(sub)],
+        b"{}".to_vec(),
+        Utc::now(),
+        &UlidSource,
+    );
     assert_eq!(settle(&store, &dropped, TriggerState::Abandoned).await, TriggerState::Abandoned);
     // Its client got an error: asking for it is a 404, as for an id never seen.
     assert_eq!(store.deliveries_of_trigger(&dropped.event_id).await.unwrap(), None);
@@ -348,8 +355,8 @@ async fn delivery_records_expire_by_ttl_after_the_retention_whatever_wrote_them(
 
     let def = definition("orders.created");
     let subs = [
-        subscription("orders.created", "fn-a", Metadata::new()),
-        subscription("orders.created", "fn-b", Metadata::new()),
+        std::sync::Arc::new(subscription("orders.created", "fn-a", Metadata::new())),
+        std::sync::Arc::new(subscription("orders.created", "fn-b", Metadata::new())),
     ];
     let trigger = gateway_core::trigger::accepted_trigger(&def, &subs, b"{}".to_vec(), received, &UlidSource);
     store.record_trigger(&trigger).await.unwrap();
@@ -743,7 +750,7 @@ async fn failed_delivery(
 ) -> (Trigger, Delivery) {
     let t = gateway_core::trigger::accepted_trigger(
         &definition("orders.created"),
-        std::slice::from_ref(sub),
+        &[std::sync::Arc::new(sub.clone())],
         br#"{"orderId":"o-1"}"#.to_vec(),
         received,
         &UlidSource,
@@ -884,7 +891,7 @@ async fn a_failure_without_a_kept_payload_is_not_redriven_by_the_api_and_the_ans
     let sub = subscription("orders.created", "fn-a", Metadata::new());
     let t = gateway_core::trigger::accepted_trigger(
         &definition("orders.created"),
-        std::slice::from_ref(&sub),
+        &[std::sync::Arc::new(sub.clone())],
         b"{}".to_vec(),
         Utc::now(),
         &UlidSource,
@@ -920,7 +927,7 @@ async fn a_delivery_write_lands_exactly_when_the_core_says_it_supersedes_the_rec
     let sub = subscription("orders.created", "fn-a", Metadata::new());
     let t = gateway_core::trigger::accepted_trigger(
         &definition("orders.created"),
-        std::slice::from_ref(&sub),
+        &[std::sync::Arc::new(sub.clone())],
         b"{}".to_vec(),
         Utc::now(),
         &UlidSource,
@@ -982,7 +989,7 @@ async fn a_new_series_is_begun_only_over_the_failure_it_follows_and_only_once() 
     let sub = subscription("orders.created", "fn-a", Metadata::new());
     let t = gateway_core::trigger::accepted_trigger(
         &definition("orders.created"),
-        std::slice::from_ref(&sub),
+        &[std::sync::Arc::new(sub.clone())],
         b"{}".to_vec(),
         Utc::now(),
         &UlidSource,

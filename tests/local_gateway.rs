@@ -332,6 +332,73 @@ fn a_crash_between_acceptance_and_invocation_loses_no_delivery() {
 }
 
 #[test]
+fn a_crash_during_a_burst_of_concurrent_triggers_loses_no_answered_trigger() {
+    // GIVEN a gateway whose Lambda endpoint is down, so nothing is delivered before the crash
+    build_binaries();
+    let dir = temp_dir("burst");
+    let data = dir.join("data");
+    let (port, lambda_port) = (free_port(), free_port());
+    let gateway = start_gateway(GatewaySettings { port, data_dir: &data, lambda_port, log: dir.join("gateway-1.log") });
+    define_orders_event(port);
+    subscribe_example(port);
+
+    // WHEN 16 clients trigger as fast as they can (so that acceptances share commits) and the
+    // gateway is killed in the middle of the burst
+    const CLIENTS: usize = 16;
+    const BEFORE_THE_CRASH: usize = 300;
+    let answered = std::sync::Mutex::new(Vec::<String>::new());
+    std::thread::scope(|scope| {
+        for client in 0..CLIENTS {
+            let answered = &answered;
+            scope.spawn(move || {
+                for n in 0.. {
+                    let payload = json!({"orderId": format!("o-{client}-{n}"), "total": n});
+                    // No answer (refused, or cut off by the crash): the client cannot know, and
+                    // the gateway may or may not have it. Every 202 must be kept.
+                    let Ok(response) = try_http(port, "POST", "/events/orders.created/trigger", Some(&payload)) else {
+                        return;
+                    };
+                    assert_eq!(response.status, 202, "{}", response.body);
+                    answered.lock().unwrap().push(response.body["eventId"].as_str().unwrap().to_owned());
+                }
+            });
+        }
+        wait_until("triggers answered before the crash", Duration::from_secs(120), || {
+            answered.lock().unwrap().len() >= BEFORE_THE_CRASH
+        });
+        gateway.crash();
+    });
+    let answered = answered.into_inner().unwrap();
+    assert!(answered.len() >= BEFORE_THE_CRASH);
+
+    // AND it restarts on the same data, with the function now reachable
+    let watch = start_lambda_watch(lambda_port, dir.join("watch.log"));
+    let port = free_port();
+    let _gateway =
+        start_gateway(GatewaySettings { port, data_dir: &data, lambda_port, log: dir.join("gateway-2.log") });
+
+    // THEN every answered trigger's delivery ran, and the function saw it
+    let mut waiting: Vec<&String> = answered.iter().collect();
+    wait_until("every answered trigger's delivery after the restart", Duration::from_secs(300), || {
+        waiting.retain(|id| statuses(port, id) != ["invoked"]);
+        waiting.is_empty()
+    });
+    wait_until("the function's log lines", Duration::from_secs(30), || {
+        logged_invocations(&watch.log_text()).len() >= answered.len()
+    });
+    let seen: std::collections::HashSet<String> =
+        logged_invocations(&watch.log_text()).iter().map(|i| i["eventId"].as_str().unwrap().to_owned()).collect();
+    let missing: Vec<&String> = answered.iter().filter(|id| !seen.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} answered triggers never reached the function: {missing:?}",
+        missing.len(),
+        answered.len()
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
 fn a_second_gateway_on_the_same_data_folder_refuses_to_start() {
     // GIVEN a running gateway
     build_binaries();

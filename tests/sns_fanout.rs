@@ -17,8 +17,8 @@ use serde_json::json;
 fn trigger(subscriptions: usize, metadata_bytes: usize, payload_bytes: usize) -> Trigger {
     let definition = fixtures::definition("orders.created");
     let metadata = Metadata::from_iter([("note".to_owned(), json!("m".repeat(metadata_bytes)))]);
-    let subs: Vec<Subscription> = (0..subscriptions)
-        .map(|i| fixtures::subscription(&definition.name, &format!("fn-{i}"), metadata.clone()))
+    let subs: Vec<std::sync::Arc<Subscription>> = (0..subscriptions)
+        .map(|i| fixtures::subscription(&definition.name, &format!("fn-{i}"), metadata.clone()).into())
         .collect();
     let payload = json!({"orderId": "o-1", "blob": "p".repeat(payload_bytes)}).to_string();
     accepted_trigger(&definition, &subs, payload.into_bytes(), Utc::now(), &UlidSource)

@@ -292,7 +292,24 @@ fn http_within(
     headers: &[(&str, &str)],
     body: Option<&Value>,
 ) -> Response {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("the server accepts connections");
+    try_http_within(timeout, port, method, path, headers, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// [`http`], or why no complete answer came (the server refused the connection, or closed
+/// it before answering): for a server that may be killed mid-request.
+pub fn try_http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Response, String> {
+    try_http_within(Duration::from_secs(30), port, method, path, &[], body)
+}
+
+fn try_http_within(
+    timeout: Duration,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Result<Response, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("cannot connect: {e}"))?;
     stream.set_read_timeout(Some(timeout)).unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let extra: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
@@ -300,20 +317,18 @@ fn http_within(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(request.as_bytes()).map_err(|e| format!("cannot send: {e}"))?;
     let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("{method} {path}: no complete answer within {timeout:?}: {e}"));
+    stream.read_to_end(&mut raw).map_err(|e| format!("no complete answer within {timeout:?}: {e}"))?;
     let text = String::from_utf8(raw).expect("responses are UTF-8");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("an incomplete answer: {text:?}"))?;
     let mut lines = head.lines();
     let status =
         lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).expect("a status line");
     let headers =
         lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
     let body = if body.is_empty() { Value::Null } else { serde_json::from_str(body).expect("a JSON body") };
-    Response { status, headers, body }
+    Ok(Response { status, headers, body })
 }
 
 /// The invocation payloads the example subscriber logged, as cargo lambda watch printed them.

@@ -211,7 +211,8 @@ fn source_of(
                 metadata: Metadata::from_iter([
                     ("team".to_owned(), json!("fulfilment")),
                     ("priority".to_owned(), json!(i % 3)),
-                ]),
+                ])
+                .into(),
                 // No filter and the default policy: what today's subscriptions are.
                 filter: None,
                 delivery: Default::default(),

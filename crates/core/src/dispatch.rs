@@ -280,7 +280,7 @@ mod tests {
         let definition = fixtures::definition("orders.created");
         let mut sub = fixtures::subscription(&definition.name, "my-app-orders", Default::default());
         sub.delivery = policy;
-        let t = trigger::accepted_trigger(&definition, &[sub], b"{}".to_vec(), t0(), &UlidSource);
+        let t = trigger::accepted_trigger(&definition, &[std::sync::Arc::new(sub)], b"{}".to_vec(), t0(), &UlidSource);
         t.deliveries[0].clone()
     }
 

@@ -32,7 +32,7 @@ pub fn subscription(event: &EventName, function: &str, metadata: Metadata) -> Su
         subscription_id: UlidSource.subscription_id(),
         event: event.clone(),
         function_id: FunctionId::parse(function).expect("a valid function id"),
-        metadata,
+        metadata: metadata.into(),
         filter: None,
         delivery: Default::default(),
         format: Default::default(),

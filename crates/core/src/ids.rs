@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
@@ -14,10 +15,12 @@ use crate::error::Violation;
 macro_rules! user_name {
     ($name:ident, $what:literal, $example:literal, $doc:literal) => {
         #[doc = $doc]
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-        #[serde(try_from = "String", into = "String")]
+        // `Arc<str>`: a trigger copies its event's name into every delivery, and a clone of
+        // this is a reference count, not an allocation.
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, ToSchema)]
+        #[serde(try_from = "String")]
         #[schema(value_type = String, example = $example, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             pub const MAX_LEN: usize = 128;
@@ -35,11 +38,17 @@ macro_rules! user_name {
                         ),
                     ));
                 }
-                Ok(Self(raw.to_owned()))
+                Ok(Self(raw.into()))
             }
 
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
             }
         }
 
@@ -52,7 +61,7 @@ macro_rules! user_name {
 
         impl From<$name> for String {
             fn from(name: $name) -> Self {
-                name.0
+                name.0.to_string()
             }
         }
 
@@ -230,8 +239,9 @@ prefixed_id!(
 /// `name:qualifier` (an alias or version: `$LATEST` or 1 to 128 of `[A-Za-z0-9_-]`), a function
 /// ARN `arn:aws…:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`, or a partial ARN
 /// `ACCOUNT:function:NAME[:QUALIFIER]`: the forms Lambda's Invoke accepts.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(try_from = "String", into = "String")]
+// `Arc<str>`, as the names above: every delivery of a subscription carries its function id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize, ToSchema)]
+#[serde(try_from = "String")]
 // The pattern is `locate`: a bare `arn:` prefix always means an ARN, never a function called
 // "arn" with a qualifier, and a name may not be followed by a qualifier where Lambda would read
 // the name as an account or a region (or take `function:` for a prefix).
@@ -240,7 +250,7 @@ prefixed_id!(
     example = "example-subscriber",
     pattern = r"^(?:(?!arn:|[0-9]{12}:|function:|[a-z]{2}(?:-[a-z]+)+-[0-9]+:)[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?|arn:aws[a-z-]*:lambda:[A-Za-z0-9-]+:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?|[0-9]{12}:function:[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?)$"
 )]
-pub struct FunctionId(String);
+pub struct FunctionId(Arc<str>);
 
 /// Where a function is, as far as its id says; what it leaves out is resolved by Lambda in the
 /// caller's own partition, region and account.
@@ -256,7 +266,7 @@ pub struct FunctionLocation<'a> {
 impl FunctionId {
     pub fn parse(raw: &str) -> Result<Self, Violation> {
         if locate(raw).is_some() {
-            Ok(Self(raw.to_owned()))
+            Ok(Self(raw.into()))
         } else {
             Err(Violation::new(
                 "",
@@ -358,7 +368,13 @@ impl TryFrom<String> for FunctionId {
 
 impl From<FunctionId> for String {
     fn from(id: FunctionId) -> Self {
-        id.0
+        id.0.to_string()
+    }
+}
+
+impl Serialize for FunctionId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
     }
 }
 

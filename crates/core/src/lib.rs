@@ -41,8 +41,8 @@ pub use ids::{
 pub use model::{
     Attempt, AttemptResult, Delivery, DeliveryMode, DeliveryPolicy, DeliveryStatus, Envelope, EventDefinition,
     EventDraft, InvocationPayload, Metadata, Origin, PayloadFormat, Referrer, Reported, Schema, SchemaChange,
-    SchemaDraft, SchemaReference, SchemaVersion, SchemaVersionDraft, SchemaVersionSummary, Source, SourceDraft,
-    SourceKind, Subscription, SubscriptionDraft, Trigger, TriggerReceipt,
+    SchemaDraft, SchemaReference, SchemaVersion, SchemaVersionDraft, SchemaVersionSummary, SharedMetadata, Source,
+    SourceDraft, SourceKind, Subscription, SubscriptionDraft, Trigger, TriggerReceipt,
 };
 pub use page::{Page, PageRequest};
 pub use pattern::EventPattern;

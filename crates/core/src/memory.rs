@@ -22,13 +22,15 @@ use crate::ports::{
     Acceptance, Attempted, ClaimToken, Clock, DeliveryLog, DeliveryOutbox, DeliveryRecorder, DeliveryRedrive,
     DueDelivery, EventStore, FunctionInvoker, InvocationMode, InvokeError, Invoked, Recorded, RecordedTrigger,
     SchemaLookup, SchemaStore, SourceStore, SubscriptionStore, TriggerAcceptor, TriggerSource, TriggerState,
+    TriggerTarget,
 };
 
 #[derive(Default)]
 struct State {
-    events: BTreeMap<EventName, EventDefinition>,
+    /// Behind `Arc`, as a trigger reads them: handed out to each trigger, not copied.
+    events: BTreeMap<EventName, Arc<EventDefinition>>,
     /// Keyed by event first, so a trigger reads its subscriptions as one range.
-    subscriptions: BTreeMap<(EventName, SubscriptionId), Subscription>,
+    subscriptions: BTreeMap<(EventName, SubscriptionId), Arc<Subscription>>,
     subscription_events: HashMap<SubscriptionId, EventName>,
     sources: BTreeMap<SourceName, Source>,
     triggers: HashMap<EventId, StoredTrigger>,
@@ -145,16 +147,17 @@ impl EventStore for MemoryStore {
             return Err(Error::EventExists(event.name.clone()));
         }
         state.check_referenced(&event.schema_references, None)?;
-        state.events.insert(event.name.clone(), event.clone());
+        state.events.insert(event.name.clone(), Arc::new(event.clone()));
         Ok(())
     }
 
     async fn get_event(&self, name: &EventName) -> Result<Option<EventDefinition>> {
-        Ok(self.state().events.get(name).cloned())
+        Ok(self.state().events.get(name).map(|e| (**e).clone()))
     }
 
     async fn list_events(&self, page: &PageRequest) -> Result<Page<EventDefinition>> {
-        page_by_name(&self.state().events, page)
+        let page = page_by_name(&self.state().events, page)?;
+        Ok(Page { items: page.items.into_iter().map(Arc::unwrap_or_clone).collect(), next_cursor: page.next_cursor })
     }
 
     async fn replace_event(&self, event: &EventDefinition) -> Result<()> {
@@ -168,7 +171,7 @@ impl EventStore for MemoryStore {
         }
         // receivedAt belongs to triggers, not to the definition: keep the latest.
         let received_at = current.received_at.max(event.received_at);
-        *current = EventDefinition { received_at, ..event.clone() };
+        *current = Arc::new(EventDefinition { received_at, ..event.clone() });
         Ok(())
     }
 
@@ -216,21 +219,26 @@ impl SubscriptionStore for MemoryStore {
             return Err(Error::NotFound { what: "event", id: subscription.event.to_string() });
         }
         state.subscription_events.insert(subscription.subscription_id, subscription.event.clone());
-        state.subscriptions.insert((subscription.event.clone(), subscription.subscription_id), subscription.clone());
+        state
+            .subscriptions
+            .insert((subscription.event.clone(), subscription.subscription_id), Arc::new(subscription.clone()));
         Ok(())
     }
 
     async fn get_subscription(&self, id: &SubscriptionId) -> Result<Option<Subscription>> {
         let state = self.state();
-        Ok(state.subscription_events.get(id).and_then(|event| state.subscriptions.get(&(event.clone(), *id)).cloned()))
+        Ok(state
+            .subscription_events
+            .get(id)
+            .and_then(|event| state.subscriptions.get(&(event.clone(), *id)).map(|s| (**s).clone())))
     }
 
     async fn list_subscriptions(&self, event: Option<&EventName>, page: &PageRequest) -> Result<Page<Subscription>> {
         let after: Option<SubscriptionId> = after(page)?;
         let state = self.state();
         let mut all: Vec<&Subscription> = match event {
-            Some(name) => state.subscriptions.range(range_of(name)).map(|(_, s)| s).collect(),
-            None => state.subscriptions.values().collect(),
+            Some(name) => state.subscriptions.range(range_of(name)).map(|(_, s)| &**s).collect(),
+            None => state.subscriptions.values().map(|s| &**s).collect(),
         };
         all.sort_by_key(|s| s.subscription_id);
         let items = all
@@ -253,7 +261,7 @@ impl SubscriptionStore for MemoryStore {
                 current: current.version,
             });
         }
-        *current = subscription.clone();
+        *current = Arc::new(subscription.clone());
         Ok(())
     }
 
@@ -434,11 +442,11 @@ impl SchemaStore for MemoryStore {
 
 #[async_trait]
 impl TriggerSource for MemoryStore {
-    async fn trigger_target(&self, name: &EventName) -> Result<Option<(EventDefinition, Vec<Subscription>)>> {
+    async fn trigger_target(&self, name: &EventName) -> Result<Option<TriggerTarget>> {
         let state = self.state();
-        Ok(state.events.get(name).map(|definition| {
-            let subscriptions = state.subscriptions.range(range_of(name)).map(|(_, s)| s.clone()).collect();
-            (definition.clone(), subscriptions)
+        Ok(state.events.get(name).map(|definition| TriggerTarget {
+            definition: definition.clone(),
+            subscriptions: state.subscriptions.range(range_of(name)).map(|(_, s)| s.clone()).collect(),
         }))
     }
 }
@@ -463,6 +471,8 @@ impl TriggerAcceptor for MemoryStore {
             state.receipts.insert(held, trigger.receipt());
         }
         if let Some(event) = state.events.get_mut(&trigger.event) {
+            // Copies the definition only if a trigger still holds it.
+            let event = Arc::make_mut(event);
             event.received_at = event.received_at.max(Some(trigger.received_at));
         }
         let stored = StoredTrigger {

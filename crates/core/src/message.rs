@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::ids::{DataType, EventId, EventName, FunctionId, SubscriptionId};
-use crate::model::{Attempt, Delivery, DeliveryPolicy, DeliveryStatus, Metadata, Origin, PayloadFormat, Trigger};
+use crate::model::{Attempt, Delivery, DeliveryPolicy, DeliveryStatus, Origin, PayloadFormat, SharedMetadata, Trigger};
 
 /// The largest SNS message (and, before 2025, SQS message): body and attributes together.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -71,7 +71,7 @@ pub struct DeliveryEntry {
     pub subscription_id: SubscriptionId,
     pub function_id: FunctionId,
     #[serde(default)]
-    pub metadata: Metadata,
+    pub metadata: SharedMetadata,
     #[serde(default)]
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -250,8 +250,8 @@ mod tests {
     fn trigger(data_type: &str, payload: &[u8]) -> Trigger {
         let mut definition = fixtures::definition("orders.created");
         definition.data_type = DataType::parse(data_type).unwrap();
-        let subscription = fixtures::subscription(&definition.name, "fn-a", Metadata::new());
-        accepted_trigger(&definition, &[subscription], payload.to_vec(), Utc::now(), &UlidSource)
+        let subscription = fixtures::subscription(&definition.name, "fn-a", Default::default());
+        accepted_trigger(&definition, &[std::sync::Arc::new(subscription)], payload.to_vec(), Utc::now(), &UlidSource)
     }
 
     #[test]

@@ -17,6 +17,10 @@ use crate::pattern::EventPattern;
 /// Custom JSON attached by the user to an event or a subscription; the gateway never reads it.
 pub type Metadata = serde_json::Map<String, Value>;
 
+/// A subscription's metadata, shared with each of its deliveries instead of copied into them
+/// (a trigger at 100 subscriptions would otherwise copy 100 maps).
+pub type SharedMetadata = Arc<Metadata>;
+
 /// An event definition as stored and served.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -233,7 +237,7 @@ pub struct Subscription {
     pub function_id: FunctionId,
     #[serde(default)]
     #[schema(value_type = Object)]
-    pub metadata: Metadata,
+    pub metadata: SharedMetadata,
     /// An EventBridge event pattern over the invocation document; a trigger it does not match
     /// makes no delivery for this subscription. None: every trigger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -540,7 +544,7 @@ pub struct Delivery {
     /// The subscription's metadata at trigger time: it is part of the invocation payload.
     #[serde(default)]
     #[schema(value_type = Object)]
-    pub metadata: Metadata,
+    pub metadata: SharedMetadata,
     pub status: DeliveryStatus,
     /// Attempts made in the current series (what `maxAttempts` counts).
     pub attempts: u32,

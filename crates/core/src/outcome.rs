@@ -148,7 +148,7 @@ mod tests {
         let definition = fixtures::definition("orders.created");
         let mut sub = fixtures::subscription(&definition.name, function, Default::default());
         sub.delivery = policy;
-        let t = trigger::accepted_trigger(&definition, &[sub], b"{}".to_vec(), t0(), &UlidSource);
+        let t = trigger::accepted_trigger(&definition, &[std::sync::Arc::new(sub)], b"{}".to_vec(), t0(), &UlidSource);
         let mut d = Delivery { status: DeliveryStatus::Invoked, attempts: 1, ..t.deliveries[0].clone() };
         d.remember(crate::model::Attempt {
             generation: 0,

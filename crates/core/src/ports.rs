@@ -3,6 +3,7 @@
 //! Every store returns the core [`Error`]: a store knows when an event already exists or a
 //! version is stale, and says so in the domain's words; anything else is `Error::Unavailable`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -98,7 +99,16 @@ pub trait SchemaStore: SchemaLookup {
 /// What a trigger needs to read: the definition and every subscription, in one read.
 #[async_trait]
 pub trait TriggerSource: Send + Sync {
-    async fn trigger_target(&self, name: &EventName) -> Result<Option<(EventDefinition, Vec<Subscription>)>>;
+    async fn trigger_target(&self, name: &EventName) -> Result<Option<TriggerTarget>>;
+}
+
+/// An event's definition and every subscription to it, shared rather than copied: a trigger
+/// reads them and builds its deliveries from them, and a store that keeps them in memory hands
+/// out the same ones to every trigger.
+#[derive(Clone, Debug)]
+pub struct TriggerTarget {
+    pub definition: Arc<EventDefinition>,
+    pub subscriptions: Vec<Arc<Subscription>>,
 }
 
 /// What happened when a trigger was handed over.

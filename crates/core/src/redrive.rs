@@ -170,7 +170,7 @@ mod tests {
         store.create_subscription(&sub).await.unwrap();
         let t = trigger::accepted_trigger(
             &definition,
-            std::slice::from_ref(&sub),
+            &[std::sync::Arc::new(sub.clone())],
             b"{}".to_vec(),
             clock.now(),
             &UlidSource,
@@ -309,8 +309,13 @@ mod tests {
         );
         store.create_subscription(&a).await.unwrap();
         store.create_subscription(&b).await.unwrap();
-        let t =
-            trigger::accepted_trigger(&definition, &[a.clone(), b.clone()], b"{}".to_vec(), clock.now(), &UlidSource);
+        let t = trigger::accepted_trigger(
+            &definition,
+            &[std::sync::Arc::new(a.clone()), std::sync::Arc::new(b.clone())],
+            b"{}".to_vec(),
+            clock.now(),
+            &UlidSource,
+        );
         store.accept(&t, None).await.unwrap();
         for due in store.claim_due(clock.now(), 10, Duration::from_secs(30)).await.unwrap() {
             let failed = Delivery { status: DeliveryStatus::Failed, attempts: 1, ..due.delivery.clone() };

@@ -5,6 +5,7 @@
 //! suites are meant to be called from tests only. Every check makes its own uniquely named
 //! events, so the suites never depend on what else the store holds.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -22,7 +23,7 @@ use crate::pattern::EventPattern;
 use crate::ports::{
     Acceptance, Attempted, DeliveryLog, DeliveryOutbox, DeliveryRecorder, DeliveryRedrive, DueDelivery, EventStore,
     IdSource, Recorded, RecordedTrigger, Retry, SchemaStore, SourceStore, SubscriptionStore, TriggerAcceptor,
-    TriggerSource, TriggerState, UlidSource,
+    TriggerSource, TriggerState, TriggerTarget, UlidSource,
 };
 use crate::trigger::accepted_trigger;
 
@@ -61,7 +62,7 @@ fn subscription(event: &EventName, function: &str) -> Subscription {
         subscription_id: UlidSource.subscription_id(),
         event: event.clone(),
         function_id: FunctionId::parse(function).unwrap(),
-        metadata: serde_json::Map::new(),
+        metadata: Default::default(),
         filter: None,
         delivery: Default::default(),
         format: Default::default(),
@@ -172,8 +173,8 @@ async fn subscriptions_need_an_existing_event_and_read_back<S: RegistryStore>(st
         Some(with_strategy.clone()),
         "a filter and a delivery policy read back as written"
     );
-    let (_, subs) = store.trigger_target(&with_strategy.event).await.unwrap().unwrap();
-    assert_eq!(subs, vec![with_strategy], "and reach the trigger");
+    let subs = store.trigger_target(&with_strategy.event).await.unwrap().unwrap().subscriptions;
+    assert_eq!(subs, vec![Arc::new(with_strategy)], "and reach the trigger");
     let orphan = subscription(&unique_name("nothing"), "fn-a");
     assert!(matches!(store.create_subscription(&orphan).await, Err(Error::NotFound { what: "event", .. })));
     assert_eq!(store.get_subscription(&orphan.subscription_id).await.unwrap(), None);
@@ -181,7 +182,7 @@ async fn subscriptions_need_an_existing_event_and_read_back<S: RegistryStore>(st
     let name = unique_name("sub");
     store.create_event(&definition(&name)).await.unwrap();
     let mut sub = subscription(&name, "arn:aws:lambda:eu-west-1:123456789012:function:fn-b:live");
-    sub.metadata.insert("tenant".into(), json!({"id": 7}));
+    std::sync::Arc::make_mut(&mut sub.metadata).insert("tenant".into(), json!({"id": 7}));
     store.create_subscription(&sub).await.unwrap();
     assert_eq!(store.get_subscription(&sub.subscription_id).await.unwrap(), Some(sub));
 }
@@ -248,8 +249,9 @@ async fn trigger_target_reads_the_definition_with_all_its_subscriptions<S: Regis
         ids.push(sub.subscription_id);
     }
     store.create_subscription(&subscription(&neighbour, "fn-n")).await.unwrap();
-    let (found, subs) = store.trigger_target(&name).await.unwrap().expect("the event exists");
-    assert_eq!(found, definition(&name));
+    let TriggerTarget { definition: found, subscriptions: subs } =
+        store.trigger_target(&name).await.unwrap().expect("the event exists");
+    assert_eq!(*found, definition(&name));
     let mut got: Vec<_> = subs.iter().map(|s| s.subscription_id).collect();
     got.sort();
     ids.sort();
@@ -271,7 +273,7 @@ async fn accept<S: RegistryStore + TriggerAcceptor>(
     seconds: i64,
     key: Option<&IdempotencyKey>,
 ) -> (crate::model::Trigger, Acceptance) {
-    let (definition, subs) = store.trigger_target(name).await.unwrap().unwrap();
+    let TriggerTarget { definition, subscriptions: subs } = store.trigger_target(name).await.unwrap().unwrap();
     let trigger = accepted_trigger(&definition, &subs, br#"{"id":"a-1"}"#.to_vec(), at(seconds), &UlidSource);
     let acceptance = store.accept(&trigger, key).await.unwrap();
     (trigger, acceptance)
@@ -323,7 +325,7 @@ async fn an_idempotency_key_is_refused_with_another_payload<S: RegistryStore + T
     let (first, acceptance) = accept(store, &name, 1, Some(&key)).await;
     assert_eq!(acceptance, Acceptance::Accepted);
 
-    let (definition, subs) = store.trigger_target(&name).await.unwrap().unwrap();
+    let TriggerTarget { definition, subscriptions: subs } = store.trigger_target(&name).await.unwrap().unwrap();
     let other = accepted_trigger(&definition, &subs, br#"{"id":"a-2"}"#.to_vec(), at(2), &UlidSource);
     match store.accept(&other, Some(&key)).await {
         Err(Error::IdempotencyKeyReused { event, key: reused }) => {
@@ -613,7 +615,7 @@ pub async fn recorder_contract<S: DeliveryRecorder>(store: &S) {
     let name = unique_name("recorder");
     let (a, b) = (subscription(&name, "fn-a"), subscription(&name, "fn-b"));
     let ids = [a.subscription_id, b.subscription_id];
-    let trigger = accepted_trigger(&definition(&name), &[a, b], b"{}".to_vec(), at(5), &UlidSource);
+    let trigger = accepted_trigger(&definition(&name), &[Arc::new(a), Arc::new(b)], b"{}".to_vec(), at(5), &UlidSource);
     let other = accepted_trigger(&definition(&name), &[], b"{}".to_vec(), at(6), &UlidSource);
 
     // Nothing is known of a trigger until it is settled or logged.

@@ -27,7 +27,7 @@ pub async fn subscribe(
         subscription_id: ids.subscription_id(),
         event,
         function_id: draft.function_id,
-        metadata: draft.metadata.unwrap_or_default(),
+        metadata: draft.metadata.unwrap_or_default().into(),
         filter,
         delivery,
         format: draft.format.unwrap_or_default(),
@@ -73,7 +73,7 @@ pub async fn replace_subscription(
     check_version("subscription", &id.to_string(), current.version, if_match)?;
     let next = Subscription {
         function_id: draft.function_id,
-        metadata: draft.metadata.unwrap_or_default(),
+        metadata: draft.metadata.unwrap_or_default().into(),
         filter,
         delivery,
         // A replace states the whole subscription: a format left out is the default again.

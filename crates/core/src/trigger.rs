@@ -1,6 +1,8 @@
 //! The trigger use case: check a payload against its event and durably accept one delivery per
 //! subscription, before any function runs.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::de::IgnoredAny;
 
@@ -11,7 +13,7 @@ use crate::ids::{EventName, IdempotencyKey, SchemaUri};
 use crate::model::{
     Delivery, DeliveryStatus, Envelope, EventDefinition, Origin, Subscription, Trigger, TriggerReceipt,
 };
-use crate::ports::{Acceptance, Clock, IdSource, SchemaLookup, TriggerAcceptor, TriggerSource};
+use crate::ports::{Acceptance, Clock, IdSource, SchemaLookup, TriggerAcceptor, TriggerSource, TriggerTarget};
 use crate::schema::SchemaCache;
 
 pub struct TriggerRequest<'a> {
@@ -54,7 +56,7 @@ struct Prepared {
 /// Everything a trigger is checked for before anything of it is written: its event, the
 /// CloudEvent's `dataschema`, the payload; then the subscriptions it matches.
 async fn prepare(ports: TriggerPorts<'_>, request: TriggerRequest<'_>) -> Result<Prepared> {
-    let Some((definition, subscriptions)) = ports.source.trigger_target(&request.event).await? else {
+    let Some(TriggerTarget { definition, subscriptions }) = ports.source.trigger_target(&request.event).await? else {
         return Err(Error::NotFound { what: "event", id: request.event.to_string() });
     };
     if let Some(uri) = request.cloud_event.as_ref().and_then(|ce| ce.data_schema.as_deref()) {
@@ -185,10 +187,10 @@ fn member_violations(error: Error, index: usize) -> Result<Vec<Violation>> {
 /// nothing for the feature.
 pub fn matching(
     definition: &EventDefinition,
-    subscriptions: Vec<Subscription>,
+    subscriptions: Vec<Arc<Subscription>>,
     payload: &[u8],
     source: Option<&Origin>,
-) -> Vec<Subscription> {
+) -> Vec<Arc<Subscription>> {
     if subscriptions.iter().all(|s| s.filter.is_none()) {
         return subscriptions;
     }
@@ -307,7 +309,7 @@ fn rejected(definition: &EventDefinition, violations: Vec<Violation>) -> Error {
 
 pub fn accepted_trigger(
     definition: &EventDefinition,
-    subscriptions: &[Subscription],
+    subscriptions: &[Arc<Subscription>],
     payload: Vec<u8>,
     received_at: DateTime<Utc>,
     ids: &dyn IdSource,
@@ -493,10 +495,10 @@ mod tests {
         assert!(matches!(trigger_with(&store, &schemas, &name, "not json").await, Err(Error::MalformedPayload(_))));
     }
 
-    fn filtered(event: &EventName, function: &str, filter: Option<serde_json::Value>) -> Subscription {
+    fn filtered(event: &EventName, function: &str, filter: Option<serde_json::Value>) -> Arc<Subscription> {
         let mut s = crate::fixtures::subscription(event, function, Default::default());
         s.filter = filter.map(|f| crate::EventPattern::parse(&f).unwrap());
-        s
+        Arc::new(s)
     }
 
     #[test]

@@ -139,9 +139,9 @@ impl Harness {
 
 fn trigger(functions: &[&str]) -> Trigger {
     let definition = fixtures::definition("orders.created");
-    let subscriptions: Vec<Subscription> = functions
+    let subscriptions: Vec<std::sync::Arc<Subscription>> = functions
         .iter()
-        .map(|f| fixtures::subscription(&definition.name, f, Metadata::from_iter([("f".to_owned(), json!(f))])))
+        .map(|f| fixtures::subscription(&definition.name, f, Metadata::from_iter([("f".to_owned(), json!(f))])).into())
         .collect();
     accepted_trigger(&definition, &subscriptions, br#"{"orderId":"o-1"}"#.to_vec(), Utc::now(), &UlidSource)
 }
@@ -523,7 +523,7 @@ fn sync_trigger(function: &str, max_attempts: u32) -> Trigger {
         },
         ..fixtures::subscription(&definition.name, function, Metadata::new())
     };
-    accepted_trigger(&definition, &[subscription], br#"{"orderId":"o-1"}"#.to_vec(), Utc::now(), &UlidSource)
+    accepted_trigger(&definition, &[subscription.into()], br#"{"orderId":"o-1"}"#.to_vec(), Utc::now(), &UlidSource)
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use gateway_core::{
     Attempt, Compatibility, DataType, Delivery, DeliveryPolicy, DeliveryRetention, DeliveryStatus, Envelope,
     EventDefinition, EventId, EventName, EventPattern, FunctionId, IdempotencyKey, Metadata, PayloadFormat, Referrer,
     Reported, Schema, SchemaFormat, SchemaName, SchemaReference, SchemaUri, SchemaVersion, SchemaVersionSummary,
-    Source, SourceName, Subscription, SubscriptionId, TriggerReceipt, Version,
+    SharedMetadata, Source, SourceName, Subscription, SubscriptionId, TriggerReceipt, Version,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -223,7 +223,7 @@ pub struct SubscriptionItem {
     pub event: EventName,
     pub function_id: FunctionId,
     #[serde(with = "json_text")]
-    pub metadata: Metadata,
+    pub metadata: SharedMetadata,
     /// The event pattern, as JSON text (a pattern holds user JSON); absent: every trigger.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "json_text::option")]
     pub filter: Option<EventPattern>,
@@ -566,7 +566,7 @@ pub struct DeliveryItem {
     pub subscription_id: SubscriptionId,
     pub function_id: FunctionId,
     #[serde(with = "json_text")]
-    pub metadata: Metadata,
+    pub metadata: SharedMetadata,
     pub status: DeliveryStatus,
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -878,7 +878,7 @@ mod tests {
         let subscription = gateway_core::fixtures::subscription(&definition.name, "fn-a", Metadata::new());
         let t = gateway_core::trigger::accepted_trigger(
             &definition,
-            &[subscription],
+            &[subscription.into()],
             b"{}".to_vec(),
             Utc::now(),
             &gateway_core::ports::UlidSource,

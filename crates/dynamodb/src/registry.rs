@@ -1,8 +1,11 @@
 //! Event definitions and subscriptions: the registry ports and the trigger's one read.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use gateway_core::ports::{EventStore, SubscriptionStore, TriggerSource};
+
+use gateway_core::ports::{EventStore, SubscriptionStore, TriggerSource, TriggerTarget};
 use gateway_core::{
     Error, EventDefinition, EventName, Page, PageRequest, Referrer, SchemaName, Subscription, SubscriptionId, Version,
 };
@@ -477,13 +480,13 @@ impl SubscriptionStore for DynamoStore {
 
 #[async_trait]
 impl TriggerSource for DynamoStore {
-    async fn trigger_target(&self, name: &EventName) -> Result<Option<(EventDefinition, Vec<Subscription>)>> {
+    async fn trigger_target(&self, name: &EventName) -> Result<Option<TriggerTarget>> {
         Ok(self.read_event(name, true).await?.map(|mut partition| {
             let subscriptions = std::mem::take(&mut partition.subscriptions)
                 .into_iter()
-                .map(SubscriptionItem::into_subscription)
+                .map(|item| Arc::new(item.into_subscription()))
                 .collect();
-            (partition.into_definition(), subscriptions)
+            TriggerTarget { definition: Arc::new(partition.into_definition()), subscriptions }
         }))
     }
 }

@@ -66,7 +66,7 @@ async fn seeded_store() -> MemoryStore {
     };
     store.create_subscription(&subscription).await.unwrap();
     let mut trigger =
-        gateway_core::trigger::accepted_trigger(&event, &[subscription], b"{}".to_vec(), now, &UlidSource);
+        gateway_core::trigger::accepted_trigger(&event, &[subscription.into()], b"{}".to_vec(), now, &UlidSource);
     trigger.event_id = EventId::parse(TRIGGER).unwrap();
     for d in &mut trigger.deliveries {
         d.event_id = trigger.event_id;

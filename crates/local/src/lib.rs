@@ -144,7 +144,7 @@ pub async fn run(mut config: Config, home: Home, lambda: aws_sdk_lambda::Client)
 
     let shutdown = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(shutdown.clone()));
-    let housekeeping = tokio::spawn(housekeeping(store, config.delivery_retention, shutdown.clone()));
+    let housekeeping = tokio::spawn(housekeeping(store.clone(), config.delivery_retention, shutdown.clone()));
     let app = gateway_api::router(gateway, RouteGroup::All);
     let app = match config.api_token.clone() {
         Some(token) => gateway_api::auth::require_token(app, token),
@@ -161,6 +161,9 @@ pub async fn run(mut config: Config, home: Home, lambda: aws_sdk_lambda::Client)
     shutdown.cancel();
     let _ = worker_task.await;
     let _ = housekeeping.await;
+    // How well group commit did (crates/sqlite/src/connections.rs): bench/load.py reads this.
+    let (triggers, commits) = store.commit_counts().read();
+    tracing::info!(triggers, commits, "triggers accepted, and the commits that held them, since start");
     served.map_err(StartError::Serve)
 }
 

@@ -170,7 +170,8 @@ mod tests {
             let anything = FunctionAllowlist::parse("*, arn:aws:lambda:*:*:function:*").unwrap();
             gateway_core::subscriptions::subscribe(&store, &SystemClock, &UlidSource, &anything, draft).await.unwrap();
         }
-        let (def, subs) = store.trigger_target(&name).await.unwrap().unwrap();
+        let gateway_core::ports::TriggerTarget { definition: def, subscriptions: subs } =
+            store.trigger_target(&name).await.unwrap().unwrap();
         let trigger =
             gateway_core::trigger::accepted_trigger(&def, &subs, b"{}".to_vec(), SystemClock.now(), &UlidSource);
         store.accept(&trigger, None).await.unwrap();

@@ -545,13 +545,14 @@ mod tests {
     fn trigger() -> Trigger {
         let definition = fixtures::definition("orders.created");
         let subscription = fixtures::subscription(&definition.name, "fn-a", Metadata::new());
-        accepted_trigger(&definition, &[subscription], b"{}".to_vec(), Utc::now(), &UlidSource)
+        accepted_trigger(&definition, &[subscription.into()], b"{}".to_vec(), Utc::now(), &UlidSource)
     }
 
     fn fan_out(n: usize) -> Trigger {
         let definition = fixtures::definition("orders.created");
-        let subscriptions: Vec<_> =
-            (0..n).map(|i| fixtures::subscription(&definition.name, &format!("fn-{i}"), Metadata::new())).collect();
+        let subscriptions: Vec<std::sync::Arc<_>> = (0..n)
+            .map(|i| fixtures::subscription(&definition.name, &format!("fn-{i}"), Metadata::new()).into())
+            .collect();
         accepted_trigger(&definition, &subscriptions, b"{}".to_vec(), Utc::now(), &UlidSource)
     }
 

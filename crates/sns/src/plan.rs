@@ -108,7 +108,7 @@ mod tests {
             .map(|i| DeliveryEntry {
                 subscription_id: UlidSource.subscription_id(),
                 function_id: FunctionId::parse(&format!("fn-{i}")).unwrap(),
-                metadata: metadata.clone(),
+                metadata: metadata.clone().into(),
                 attempts: 0,
                 last_error: None,
                 generation: 0,

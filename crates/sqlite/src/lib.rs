@@ -7,7 +7,9 @@
 //! answered for deliveries that will run. Each registry write is one transaction with the
 //! referrer edges it adds or drops, so a schema is never deleted while something refers to it.
 
+mod connections;
 mod schema;
+mod targets;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -18,7 +20,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use gateway_core::page::{decode_cursor, encode_cursor};
 use gateway_core::ports::{
     Acceptance, Attempted, ClaimToken, DeliveryLog, DeliveryOutbox, DeliveryRedrive, DueDelivery, EventStore, Recorded,
-    SchemaLookup, SchemaStore, SourceStore, SubscriptionStore, TriggerAcceptor, TriggerSource,
+    SchemaLookup, SchemaStore, SourceStore, SubscriptionStore, TriggerAcceptor, TriggerSource, TriggerTarget,
 };
 use gateway_core::{
     Attempt, DataType, Delivery, DeliveryPolicy, DeliveryRetention, DeliveryStatus, Error, EventDefinition, EventId,
@@ -26,11 +28,20 @@ use gateway_core::{
     SchemaUri, SchemaVersion, SchemaVersionSummary, Source, SourceName, Subscription, SubscriptionId, Trigger,
     TriggerReceipt, Version,
 };
-use rusqlite::{params, Connection, OptionalExtension, Params, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Params};
 
+pub use connections::CommitCounts;
+use connections::{lock, GroupCommit, Readers};
+use targets::TargetCache;
+
+/// The store. Clones share the connections: one writer (through which every write goes,
+/// acceptances in groups) and, for a file, a few read-only connections (see `connections`).
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    readers: Option<Arc<Readers>>,
+    group_commit: Arc<GroupCommit>,
+    targets: Arc<TargetCache>,
 }
 
 type DbResult<T> = Result<T, Error>;
@@ -58,15 +69,30 @@ fn from_json<T: serde::de::DeserializeOwned>(raw: &str) -> DbResult<T> {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> DbResult<Self> {
-        Self::init(Connection::open(path).map_err(db_err)?)
+        let conn = Self::init(Connection::open(path).map_err(db_err)?)?;
+        // Opened after `init`, which made the file and put it in WAL mode.
+        let readers = Readers::open(path)?;
+        Self::with_connections(conn, Some(readers))
     }
 
     /// A private in-memory database, for tests.
     pub fn in_memory() -> DbResult<Self> {
-        Self::init(Connection::open_in_memory().map_err(db_err)?)
+        let conn = Self::init(Connection::open_in_memory().map_err(db_err)?)?;
+        Self::with_connections(conn, None)
     }
 
-    fn init(conn: Connection) -> DbResult<Self> {
+    fn with_connections(conn: Connection, readers: Option<Readers>) -> DbResult<Self> {
+        let conn = Arc::new(Mutex::new(conn));
+        let group_commit = Arc::new(GroupCommit::start(conn.clone())?);
+        Ok(Self { conn, readers: readers.map(Arc::new), group_commit, targets: Arc::default() })
+    }
+
+    /// How many triggers were accepted, and in how many commits, since the store was opened.
+    pub fn commit_counts(&self) -> &CommitCounts {
+        &self.group_commit.counts
+    }
+
+    fn init(conn: Connection) -> DbResult<Connection> {
         conn.execute_batch(schema::SCHEMA).map_err(db_err)?;
         for (table, column, add) in schema::ADDED_COLUMNS {
             let present: bool = conn
@@ -80,21 +106,39 @@ impl SqliteStore {
                 conn.execute_batch(add).map_err(db_err)?;
             }
         }
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        Ok(conn)
     }
 
-    /// Runs `work` on the connection off the async runtime's threads.
+    /// Runs `work` on the writer's connection off the async runtime's threads.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Connection) -> DbResult<T> + Send + 'static,
     ) -> DbResult<T> {
         let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            work(&mut conn)
-        })
-        .await
-        .map_err(db_err)?
+        tokio::task::spawn_blocking(move || work(&mut lock(&conn))).await.map_err(db_err)?
+    }
+
+    /// Runs `work`, a write to the registry (events, subscriptions, sources, schemas), and
+    /// then lets every trigger read the registry afresh (`targets`).
+    async fn write_registry<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> DbResult<T> + Send + 'static,
+    ) -> DbResult<T> {
+        let written = self.run(work).await;
+        self.targets.invalidate();
+        written
+    }
+
+    /// Runs `work`, which only reads, on a read-only connection (the writer's for an
+    /// in-memory database): it sees the last commit, never a write in progress.
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> DbResult<T> + Send + 'static,
+    ) -> DbResult<T> {
+        match self.readers.clone() {
+            Some(readers) => tokio::task::spawn_blocking(move || readers.with(work)).await.map_err(db_err)?,
+            None => self.run(work).await,
+        }
     }
 
     /// Frees every claimed delivery. Only for start-up, when this process holds the data
@@ -215,7 +259,7 @@ impl EventStore for SqliteStore {
     async fn create_event(&self, event: &EventDefinition) -> DbResult<()> {
         let (name, version, body) = (event.name.clone(), event.version.0, definition_json(event)?);
         let references = event.schema_references.clone();
-        self.run(move |conn| {
+        self.write_registry(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             let inserted = tx
                 .execute(
@@ -234,14 +278,14 @@ impl EventStore for SqliteStore {
 
     async fn get_event(&self, name: &EventName) -> DbResult<Option<EventDefinition>> {
         let name = name.clone();
-        self.run(move |conn| read_event(conn, &name)).await
+        self.read(move |conn| read_event(conn, &name)).await
     }
 
     async fn list_events(&self, page: &PageRequest) -> DbResult<Page<EventDefinition>> {
         let after: String =
             page.cursor.as_deref().map(decode_cursor::<EventName>).transpose()?.map(String::from).unwrap_or_default();
         let limit = page.limit;
-        self.run(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached("SELECT body, received_at FROM events WHERE name > ?1 ORDER BY name LIMIT ?2")
                 .map_err(db_err)?;
@@ -260,7 +304,7 @@ impl EventStore for SqliteStore {
     async fn replace_event(&self, event: &EventDefinition) -> DbResult<()> {
         let (name, version, body) = (event.name.clone(), event.version, definition_json(event)?);
         let references = event.schema_references.clone();
-        self.run(move |conn| {
+        self.write_registry(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             let updated = tx
                 .execute(
@@ -286,7 +330,7 @@ impl EventStore for SqliteStore {
 
     async fn delete_event(&self, name: &EventName, expected: Option<Version>, cascade: bool) -> DbResult<()> {
         let name = name.clone();
-        self.run(move |conn| {
+        self.write_registry(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             let Some(current) = event_version(&tx, &name)? else {
                 return Err(Error::NotFound { what: "event", id: name.to_string() });
@@ -321,7 +365,7 @@ impl SubscriptionStore for SqliteStore {
     async fn create_subscription(&self, subscription: &Subscription) -> DbResult<()> {
         let sub = subscription.clone();
         let body = to_json(&sub)?;
-        self.run(move |conn| {
+        self.write_registry(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             if event_version(&tx, &sub.event)?.is_none() {
                 return Err(Error::NotFound { what: "event", id: sub.event.to_string() });
@@ -338,7 +382,7 @@ impl SubscriptionStore for SqliteStore {
 
     async fn get_subscription(&self, id: &SubscriptionId) -> DbResult<Option<Subscription>> {
         let id = id.to_string();
-        self.run(move |conn| {
+        self.read(move |conn| {
             conn.query_row("SELECT body FROM subscriptions WHERE id = ?1", [id], |row| row.get::<_, String>(0))
                 .optional()
                 .map_err(db_err)?
@@ -358,7 +402,7 @@ impl SubscriptionStore for SqliteStore {
             .unwrap_or_default();
         let event = event.map(|e| e.to_string());
         let limit = page.limit;
-        self.run(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT body FROM subscriptions WHERE id > ?1 AND (?2 IS NULL OR event = ?2) ORDER BY id LIMIT ?3",
@@ -377,7 +421,7 @@ impl SubscriptionStore for SqliteStore {
     async fn replace_subscription(&self, subscription: &Subscription) -> DbResult<()> {
         let sub = subscription.clone();
         let body = to_json(&sub)?;
-        self.run(move |conn| {
+        self.write_registry(move |conn| {
             let id = sub.subscription_id.to_string();
             let updated = conn
                 .execute(
@@ -398,7 +442,7 @@ impl SubscriptionStore for SqliteStore {
 
     async fn delete_subscription(&self, id: &SubscriptionId, expected: Option<Version>) -> DbResult<()> {
         let id = *id;
-        self.run(move |conn| {
+        self.write_registry(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             let Some(current) = subscription_version(&tx, &id)? else {
                 return Err(Error::NotFound { what: "subscription", id: id.to_string() });
@@ -424,7 +468,7 @@ fn source_version(tx: &Connection, name: &SourceName) -> DbResult<Option<Version
 impl SourceStore for SqliteStore {
     async fn create_source(&self, source: &Source) -> DbResult<()> {
         let (source, body) = (source.clone(), to_json(source)?);
-        self.run(move |conn| {
+        self.write_registry(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             if event_version(&tx, &source.event)?.is_none() {
                 return Err(Error::NotFound { what: "event", id: source.event.to_string() });
@@ -445,7 +489,7 @@ impl SourceStore for SqliteStore {
 
     async fn get_source(&self, name: &SourceName) -> DbResult<Option<Source>> {
         let name = name.clone();
-        self.run(move |conn| {
+        self.read(move |conn| {
             conn.query_row("SELECT body FROM sources WHERE name = ?1", [name.as_str()], |row| row.get::<_, String>(0))
                 .optional()
                 .map_err(db_err)?
@@ -459,7 +503,7 @@ impl SourceStore for SqliteStore {
         let after: String =
             page.cursor.as_deref().map(decode_cursor::<SourceName>).transpose()?.map(String::from).unwrap_or_default();
         let limit = page.limit;
-        self.run(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached("SELECT body FROM sources WHERE name > ?1 ORDER BY name LIMIT ?2")
                 .map_err(db_err)?;
@@ -475,7 +519,7 @@ impl SourceStore for SqliteStore {
 
     async fn replace_source(&self, source: &Source) -> DbResult<()> {
         let (source, body) = (source.clone(), to_json(source)?);
-        self.run(move |conn| {
+        self.write_registry(move |conn| {
             let updated = conn
                 .execute(
                     "UPDATE sources SET version = ?2, body = ?3 WHERE name = ?1 AND version = ?4",
@@ -495,7 +539,7 @@ impl SourceStore for SqliteStore {
 
     async fn delete_source(&self, name: &SourceName, expected: Option<Version>) -> DbResult<()> {
         let name = name.clone();
-        self.run(move |conn| {
+        self.write_registry(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             let Some(current) = source_version(&tx, &name)? else {
                 return Err(Error::NotFound { what: "source", id: name.to_string() });
@@ -510,7 +554,7 @@ impl SourceStore for SqliteStore {
     }
 
     async fn all_sources(&self) -> DbResult<Vec<Source>> {
-        self.run(|conn| {
+        self.read(|conn| {
             let mut stmt = conn.prepare_cached("SELECT body FROM sources ORDER BY name").map_err(db_err)?;
             let rows = stmt
                 .query_map([], |row| row.get::<_, String>(0))
@@ -649,7 +693,7 @@ fn insert_version(tx: &Connection, version: &SchemaVersion, body: &str) -> DbRes
 impl SchemaLookup for SqliteStore {
     async fn schema_by_uri(&self, uri: &SchemaUri) -> DbResult<Option<SchemaVersion>> {
         let uri = uri.clone();
-        self.run(move |conn| body_of(conn, "SELECT body FROM schema_versions WHERE uri = ?1", [uri.as_str()])).await
+        self.read(move |conn| body_of(conn, "SELECT body FROM schema_versions WHERE uri = ?1", [uri.as_str()])).await
     }
 }
 
@@ -658,7 +702,7 @@ impl SchemaStore for SqliteStore {
     async fn create_schema(&self, schema: &Schema, first: &SchemaVersion) -> DbResult<()> {
         let (name, revision, body) = (schema.name.clone(), schema.revision.0, to_json(schema)?);
         let (first, first_body) = (first.clone(), to_json(first)?);
-        self.run(move |conn| {
+        self.write_registry(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             let inserted = tx
                 .execute(
@@ -678,7 +722,7 @@ impl SchemaStore for SqliteStore {
     async fn add_schema_version(&self, schema: &Schema, version: &SchemaVersion) -> DbResult<()> {
         let (name, revision, body) = (schema.name.clone(), schema.revision, to_json(schema)?);
         let (version, version_body) = (version.clone(), to_json(version)?);
-        self.run(move |conn| {
+        self.write_registry(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             check_revision(&tx, &name, |current| current.next() == revision)?;
             insert_version(&tx, &version, &version_body)?;
@@ -694,14 +738,14 @@ impl SchemaStore for SqliteStore {
 
     async fn get_schema(&self, name: &SchemaName) -> DbResult<Option<Schema>> {
         let name = name.clone();
-        self.run(move |conn| body_of(conn, "SELECT body FROM schemas WHERE name = ?1", [name.as_str()])).await
+        self.read(move |conn| body_of(conn, "SELECT body FROM schemas WHERE name = ?1", [name.as_str()])).await
     }
 
     async fn list_schemas(&self, page: &PageRequest) -> DbResult<Page<Schema>> {
         let after: String =
             page.cursor.as_deref().map(decode_cursor::<SchemaName>).transpose()?.map(String::from).unwrap_or_default();
         let limit = page.limit;
-        self.run(move |conn| {
+        self.read(move |conn| {
             let rows: Vec<Schema> = bodies_of(
                 conn,
                 "SELECT body FROM schemas WHERE name > ?1 ORDER BY name LIMIT ?2",
@@ -714,7 +758,7 @@ impl SchemaStore for SqliteStore {
 
     async fn get_schema_version(&self, name: &SchemaName, version: u32) -> DbResult<Option<SchemaVersion>> {
         let name = name.clone();
-        self.run(move |conn| {
+        self.read(move |conn| {
             body_of(
                 conn,
                 "SELECT body FROM schema_versions WHERE schema = ?1 AND version = ?2",
@@ -727,7 +771,7 @@ impl SchemaStore for SqliteStore {
     async fn schema_versions(&self, name: &SchemaName) -> DbResult<Vec<SchemaVersionSummary>> {
         let name = name.clone();
         // Only what a listing shows: not the documents, which may be 64 KiB each.
-        self.run(move |conn| {
+        self.read(move |conn| {
             bodies_of(
                 conn,
                 "SELECT json_object('version', version, 'uri', uri, 'digest', json_extract(body, '$.digest'), \
@@ -740,7 +784,7 @@ impl SchemaStore for SqliteStore {
 
     async fn replace_schema(&self, schema: &Schema) -> DbResult<()> {
         let change = schema.clone();
-        self.run(move |conn| {
+        self.write_registry(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             check_revision(&tx, &change.name, |current| current.next() == change.revision)?;
             let stored: Schema = body_of(&tx, "SELECT body FROM schemas WHERE name = ?1", [change.name.as_str()])?
@@ -765,7 +809,7 @@ impl SchemaStore for SqliteStore {
 
     async fn delete_schema(&self, name: &SchemaName, expected: Option<Version>) -> DbResult<()> {
         let name = name.clone();
-        self.run(move |conn| {
+        self.write_registry(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             check_revision(&tx, &name, |current| expected.is_none_or(|v| v == current))?;
             let referrers = referrers_of(&tx, &name)?;
@@ -783,50 +827,46 @@ impl SchemaStore for SqliteStore {
 
 #[async_trait]
 impl TriggerSource for SqliteStore {
-    async fn trigger_target(&self, name: &EventName) -> DbResult<Option<(EventDefinition, Vec<Subscription>)>> {
-        let name = name.clone();
-        self.run(move |conn| {
-            let tx = conn.transaction().map_err(db_err)?;
-            let Some(event) = read_event(&tx, &name)? else {
-                return Ok(None);
-            };
-            let mut stmt =
-                tx.prepare_cached("SELECT body FROM subscriptions WHERE event = ?1 ORDER BY id").map_err(db_err)?;
-            let subs = stmt
-                .query_map([name.as_str()], |row| row.get::<_, String>(0))
-                .map_err(db_err)?
-                .map(|r| r.map_err(db_err).and_then(|body| from_json::<Subscription>(&body)))
-                .collect::<DbResult<Vec<_>>>()?;
-            Ok(Some((event, subs)))
-        })
-        .await
+    async fn trigger_target(&self, name: &EventName) -> DbResult<Option<TriggerTarget>> {
+        if let Some(target) = self.targets.get(name) {
+            return Ok(Some(target));
+        }
+        let generation = self.targets.generation();
+        let event = name.clone();
+        let read = self
+            .read(move |conn| {
+                let tx = conn.transaction().map_err(db_err)?;
+                let Some(definition) = read_event(&tx, &event)? else {
+                    return Ok(None);
+                };
+                let mut stmt =
+                    tx.prepare_cached("SELECT body FROM subscriptions WHERE event = ?1 ORDER BY id").map_err(db_err)?;
+                let subscriptions = stmt
+                    .query_map([event.as_str()], |row| row.get::<_, String>(0))
+                    .map_err(db_err)?
+                    .map(|r| r.map_err(db_err).and_then(|body| from_json::<Subscription>(&body)).map(Arc::new))
+                    .collect::<DbResult<Vec<_>>>()?;
+                Ok(Some(TriggerTarget { definition: Arc::new(definition), subscriptions }))
+            })
+            .await?;
+        if let Some(target) = &read {
+            self.targets.put(name.clone(), generation, target.clone());
+        }
+        Ok(read)
     }
 }
 
 #[async_trait]
 impl TriggerAcceptor for SqliteStore {
     async fn accept(&self, trigger: &Trigger, idempotency_key: Option<&IdempotencyKey>) -> DbResult<Acceptance> {
-        let trigger = trigger.clone();
-        let key = idempotency_key.cloned();
         let receipt = to_json(&trigger.receipt())?;
-        self.run(move |conn| {
-            let tx = conn.transaction().map_err(db_err)?;
-            if let Some(key) = &key {
-                if let Some(first) = replay(&tx, &trigger, key)? {
-                    return Ok(Acceptance::Replayed(first));
-                }
-            }
-            insert_trigger(&tx, &trigger, key.as_ref(), &receipt)?;
-            tx.commit().map_err(db_err)?;
-            Ok(Acceptance::Accepted)
-        })
-        .await
+        self.group_commit.accept(trigger.clone(), idempotency_key.cloned(), receipt).await
     }
 }
 
 /// The first receipt for `key`, if it is still inside the idempotency window; an error if that
 /// first trigger carried another payload.
-fn replay(tx: &Transaction<'_>, trigger: &Trigger, key: &IdempotencyKey) -> DbResult<Option<TriggerReceipt>> {
+fn replay(tx: &Connection, trigger: &Trigger, key: &IdempotencyKey) -> DbResult<Option<TriggerReceipt>> {
     let found = tx
         .query_row(
             "SELECT receipt, received_at, data_type, payload FROM triggers WHERE event = ?1 AND idempotency_key = ?2",
@@ -860,12 +900,9 @@ fn replay(tx: &Transaction<'_>, trigger: &Trigger, key: &IdempotencyKey) -> DbRe
     Ok(None)
 }
 
-fn insert_trigger(
-    tx: &Transaction<'_>,
-    trigger: &Trigger,
-    key: Option<&IdempotencyKey>,
-    receipt: &str,
-) -> DbResult<()> {
+/// Writes an accepted trigger and its deliveries; the event's `receivedAt` is the group's to
+/// write (`connections::commit_group`), once per event.
+fn insert_trigger(tx: &Connection, trigger: &Trigger, key: Option<&IdempotencyKey>, receipt: &str) -> DbResult<()> {
     let received_at = ts(trigger.received_at);
     tx.execute(
         "INSERT INTO triggers (event_id, event, received_at, data_type, payload, idempotency_key, receipt, source, cloud_event) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -903,11 +940,6 @@ fn insert_trigger(
             ])
             .map_err(db_err)?;
     }
-    tx.execute(
-        "UPDATE events SET received_at = ?2 WHERE name = ?1 AND (received_at IS NULL OR received_at < ?2)",
-        params![trigger.event.as_str(), received_at],
-    )
-    .map_err(db_err)?;
     Ok(())
 }
 
@@ -1022,7 +1054,7 @@ fn trigger_exists(conn: &Connection, event_id: &str) -> DbResult<bool> {
 impl DeliveryLog for SqliteStore {
     async fn deliveries_of_trigger(&self, event_id: &EventId) -> DbResult<Option<Vec<Delivery>>> {
         let id = event_id.to_string();
-        self.run(move |conn| {
+        self.read(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             if !trigger_exists(&tx, &id)? {
                 return Ok(None);
@@ -1040,7 +1072,7 @@ impl DeliveryLog for SqliteStore {
         let (after_event, after_sub) =
             after.map(|(e, s)| (e.to_string(), s.to_string())).unwrap_or_else(|| ("evt~".to_owned(), String::new()));
         let (event, limit) = (event.to_string(), page.limit);
-        self.run(move |conn| {
+        self.read(move |conn| {
             let sql = format!(
                 "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.event = ?1
                  AND (d.event_id < ?2 OR (d.event_id = ?2 AND d.subscription_id > ?3))
@@ -1163,7 +1195,7 @@ impl DeliveryRedrive for SqliteStore {
         subscription: Option<&SubscriptionId>,
     ) -> DbResult<Option<Vec<Delivery>>> {
         let (id, subscription) = (event_id.to_string(), subscription.map(SubscriptionId::to_string));
-        self.run(move |conn| {
+        self.read(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             if !trigger_exists(&tx, &id)? {
                 return Ok(None);
@@ -1185,7 +1217,7 @@ impl DeliveryRedrive for SqliteStore {
         limit: u32,
     ) -> DbResult<Vec<Delivery>> {
         let (subscription, since, until) = (subscription.to_string(), ts(since), ts(until));
-        self.run(move |conn| {
+        self.read(move |conn| {
             // `received_at` is written in one fixed format (`ts`), so text order is time order
             // and the range is read from `deliveries_by_subscription`.
             let sql = format!(
@@ -1275,7 +1307,8 @@ mod tests {
 
     /// Accepts a trigger of `event` received at `received_at`, with one delivery per subscription.
     async fn trigger_at(store: &SqliteStore, event: &EventName, received_at: DateTime<Utc>) -> Trigger {
-        let (definition, subs) = store.trigger_target(event).await.unwrap().unwrap();
+        let gateway_core::ports::TriggerTarget { definition, subscriptions: subs } =
+            store.trigger_target(event).await.unwrap().unwrap();
         let trigger = gateway_core::trigger::accepted_trigger(
             &definition,
             &subs,
@@ -1447,7 +1480,8 @@ mod tests {
         let client = IdempotencyKey::parse("order-7").unwrap();
         let native = IdempotencyKey::native(&gateway_core::SourceName::parse("uploads").unwrap(), "ab12");
         for key in [&client, &native] {
-            let (definition, subs) = store.trigger_target(&name).await.unwrap().unwrap();
+            let gateway_core::ports::TriggerTarget { definition, subscriptions: subs } =
+                store.trigger_target(&name).await.unwrap().unwrap();
             let t = gateway_core::trigger::accepted_trigger(
                 &definition,
                 &subs,
@@ -1463,7 +1497,8 @@ mod tests {
             let store = store.clone();
             let (key, name) = (key.clone(), name.clone());
             async move {
-                let (definition, subs) = store.trigger_target(&name).await.unwrap().unwrap();
+                let gateway_core::ports::TriggerTarget { definition, subscriptions: subs } =
+                    store.trigger_target(&name).await.unwrap().unwrap();
                 let t = gateway_core::trigger::accepted_trigger(
                     &definition,
                     &subs,
