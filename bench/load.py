@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """The local gateway under load: trigger throughput against GET /health, in one run.
 
-    make bench-load        # or: python3 bench/load.py [--duration 10] [--connections 16]
+    cargo build --release -p gateway-local -p example-subscriber
+    python3 bench/load.py [--duration 10] [--connections 16] [--skip-subscription]
 
-Builds nothing itself: `make bench-load` builds the release `event-gateway` and
-`example-subscriber` first. Needs `wrk` (Debian: `apt-get install wrk`) and, for the
+Builds nothing itself: build the release `event-gateway` and `example-subscriber` first. Needs `wrk` (Debian: `apt-get install wrk`) and, for the
 one-subscription phase, `cargo-lambda` (in .venv after `make run` or `make test`).
 
 Phases, each against the same release gateway on a fresh data folder, with `wrk -t2 -cN`:
