@@ -44,8 +44,8 @@ impl TargetCache {
         entries.insert(name, (generation, target));
     }
 
-    /// After every registry write (committed or not: a failed one may still have changed
-    /// nothing, and a needless read costs only a read).
+    /// After every registry write, whether it succeeded or not: telling them apart is not
+    /// worth it, since a needless invalidation costs one read per event.
     pub(crate) fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
