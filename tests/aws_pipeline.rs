@@ -44,7 +44,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 struct Pipeline {
     /// Declared first so that it stops first, while moto still answers.
     watch: Process,
-    _moto: Moto,
+    moto: Moto,
     lambda_port: u16,
     sqs: aws_sdk_sqs::Client,
     queue: String,
@@ -112,7 +112,7 @@ async fn pipeline() -> Pipeline {
     let watch = start_lambda_watch_with_env(lambda_port, dir.join("watch.log"), &environment);
     Pipeline {
         watch,
-        _moto: moto,
+        moto,
         lambda_port,
         queue_arn: queue_arn(&sqs, &queue).await,
         sqs,
@@ -584,5 +584,74 @@ async fn a_cloudevent_in_through_the_trigger_function_reaches_a_cloudevents_subs
     assert_eq!((&e["subject"], &e["tenant"], &e["originid"]), (&json!("o-5"), &json!("acme"), &json!("aws-1")));
     assert_eq!(e["data"], json!({"orderId": "o-5", "total": 5}));
     assert_eq!(e["subscriptionid"], sub.body["subscriptionId"]);
+    std::fs::remove_dir_all(&cloud.dir).ok();
+}
+
+/// What one trigger costs in AWS requests made by the gateway's own code (signed with the
+/// functions' credentials; the test's own polls are not counted), by service and operation, at
+/// one subscription and at ten, from moto's request recorder. docs/PERFORMANCE.md's cost table
+/// is these counts priced; change the code's requests and this test says so. The requests of
+/// Lambda's SQS event source (ReceiveMessage, DeleteMessageBatch, here played by the test) and
+/// the invokes (Lambda, not moto) are outside moto's count; the table adds them.
+#[tokio::test]
+async fn a_trigger_makes_the_aws_requests_the_cost_table_counts() {
+    // GIVEN one event with one subscription and one with ten (apart: `receivedAt` is written at
+    // most once a second per event by an instance, and each event here gets one trigger)
+    let cloud = pipeline().await;
+    for (event, fan_out) in [("costs.one", 1usize), ("costs.ten", 10)] {
+        let created = cloud.api(
+            "events-api",
+            http_api_event(
+                "POST",
+                "ANY /events",
+                "/events",
+                &[],
+                Some(&json!({"name": event, "schema": {"type": "object"}})),
+            ),
+        );
+        assert_eq!(created.status, 201, "{}", created.body);
+        for i in 0..fan_out {
+            let sub = cloud
+                .subscribe_with(json!({"event": event, "functionId": "example-subscriber", "metadata": {"copy": i}}));
+            assert_eq!(sub.status, 201, "{}", sub.body);
+        }
+    }
+
+    for (event, fan_out) in [("costs.one", 1usize), ("costs.ten", 10)] {
+        // WHEN one trigger is accepted and its message dispatched, with moto recording
+        cloud.moto.record_requests();
+        let path = format!("/events/{event}/trigger");
+        let request =
+            http_api_event("POST", "POST /events/{name}/trigger", &path, &[("name", event)], Some(&json!({"n": 1})));
+        let accepted = cloud.api("trigger-api", request);
+        assert_eq!(accepted.status, 202, "{}", accepted.body);
+        cloud.drain_delivery_queue().await;
+        let counted = cloud.moto.recorded_requests("e2e");
+
+        // THEN the gateway made exactly these requests
+        let expected: std::collections::BTreeMap<(String, String), usize> = [
+            // the trigger function: the definition and its subscriptions in one Query
+            ("dynamodb", "Query", 1),
+            // the trigger function: settled accepted, then the event's receivedAt
+            ("dynamodb", "UpdateItem", 2),
+            // the trigger function: each delivery pending; the dispatcher: each one invoked
+            ("dynamodb", "PutItem", 2 * fan_out),
+            // the dispatcher: the trigger's state alone (a fresh message, received once)
+            ("dynamodb", "BatchGetItem", 1),
+            ("dynamodb", "BatchGetItem keys", 1),
+            // the trigger function: one message carries every delivery
+            ("sns", "Publish", 1),
+        ]
+        .into_iter()
+        .map(|(service, operation, n)| ((service.to_owned(), operation.to_owned()), n))
+        .collect();
+        assert_eq!(counted, expected, "{event}: the requests a trigger makes at {fan_out} subscription(s)");
+
+        // AND the log has every delivery handed over, once
+        let event_id = accepted.body["eventId"].as_str().expect("an eventId");
+        let log = cloud.deliveries(event_id);
+        assert_eq!(log.len(), fan_out, "{log:?}");
+        assert!(log.iter().all(|d| d["status"] == "invoked" && d["attempts"] == 1), "{log:?}");
+    }
     std::fs::remove_dir_all(&cloud.dir).ok();
 }

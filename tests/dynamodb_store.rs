@@ -304,6 +304,46 @@ async fn a_trigger_without_subscriptions_is_still_in_the_log() {
     assert_eq!(store.deliveries_of_trigger(&trigger.event_id).await.unwrap(), Some(Vec::new()));
 }
 
+#[tokio::test]
+async fn an_events_received_at_is_written_at_most_once_a_second_per_process_and_never_moves_back() {
+    let moto = Moto::start("received-at");
+    let store = store(&moto).await;
+    let def = definition("busy.event");
+    store.create_event(&def).await.unwrap();
+    let t0 = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    let received_at = |store: &DynamoStore| {
+        let name = def.name.clone();
+        let store = store.clone();
+        async move { store.get_event(&name).await.unwrap().unwrap().received_at }
+    };
+    let trigger_at = |millis: i64| {
+        gateway_core::trigger::accepted_trigger(
+            &def,
+            &[],
+            b"{}".to_vec(),
+            t0 + chrono::Duration::milliseconds(millis),
+            &UlidSource,
+        )
+    };
+
+    // The first trigger this process sees for the event writes it
+    store.record_trigger(&trigger_at(0)).await.unwrap();
+    assert_eq!(received_at(&store).await, Some(t0));
+    // one within the second after it does not (a write unit saved a trigger)
+    store.record_trigger(&trigger_at(999)).await.unwrap();
+    assert_eq!(received_at(&store).await, Some(t0));
+    // one a second or more after the last written does
+    store.record_trigger(&trigger_at(1_000)).await.unwrap();
+    assert_eq!(received_at(&store).await, Some(t0 + chrono::Duration::seconds(1)));
+
+    // Another process (a second instance) writes its own first trigger, but never moves it back
+    let other = DynamoStore::new(aws_sdk_dynamodb::Client::new(&moto.sdk_config().await), "gateway");
+    other.record_trigger(&trigger_at(500)).await.unwrap();
+    assert_eq!(received_at(&store).await, Some(t0 + chrono::Duration::seconds(1)));
+    other.record_trigger(&trigger_at(2_500)).await.unwrap();
+    assert_eq!(received_at(&store).await, Some(t0 + chrono::Duration::milliseconds(2_500)));
+}
+
 async fn settle(store: &DynamoStore, t: &Trigger, want: TriggerState) -> TriggerState {
     store.settle_trigger(&t.event_id, &t.event, t.received_at, want).await.unwrap()
 }

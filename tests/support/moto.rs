@@ -14,6 +14,8 @@ use crate::{free_port, temp_dir, wait_until, workspace_root, Process};
 pub struct Moto {
     _process: Process,
     pub endpoint: String,
+    /// Where moto's recorder appends the requests it serves once `record_requests` is called.
+    recording: std::path::PathBuf,
 }
 
 impl Moto {
@@ -27,10 +29,82 @@ impl Moto {
         let port = free_port();
         let mut command = Command::new(server);
         command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-        let log = temp_dir(&format!("moto-{label}")).join("moto.log");
-        let process = Process::start(command, log);
+        let dir = temp_dir(&format!("moto-{label}"));
+        let recording = dir.join("requests.jsonl");
+        command.env("MOTO_RECORDER_FILEPATH", &recording);
+        let process = Process::start(command, dir.join("moto.log"));
         wait_until("moto_server to answer", Duration::from_secs(60), || answers_http(port));
-        Self { _process: process, endpoint: format!("http://127.0.0.1:{port}") }
+        Self { _process: process, endpoint: format!("http://127.0.0.1:{port}"), recording }
+    }
+
+    /// From now on moto records every request it serves (its recorder), forgetting earlier ones.
+    pub fn record_requests(&self) {
+        self.recorder("reset-recording");
+        self.recorder("start-recording");
+    }
+
+    /// The requests recorded since `record_requests` that were signed with `access_key`, as
+    /// (service, operation) with how many of each: the service from the signature's credential
+    /// scope, the operation from `X-Amz-Target` (DynamoDB, SQS) or the form's `Action` (SNS);
+    /// and, as `BatchGetItem keys`, the items the BatchGetItems asked for.
+    pub fn recorded_requests(&self, access_key: &str) -> std::collections::BTreeMap<(String, String), usize> {
+        use base64::Engine as _;
+        let text = std::fs::read_to_string(&self.recording).unwrap_or_default();
+        let mut counts = std::collections::BTreeMap::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let entry: serde_json::Value = serde_json::from_str(line).expect("a recorded request");
+            let header = |name: &str| {
+                entry["headers"].as_object().and_then(|h| {
+                    h.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .and_then(|(_, v)| v.as_str().map(str::to_owned))
+                })
+            };
+            let Some(authorization) = header("authorization") else { continue };
+            // `AWS4-HMAC-SHA256 Credential=<key>/<date>/<region>/<service>/aws4_request, ...`
+            let Some(scope) = authorization.split("Credential=").nth(1).and_then(|c| c.split(',').next()) else {
+                continue;
+            };
+            let parts: Vec<&str> = scope.split('/').collect();
+            if parts.first() != Some(&access_key) || parts.len() < 4 {
+                continue;
+            }
+            let service = parts[3].to_owned();
+            let body = entry["body"].as_str().unwrap_or_default();
+            let body = if entry["body_encoded"].as_bool() == Some(true) {
+                String::from_utf8(base64::engine::general_purpose::STANDARD.decode(body).unwrap_or_default())
+                    .unwrap_or_default()
+            } else {
+                body.to_owned()
+            };
+            let operation = match header("x-amz-target") {
+                Some(target) => target.rsplit('.').next().unwrap_or_default().to_owned(),
+                None => body.split('&').find_map(|pair| pair.strip_prefix("Action=")).unwrap_or("(unknown)").to_owned(),
+            };
+            if operation == "BatchGetItem" {
+                // Read units go by the item, not the request: count the keys asked for too.
+                let request: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                let keys: usize = request["RequestItems"]
+                    .as_object()
+                    .map(|tables| tables.values().map(|t| t["Keys"].as_array().map_or(0, Vec::len)).sum())
+                    .unwrap_or(0);
+                *counts.entry((service.clone(), "BatchGetItem keys".to_owned())).or_insert(0) += keys;
+            }
+            *counts.entry((service, operation)).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    fn recorder(&self, action: &str) {
+        let port = self.endpoint.rsplit(':').next().unwrap_or_default();
+        let mut stream = TcpStream::connect(format!("127.0.0.1:{port}")).expect("reach moto_server");
+        let request = format!(
+            "POST /moto-api/recorder/{action} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).expect("ask moto's recorder");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("moto's recorder answers");
+        assert!(answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"), "{action}: {answer}");
     }
 
     /// SDK configuration that reaches this server, with static test credentials.

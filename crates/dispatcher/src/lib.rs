@@ -129,8 +129,9 @@ impl Dispatcher {
         let time = deadline.map(|deadline| Budget::new(deadline, Instant::now()));
         let time = time.as_ref();
         let outcomes = join_all(event.records.iter().map(|record| async move {
+            let first_receipt = record.attributes.get("ApproximateReceiveCount").is_some_and(|n| n == "1");
             let ok = match record.body.as_deref() {
-                Some(body) => self.run_message(body, time).await,
+                Some(body) => self.run_message(body, first_receipt, time).await,
                 None => {
                     tracing::error!(message_id = ?record.message_id, "SQS message without a body");
                     false
@@ -150,10 +151,12 @@ impl Dispatcher {
 
     /// Runs one message's deliveries, with no deadline; false if SQS must deliver it again.
     pub async fn handle_message(&self, body: &str) -> bool {
-        self.run_message(body, None).await
+        self.run_message(body, false, None).await
     }
 
-    async fn run_message(&self, body: &str, time: Option<&Budget>) -> bool {
+    /// `first_receipt`: SQS hands the message over for the first time
+    /// (`ApproximateReceiveCount` 1).
+    async fn run_message(&self, body: &str, first_receipt: bool, time: Option<&Budget>) -> bool {
         let message = match delivery_message(body) {
             Ok(message) => message,
             Err(error) => {
@@ -166,7 +169,16 @@ impl Dispatcher {
         if message.deliveries.is_empty() {
             return true;
         }
-        let ids: Vec<_> = message.deliveries.iter().map(|d| d.subscription_id).collect();
+        // A fresh trigger's message (unconfirmed: straight from the acceptor, which publishes
+        // each message once), received for the first time, cannot have had any delivery run:
+        // the trigger's state is all there is to read, not a record per delivery (N read units
+        // saved a trigger). Should SNS or SQS hand over a duplicate, a delivery runs twice, as
+        // at-least-once allows, and its record still never moves backwards (`supersedes`).
+        let ids: Vec<_> = if message.unconfirmed && first_receipt {
+            Vec::new()
+        } else {
+            message.deliveries.iter().map(|d| d.subscription_id).collect()
+        };
         let recorded = match self.recorder.recorded_trigger(&message.event_id, &ids).await {
             Ok(found) => found,
             Err(error) => {

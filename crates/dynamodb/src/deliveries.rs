@@ -15,6 +15,9 @@ use crate::items::{
 };
 use crate::{condition_failed, from_item, key, n, s, string_attr, to_item, unavailable, DynamoStore, Expr, Result};
 
+/// How far `receivedAt` may lag the event's last trigger (`touch_received_at`).
+const RECEIVED_AT_STEP: chrono::Duration = chrono::Duration::seconds(1);
+
 /// Delivery records written at once by one trigger.
 const WRITE_CONCURRENCY: usize = 32;
 
@@ -28,8 +31,16 @@ impl DynamoStore {
         self.put_if(to_item(item)?, &condition, &expr).await.map(|_| ())
     }
 
-    /// Moves the event's `receivedAt` forward (never back).
+    /// Moves the event's `receivedAt` forward (never back), at most once a second per event from
+    /// this process: a trigger received less than [`RECEIVED_AT_STEP`] after the last one this
+    /// process wrote for its event writes nothing. It was a write unit every trigger; now a busy
+    /// event costs one a second per warm instance, and `receivedAt` is the event's last trigger
+    /// time to within that second.
     async fn touch_received_at(&self, trigger: &Trigger) -> Result<()> {
+        let marks = || self.received_written.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if marks().get(&trigger.event).is_some_and(|last| trigger.received_at < *last + RECEIVED_AT_STEP) {
+            return Ok(());
+        }
         let at = time::text(&trigger.received_at);
         let result = self
             .client
@@ -43,8 +54,16 @@ impl DynamoStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Ok(()),
+            // Marked once written (or found later already), so a write that fails is tried again
+            // by the next trigger.
+            Ok(_) => {
+                marks().insert(trigger.event.clone(), trigger.received_at);
+                Ok(())
+            }
+            Err(e) if condition_failed(&e) => {
+                marks().insert(trigger.event.clone(), trigger.received_at);
+                Ok(())
+            }
             Err(e) => Err(unavailable("UpdateItem", e)),
         }
     }

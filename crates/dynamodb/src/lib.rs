@@ -46,13 +46,20 @@ pub struct DynamoStore {
     client: Client,
     table: Arc<str>,
     delivery_retention: DeliveryRetention,
+    /// The `receivedAt` this process last wrote, per event (`touch_received_at`); shared by clones.
+    received_written: Arc<std::sync::Mutex<HashMap<gateway_core::EventName, chrono::DateTime<chrono::Utc>>>>,
 }
 
 impl DynamoStore {
     /// A store on `table`, which must have the schema [`create_table`] creates, keeping delivery
     /// records for the default retention.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: Arc::from(table.into()), delivery_retention: DeliveryRetention::default() }
+        Self {
+            client,
+            table: Arc::from(table.into()),
+            delivery_retention: DeliveryRetention::default(),
+            received_written: Default::default(),
+        }
     }
 
     /// Delivery records written from now on expire (DynamoDB TTL) `retention` after their

@@ -157,6 +157,14 @@ async fn every_trigger_api_sample_gets_its_expected_answer() {
     assert_eq!(receipt["event"], EVENT);
     assert_eq!(receipt["deliveries"][0]["functionId"], "my-app-orders");
 
+    // The same trigger through the function's URL (`TriggerFunctionUrl: AWS_IAM`): a function
+    // URL event (routeKey `$default`, no path parameters) reaches the same route.
+    let (status, receipt) =
+        invoke_http(RouteGroup::Triggers, "trigger-api/trigger-function-url.json", seeded_store().await).await;
+    assert_eq!(status, 202, "{receipt}");
+    assert_eq!(receipt["event"], EVENT);
+    assert_eq!(receipt["deliveries"][0]["functionId"], "my-app-orders");
+
     let (status, log) =
         invoke_http(RouteGroup::Triggers, "trigger-api/get-trigger-deliveries.json", seeded_store().await).await;
     assert_eq!(status, 200, "{log}");
