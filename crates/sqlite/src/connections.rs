@@ -8,7 +8,9 @@
 //! commits once, and only then answers each. Durability is what it was: an answer of
 //! `Accepted` still means the trigger and its deliveries are on disk. Triggers that arrive
 //! while a commit is running wait for the next one, so the busier the gateway, the more each
-//! commit carries.
+//! commit carries. The worker's records of its attempts go the same way (they were one
+//! transaction and one fsync each, and a worker delivering at full speed took the disk from
+//! the triggers): an attempt is recorded, and answered, with the commit that holds it.
 //!
 //! Readers do not queue behind the writer: in WAL mode a reader sees the last commit while a
 //! write is in progress, so reads take one of a few read-only connections of their own. (An
@@ -22,11 +24,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use gateway_core::ports::Acceptance;
+use gateway_core::ports::{Acceptance, Recorded};
 use gateway_core::{Error, IdempotencyKey, Trigger};
 use rusqlite::{params, Connection, OpenFlags};
 
-use crate::{db_err, insert_trigger, replay, ts, DbResult};
+use crate::{db_err, insert_trigger, record_attempt_row, replay, ts, AttemptRow, DbResult};
 
 /// Read-only connections beside the writer: enough for the HTTP handlers of a 2-core machine
 /// to read while one writes, few enough that each keeps its statement cache warm.
@@ -77,7 +79,8 @@ impl Readers {
     }
 }
 
-/// How many triggers the writer has committed, and in how many commits.
+/// How many triggers the writer has committed, and in how many commits (those holding an
+/// acceptance; a commit of attempts alone is not counted).
 #[derive(Debug, Default)]
 pub struct CommitCounts {
     triggers: AtomicU64,
@@ -91,12 +94,36 @@ impl CommitCounts {
     }
 }
 
-/// One acceptance waiting for the writer.
-struct Queued {
-    trigger: Trigger,
-    key: Option<IdempotencyKey>,
-    receipt: String,
-    answer: tokio::sync::oneshot::Sender<DbResult<Acceptance>>,
+/// One write waiting for the writer: a trigger's acceptance, or the outcome of a delivery
+/// attempt (the worker's), answered once the commit holding it is on disk.
+enum Queued {
+    Accept {
+        trigger: Trigger,
+        key: Option<IdempotencyKey>,
+        receipt: String,
+        answer: tokio::sync::oneshot::Sender<DbResult<Acceptance>>,
+    },
+    Attempt {
+        row: AttemptRow,
+        answer: tokio::sync::oneshot::Sender<DbResult<Recorded>>,
+    },
+}
+
+/// What one queued write did, answered after the commit.
+enum Written {
+    Accepted(DbResult<Acceptance>),
+    Attempted(DbResult<Recorded>),
+}
+
+impl Written {
+    /// The answer to `queued` when its group's commit failed with `error`.
+    fn failed(queued: &Queued, error: &Error) -> Self {
+        let error = Error::unavailable(std::io::Error::other(error.to_string()));
+        match queued {
+            Queued::Accept { .. } => Self::Accepted(Err(error)),
+            Queued::Attempt { .. } => Self::Attempted(Err(error)),
+        }
+    }
 }
 
 /// The queue in front of the writer thread.
@@ -131,10 +158,17 @@ impl GroupCommit {
         receipt: String,
     ) -> DbResult<Acceptance> {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let queued = Queued { trigger, key, receipt, answer };
+        let queued = Queued::Accept { trigger, key, receipt, answer };
         self.queue.send(queued).map_err(|_| writer_gone())?;
         // A writer that dies with this acceptance in hand drops `answer`: that is an error
         // answer, and its transaction was never committed.
+        answered.await.map_err(|_| writer_gone())?
+    }
+
+    /// Queues an attempt's outcome and waits until the commit that holds it is on disk.
+    pub(crate) async fn record(&self, row: AttemptRow) -> DbResult<Recorded> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.queue.send(Queued::Attempt { row, answer }).map_err(|_| writer_gone())?;
         answered.await.map_err(|_| writer_gone())?
     }
 }
@@ -148,58 +182,86 @@ fn write_groups(conn: &Mutex<Connection>, queued: &Receiver<Queued>, counts: &Co
                 Err(_) => break,
             }
         }
-        let work: Vec<_> = group.iter().map(|q| (&q.trigger, q.key.as_ref(), q.receipt.as_str())).collect();
         // Where panics unwind (debug builds, which `make run` uses), a panic in one group must
-        // not stop the writer (every later trigger would wait on a queue nobody reads): its
-        // acceptances are answered with an error and nothing of them was committed. The release
+        // not stop the writer (every later write would wait on a queue nobody reads): its
+        // writes are answered with an error and nothing of them was committed. The release
         // profile aborts on panic instead: a crash, which loses nothing that was answered.
-        let results = std::panic::catch_unwind(AssertUnwindSafe(|| commit_group(&mut lock(conn), &work)))
+        let results = std::panic::catch_unwind(AssertUnwindSafe(|| commit_group(&mut lock(conn), &group)))
             .unwrap_or_else(|_| Err(writer_gone()));
         let results = match results {
             Ok(results) => {
-                let accepted = results.iter().filter(|r| matches!(r, Ok(Acceptance::Accepted))).count();
+                let accepted =
+                    results.iter().filter(|r| matches!(r, Written::Accepted(Ok(Acceptance::Accepted)))).count();
                 counts.triggers.fetch_add(accepted as u64, Ordering::Relaxed);
-                counts.commits.fetch_add(1, Ordering::Relaxed);
+                // (commits that held acceptances: the figure is triggers per commit)
+                if group.iter().any(|q| matches!(q, Queued::Accept { .. })) {
+                    counts.commits.fetch_add(1, Ordering::Relaxed);
+                }
                 results
             }
             Err(error) => {
-                tracing::warn!(%error, triggers = group.len(), "a group of trigger acceptances was not committed");
-                group.iter().map(|_| Err(Error::unavailable(std::io::Error::other(error.to_string())))).collect()
+                tracing::warn!(%error, writes = group.len(), "a group of writes was not committed");
+                group.iter().map(|queued| Written::failed(queued, &error)).collect()
             }
         };
         for (queued, result) in group.into_iter().zip(results) {
-            // The requester may have gone (its client hung up): the trigger is accepted all the same.
-            let _ = queued.answer.send(result);
+            // The requester may have gone (its client hung up): what it asked for is written all
+            // the same.
+            // (Every write is answered in its own kind: `commit_group` and `Written::failed`
+            // answer each one as it was queued.)
+            match (queued, result) {
+                (Queued::Accept { answer, .. }, Written::Accepted(result)) => {
+                    let _ = answer.send(result);
+                }
+                (Queued::Attempt { answer, .. }, Written::Attempted(result)) => {
+                    let _ = answer.send(result);
+                }
+                (Queued::Accept { answer, .. }, Written::Attempted(_)) => {
+                    let _ = answer.send(Err(writer_gone()));
+                }
+                (Queued::Attempt { answer, .. }, Written::Accepted(_)) => {
+                    let _ = answer.send(Err(writer_gone()));
+                }
+            }
         }
     }
 }
 
-/// Writes every acceptance of the group in one transaction and commits it. Each acceptance
-/// gets its own answer: one refused (its idempotency key reused with another payload) is
-/// rolled back to its savepoint without touching the others, and a key used twice in one
-/// group replays the first's receipt, as across groups. An error here is the commit's: none
-/// of the group was written.
-fn commit_group(
-    conn: &mut Connection,
-    group: &[(&Trigger, Option<&IdempotencyKey>, &str)],
-) -> DbResult<Vec<DbResult<Acceptance>>> {
+/// Writes every queued write of the group in one transaction and commits it. Each gets its own
+/// answer: an acceptance refused (its idempotency key reused with another payload) is rolled
+/// back to its savepoint without touching the others, and a key used twice in one group
+/// replays the first's receipt, as across groups; an attempt whose claim was lost writes
+/// nothing. An error here is the commit's: none of the group was written.
+fn commit_group(conn: &mut Connection, group: &[Queued]) -> DbResult<Vec<Written>> {
     let mut tx = conn.transaction().map_err(db_err)?;
     let mut results = Vec::with_capacity(group.len());
     // The newest `receivedAt` of each event in the group, written once per event.
     let mut latest: HashMap<&str, chrono::DateTime<chrono::Utc>> = HashMap::new();
-    for &(trigger, key, receipt) in group {
+    for queued in group {
         let savepoint = tx.savepoint().map_err(db_err)?;
-        let result = accept_one(&savepoint, trigger, key, receipt);
-        match result {
-            Ok(Acceptance::Accepted) => {
-                savepoint.commit().map_err(db_err)?;
-                let newest = latest.entry(trigger.event.as_str()).or_insert(trigger.received_at);
-                *newest = (*newest).max(trigger.received_at);
+        match queued {
+            Queued::Accept { trigger, key, receipt, .. } => {
+                let result = accept_one(&savepoint, trigger, key.as_ref(), receipt);
+                match result {
+                    Ok(Acceptance::Accepted) => {
+                        savepoint.commit().map_err(db_err)?;
+                        let newest = latest.entry(trigger.event.as_str()).or_insert(trigger.received_at);
+                        *newest = (*newest).max(trigger.received_at);
+                    }
+                    Ok(Acceptance::Replayed(_)) => savepoint.commit().map_err(db_err)?,
+                    Err(_) => drop(savepoint), // rolls back this acceptance alone
+                }
+                results.push(Written::Accepted(result));
             }
-            Ok(Acceptance::Replayed(_)) => savepoint.commit().map_err(db_err)?,
-            Err(_) => drop(savepoint), // rolls back this acceptance alone
+            Queued::Attempt { row, .. } => {
+                let result = record_attempt_row(&savepoint, row);
+                match result {
+                    Ok(_) => savepoint.commit().map_err(db_err)?,
+                    Err(_) => drop(savepoint),
+                }
+                results.push(Written::Attempted(result));
+            }
         }
-        results.push(result);
     }
     for (event, received_at) in latest {
         tx.execute(
@@ -261,15 +323,28 @@ mod tests {
         let plain = new_trigger(&store, &name, br#"{"n":3}"#).await;
         let receipts: Vec<String> =
             [&first, &again, &other, &plain].iter().map(|t| serde_json::to_string(&t.receipt()).unwrap()).collect();
+        let accept = |trigger: &Trigger, key: Option<&IdempotencyKey>, receipt: &str| Queued::Accept {
+            trigger: trigger.clone(),
+            key: key.cloned(),
+            receipt: receipt.to_owned(),
+            answer: tokio::sync::oneshot::channel().0,
+        };
         let group = [
-            (&first, Some(&key), receipts[0].as_str()),
-            (&again, Some(&key), receipts[1].as_str()),
-            (&other, Some(&key), receipts[2].as_str()),
-            (&plain, None, receipts[3].as_str()),
+            accept(&first, Some(&key), &receipts[0]),
+            accept(&again, Some(&key), &receipts[1]),
+            accept(&other, Some(&key), &receipts[2]),
+            accept(&plain, None, &receipts[3]),
         ];
 
         // WHEN they are committed together
-        let results = commit_group(&mut lock(&store.conn), &group).unwrap();
+        let results: Vec<_> = commit_group(&mut lock(&store.conn), &group)
+            .unwrap()
+            .into_iter()
+            .map(|written| match written {
+                Written::Accepted(result) => result,
+                Written::Attempted(_) => panic!("an acceptance answered as an attempt"),
+            })
+            .collect();
 
         // THEN the first is accepted, the second replays its receipt, the third alone is refused
         assert_eq!(results[0].as_ref().unwrap(), &Acceptance::Accepted);

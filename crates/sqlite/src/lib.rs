@@ -1142,51 +1142,75 @@ impl DeliveryOutbox for SqliteStore {
     }
 
     async fn record_attempt(&self, due: &DueDelivery, attempted: &Attempted) -> DbResult<Recorded> {
-        let event_id = due.delivery.event_id.to_string();
-        let subscription_id = due.delivery.subscription_id.to_string();
-        let claim = due.claim.as_str().to_owned();
         let after = &attempted.delivery;
-        let (status, attempts, last_error) = (after.status.as_str(), after.attempts, after.last_error.clone());
-        let (history, updated_at) = (history_json(&after.history)?, ts(after.updated_at));
-        let next_at = attempted.retry.map(|r| r.at.timestamp_millis());
-        self.run(move |conn| {
-            // Only the current claim of a pending delivery records: a slower attempt whose lease
-            // ran out finds the token changed (or the row settled, or redriven) and writes nothing.
-            let updated = conn
-                .execute(
-                    "UPDATE deliveries SET status = ?3, attempts = ?4, last_error = ?5, history = ?6, updated_at = ?7,
-                     next_attempt_at = coalesce(?8, next_attempt_at), leased_until = NULL, claim_token = NULL
-                     WHERE event_id = ?1 AND subscription_id = ?2 AND claim_token = ?9 AND status = 'pending'",
-                    params![
-                        event_id,
-                        subscription_id,
-                        status,
-                        attempts,
-                        last_error,
-                        history,
-                        updated_at,
-                        next_at,
-                        claim
-                    ],
-                )
-                .map_err(db_err)?;
-            if updated == 1 {
-                return Ok(Recorded::Recorded);
-            }
-            let exists = conn
-                .query_row(
-                    "SELECT 1 FROM deliveries WHERE event_id = ?1 AND subscription_id = ?2",
-                    params![event_id, subscription_id],
-                    |_| Ok(()),
-                )
-                .optional()
-                .map_err(db_err)?;
-            match exists {
-                Some(()) => Ok(Recorded::ClaimLost),
-                None => Err(Error::NotFound { what: "delivery", id: format!("{event_id}/{subscription_id}") }),
-            }
+        let row = AttemptRow {
+            event_id: due.delivery.event_id.to_string(),
+            subscription_id: due.delivery.subscription_id.to_string(),
+            claim: due.claim.as_str().to_owned(),
+            status: after.status.as_str(),
+            attempts: after.attempts,
+            last_error: after.last_error.clone(),
+            history: history_json(&after.history)?,
+            updated_at: ts(after.updated_at),
+            next_at: attempted.retry.map(|r| r.at.timestamp_millis()),
+        };
+        // Through the writer, so that the worker's attempts share commits (and fsyncs) with
+        // each other and with acceptances instead of taking one each.
+        self.group_commit.record(row).await
+    }
+}
+
+/// An attempt's outcome as the `deliveries` row takes it (`record_attempt`).
+pub(crate) struct AttemptRow {
+    event_id: String,
+    subscription_id: String,
+    claim: String,
+    status: &'static str,
+    attempts: u32,
+    last_error: Option<String>,
+    history: Option<String>,
+    updated_at: String,
+    next_at: Option<i64>,
+}
+
+/// Writes `row` if its claim is still the delivery's; `ClaimLost` (nothing written) otherwise.
+pub(crate) fn record_attempt_row(conn: &Connection, row: &AttemptRow) -> DbResult<Recorded> {
+    // Only the current claim of a pending delivery records: a slower attempt whose lease ran out
+    // finds the token changed (or the row settled, or redriven) and writes nothing.
+    let updated = conn
+        .prepare_cached(
+            "UPDATE deliveries SET status = ?3, attempts = ?4, last_error = ?5, history = ?6, updated_at = ?7,
+             next_attempt_at = coalesce(?8, next_attempt_at), leased_until = NULL, claim_token = NULL
+             WHERE event_id = ?1 AND subscription_id = ?2 AND claim_token = ?9 AND status = 'pending'",
+        )
+        .and_then(|mut update| {
+            update.execute(params![
+                row.event_id,
+                row.subscription_id,
+                row.status,
+                row.attempts,
+                row.last_error,
+                row.history,
+                row.updated_at,
+                row.next_at,
+                row.claim
+            ])
         })
-        .await
+        .map_err(db_err)?;
+    if updated == 1 {
+        return Ok(Recorded::Recorded);
+    }
+    let exists = conn
+        .query_row(
+            "SELECT 1 FROM deliveries WHERE event_id = ?1 AND subscription_id = ?2",
+            params![row.event_id, row.subscription_id],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(db_err)?;
+    match exists {
+        Some(()) => Ok(Recorded::ClaimLost),
+        None => Err(Error::NotFound { what: "delivery", id: format!("{}/{}", row.event_id, row.subscription_id) }),
     }
 }
 
