@@ -4,8 +4,9 @@
     cargo build --release -p gateway-local -p example-subscriber
     python3 bench/load.py [--duration 10] [--connections 16] [--skip-subscription]
 
-Builds nothing itself: build the release `event-gateway` and `example-subscriber` first. Needs `wrk` (Debian: `apt-get install wrk`) and, for the
-one-subscription phase, `cargo-lambda` (in .venv after `make run` or `make test`).
+Builds nothing itself: build the release `event-gateway` and `example-subscriber` first (the
+command above). Needs `wrk` (Debian: `apt-get install wrk`) and, for the one-subscription
+phase, `cargo-lambda` (in .venv after `make run` or `make test`).
 
 Phases, each against the same release gateway on a fresh data folder, with `wrk -t2 -cN`:
   1. GET /health.

@@ -14,6 +14,7 @@ use crate::{free_port, temp_dir, wait_until, workspace_root, Process};
 pub struct Moto {
     _process: Process,
     pub endpoint: String,
+    port: u16,
     /// Where moto's recorder appends the requests it serves once `record_requests` is called.
     recording: std::path::PathBuf,
 }
@@ -34,7 +35,7 @@ impl Moto {
         command.env("MOTO_RECORDER_FILEPATH", &recording);
         let process = Process::start(command, dir.join("moto.log"));
         wait_until("moto_server to answer", Duration::from_secs(60), || answers_http(port));
-        Self { _process: process, endpoint: format!("http://127.0.0.1:{port}"), recording }
+        Self { _process: process, endpoint: format!("http://127.0.0.1:{port}"), port, recording }
     }
 
     /// From now on moto records every request it serves (its recorder), forgetting earlier ones.
@@ -96,8 +97,7 @@ impl Moto {
     }
 
     fn recorder(&self, action: &str) {
-        let port = self.endpoint.rsplit(':').next().unwrap_or_default();
-        let mut stream = TcpStream::connect(format!("127.0.0.1:{port}")).expect("reach moto_server");
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("reach moto_server");
         let request = format!(
             "POST /moto-api/recorder/{action} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         );
