@@ -16,7 +16,9 @@ Phases, each against the same release gateway on a fresh data folder, with `wrk 
      `cargo lambda watch`, the worker delivering while triggers arrive; then the time until
      every delivery is settled gives the worker's delivery rate.
 The gateway logs how many triggers its commits held when it stops (SIGTERM); that gives
-triggers per commit. The script prints one line per figure, and fails if wrk saw a response
+triggers per commit. On Linux it also prints the gateway's CPU time (from /proc/<pid>/stat) and
+the bytes it had written to storage (/proc/<pid>/io, `write_bytes`) per request of each run: in
+the one-subscription phase those include the worker's deliveries made meanwhile. The script prints one line per figure, and fails if wrk saw a response
 other than 202 on a trigger or a socket error.
 """
 
@@ -202,8 +204,9 @@ def phase(args, work, lambda_port, subscribe):
             # function) is not part of the run.
             request("POST", f"{gateway.url}/events/load.orders/trigger", json.loads(order_payload()))
             wait(lambda: settled_count(data_dir / "gateway.db") == 1, "the warm-up delivery")
-        health = wrk(args, f"{gateway.url}/health")
-        trigger = wrk(args, gateway.url, lua_script(work, "/events/load.orders/trigger", order_payload()))
+        health = measured(gateway, lambda: wrk(args, f"{gateway.url}/health"))
+        trigger = measured(gateway, lambda: wrk(args, gateway.url,
+                                                lua_script(work, "/events/load.orders/trigger", order_payload())))
         result = {"health": health, "trigger": trigger}
         if subscribe:
             started, expected = time.monotonic(), trigger["total"] + 1
@@ -223,6 +226,27 @@ def phase(args, work, lambda_port, subscribe):
     return result
 
 
+def usage(pid):
+    """The process's CPU seconds (user, system) and bytes written to storage so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(fields[11]) / tick, int(fields[12]) / tick, int(io["write_bytes"])
+
+
+def measured(gateway, run):
+    """wrk's figures, and the gateway's CPU and storage writes per request during the run."""
+    if not Path("/proc/self/io").exists():
+        return run()
+    before = usage(gateway.process.pid)
+    result = run()
+    after = usage(gateway.process.pid)
+    n = max(result["total"], 1)
+    result["user_us"], result["system_us"] = ((a - b) * 1e6 / n for a, b in zip(after[:2], before[:2]))
+    result["written_bytes"] = (after[2] - before[2]) / n
+    return result
+
+
 def wait(ready, what, timeout=120):
     deadline = time.monotonic() + timeout
     while not ready():
@@ -237,6 +261,12 @@ def report(label, r):
           f"trigger {r['trigger']['rate']:,.0f}/s (p99 {r['trigger']['p99']}), ratio {ratio:.2f}; "
           + (f"{r['triggers']:,} triggers in {r['commits']:,} commits: "
              f"{r['triggers'] / max(r['commits'], 1):.1f} per commit" if r["commits"] else "no commit counts logged"))
+    for name in ("health", "trigger"):
+        m = r[name]
+        if "user_us" in m:
+            print(f"{label}: gateway per {name} request: {m['user_us'] + m['system_us']:.1f} us CPU "
+                  f"({m['user_us']:.1f} user, {m['system_us']:.1f} system), "
+                  f"{m['written_bytes']:,.0f} bytes written to storage")
     if "delivery_rate" in r:
         print(f"{label}: {r['trigger']['total']:,} deliveries, {r['delivered_during']:,} settled during the run, "
               f"all within {r['drain_seconds']:.1f} s after it: {r['delivery_rate']:,.0f} deliveries/s overall")

@@ -171,12 +171,27 @@ impl SchemaCache {
         definition: &EventDefinition,
         schema: &Arc<Value>,
     ) -> Result<Arc<ContentValidator>> {
+        let mut equal_elsewhere = None;
         if let Some(found) = read(&self.events).get(&definition.name) {
-            let same = (Arc::ptr_eq(&found.schema, schema) || found.schema == *schema)
-                && found.references == definition.schema_references;
-            if same {
-                return Ok(found.validator.clone());
+            if found.references == definition.schema_references {
+                if Arc::ptr_eq(&found.schema, schema) {
+                    return Ok(found.validator.clone());
+                }
+                if found.schema == *schema {
+                    equal_elsewhere = Some(found.validator.clone());
+                }
             }
+        }
+        if let Some(validator) = equal_elsewhere {
+            // The same schema read into another allocation (a store's cache of definitions that
+            // was filled after this entry): keep the one the store now hands out, so the next
+            // trigger compares pointers instead of walking the whole schema again.
+            if let Some(found) = write(&self.events).get_mut(&definition.name) {
+                if found.schema == *schema {
+                    found.schema = schema.clone();
+                }
+            }
+            return Ok(validator);
         }
         let known = load_recorded(lookup, &definition.schema_references).await?;
         let compiled =
@@ -393,6 +408,23 @@ mod tests {
         let again = cache.event_validator(&store, &d, d.schema.as_ref().unwrap()).await.unwrap();
         assert!(Arc::ptr_eq(&first, &again));
         assert_eq!(cache.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_equal_schema_read_again_reuses_the_validator_and_is_then_compared_by_pointer() {
+        // GIVEN a validator compiled from one read of a definition
+        let (cache, store) = (SchemaCache::new(), MemoryStore::new());
+        let first_read = definition(json!({"type": "string"}));
+        let first = cache.event_validator(&store, &first_read, first_read.schema.as_ref().unwrap()).await.unwrap();
+        // WHEN the same schema comes again in another allocation (another read)
+        let second_read = definition(json!({"type": "string"}));
+        let second = second_read.schema.as_ref().unwrap();
+        assert!(!Arc::ptr_eq(first_read.schema.as_ref().unwrap(), second));
+        let again = cache.event_validator(&store, &second_read, second).await.unwrap();
+        // THEN nothing is compiled again, and the entry now holds that allocation
+        assert!(Arc::ptr_eq(&first, &again));
+        let held = read(&cache.events).get(&second_read.name).map(|c| c.schema.clone()).unwrap();
+        assert!(Arc::ptr_eq(&held, second));
     }
 
     #[tokio::test]

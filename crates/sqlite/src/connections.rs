@@ -10,7 +10,9 @@
 //! while a commit is running wait for the next one, so the busier the gateway, the more each
 //! commit carries. The worker's records of its attempts go the same way (they were one
 //! transaction and one fsync each, and a worker delivering at full speed took the disk from
-//! the triggers): an attempt is recorded, and answered, with the commit that holds it.
+//! the triggers): an attempt is recorded, and answered, with the commit that holds it. So are
+//! the worker's claims of due deliveries, which otherwise held the writer's connection, and
+//! the triggers' commits behind it, for a transaction and fsync of their own.
 //!
 //! Readers do not queue behind the writer: in WAL mode a reader sees the last commit while a
 //! write is in progress, so reads take one of a few read-only connections of their own. (An
@@ -24,11 +26,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use gateway_core::ports::{Acceptance, Recorded};
+use gateway_core::ports::{Acceptance, DueDelivery, Recorded};
 use gateway_core::{Error, IdempotencyKey, Trigger};
 use rusqlite::{params, Connection, OpenFlags};
 
-use crate::{db_err, insert_trigger, record_attempt_row, replay, ts, AttemptRow, DbResult};
+use crate::{claim_rows, db_err, insert_trigger, record_attempt_row, replay, ts, AttemptRow, Claim, DbResult};
 
 /// Read-only connections beside the writer: enough for the HTTP handlers of a 2-core machine
 /// to read while one writes, few enough that each keeps its statement cache warm.
@@ -94,34 +96,57 @@ impl CommitCounts {
     }
 }
 
-/// One write waiting for the writer: a trigger's acceptance, or the outcome of a delivery
-/// attempt (the worker's), answered once the commit holding it is on disk.
+/// One write waiting for the writer: a trigger's acceptance, the outcome of a delivery attempt
+/// or a claim of due deliveries (the worker's), answered once the commit holding it is on disk.
+// (An acceptance is larger than an attempt; each is moved into the queue once and out again, so
+// boxing it would only add an allocation to every trigger.)
+#[allow(clippy::large_enum_variant)]
 enum Queued {
-    Accept {
-        trigger: Trigger,
-        key: Option<IdempotencyKey>,
-        receipt: String,
-        answer: tokio::sync::oneshot::Sender<DbResult<Acceptance>>,
-    },
-    Attempt {
-        row: AttemptRow,
-        answer: tokio::sync::oneshot::Sender<DbResult<Recorded>>,
-    },
+    Accept { trigger: Trigger, key: Option<IdempotencyKey>, receipt: String, answer: Answer<Acceptance> },
+    Attempt { row: AttemptRow, answer: Answer<Recorded> },
+    Claim { claim: Claim, answer: Answer<Vec<DueDelivery>> },
 }
 
-/// What one queued write did, answered after the commit.
-enum Written {
-    Accepted(DbResult<Acceptance>),
-    Attempted(DbResult<Recorded>),
+/// Where a queued write is answered, and what it did, kept beside the write itself so that each
+/// is answered in its own kind.
+struct Answer<T> {
+    to: tokio::sync::oneshot::Sender<DbResult<T>>,
+    /// What the write did in its group's transaction, until the commit says whether it stands.
+    result: Option<DbResult<T>>,
 }
 
-impl Written {
-    /// The answer to `queued` when its group's commit failed with `error`.
-    fn failed(queued: &Queued, error: &Error) -> Self {
-        let error = Error::unavailable(std::io::Error::other(error.to_string()));
-        match queued {
-            Queued::Accept { .. } => Self::Accepted(Err(error)),
-            Queued::Attempt { .. } => Self::Attempted(Err(error)),
+impl<T> Answer<T> {
+    fn new(to: tokio::sync::oneshot::Sender<DbResult<T>>) -> Self {
+        Self { to, result: None }
+    }
+
+    fn send(self) {
+        // The requester may have gone (its client hung up): what it asked for is written all
+        // the same.
+        let _ = self.to.send(self.result.unwrap_or_else(|| Err(writer_gone())));
+    }
+}
+
+impl Queued {
+    /// The group's commit failed with `error`: nothing of this write stands.
+    fn fail(&mut self, error: &Error) {
+        let error = || Error::unavailable(std::io::Error::other(error.to_string()));
+        match self {
+            Queued::Accept { answer, .. } => answer.result = Some(Err(error())),
+            Queued::Attempt { answer, .. } => answer.result = Some(Err(error())),
+            Queued::Claim { answer, .. } => answer.result = Some(Err(error())),
+        }
+    }
+
+    fn accepted(&self) -> bool {
+        matches!(self, Queued::Accept { answer: Answer { result: Some(Ok(Acceptance::Accepted)), .. }, .. })
+    }
+
+    fn send(self) {
+        match self {
+            Queued::Accept { answer, .. } => answer.send(),
+            Queued::Attempt { answer, .. } => answer.send(),
+            Queued::Claim { answer, .. } => answer.send(),
         }
     }
 }
@@ -158,7 +183,7 @@ impl GroupCommit {
         receipt: String,
     ) -> DbResult<Acceptance> {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let queued = Queued::Accept { trigger, key, receipt, answer };
+        let queued = Queued::Accept { trigger, key, receipt, answer: Answer::new(answer) };
         self.queue.send(queued).map_err(|_| writer_gone())?;
         // A writer that dies with this acceptance in hand drops `answer`: that is an error
         // answer, and its transaction was never committed.
@@ -168,7 +193,14 @@ impl GroupCommit {
     /// Queues an attempt's outcome and waits until the commit that holds it is on disk.
     pub(crate) async fn record(&self, row: AttemptRow) -> DbResult<Recorded> {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        self.queue.send(Queued::Attempt { row, answer }).map_err(|_| writer_gone())?;
+        self.queue.send(Queued::Attempt { row, answer: Answer::new(answer) }).map_err(|_| writer_gone())?;
+        answered.await.map_err(|_| writer_gone())?
+    }
+
+    /// Queues a claim of due deliveries and waits until the commit that holds it is on disk.
+    pub(crate) async fn claim(&self, claim: Claim) -> DbResult<Vec<DueDelivery>> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.queue.send(Queued::Claim { claim, answer: Answer::new(answer) }).map_err(|_| writer_gone())?;
         answered.await.map_err(|_| writer_gone())?
     }
 }
@@ -186,92 +218,78 @@ fn write_groups(conn: &Mutex<Connection>, queued: &Receiver<Queued>, counts: &Co
         // not stop the writer (every later write would wait on a queue nobody reads): its
         // writes are answered with an error and nothing of them was committed. The release
         // profile aborts on panic instead: a crash, which loses nothing that was answered.
-        let results = std::panic::catch_unwind(AssertUnwindSafe(|| commit_group(&mut lock(conn), &group)))
+        let committed = std::panic::catch_unwind(AssertUnwindSafe(|| commit_group(&mut lock(conn), &mut group)))
             .unwrap_or_else(|_| Err(writer_gone()));
-        let results = match results {
-            Ok(results) => {
-                let accepted =
-                    results.iter().filter(|r| matches!(r, Written::Accepted(Ok(Acceptance::Accepted)))).count();
+        match committed {
+            Ok(()) => {
+                let accepted = group.iter().filter(|q| q.accepted()).count();
                 counts.triggers.fetch_add(accepted as u64, Ordering::Relaxed);
                 // (commits that held acceptances: the figure is triggers per commit)
                 if group.iter().any(|q| matches!(q, Queued::Accept { .. })) {
                     counts.commits.fetch_add(1, Ordering::Relaxed);
                 }
-                results
             }
             Err(error) => {
                 tracing::warn!(%error, writes = group.len(), "a group of writes was not committed");
-                group.iter().map(|queued| Written::failed(queued, &error)).collect()
-            }
-        };
-        for (queued, result) in group.into_iter().zip(results) {
-            // The requester may have gone (its client hung up): what it asked for is written all
-            // the same.
-            // (Every write is answered in its own kind: `commit_group` and `Written::failed`
-            // answer each one as it was queued.)
-            match (queued, result) {
-                (Queued::Accept { answer, .. }, Written::Accepted(result)) => {
-                    let _ = answer.send(result);
-                }
-                (Queued::Attempt { answer, .. }, Written::Attempted(result)) => {
-                    let _ = answer.send(result);
-                }
-                (Queued::Accept { answer, .. }, Written::Attempted(_)) => {
-                    let _ = answer.send(Err(writer_gone()));
-                }
-                (Queued::Attempt { answer, .. }, Written::Accepted(_)) => {
-                    let _ = answer.send(Err(writer_gone()));
-                }
+                group.iter_mut().for_each(|queued| queued.fail(&error));
             }
         }
+        group.into_iter().for_each(Queued::send);
     }
 }
 
-/// Writes every queued write of the group in one transaction and commits it. Each gets its own
-/// answer: an acceptance refused (its idempotency key reused with another payload) is rolled
+/// Writes every queued write of the group in one transaction and commits it, leaving what each
+/// did in its own `Answer` (sent by the caller once the commit's fate is known): an acceptance refused (its idempotency key reused with another payload) is rolled
 /// back to its savepoint without touching the others, and a key used twice in one group
 /// replays the first's receipt, as across groups; an attempt whose claim was lost writes
-/// nothing. An error here is the commit's: none of the group was written.
-fn commit_group(conn: &mut Connection, group: &[Queued]) -> DbResult<Vec<Written>> {
-    let mut tx = conn.transaction().map_err(db_err)?;
-    let mut results = Vec::with_capacity(group.len());
+/// nothing; a claim leases what is due. An error here is the commit's: none of the group was
+/// written.
+fn commit_group(conn: &mut Connection, group: &mut [Queued]) -> DbResult<()> {
+    let tx = conn.transaction().map_err(db_err)?;
     // The newest `receivedAt` of each event in the group, written once per event.
     let mut latest: HashMap<&str, chrono::DateTime<chrono::Utc>> = HashMap::new();
-    for queued in group {
-        let savepoint = tx.savepoint().map_err(db_err)?;
+    for queued in group.iter_mut() {
         match queued {
-            Queued::Accept { trigger, key, receipt, .. } => {
-                let result = accept_one(&savepoint, trigger, key.as_ref(), receipt);
-                match result {
-                    Ok(Acceptance::Accepted) => {
-                        savepoint.commit().map_err(db_err)?;
-                        let newest = latest.entry(trigger.event.as_str()).or_insert(trigger.received_at);
-                        *newest = (*newest).max(trigger.received_at);
-                    }
-                    Ok(Acceptance::Replayed(_)) => savepoint.commit().map_err(db_err)?,
-                    Err(_) => drop(savepoint), // rolls back this acceptance alone
+            Queued::Accept { trigger, key, receipt, answer } => {
+                let result = in_savepoint(&tx, |conn| accept_one(conn, trigger, key.as_ref(), receipt))?;
+                if let Ok(Acceptance::Accepted) = result {
+                    let newest = latest.entry(trigger.event.as_str()).or_insert(trigger.received_at);
+                    *newest = (*newest).max(trigger.received_at);
                 }
-                results.push(Written::Accepted(result));
+                answer.result = Some(result);
             }
-            Queued::Attempt { row, .. } => {
-                let result = record_attempt_row(&savepoint, row);
-                match result {
-                    Ok(_) => savepoint.commit().map_err(db_err)?,
-                    Err(_) => drop(savepoint),
-                }
-                results.push(Written::Attempted(result));
+            Queued::Attempt { row, answer } => {
+                answer.result = Some(in_savepoint(&tx, |conn| record_attempt_row(conn, row))?);
+            }
+            Queued::Claim { claim, answer } => {
+                answer.result = Some(in_savepoint(&tx, |conn| claim_rows(conn, claim))?);
             }
         }
     }
     for (event, received_at) in latest {
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE events SET received_at = ?2 WHERE name = ?1 AND (received_at IS NULL OR received_at < ?2)",
-            params![event, ts(received_at)],
         )
+        .and_then(|mut update| update.execute(params![event, ts(received_at)]))
         .map_err(db_err)?;
     }
-    tx.commit().map_err(db_err)?;
-    Ok(results)
+    tx.commit().map_err(db_err)
+}
+
+/// Runs one write of a group in a savepoint of the group's transaction: kept if it succeeds,
+/// rolled back alone if it fails (its error is the write's answer). The outer error is the
+/// savepoint's own, which fails the group. Cached statements: rusqlite's `Savepoint` parses
+/// its SQL again for every write, a measurable share of the writer's time under load.
+fn in_savepoint<T>(conn: &Connection, write: impl FnOnce(&Connection) -> DbResult<T>) -> DbResult<DbResult<T>> {
+    let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut statement| statement.execute([])).map_err(db_err);
+    run("SAVEPOINT one_write")?;
+    let result = write(conn);
+    if result.is_err() {
+        // (ROLLBACK TO undoes the write and leaves the savepoint open; RELEASE then closes it.)
+        run("ROLLBACK TO one_write")?;
+    }
+    run("RELEASE one_write")?;
+    Ok(result)
 }
 
 fn accept_one(
@@ -327,9 +345,9 @@ mod tests {
             trigger: trigger.clone(),
             key: key.cloned(),
             receipt: receipt.to_owned(),
-            answer: tokio::sync::oneshot::channel().0,
+            answer: Answer::new(tokio::sync::oneshot::channel().0),
         };
-        let group = [
+        let mut group = [
             accept(&first, Some(&key), &receipts[0]),
             accept(&again, Some(&key), &receipts[1]),
             accept(&other, Some(&key), &receipts[2]),
@@ -337,12 +355,12 @@ mod tests {
         ];
 
         // WHEN they are committed together
-        let results: Vec<_> = commit_group(&mut lock(&store.conn), &group)
-            .unwrap()
+        commit_group(&mut lock(&store.conn), &mut group).unwrap();
+        let results: Vec<_> = group
             .into_iter()
-            .map(|written| match written {
-                Written::Accepted(result) => result,
-                Written::Attempted(_) => panic!("an acceptance answered as an attempt"),
+            .map(|queued| match queued {
+                Queued::Accept { answer, .. } => answer.result.expect("every write of the group is answered"),
+                Queued::Attempt { .. } | Queued::Claim { .. } => unreachable!("the group holds acceptances only"),
             })
             .collect();
 

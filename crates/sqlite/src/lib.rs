@@ -1093,52 +1093,9 @@ impl DeliveryOutbox for SqliteStore {
     async fn claim_due(&self, now: DateTime<Utc>, limit: u32, lease: Duration) -> DbResult<Vec<DueDelivery>> {
         let now_ms = now.timestamp_millis();
         let until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-        self.run(move |conn| {
-            let tx = conn.transaction().map_err(db_err)?;
-            let due = {
-                let sql = format!(
-                    "SELECT {DELIVERY_COLUMNS}, t.data_type, t.payload, t.source, t.cloud_event FROM deliveries d JOIN triggers t ON t.event_id = d.event_id
-                     WHERE d.status = 'pending' AND d.next_attempt_at <= ?1 AND (d.leased_until IS NULL OR d.leased_until <= ?1)
-                     ORDER BY d.next_attempt_at LIMIT ?2"
-                );
-                let mut stmt = tx.prepare_cached(&sql).map_err(db_err)?;
-                let rows = stmt
-                    .query_map(params![now_ms, limit], |row| {
-                        let n = DELIVERY_COLUMN_COUNT;
-                        Ok((
-                            delivery_from_row(row)?,
-                            row.get::<_, String>(n)?,
-                            row.get::<_, Vec<u8>>(n + 1)?,
-                            row.get::<_, Option<String>>(n + 2)?,
-                            row.get::<_, Option<String>>(n + 3)?,
-                        ))
-                    })
-                    .map_err(db_err)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(db_err)?;
-                rows.into_iter()
-                    .map(|(columns, data_type, payload, source, cloud_event)| {
-                        let data_type = DataType::parse(&data_type).map_err(|_| Error::unavailable("stored trigger has an invalid data type"))?;
-                        let source = source.as_deref().map(from_json).transpose()?;
-                        let cloud_event = cloud_event.as_deref().map(from_json).transpose()?;
-                        let delivery = delivery_from_columns(columns)?;
-                        Ok(DueDelivery { delivery, data_type, payload, source, cloud_event, claim: ClaimToken::new() })
-                    })
-                    .collect::<DbResult<Vec<_>>>()?
-            };
-            let mut lease = tx
-                .prepare_cached("UPDATE deliveries SET leased_until = ?3, claim_token = ?4 WHERE event_id = ?1 AND subscription_id = ?2")
-                .map_err(db_err)?;
-            for d in &due {
-                lease
-                    .execute(params![d.delivery.event_id.to_string(), d.delivery.subscription_id.to_string(), until, d.claim.as_str()])
-                    .map_err(db_err)?;
-            }
-            drop(lease);
-            tx.commit().map_err(db_err)?;
-            Ok(due)
-        })
-        .await
+        // Through the writer too: a claim taking the writer's connection for a transaction and
+        // fsync of its own held the triggers' commits up while it ran.
+        self.group_commit.claim(Claim { now_ms, limit, until }).await
     }
 
     async fn record_attempt(&self, due: &DueDelivery, attempted: &Attempted) -> DbResult<Recorded> {
@@ -1158,6 +1115,67 @@ impl DeliveryOutbox for SqliteStore {
         // each other and with acceptances instead of taking one each.
         self.group_commit.record(row).await
     }
+}
+
+/// A claim of due deliveries for the worker (`claim_due`): from `now_ms`, at most `limit`,
+/// each leased until `until`.
+pub(crate) struct Claim {
+    now_ms: i64,
+    limit: u32,
+    until: i64,
+}
+
+/// Claims the due deliveries `claim` asks for: each gets a new claim token and the lease.
+pub(crate) fn claim_rows(conn: &Connection, claim: &Claim) -> DbResult<Vec<DueDelivery>> {
+    let Claim { now_ms, limit, until } = *claim;
+    let due = {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS}, t.data_type, t.payload, t.source, t.cloud_event FROM deliveries d JOIN triggers t ON t.event_id = d.event_id
+             WHERE d.status = 'pending' AND d.next_attempt_at <= ?1 AND (d.leased_until IS NULL OR d.leased_until <= ?1)
+             ORDER BY d.next_attempt_at LIMIT ?2"
+        );
+        let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+        let rows = stmt
+            .query_map(params![now_ms, limit], |row| {
+                let n = DELIVERY_COLUMN_COUNT;
+                Ok((
+                    delivery_from_row(row)?,
+                    row.get::<_, String>(n)?,
+                    row.get::<_, Vec<u8>>(n + 1)?,
+                    row.get::<_, Option<String>>(n + 2)?,
+                    row.get::<_, Option<String>>(n + 3)?,
+                ))
+            })
+            .map_err(db_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(columns, data_type, payload, source, cloud_event)| {
+                let data_type = DataType::parse(&data_type)
+                    .map_err(|_| Error::unavailable("stored trigger has an invalid data type"))?;
+                let source = source.as_deref().map(from_json).transpose()?;
+                let cloud_event = cloud_event.as_deref().map(from_json).transpose()?;
+                let delivery = delivery_from_columns(columns)?;
+                Ok(DueDelivery { delivery, data_type, payload, source, cloud_event, claim: ClaimToken::new() })
+            })
+            .collect::<DbResult<Vec<_>>>()?
+    };
+    let mut lease = conn
+        .prepare_cached(
+            "UPDATE deliveries SET leased_until = ?3, claim_token = ?4 WHERE event_id = ?1 AND subscription_id = ?2",
+        )
+        .map_err(db_err)?;
+    for d in &due {
+        lease
+            .execute(params![
+                d.delivery.event_id.to_string(),
+                d.delivery.subscription_id.to_string(),
+                until,
+                d.claim.as_str()
+            ])
+            .map_err(db_err)?;
+    }
+    Ok(due)
 }
 
 /// An attempt's outcome as the `deliveries` row takes it (`record_attempt`).
