@@ -1126,9 +1126,16 @@ pub(crate) struct Claim {
 }
 
 /// Claims the due deliveries `claim` asks for: each gets a new claim token and the lease.
+///
+/// A due row that cannot be read back (a damaged file, or a row a newer version wrote in a
+/// form this one does not know) would otherwise fail every claim, and nothing behind it would
+/// ever run: it is set aside as `failed`, with why, where the delivery log shows it and a
+/// redrive (by a version that can read it) brings it back, as a queue's dead-letter policy
+/// sets a poison message aside.
 pub(crate) fn claim_rows(conn: &Connection, claim: &Claim) -> DbResult<Vec<DueDelivery>> {
     let Claim { now_ms, limit, until } = *claim;
-    let due = {
+    let mut due = Vec::new();
+    {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS}, t.data_type, t.payload, t.source, t.cloud_event FROM deliveries d JOIN triggers t ON t.event_id = d.event_id
              WHERE d.status = 'pending' AND d.next_attempt_at <= ?1 AND (d.leased_until IS NULL OR d.leased_until <= ?1)
@@ -1138,28 +1145,49 @@ pub(crate) fn claim_rows(conn: &Connection, claim: &Claim) -> DbResult<Vec<DueDe
         let rows = stmt
             .query_map(params![now_ms, limit], |row| {
                 let n = DELIVERY_COLUMN_COUNT;
-                Ok((
-                    delivery_from_row(row)?,
-                    row.get::<_, String>(n)?,
-                    row.get::<_, Vec<u8>>(n + 1)?,
-                    row.get::<_, Option<String>>(n + 2)?,
-                    row.get::<_, Option<String>>(n + 3)?,
-                ))
+                // (the key columns are the primary key's, never NULL)
+                let key = (row.get::<_, String>(0)?, row.get::<_, String>(1)?);
+                let columns: rusqlite::Result<_> = (|| {
+                    Ok((
+                        delivery_from_row(row)?,
+                        row.get::<_, String>(n)?,
+                        row.get::<_, Vec<u8>>(n + 1)?,
+                        row.get::<_, Option<String>>(n + 2)?,
+                        row.get::<_, Option<String>>(n + 3)?,
+                    ))
+                })();
+                Ok((key, columns))
             })
             .map_err(db_err)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(db_err)?;
-        rows.into_iter()
-            .map(|(columns, data_type, payload, source, cloud_event)| {
+        let mut unreadable = Vec::new();
+        for (key, columns) in rows {
+            let read = columns.map_err(db_err).and_then(|(columns, data_type, payload, source, cloud_event)| {
                 let data_type = DataType::parse(&data_type)
                     .map_err(|_| Error::unavailable("stored trigger has an invalid data type"))?;
                 let source = source.as_deref().map(from_json).transpose()?;
                 let cloud_event = cloud_event.as_deref().map(from_json).transpose()?;
                 let delivery = delivery_from_columns(columns)?;
                 Ok(DueDelivery { delivery, data_type, payload, source, cloud_event, claim: ClaimToken::new() })
-            })
-            .collect::<DbResult<Vec<_>>>()?
-    };
+            });
+            match read {
+                Ok(d) => due.push(d),
+                Err(error) => unreadable.push((key, error)),
+            }
+        }
+        for ((event_id, subscription_id), error) in unreadable {
+            tracing::error!(%event_id, %subscription_id, %error, "a due delivery cannot be read; set aside as failed so that the rest run");
+            let why = format!("the gateway cannot read this delivery from its outbox: {error}");
+            let now = DateTime::<Utc>::from_timestamp_millis(now_ms).unwrap_or_else(Utc::now);
+            conn.prepare_cached(
+                "UPDATE deliveries SET status = 'failed', last_error = ?3, updated_at = ?4, leased_until = NULL, claim_token = NULL
+                 WHERE event_id = ?1 AND subscription_id = ?2 AND status = 'pending'",
+            )
+            .and_then(|mut fail| fail.execute(params![event_id, subscription_id, why, ts(now)]))
+            .map_err(db_err)?;
+        }
+    }
     let mut lease = conn
         .prepare_cached(
             "UPDATE deliveries SET leased_until = ?3, claim_token = ?4 WHERE event_id = ?1 AND subscription_id = ?2",
@@ -1403,6 +1431,40 @@ mod tests {
         assert_eq!(due.len(), 1, "the pending delivery still runs");
         assert_eq!(due[0].payload, half_done.payload);
         assert_eq!(store.forget_settled_triggers(now, retention, 10).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_due_delivery_that_cannot_be_read_is_set_aside_as_failed_and_the_others_still_run() {
+        // GIVEN two accepted triggers, the first one's delivery row damaged (its policy no JSON)
+        let store = SqliteStore::in_memory().unwrap();
+        let name = EventName::parse("order.created").unwrap();
+        store.create_event(&fixtures::definition("order.created")).await.unwrap();
+        store.create_subscription(&fixtures::subscription(&name, "fn-a", Default::default())).await.unwrap();
+        let now: DateTime<Utc> = "2026-03-01T12:00:00Z".parse().unwrap();
+        let damaged = trigger_at(&store, &name, now - chrono::Duration::seconds(2)).await;
+        let sound = trigger_at(&store, &name, now - chrono::Duration::seconds(1)).await;
+        connections::lock(&store.conn)
+            .execute("UPDATE deliveries SET policy = '{not json' WHERE event_id = ?1", [damaged.event_id.to_string()])
+            .unwrap();
+
+        // WHEN the worker claims what is due
+        let due = store.claim_due(now, 10, Duration::from_secs(30)).await.unwrap();
+
+        // THEN the sound delivery is claimed, though the damaged one is due before it
+        assert_eq!(due.iter().map(|d| d.delivery.event_id).collect::<Vec<_>>(), vec![sound.event_id]);
+        // AND the damaged one is failed, saying why, and no longer due
+        let (status, error): (String, String) = connections::lock(&store.conn)
+            .query_row(
+                "SELECT status, last_error FROM deliveries WHERE event_id = ?1",
+                [damaged.event_id.to_string()],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(status, "failed");
+        assert!(error.starts_with("the gateway cannot read this delivery from its outbox"), "{error}");
+        store.release_claims().await.unwrap();
+        let again = store.claim_due(now, 10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(again.len(), 1, "only the sound delivery is due again once its claim is released");
     }
 
     #[tokio::test]
