@@ -54,17 +54,13 @@ impl DynamoStore {
             .send()
             .await;
         match result {
+            Err(e) if !condition_failed(&e) => Err(unavailable("UpdateItem", e)),
             // Marked once written (or found later already), so a write that fails is tried again
             // by the next trigger.
-            Ok(_) => {
+            _ => {
                 marks().insert(trigger.event.clone(), trigger.received_at);
                 Ok(())
             }
-            Err(e) if condition_failed(&e) => {
-                marks().insert(trigger.event.clone(), trigger.received_at);
-                Ok(())
-            }
-            Err(e) => Err(unavailable("UpdateItem", e)),
         }
     }
 }

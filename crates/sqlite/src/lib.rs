@@ -1091,11 +1091,10 @@ impl DeliveryLog for SqliteStore {
 #[async_trait]
 impl DeliveryOutbox for SqliteStore {
     async fn claim_due(&self, now: DateTime<Utc>, limit: u32, lease: Duration) -> DbResult<Vec<DueDelivery>> {
-        let now_ms = now.timestamp_millis();
-        let until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        let until = now.timestamp_millis().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
         // Through the writer too: a claim taking the writer's connection for a transaction and
         // fsync of its own held the triggers' commits up while it ran.
-        self.group_commit.claim(Claim { now_ms, limit, until }).await
+        self.group_commit.claim(Claim { now, limit, until }).await
     }
 
     async fn record_attempt(&self, due: &DueDelivery, attempted: &Attempted) -> DbResult<Recorded> {
@@ -1117,10 +1116,10 @@ impl DeliveryOutbox for SqliteStore {
     }
 }
 
-/// A claim of due deliveries for the worker (`claim_due`): from `now_ms`, at most `limit`,
-/// each leased until `until`.
+/// A claim of due deliveries for the worker (`claim_due`): those due at `now`, at most `limit`,
+/// each leased until `until` (milliseconds, as `next_attempt_at`).
 pub(crate) struct Claim {
-    now_ms: i64,
+    now: DateTime<Utc>,
     limit: u32,
     until: i64,
 }
@@ -1133,9 +1132,9 @@ pub(crate) struct Claim {
 /// redrive (by a version that can read it) brings it back, as a queue's dead-letter policy
 /// sets a poison message aside.
 pub(crate) fn claim_rows(conn: &Connection, claim: &Claim) -> DbResult<Vec<DueDelivery>> {
-    let Claim { now_ms, limit, until } = *claim;
-    let mut due = Vec::new();
-    {
+    let Claim { now, limit, until } = *claim;
+    let now_ms = now.timestamp_millis();
+    let rows = {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS}, t.data_type, t.payload, t.source, t.cloud_event FROM deliveries d JOIN triggers t ON t.event_id = d.event_id
              WHERE d.status = 'pending' AND d.next_attempt_at <= ?1 AND (d.leased_until IS NULL OR d.leased_until <= ?1)
@@ -1161,31 +1160,30 @@ pub(crate) fn claim_rows(conn: &Connection, claim: &Claim) -> DbResult<Vec<DueDe
             .map_err(db_err)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(db_err)?;
-        let mut unreadable = Vec::new();
-        for (key, columns) in rows {
-            let read = columns.map_err(db_err).and_then(|(columns, data_type, payload, source, cloud_event)| {
-                let data_type = DataType::parse(&data_type)
-                    .map_err(|_| Error::unavailable("stored trigger has an invalid data type"))?;
-                let source = source.as_deref().map(from_json).transpose()?;
-                let cloud_event = cloud_event.as_deref().map(from_json).transpose()?;
-                let delivery = delivery_from_columns(columns)?;
-                Ok(DueDelivery { delivery, data_type, payload, source, cloud_event, claim: ClaimToken::new() })
-            });
-            match read {
-                Ok(d) => due.push(d),
-                Err(error) => unreadable.push((key, error)),
+        rows
+    };
+    let mut due = Vec::new();
+    for ((event_id, subscription_id), columns) in rows {
+        let read = columns.map_err(db_err).and_then(|(columns, data_type, payload, source, cloud_event)| {
+            let data_type = DataType::parse(&data_type)
+                .map_err(|_| Error::unavailable("stored trigger has an invalid data type"))?;
+            let source = source.as_deref().map(from_json).transpose()?;
+            let cloud_event = cloud_event.as_deref().map(from_json).transpose()?;
+            let delivery = delivery_from_columns(columns)?;
+            Ok(DueDelivery { delivery, data_type, payload, source, cloud_event, claim: ClaimToken::new() })
+        });
+        match read {
+            Ok(d) => due.push(d),
+            Err(error) => {
+                tracing::error!(%event_id, %subscription_id, %error, "a due delivery cannot be read; set aside as failed so that the rest run");
+                let why = format!("the gateway cannot read this delivery from its outbox: {error}");
+                conn.prepare_cached(
+                    "UPDATE deliveries SET status = 'failed', last_error = ?3, updated_at = ?4, leased_until = NULL, claim_token = NULL
+                     WHERE event_id = ?1 AND subscription_id = ?2 AND status = 'pending'",
+                )
+                .and_then(|mut fail| fail.execute(params![event_id, subscription_id, why, ts(now)]))
+                .map_err(db_err)?;
             }
-        }
-        for ((event_id, subscription_id), error) in unreadable {
-            tracing::error!(%event_id, %subscription_id, %error, "a due delivery cannot be read; set aside as failed so that the rest run");
-            let why = format!("the gateway cannot read this delivery from its outbox: {error}");
-            let now = DateTime::<Utc>::from_timestamp_millis(now_ms).unwrap_or_else(Utc::now);
-            conn.prepare_cached(
-                "UPDATE deliveries SET status = 'failed', last_error = ?3, updated_at = ?4, leased_until = NULL, claim_token = NULL
-                 WHERE event_id = ?1 AND subscription_id = ?2 AND status = 'pending'",
-            )
-            .and_then(|mut fail| fail.execute(params![event_id, subscription_id, why, ts(now)]))
-            .map_err(db_err)?;
         }
     }
     let mut lease = conn
